@@ -1,0 +1,136 @@
+//! Wiring: the store, the group-commit writer, the SMTP server and the HTTP server in one
+//! process, with a shared shutdown.
+
+use crate::config::Settings;
+use crate::ingest::MailIntake;
+use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
+use crate::store::{CommitWriter, Store, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS set-up: {0}")]
+    Tls(#[from] smtp::tls::TlsError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Application {
+    settings: Settings,
+    store: Store,
+    smtp: SmtpServer<MailIntake>,
+    http: TcpListener,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Opens the store, binds both listeners; nothing is served until [`Application::run`].
+    pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        let store = Store::open(&settings.database_path(), settings.store.read_connections).await?;
+        let (writer, writer_task) =
+            CommitWriter::spawn(store.writer_connection().await?, settings.store.batch_max);
+        let intake = Arc::new(MailIntake::new(
+            store.clone(),
+            writer,
+            &settings.inbound.domain,
+        ));
+        let s = &settings.smtp;
+        let tls = if s.tls.enabled {
+            Some(smtp::tls::acceptor(&s.tls.cert, &s.tls.key, &s.hostname)?)
+        } else {
+            None
+        };
+        let smtp_listener = TcpListener::bind(s.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                what: "smtp.listen",
+                addr: s.listen,
+                source,
+            })?;
+        let session = SessionConfig {
+            hostname: s.hostname.clone(),
+            max_message_size: s.max_message_size,
+            max_recipients: s.max_recipients,
+            max_line_length: s.max_line_length,
+            max_received_headers: s.max_received_headers,
+            max_errors: s.max_errors,
+            command_timeout: s.command_timeout,
+            data_timeout: s.data_timeout,
+        };
+        let smtp = SmtpServer::new(
+            smtp_listener,
+            session,
+            ConnectionLimits::new(s.max_connections, s.max_connections_per_ip),
+            tls,
+            intake,
+        );
+        let http = TcpListener::bind(settings.http.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                what: "http.listen",
+                addr: settings.http.listen,
+                source,
+            })?;
+        Ok(Self {
+            settings,
+            store,
+            smtp,
+            http,
+            writer: writer_task,
+        })
+    }
+
+    pub fn smtp_addr(&self) -> Result<SocketAddr, AppError> {
+        Ok(self.smtp.local_addr()?)
+    }
+
+    pub fn http_addr(&self) -> Result<SocketAddr, AppError> {
+        Ok(self.http.local_addr()?)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` fires, then drains: sessions in flight finish (within
+    /// `smtp.shutdown_grace`), new connections get 421, and the writer commits what it holds.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let smtp_addr = self.smtp_addr()?;
+        let http_addr = self.http_addr()?;
+        tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
+        let router = crate::http::router(self.store.clone());
+        let http_stop = shutdown.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(self.http, router)
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                .await
+        });
+        self.smtp
+            .run(shutdown.clone(), self.settings.smtp.shutdown_grace)
+            .await;
+        // The SMTP server (and with it the last handle to the writer) is gone: the writer
+        // finishes the batch it holds and stops.
+        if tokio::time::timeout(Duration::from_secs(30), self.writer)
+            .await
+            .is_err()
+        {
+            tracing::error!("storage writer did not stop in time");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+        self.store.close().await;
+        tracing::info!("postern stopped");
+        Ok(())
+    }
+}

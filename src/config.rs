@@ -1,0 +1,243 @@
+//! Settings: the embedded `config/default.toml`, then `--config FILE`, then
+//! `POSTERN__SECTION__KEY` environment variables, each layer overriding the one before.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub smtp: SmtpSettings,
+    pub http: HttpSettings,
+    pub inbound: InboundSettings,
+    pub store: StoreSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmtpSettings {
+    pub listen: SocketAddr,
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_line_length: usize,
+    pub max_received_headers: usize,
+    pub max_errors: usize,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSettings {
+    pub enabled: bool,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboundSettings {
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    pub batch_max: usize,
+    pub read_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: config::ConfigError,
+    },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the three layers. `file` is the `--config` argument, if any.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Same as [`Settings::load`] with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_CONFIG,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "configuration file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        let env_map: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("POSTERN__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("POSTERN")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let built = builder.build().map_err(|source| ConfigError::File {
+            path: file.map(Path::to_path_buf).unwrap_or_default(),
+            source,
+        })?;
+        let settings: Settings = built
+            .try_deserialize()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.smtp;
+        let check = |ok: bool, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(msg.to_string()))
+            }
+        };
+        check(
+            s.max_line_length >= 512,
+            "smtp.max_line_length must be at least 512 (RFC 5321)",
+        )?;
+        check(
+            s.max_message_size >= 1024,
+            "smtp.max_message_size is too small",
+        )?;
+        check(
+            s.max_recipients >= 1,
+            "smtp.max_recipients must be at least 1",
+        )?;
+        check(
+            s.max_connections >= 1 && s.max_connections_per_ip >= 1,
+            "smtp.max_connections and smtp.max_connections_per_ip must be at least 1",
+        )?;
+        check(
+            self.store.batch_max >= 1,
+            "store.batch_max must be at least 1",
+        )?;
+        check(
+            self.store.read_connections >= 1,
+            "store.read_connections must be at least 1",
+        )?;
+        check(
+            !self.inbound.domain.trim().is_empty() && !self.inbound.domain.contains('@'),
+            "inbound.domain must be a domain name such as in.example.com",
+        )?;
+        check(
+            s.tls.cert.as_os_str().is_empty() == s.tls.key.as_os_str().is_empty(),
+            "smtp.tls.cert and smtp.tls.key must be given together",
+        )?;
+        Ok(())
+    }
+
+    /// Where the database lives.
+    pub fn database_path(&self) -> PathBuf {
+        if self.store.path.as_os_str().is_empty() {
+            self.data_dir.join("postern.db")
+        } else {
+            self.store.path.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.smtp.listen.to_string(), "127.0.0.1:2525");
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.smtp.command_timeout, Duration::from_secs(300));
+        assert_eq!(s.database_path(), PathBuf::from("./data/postern.db"));
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "[smtp]\nmax_recipients = 7\nhostname = \"mx.file\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(
+            Some(&path),
+            env(&[
+                ("POSTERN__SMTP__HOSTNAME", "mx.env"),
+                ("POSTERN__SMTP__DATA_TIMEOUT", "10s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.smtp.max_recipients, 7);
+        assert_eq!(s.smtp.hostname, "mx.env");
+        assert_eq!(s.smtp.data_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        let err = Settings::load_with_env(None, env(&[("POSTERN__SMTP__MAX_LINE_LENGTH", "100")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("max_line_length"), "{err}");
+        let err =
+            Settings::load_with_env(Some(Path::new("/nonexistent.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

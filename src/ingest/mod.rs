@@ -1,0 +1,200 @@
+//! What happens to one inbound message: route it to its accounts, parse it, and commit
+//! it durably (or quarantine it) before the SMTP session answers 250.
+
+mod parse;
+
+pub use parse::{content_hash, parse_message, ParsedMessage, Unusable};
+
+use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
+use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
+use crate::store::{
+    CommitWriter, Intake, IntakeOutcome, NewMessage, NewQuarantine, Store, StoreError,
+};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Messages larger than this are parsed on the blocking pool, off the async workers.
+const INLINE_PARSE_LIMIT: usize = 512 * 1024;
+
+/// The [`Delivery`] behind the SMTP server.
+pub struct MailIntake {
+    store: Store,
+    writer: CommitWriter,
+    inbound_domain: String,
+}
+
+impl MailIntake {
+    pub fn new(store: Store, writer: CommitWriter, inbound_domain: &str) -> Self {
+        Self {
+            store,
+            writer,
+            inbound_domain: inbound_domain.to_ascii_lowercase(),
+        }
+    }
+
+    async fn routes(
+        &self,
+        envelope: &Envelope,
+    ) -> Result<Vec<(AccountId, SupportAddressId)>, StoreError> {
+        let mut routes = Vec::new();
+        for rcpt in &envelope.rcpt_to {
+            let Ok(addr) = EmailAddress::parse(rcpt) else {
+                continue;
+            };
+            if let Some((account, support)) = self.store.route_forwarding_address(&addr).await? {
+                // One copy per account, even when several of its addresses were recipients.
+                if !routes.iter().any(|(a, _)| *a == account) {
+                    routes.push((account, support));
+                }
+            }
+        }
+        Ok(routes)
+    }
+}
+
+fn storage_error(e: StoreError) -> DeliveryError {
+    match e {
+        StoreError::DiskFull(_) => DeliveryError {
+            code: 452,
+            enhanced: "4.3.1",
+            message: "Insufficient system storage, try again later".into(),
+        },
+        _ => DeliveryError::temporary("4.3.0", "Storage failure, try again later"),
+    }
+}
+
+/// Builds the rows for every account the message is for (or the quarantine entries).
+pub fn intake_items(
+    raw: Arc<Vec<u8>>,
+    envelope_json: &str,
+    envelope_sender: Option<&str>,
+    routes: &[(AccountId, SupportAddressId)],
+    received_at: i64,
+    source: &'static str,
+) -> Vec<Intake> {
+    let raw_sha256 = hex::encode(Sha256::digest(raw.as_slice()));
+    match parse_message(&raw, envelope_sender) {
+        Ok(parsed) => routes
+            .iter()
+            .map(|&(account, support)| {
+                let p = parsed.clone();
+                Intake::Message(Box::new(NewMessage {
+                    account_id: account,
+                    support_address_id: Some(support),
+                    message_id: p.message_id,
+                    dedup_key: p.dedup_key,
+                    in_reply_to: p.in_reply_to,
+                    references: p.references,
+                    from: p.from,
+                    to: p.to,
+                    cc: p.cc,
+                    reply_to: p.reply_to,
+                    subject: p.subject,
+                    sent_at: p.sent_at,
+                    received_at,
+                    text_body: p.text_body,
+                    html_body: p.html_body,
+                    raw: raw.clone(),
+                    raw_sha256: raw_sha256.clone(),
+                    envelope_json: envelope_json.to_string(),
+                    source,
+                    attachments: p.attachments,
+                }))
+            })
+            .collect(),
+        Err(unusable) => routes
+            .iter()
+            .map(|&(account, _)| {
+                Intake::Quarantine(NewQuarantine {
+                    account_id: Some(account),
+                    reason: unusable.reason.to_string(),
+                    detail: Some(unusable.detail.clone()),
+                    raw: raw.clone(),
+                    raw_sha256: raw_sha256.clone(),
+                    envelope_json: Some(envelope_json.to_string()),
+                    source,
+                    source_position: None,
+                    received_at,
+                })
+            })
+            .collect(),
+    }
+}
+
+impl Delivery for MailIntake {
+    async fn check_recipient(&self, recipient: &EmailAddress) -> RecipientVerdict {
+        if !recipient
+            .domain()
+            .eq_ignore_ascii_case(&self.inbound_domain)
+        {
+            return RecipientVerdict::RelayDenied;
+        }
+        match self.store.route_forwarding_address(recipient).await {
+            Ok(Some(_)) => RecipientVerdict::Accept,
+            Ok(None) => RecipientVerdict::UnknownUser,
+            Err(e) => RecipientVerdict::TemporaryFailure(e.to_string()),
+        }
+    }
+
+    async fn deliver(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<Accepted, DeliveryError> {
+        let routes = self.routes(&envelope).await.map_err(storage_error)?;
+        let received_at = envelope.received_at.timestamp_millis();
+        let envelope_json = serde_json::to_string(&envelope).unwrap_or_default();
+        let raw = Arc::new(message);
+        let items = if routes.is_empty() {
+            // Every recipient vanished between RCPT and end of data (account deleted):
+            // keep the message anyway, it was accepted at RCPT time.
+            vec![Intake::Quarantine(NewQuarantine {
+                account_id: None,
+                reason: "no_route".into(),
+                detail: Some(format!("no account for {}", envelope.rcpt_to.join(", "))),
+                raw_sha256: hex::encode(Sha256::digest(raw.as_slice())),
+                raw,
+                envelope_json: Some(envelope_json),
+                source: "smtp",
+                source_position: None,
+                received_at,
+            })]
+        } else if raw.len() > INLINE_PARSE_LIMIT {
+            let sender = envelope.mail_from.clone();
+            tokio::task::spawn_blocking(move || {
+                intake_items(
+                    raw,
+                    &envelope_json,
+                    sender.as_deref(),
+                    &routes,
+                    received_at,
+                    "smtp",
+                )
+            })
+            .await
+            .map_err(|_| {
+                DeliveryError::temporary("4.3.0", "Internal error while parsing, try again later")
+            })?
+        } else {
+            intake_items(
+                raw,
+                &envelope_json,
+                envelope.mail_from.as_deref(),
+                &routes,
+                received_at,
+                "smtp",
+            )
+        };
+        let outcomes = self.writer.submit(items).await.map_err(storage_error)?;
+        let queue_id = outcomes
+            .iter()
+            .map(|o| match o {
+                IntakeOutcome::Stored { message, .. } => format!("m{message}"),
+                IntakeOutcome::Duplicate { message, .. } => format!("m{message}-duplicate"),
+                IntakeOutcome::Quarantined { id } => format!("q{id}"),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Accepted { queue_id })
+    }
+}

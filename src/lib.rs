@@ -1,0 +1,13 @@
+//! Postern: an email ingestion gateway for support teams.
+//!
+//! Parts (see DESIGN.md): `config`, `domain`, `store`, `smtp`, `ingest`, `http`, and
+//! `app` which wires them. `smtp` knows nothing of storage; `domain` imports nothing of ours.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod smtp;
+pub mod store;
+pub mod telemetry;

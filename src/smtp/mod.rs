@@ -1,0 +1,13 @@
+//! The SMTP server. It knows nothing of storage: accepted mail goes to a [`Delivery`].
+
+pub mod command;
+pub mod data;
+pub mod delivery;
+pub mod reply;
+pub mod server;
+pub mod session;
+pub mod tls;
+
+pub use delivery::{Accepted, Delivery, DeliveryError, RecipientVerdict};
+pub use server::{ConnectionLimits, SmtpServer};
+pub use session::{Session, SessionConfig, SessionEnd};

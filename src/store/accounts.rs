@@ -1,0 +1,153 @@
+//! Accounts and their support addresses.
+
+use super::{now_ms, Store, StoreError};
+use crate::domain::{AccountId, EmailAddress, ForwardingAddress, SupportAddressId};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SupportAddressView {
+    pub id: i64,
+    pub address: String,
+    pub forwarding_address: String,
+    pub from_address: Option<String>,
+    pub status: String,
+    pub confirmation_code: Option<String>,
+    pub confirmation_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    pub id: i64,
+    pub name: String,
+    pub from_address: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub support_addresses: Vec<SupportAddressView>,
+}
+
+type SupportRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+fn ms_to_time(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl Store {
+    /// Creates an account with a forwarding address for each support address.
+    pub async fn create_account(
+        &self,
+        name: &str,
+        support_addresses: &[EmailAddress],
+        from: Option<&EmailAddress>,
+        inbound_domain: &str,
+    ) -> Result<AccountView, StoreError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(StoreError::Invalid("the account name is empty".into()));
+        }
+        let first = support_addresses.first().ok_or_else(|| {
+            StoreError::Invalid("an account needs at least one support address".into())
+        })?;
+        let from = from.unwrap_or(first).to_string();
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (name, from_address, created_at) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(&from)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for addr in support_addresses {
+            let fwd = ForwardingAddress::generate(addr.local(), inbound_domain);
+            let inserted = sqlx::query(
+                "INSERT INTO support_addresses (account_id, address, forwarding_address, created_at)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(addr.normalized())
+            .bind(&fwd.address)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            if let Err(sqlx::Error::Database(db)) = &inserted {
+                if db.is_unique_violation() {
+                    return Err(StoreError::Invalid(format!(
+                        "support address {addr} is given twice"
+                    )));
+                }
+            }
+            inserted?;
+        }
+        tx.commit().await?;
+        self.account(AccountId(id)).await
+    }
+
+    pub async fn account(&self, id: AccountId) -> Result<AccountView, StoreError> {
+        let row: Option<(i64, String, String, i64)> =
+            sqlx::query_as("SELECT id, name, from_address, created_at FROM accounts WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(self.pool())
+                .await?;
+        let (id, name, from_address, created) =
+            row.ok_or_else(|| StoreError::NotFound(format!("no account with id {id}")))?;
+        let rows: Vec<SupportRow> = sqlx::query_as(
+            "SELECT id, address, forwarding_address, from_address, status, confirmation_code,
+                    confirmation_url
+             FROM support_addresses WHERE account_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(AccountView {
+            id,
+            name,
+            from_address,
+            created_at: ms_to_time(created),
+            support_addresses: rows
+                .into_iter()
+                .map(|r| SupportAddressView {
+                    id: r.0,
+                    address: r.1,
+                    forwarding_address: r.2,
+                    from_address: r.3,
+                    status: r.4,
+                    confirmation_code: r.5,
+                    confirmation_url: r.6,
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<AccountView>, StoreError> {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.account(AccountId(id)).await?);
+        }
+        Ok(out)
+    }
+
+    /// The account and support address that a forwarding address belongs to.
+    pub async fn route_forwarding_address(
+        &self,
+        address: &EmailAddress,
+    ) -> Result<Option<(AccountId, SupportAddressId)>, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT account_id, id FROM support_addresses WHERE forwarding_address = ?",
+        )
+        .bind(address.normalized())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(a, s)| (AccountId(a), SupportAddressId(s))))
+    }
+}

@@ -1,0 +1,114 @@
+//! SQLite storage: the pool, migrations, repositories and the group-commit writer.
+
+mod accounts;
+mod intake;
+mod tickets;
+mod writer;
+
+pub use accounts::{AccountView, SupportAddressView};
+pub use intake::{Intake, IntakeOutcome, Mailbox, NewAttachment, NewMessage, NewQuarantine};
+pub use tickets::{AttachmentView, MessageView, QuarantineView, TicketDetail, TicketSummary};
+pub use writer::CommitWriter;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the disk is full: {0}")]
+    DiskFull(String),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the storage writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        const SQLITE_FULL: &str = "13";
+        const ENOSPC: i32 = 28;
+        let full = match &e {
+            sqlx::Error::Database(db) => db.code().as_deref() == Some(SQLITE_FULL),
+            sqlx::Error::Io(io) => io.raw_os_error() == Some(ENOSPC),
+            _ => false,
+        };
+        if full {
+            StoreError::DiskFull(e.to_string())
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time unit of every column.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    options: SqliteConnectOptions,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::DataDir {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: every commit is fsync'd before it returns. A 250 is a promise.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(read_connections.max(1))
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool, options })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// A dedicated connection for the group-commit writer.
+    pub async fn writer_connection(&self) -> Result<sqlx::SqliteConnection, StoreError> {
+        Ok(self.options.connect().await?)
+    }
+
+    /// Readiness: the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,281 @@
+//! Reading tickets, messages and quarantine, always within one account.
+
+use super::{Mailbox, Store, StoreError};
+use crate::domain::{AccountId, TicketId};
+use serde::Serialize;
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+fn ms(ms: i64) -> Time {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketSummary {
+    pub id: i64,
+    pub account_id: i64,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+    pub customer: Option<String>,
+    pub message_count: i64,
+    pub created_at: Time,
+    pub updated_at: Time,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentView {
+    pub id: i64,
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub size: i64,
+    pub content_id: Option<String>,
+    pub disposition: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: i64,
+    pub direction: String,
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub from_name: Option<String>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub subject: String,
+    pub date: Option<Time>,
+    pub received_at: Time,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub size: i64,
+    pub classification: String,
+    pub thread_reason: String,
+    pub auth_results: Option<serde_json::Value>,
+    pub envelope: Option<serde_json::Value>,
+    pub attachments: Vec<AttachmentView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketDetail {
+    #[serde(flatten)]
+    pub ticket: TicketSummary,
+    pub tags: Vec<String>,
+    pub messages: Vec<MessageView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineView {
+    pub id: i64,
+    pub account_id: Option<i64>,
+    pub reason: String,
+    pub detail: Option<String>,
+    pub size: i64,
+    pub source: String,
+    pub received_at: Time,
+}
+
+type TicketRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+);
+
+const TICKET_SELECT: &str = "
+    SELECT t.id, t.account_id, t.subject, t.status, t.priority, c.email,
+           (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id), t.created_at, t.updated_at
+    FROM tickets t LEFT JOIN customers c ON c.id = t.customer_id";
+
+fn summary(r: TicketRow) -> TicketSummary {
+    TicketSummary {
+        id: r.0,
+        account_id: r.1,
+        subject: r.2,
+        status: r.3,
+        priority: r.4,
+        customer: r.5,
+        message_count: r.6,
+        created_at: ms(r.7),
+        updated_at: ms(r.8),
+    }
+}
+
+fn json_list(s: &str) -> Vec<Mailbox> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn json_value(s: Option<String>) -> Option<serde_json::Value> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: i64,
+    direction: String,
+    message_id: Option<String>,
+    from_address: Option<String>,
+    from_name: Option<String>,
+    to_list: String,
+    cc_list: String,
+    subject: String,
+    sent_at: Option<i64>,
+    received_at: i64,
+    text_body: Option<String>,
+    html_body: Option<String>,
+    size: i64,
+    classification: String,
+    thread_reason: String,
+    auth_results: Option<String>,
+    envelope: Option<String>,
+}
+
+impl Store {
+    /// Tickets of one account, most recently updated first.
+    pub async fn tickets(
+        &self,
+        account: AccountId,
+        limit: Option<u32>,
+    ) -> Result<Vec<TicketSummary>, StoreError> {
+        self.account(account).await?;
+        let sql = format!(
+            "{TICKET_SELECT} WHERE t.account_id = ? ORDER BY t.updated_at DESC, t.id DESC LIMIT ?"
+        );
+        let rows: Vec<TicketRow> = sqlx::query_as(&sql)
+            .bind(account.0)
+            .bind(limit.map_or(-1, i64::from))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(summary).collect())
+    }
+
+    /// One ticket with its messages. With `account`, a ticket of another account is
+    /// reported as not found.
+    pub async fn ticket(
+        &self,
+        id: TicketId,
+        account: Option<AccountId>,
+    ) -> Result<TicketDetail, StoreError> {
+        let sql = format!("{TICKET_SELECT} WHERE t.id = ? AND (? IS NULL OR t.account_id = ?)");
+        let acct = account.map(|a| a.0);
+        let row: Option<TicketRow> = sqlx::query_as(&sql)
+            .bind(id.0)
+            .bind(acct)
+            .bind(acct)
+            .fetch_optional(self.pool())
+            .await?;
+        let ticket =
+            summary(row.ok_or_else(|| StoreError::NotFound(format!("no ticket with id {id}")))?);
+        let tags: Vec<String> =
+            sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
+                .bind(id.0)
+                .fetch_all(self.pool())
+                .await?;
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT id, direction, message_id, from_address, from_name, to_list, cc_list, subject,
+                    sent_at, received_at, text_body, html_body, size, classification,
+                    thread_reason, auth_results, envelope
+             FROM messages WHERE ticket_id = ? AND account_id = ? ORDER BY received_at, id",
+        )
+        .bind(id.0)
+        .bind(ticket.account_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for r in rows {
+            let attachments: Vec<(i64, Option<String>, String, i64, Option<String>, String)> =
+                sqlx::query_as(
+                    "SELECT id, filename, content_type, size, content_id, disposition
+                     FROM attachments WHERE message_id = ? ORDER BY id",
+                )
+                .bind(r.id)
+                .fetch_all(self.pool())
+                .await?;
+            messages.push(MessageView {
+                id: r.id,
+                direction: r.direction,
+                message_id: r.message_id,
+                from: r.from_address,
+                from_name: r.from_name,
+                to: json_list(&r.to_list),
+                cc: json_list(&r.cc_list),
+                subject: r.subject,
+                date: r.sent_at.map(ms),
+                received_at: ms(r.received_at),
+                text: r.text_body,
+                html: r.html_body,
+                size: r.size,
+                classification: r.classification,
+                thread_reason: r.thread_reason,
+                auth_results: json_value(r.auth_results),
+                envelope: json_value(r.envelope),
+                attachments: attachments
+                    .into_iter()
+                    .map(|a| AttachmentView {
+                        id: a.0,
+                        filename: a.1,
+                        content_type: a.2,
+                        size: a.3,
+                        content_id: a.4,
+                        disposition: a.5,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(TicketDetail {
+            ticket,
+            tags,
+            messages,
+        })
+    }
+
+    /// The raw bytes of a stored message, exactly as received.
+    pub async fn raw_message(
+        &self,
+        message: i64,
+        account: AccountId,
+    ) -> Result<Vec<u8>, StoreError> {
+        let data: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT b.data FROM messages m JOIN blobs b ON b.sha256 = m.raw_sha256
+             WHERE m.id = ? AND m.account_id = ?",
+        )
+        .bind(message)
+        .bind(account.0)
+        .fetch_optional(self.pool())
+        .await?;
+        data.ok_or_else(|| StoreError::NotFound(format!("no message with id {message}")))
+    }
+
+    /// Quarantined mail, newest first; `account` None lists everything (operator view).
+    pub async fn quarantine(
+        &self,
+        account: Option<AccountId>,
+    ) -> Result<Vec<QuarantineView>, StoreError> {
+        let acct = account.map(|a| a.0);
+        let rows: Vec<(i64, Option<i64>, String, Option<String>, i64, String, i64)> =
+            sqlx::query_as(
+                "SELECT id, account_id, reason, detail, size, source, received_at FROM quarantine
+                 WHERE (? IS NULL OR account_id = ?) ORDER BY id DESC",
+            )
+            .bind(acct)
+            .bind(acct)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| QuarantineView {
+                id: r.0,
+                account_id: r.1,
+                reason: r.2,
+                detail: r.3,
+                size: r.4,
+                source: r.5,
+                received_at: ms(r.6),
+            })
+            .collect())
+    }
+}
