@@ -23,7 +23,7 @@ pub struct TicketSummary {
     pub updated_at: Time,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AttachmentView {
     pub id: i64,
     pub filename: Option<String>,
@@ -114,6 +114,17 @@ fn json_value(s: Option<String>) -> Option<serde_json::Value> {
 }
 
 #[derive(sqlx::FromRow)]
+struct QuarantineRow {
+    id: i64,
+    account_id: Option<i64>,
+    reason: String,
+    detail: Option<String>,
+    size: i64,
+    source: String,
+    received_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
 struct MessageRow {
     id: i64,
     direction: String,
@@ -187,14 +198,13 @@ impl Store {
         .await?;
         let mut messages = Vec::with_capacity(rows.len());
         for r in rows {
-            let attachments: Vec<(i64, Option<String>, String, i64, Option<String>, String)> =
-                sqlx::query_as(
-                    "SELECT id, filename, content_type, size, content_id, disposition
+            let attachments: Vec<AttachmentView> = sqlx::query_as(
+                "SELECT id, filename, content_type, size, content_id, disposition
                      FROM attachments WHERE message_id = ? ORDER BY id",
-                )
-                .bind(r.id)
-                .fetch_all(self.pool())
-                .await?;
+            )
+            .bind(r.id)
+            .fetch_all(self.pool())
+            .await?;
             messages.push(MessageView {
                 id: r.id,
                 direction: r.direction,
@@ -213,17 +223,7 @@ impl Store {
                 thread_reason: r.thread_reason,
                 auth_results: json_value(r.auth_results),
                 envelope: json_value(r.envelope),
-                attachments: attachments
-                    .into_iter()
-                    .map(|a| AttachmentView {
-                        id: a.0,
-                        filename: a.1,
-                        content_type: a.2,
-                        size: a.3,
-                        content_id: a.4,
-                        disposition: a.5,
-                    })
-                    .collect(),
+                attachments,
             });
         }
         Ok(TicketDetail {
@@ -256,25 +256,24 @@ impl Store {
         account: Option<AccountId>,
     ) -> Result<Vec<QuarantineView>, StoreError> {
         let acct = account.map(|a| a.0);
-        let rows: Vec<(i64, Option<i64>, String, Option<String>, i64, String, i64)> =
-            sqlx::query_as(
-                "SELECT id, account_id, reason, detail, size, source, received_at FROM quarantine
+        let rows: Vec<QuarantineRow> = sqlx::query_as(
+            "SELECT id, account_id, reason, detail, size, source, received_at FROM quarantine
                  WHERE (? IS NULL OR account_id = ?) ORDER BY id DESC",
-            )
-            .bind(acct)
-            .bind(acct)
-            .fetch_all(self.pool())
-            .await?;
+        )
+        .bind(acct)
+        .bind(acct)
+        .fetch_all(self.pool())
+        .await?;
         Ok(rows
             .into_iter()
             .map(|r| QuarantineView {
-                id: r.0,
-                account_id: r.1,
-                reason: r.2,
-                detail: r.3,
-                size: r.4,
-                source: r.5,
-                received_at: ms(r.6),
+                id: r.id,
+                account_id: r.account_id,
+                reason: r.reason,
+                detail: r.detail,
+                size: r.size,
+                source: r.source,
+                received_at: ms(r.received_at),
             })
             .collect())
     }

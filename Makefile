@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh Debian machine:
+#   make run    build and start `postern serve` with the embedded defaults
+#   make test   install the test peers (swaks, Postfix tools, Python) and run every check
+CARGO ?= cargo
+
+.PHONY: run test deps-run deps-test build lint bench clean
+
+run: deps-run
+	$(CARGO) build --release
+	./target/release/postern serve
+
+test: deps-test lint
+	$(CARGO) test --all-targets
+
+deps-run:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+
+build:
+	$(CARGO) build --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench: deps-test
+	bench/smtp.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Postern needs on Debian, and only what is
+# missing. Usage: scripts/install-deps.sh run|test
+set -euo pipefail
+mode="${1:-test}"
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+have cc || need_pkgs+=(build-essential)
+have pkg-config || need_pkgs+=(pkg-config)
+if [ "$mode" = test ]; then
+  have swaks || need_pkgs+=(swaks)
+  # smtp-source / smtp-sink (benchmarks) come with Postfix.
+  have smtp-source || need_pkgs+=(postfix)
+  have python3 || need_pkgs+=(python3)
+fi
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "installing: ${need_pkgs[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # Postfix is only needed for its tools: no mail system configuration, no daemon set-up.
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections 2>/dev/null || true
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install the Rust toolchain (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
