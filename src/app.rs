@@ -38,7 +38,12 @@ pub struct Application {
 impl Application {
     /// Opens the store, binds both listeners; nothing is served until [`Application::run`].
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
-        let store = Store::open(&settings.database_path(), settings.store.read_connections).await?;
+        let store = Store::open_with_cap(
+            &settings.database_path(),
+            settings.store.read_connections,
+            settings.store.max_size,
+        )
+        .await?;
         let (writer, writer_task) =
             CommitWriter::spawn(store.writer_connection().await?, settings.store.batch_max);
         let intake = Arc::new(MailIntake::new(

@@ -60,6 +60,7 @@ pub struct StoreSettings {
     pub path: PathBuf,
     pub batch_max: usize,
     pub read_connections: u32,
+    pub max_size: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -414,3 +414,52 @@ fn cli_errors_are_one_line_and_nonzero() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_storage_answers_452_and_keeps_what_it_acknowledged() {
+    // A 1 MiB cap on the database: it fills up after a few dozen 40 KB messages.
+    let app = spawn_app(&[("POSTERN__STORE__MAX_SIZE", "1048576")]).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let addr = app.smtp_addr;
+    let (acked, full_reply, noop) = tokio::task::spawn_blocking(move || {
+        let (mut c, _) = RawSmtp::connect(addr).unwrap();
+        c.cmd("EHLO c.test").unwrap();
+        let mut acked = Vec::new();
+        for n in 0..200 {
+            let subject = format!("fill-{n}");
+            let body = format!(
+                "From: a@customer.test\nSubject: {subject}\n\n{}\n",
+                "0123456789abcdef".repeat(2500)
+            );
+            let r = c.send_mail("a@customer.test", &fwd, &body).unwrap();
+            if r.code == 250 {
+                acked.push(subject);
+            } else {
+                let noop = c.cmd("NOOP").unwrap();
+                return (acked, Some(r), noop);
+            }
+        }
+        (acked, None, c.cmd("NOOP").unwrap())
+    })
+    .await
+    .unwrap();
+    let full = full_reply.expect("the database never filled up");
+    assert_eq!(full.code, 452, "{}", full.text);
+    assert!(full.text.contains("4.3.1"), "{}", full.text);
+    assert_eq!(noop.code, 250, "the session stays usable");
+    assert!(!acked.is_empty());
+    let tickets = app
+        .store
+        .tickets(postern::domain::AccountId(account), None)
+        .await
+        .unwrap();
+    let mut stored: Vec<String> = tickets.into_iter().map(|t| t.subject).collect();
+    stored.sort();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(
+        stored, expected,
+        "exactly the acknowledged messages are stored"
+    );
+    app.stop().await;
+}

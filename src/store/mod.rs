@@ -70,6 +70,16 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
+        Self::open_with_cap(path, read_connections, 0).await
+    }
+
+    /// Like [`Store::open`], with the database capped at `max_size` bytes (0: no cap).
+    /// Writes beyond the cap fail as "disk full".
+    pub async fn open_with_cap(
+        path: &Path,
+        read_connections: u32,
+        max_size: u64,
+    ) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::DataDir {
                 path: parent.display().to_string(),
@@ -85,6 +95,12 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .log_statements(tracing::log::LevelFilter::Trace);
+        let options = if max_size > 0 {
+            // SQLite's default page size is 4096 bytes.
+            options.pragma("max_page_count", (max_size / 4096).max(1).to_string())
+        } else {
+            options
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
             .connect_with(options.clone())

@@ -64,12 +64,10 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, batch_max:
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
-                let full = matches!(e, StoreError::DiskFull(_));
                 for job in batch.drain(..) {
-                    let err = if full {
-                        StoreError::DiskFull(e.to_string())
-                    } else {
-                        StoreError::Invalid(format!("commit failed: {e}"))
+                    let err = match &e {
+                        StoreError::DiskFull(msg) => StoreError::DiskFull(msg.clone()),
+                        other => StoreError::Invalid(format!("commit failed: {other}")),
                     };
                     let _ = job.reply.send(Err(err));
                 }
@@ -110,7 +108,11 @@ async fn commit_batch(
                 results.push(Ok(outcomes));
             }
             Some(e) => {
-                sp.rollback().await?;
+                // SQLite rolls the whole transaction back by itself on some errors (disk
+                // full, I/O): then the savepoint is gone and the batch fails as a whole.
+                if sp.rollback().await.is_err() {
+                    return Err(e);
+                }
                 results.push(Err(e));
             }
         }
