@@ -315,6 +315,15 @@ async fn unusable_mail_is_quarantined_not_lost() {
             .unwrap();
         // An empty message has no header at all.
         let r2 = c.send_mail("ana@customer.test", &fwd, "").unwrap();
+        // The sender retries the first one: still quarantined once.
+        let r3 = c
+            .send_mail("", &fwd, "Subject: who am I\n\nno sender anywhere\n")
+            .unwrap();
+        assert_eq!(r3.code, 250, "{}", r3.text);
+        assert_eq!(
+            r3.text.split("queued as").nth(1),
+            r1.text.split("queued as").nth(1)
+        );
         (r1, r2)
     })
     .await

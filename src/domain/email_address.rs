@@ -222,33 +222,33 @@ fn valid_hex_groups(s: &str) -> Option<usize> {
 }
 
 fn valid_ipv6_literal(s: &str) -> bool {
-    // A trailing dotted IPv4 counts as two groups.
-    let (hex_part, v4_groups) = match s.rfind(':') {
+    // A trailing dotted IPv4 stands for the last two groups: check it, then put two plain
+    // groups in its place, so that one grammar covers IPv6-full/comp and IPv6v4-full/comp.
+    let with_groups;
+    let hex = match s.rfind(':') {
         Some(i) if s[i + 1..].contains('.') => {
             if !valid_ipv4(&s[i + 1..]) {
                 return false;
             }
-            // Keep the colon before the IPv4 so "::1.2.3.4" stays compressed.
-            let head = &s[..i];
-            let head = if head.ends_with(':') { &s[..=i] } else { head };
-            (head, 2)
+            with_groups = format!("{}0:0", &s[..=i]);
+            with_groups.as_str()
         }
-        _ => (s, 0),
+        _ => s,
     };
-    match hex_part.find("::") {
+    match hex.find("::") {
         Some(pos) => {
-            let (left, right) = (&hex_part[..pos], &hex_part[pos + 2..]);
-            if right.contains("::") {
-                return false;
-            }
-            let right = right.strip_suffix(':').unwrap_or(right);
+            // Both sides must be clean group lists: this refuses a second "::", ":::" and a
+            // stray colon at either end ("1::2:"), which splitting on the first "::" alone
+            // would let through.
+            let (left, right) = (&hex[..pos], &hex[pos + 2..]);
             match (valid_hex_groups(left), valid_hex_groups(right)) {
-                // IPv6-comp: at most 6 groups besides the "::" (4 when an IPv4 ends it).
-                (Some(l), Some(r)) => l + r + v4_groups <= 6,
+                // IPv6-comp: at most 6 groups besides the "::", which stands for at least two
+                // zero groups (4 plus the IPv4 when one ends it, the IPv4 counting as 2).
+                (Some(l), Some(r)) => l + r <= 6,
                 _ => false,
             }
         }
-        None => valid_hex_groups(hex_part) == Some(8 - v4_groups),
+        None => valid_hex_groups(hex) == Some(8),
     }
 }
 
@@ -264,6 +264,25 @@ mod tests {
         assert!(EmailAddress::parse_envelope("a@[IPv6:::1]", false).is_ok());
         assert!(EmailAddress::parse_envelope("a@[IPv6::1]", false).is_err());
         assert!(EmailAddress::parse_envelope("a@[IPv6:1::1.2.3.4]", false).is_ok());
+        assert!(EmailAddress::parse_envelope("a@[IPv6:1:2:3:4:5:6:1.2.3.4]", false).is_ok());
+        assert!(EmailAddress::parse_envelope("a@[IPv6:::1.2.3.4]", false).is_ok());
+    }
+
+    #[test]
+    fn refuses_malformed_ipv6_literals() {
+        for bad in [
+            "a@[IPv6:::::]",
+            "a@[IPv6:1:::]",
+            "a@[IPv6:1::2:]",
+            "a@[IPv6:1::2::3]",
+            "a@[IPv6:1:2:3:4:::1.2.3.4]",
+            "a@[IPv6::1.2.3.4]",
+            "a@[IPv6:1:2:3:4:5:6::8]",
+            "a@[IPv6:1:2:3:4:5:6::1.2.3.4]",
+            "a@[IPv6:1:2:3:4:5:1.2.3.4]",
+        ] {
+            assert!(EmailAddress::parse_envelope(bad, false).is_err(), "{bad}");
+        }
     }
 
     #[test]

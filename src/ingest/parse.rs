@@ -110,6 +110,17 @@ pub fn parse_message(raw: &[u8], envelope_sender: Option<&str>) -> Result<Parsed
             reason: "unparseable",
             detail: "no message header could be found".into(),
         })?;
+    // The parser is lenient enough to read header fields out of any bytes at all, so a
+    // binary file (an Outlook .msg, a zip) sent as a message would become a ticket of junk.
+    // RFC 5322 allows no NUL anywhere and no mail program writes one in a header: that is
+    // the sign of something that is not an Internet message.
+    let header_end = (message.root_part().offset_body as usize).min(raw.len());
+    if raw[..header_end].contains(&0) {
+        return Err(Unusable {
+            reason: "unparseable",
+            detail: "NUL bytes in the header section: binary data, not an Internet message".into(),
+        });
+    }
     let from = mailboxes(message.from())
         .into_iter()
         .next()
@@ -170,9 +181,12 @@ pub fn parse_message(raw: &[u8], envelope_sender: Option<&str>) -> Result<Parsed
         subject: message.subject().unwrap_or("").trim().to_string(),
         sent_at: message.date().map(|d| d.to_timestamp() * 1000),
         text_body: message.body_text(0).map(|t| t.into_owned()),
+        // The parser lists a plain-text-only body as an HTML body too (converted on the
+        // fly): keep HTML only when the sender wrote some.
         html_body: message
-            .body_html(0)
-            .filter(|_| message.html_body_count() > 0)
+            .html_part(0)
+            .filter(|part| part.is_text_html())
+            .and_then(|_| message.body_html(0))
             .map(|t| t.into_owned()),
         attachments,
         message_id,
@@ -207,6 +221,18 @@ mod tests {
             "b@x.y"
         );
         assert_eq!(parse_message(raw, None).unwrap_err().reason, "no_sender");
+    }
+
+    #[test]
+    fn binary_data_is_unparseable() {
+        // The start of an OLE compound file (Outlook .msg), then bytes that look like fields.
+        let mut raw = vec![0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1, 0, 0, 0, 0];
+        raw.extend_from_slice(b"junk: x\r\n\r\nbody\r\n");
+        let err = parse_message(&raw, Some("a@b.c")).unwrap_err();
+        assert_eq!(err.reason, "unparseable");
+        // A NUL in the body is not the header's business.
+        let raw = b"From: a@b.c\r\nSubject: s\r\n\r\nbody\0with a NUL\r\n";
+        assert!(parse_message(raw, None).is_ok());
     }
 
     #[test]

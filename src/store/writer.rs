@@ -139,6 +139,18 @@ async fn store_quarantine(
     conn: &mut SqliteConnection,
     q: &NewQuarantine,
 ) -> Result<IntakeOutcome, StoreError> {
+    // A sender retrying the same bytes must not fill the quarantine twice.
+    if let Some(id) = sqlx::query_scalar::<_, i64>(
+        "SELECT id FROM quarantine WHERE account_id IS ? AND raw_sha256 = ? AND source = ?",
+    )
+    .bind(q.account_id.map(|a| a.0))
+    .bind(&q.raw_sha256)
+    .bind(q.source)
+    .fetch_optional(&mut *conn)
+    .await?
+    {
+        return Ok(IntakeOutcome::Quarantined { id });
+    }
     put_blob(conn, &q.raw_sha256, &q.raw).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source,
