@@ -1,7 +1,11 @@
 //! What happens to one inbound message: route it to its accounts, parse it, and commit
 //! it durably (or quarantine it) before the SMTP session answers 250.
 
+pub mod classify;
+pub mod forwarded;
 mod parse;
+pub mod reply_text;
+pub mod tnef;
 
 pub use parse::{content_hash, parse_message, ParsedMessage, Unusable};
 
