@@ -4,7 +4,7 @@
 use crate::config::Settings;
 use crate::ingest::MailIntake;
 use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
-use crate::store::{CommitWriter, Store, StoreError};
+use crate::store::{CommitWriter, Store, StoreError, ThreadingConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,8 +44,16 @@ impl Application {
             settings.store.max_size,
         )
         .await?;
-        let (writer, writer_task) =
-            CommitWriter::spawn(store.writer_connection().await?, settings.store.batch_max);
+        let threading = ThreadingConfig {
+            secret: store.reply_token_secret(&settings.threading.secret).await?,
+            inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
+            subject_window_ms: settings.threading.subject_window.as_millis() as i64,
+        };
+        let (writer, writer_task) = CommitWriter::spawn(
+            store.writer_connection().await?,
+            settings.store.batch_max,
+            threading,
+        );
         let intake = Arc::new(MailIntake::new(
             store.clone(),
             writer,

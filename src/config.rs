@@ -14,8 +14,16 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub http: HttpSettings,
     pub inbound: InboundSettings,
+    pub threading: ThreadingSettings,
     pub store: StoreSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ThreadingSettings {
+    #[serde(with = "humantime_serde")]
+    pub subject_window: Duration,
+    pub secret: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

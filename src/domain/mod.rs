@@ -2,9 +2,11 @@
 
 mod email_address;
 mod forwarding_address;
+mod threading;
 
 pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
+pub use threading::{mint_reply_token, normalize_subject, verify_reply_token};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

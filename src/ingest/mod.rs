@@ -12,7 +12,7 @@ pub use parse::{content_hash, parse_message, ParsedMessage, Unusable};
 use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
-    CommitWriter, Intake, IntakeOutcome, NewMessage, NewQuarantine, Store, StoreError,
+    CommitWriter, Intake, IntakeOutcome, MessageKind, NewMessage, NewQuarantine, Store, StoreError,
 };
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -103,6 +103,12 @@ pub fn intake_items(
                     envelope_json: envelope_json.to_string(),
                     source,
                     attachments: p.attachments,
+                    kind: MessageKind::Normal,
+                    forwarded_from: None,
+                    stripped_text: None,
+                    spoof_suspected: false,
+                    dmarc_pass_domain: None,
+                    auth_results: None,
                 }))
             })
             .collect(),

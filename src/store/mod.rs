@@ -2,12 +2,18 @@
 
 mod accounts;
 mod intake;
+mod threading;
 mod tickets;
 mod writer;
 
 pub use accounts::{AccountView, SupportAddressView};
-pub use intake::{Intake, IntakeOutcome, Mailbox, NewAttachment, NewMessage, NewQuarantine};
-pub use tickets::{AttachmentView, MessageView, QuarantineView, TicketDetail, TicketSummary};
+pub use intake::{
+    Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
+};
+pub use threading::ThreadingConfig;
+pub use tickets::{
+    AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
+};
 pub use writer::CommitWriter;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -122,6 +128,23 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The reply-token key: `configured` when set, else the one generated on first start.
+    pub async fn reply_token_secret(&self, configured: &str) -> Result<Vec<u8>, StoreError> {
+        if !configured.is_empty() {
+            return Ok(configured.as_bytes().to_vec());
+        }
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ('reply_token_key', ?) ON CONFLICT DO NOTHING")
+            .bind(&fresh)
+            .execute(&self.pool)
+            .await?;
+        let key: String =
+            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'reply_token_key'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(key.into_bytes())
     }
 
     pub async fn close(&self) {

@@ -19,6 +19,10 @@ pub struct TicketSummary {
     pub priority: String,
     pub customer: Option<String>,
     pub message_count: i64,
+    /// unverified_reply, spoof_suspected, ...
+    pub flags: Vec<String>,
+    /// Set when this ticket was merged into another one.
+    pub merged_into: Option<i64>,
     pub created_at: Time,
     pub updated_at: Time,
 }
@@ -46,10 +50,13 @@ pub struct MessageView {
     pub date: Option<Time>,
     pub received_at: Time,
     pub text: Option<String>,
+    /// The reply part of `text`, without quoted history and signature.
+    pub stripped_text: Option<String>,
     pub html: Option<String>,
     pub size: i64,
     pub classification: String,
     pub thread_reason: String,
+    pub flags: Vec<String>,
     pub auth_results: Option<serde_json::Value>,
     pub envelope: Option<serde_json::Value>,
     pub attachments: Vec<AttachmentView>,
@@ -61,6 +68,8 @@ pub struct TicketDetail {
     pub ticket: TicketSummary,
     pub tags: Vec<String>,
     pub messages: Vec<MessageView>,
+    /// Merges, bounces and other history, oldest first.
+    pub events: Vec<TicketEvent>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,35 +83,48 @@ pub struct QuarantineView {
     pub received_at: Time,
 }
 
-type TicketRow = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-);
+#[derive(sqlx::FromRow)]
+struct TicketRow {
+    id: i64,
+    account_id: i64,
+    subject: String,
+    status: String,
+    priority: String,
+    customer: Option<String>,
+    message_count: i64,
+    flags: String,
+    merged_into: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
 
 const TICKET_SELECT: &str = "
-    SELECT t.id, t.account_id, t.subject, t.status, t.priority, c.email,
-           (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id), t.created_at, t.updated_at
+    SELECT t.id, t.account_id, t.subject, t.status, t.priority, c.email AS customer,
+           (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id) AS message_count,
+           t.flags, t.merged_into, t.created_at, t.updated_at
     FROM tickets t LEFT JOIN customers c ON c.id = t.customer_id";
 
 fn summary(r: TicketRow) -> TicketSummary {
     TicketSummary {
-        id: r.0,
-        account_id: r.1,
-        subject: r.2,
-        status: r.3,
-        priority: r.4,
-        customer: r.5,
-        message_count: r.6,
-        created_at: ms(r.7),
-        updated_at: ms(r.8),
+        id: r.id,
+        account_id: r.account_id,
+        subject: r.subject,
+        status: r.status,
+        priority: r.priority,
+        customer: r.customer,
+        message_count: r.message_count,
+        flags: serde_json::from_str(&r.flags).unwrap_or_default(),
+        merged_into: r.merged_into,
+        created_at: ms(r.created_at),
+        updated_at: ms(r.updated_at),
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketEvent {
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub created_at: Time,
 }
 
 fn json_list(s: &str) -> Vec<Mailbox> {
@@ -138,9 +160,11 @@ struct MessageRow {
     received_at: i64,
     text_body: Option<String>,
     html_body: Option<String>,
+    stripped_text: Option<String>,
     size: i64,
     classification: String,
     thread_reason: String,
+    flags: String,
     auth_results: Option<String>,
     envelope: Option<String>,
 }
@@ -154,7 +178,8 @@ impl Store {
     ) -> Result<Vec<TicketSummary>, StoreError> {
         self.account(account).await?;
         let sql = format!(
-            "{TICKET_SELECT} WHERE t.account_id = ? ORDER BY t.updated_at DESC, t.id DESC LIMIT ?"
+            "{TICKET_SELECT} WHERE t.account_id = ? AND t.merged_into IS NULL
+             ORDER BY t.updated_at DESC, t.id DESC LIMIT ?"
         );
         let rows: Vec<TicketRow> = sqlx::query_as(&sql)
             .bind(account.0)
@@ -188,8 +213,8 @@ impl Store {
                 .await?;
         let rows: Vec<MessageRow> = sqlx::query_as(
             "SELECT id, direction, message_id, from_address, from_name, to_list, cc_list, subject,
-                    sent_at, received_at, text_body, html_body, size, classification,
-                    thread_reason, auth_results, envelope
+                    sent_at, received_at, text_body, html_body, stripped_text, size, classification,
+                    thread_reason, flags, auth_results, envelope
              FROM messages WHERE ticket_id = ? AND account_id = ? ORDER BY received_at, id",
         )
         .bind(id.0)
@@ -217,19 +242,35 @@ impl Store {
                 date: r.sent_at.map(ms),
                 received_at: ms(r.received_at),
                 text: r.text_body,
+                stripped_text: r.stripped_text,
                 html: r.html_body,
                 size: r.size,
                 classification: r.classification,
                 thread_reason: r.thread_reason,
+                flags: serde_json::from_str(&r.flags).unwrap_or_default(),
                 auth_results: json_value(r.auth_results),
                 envelope: json_value(r.envelope),
                 attachments,
             });
         }
+        let events: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kind, data, created_at FROM ticket_events WHERE ticket_id = ? ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(self.pool())
+        .await?;
         Ok(TicketDetail {
             ticket,
             tags,
             messages,
+            events: events
+                .into_iter()
+                .map(|(kind, data, at)| TicketEvent {
+                    kind,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                    created_at: ms(at),
+                })
+                .collect(),
         })
     }
 

@@ -2,10 +2,9 @@
 //! sessions in shared transactions. Each session waits for the commit (fsync'd, since the
 //! database runs with synchronous=FULL) that holds its message, then answers 250.
 
-use super::intake::{Intake, IntakeOutcome, NewMessage, NewQuarantine};
-use super::{now_ms, StoreError};
-use crate::domain::{MessageId, TicketId};
-use sha2::{Digest, Sha256};
+use super::intake::{Intake, IntakeOutcome, NewQuarantine};
+use super::threading::{put_blob, store_message, ThreadingConfig};
+use super::StoreError;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,9 +21,13 @@ pub struct CommitWriter {
 
 impl CommitWriter {
     /// Starts the writer on `conn`. It stops when every handle is dropped.
-    pub fn spawn(conn: SqliteConnection, batch_max: usize) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        conn: SqliteConnection,
+        batch_max: usize,
+        threading: ThreadingConfig,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
-        let handle = tokio::spawn(run(conn, rx, batch_max.max(1)));
+        let handle = tokio::spawn(run(conn, rx, batch_max.max(1), threading));
         (Self { jobs: tx }, handle)
     }
 
@@ -39,7 +42,12 @@ impl CommitWriter {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
+async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    batch_max: usize,
+    threading: ThreadingConfig,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -50,7 +58,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, batch_max:
             }
         }
         let started = std::time::Instant::now();
-        let results = commit_batch(&mut conn, &batch).await;
+        let results = commit_batch(&mut conn, &batch, &threading).await;
         tracing::debug!(
             jobs = batch.len(),
             micros = started.elapsed().as_micros() as u64,
@@ -82,6 +90,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, batch_max:
 async fn commit_batch(
     conn: &mut SqliteConnection,
     batch: &[Job],
+    threading: &ThreadingConfig,
 ) -> Result<Vec<Result<Vec<IntakeOutcome>, StoreError>>, StoreError> {
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
@@ -91,7 +100,7 @@ async fn commit_batch(
         let mut failed = None;
         for item in &job.items {
             let r = match item {
-                Intake::Message(m) => store_message(&mut sp, m).await,
+                Intake::Message(m) => store_message(&mut sp, threading, m).await,
                 Intake::Quarantine(q) => store_quarantine(&mut sp, q).await,
             };
             match r {
@@ -119,20 +128,6 @@ async fn commit_batch(
     }
     tx.commit().await?;
     Ok(results)
-}
-
-async fn put_blob(
-    conn: &mut SqliteConnection,
-    sha256: &str,
-    data: &[u8],
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO blobs (sha256, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-        .bind(sha256)
-        .bind(data.len() as i64)
-        .bind(data)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 async fn store_quarantine(
@@ -169,141 +164,4 @@ async fn store_quarantine(
     .fetch_one(conn)
     .await?;
     Ok(IntakeOutcome::Quarantined { id })
-}
-
-/// Subject as used for matching: lower case, single spaces. (The threading work refines it.)
-fn normalize_subject(subject: &str) -> String {
-    subject
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
-}
-
-async fn store_message(
-    conn: &mut SqliteConnection,
-    m: &NewMessage,
-) -> Result<IntakeOutcome, StoreError> {
-    let account = m.account_id.0;
-    if let Some((message, ticket)) = sqlx::query_as::<_, (i64, i64)>(
-        "SELECT id, ticket_id FROM messages WHERE account_id = ? AND dedup_key = ?",
-    )
-    .bind(account)
-    .bind(&m.dedup_key)
-    .fetch_optional(&mut *conn)
-    .await?
-    {
-        return Ok(IntakeOutcome::Duplicate {
-            message: MessageId(message),
-            ticket: TicketId(ticket),
-        });
-    }
-    put_blob(conn, &m.raw_sha256, &m.raw).await?;
-    let now = now_ms();
-    let customer: i64 = sqlx::query_scalar(
-        "INSERT INTO customers (account_id, email, name, created_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (account_id, email) DO UPDATE SET name = COALESCE(customers.name, excluded.name)
-         RETURNING id",
-    )
-    .bind(account)
-    .bind(&m.from.address)
-    .bind(&m.from.name)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await?;
-    let subject = if m.subject.trim().is_empty() {
-        "(no subject)".to_string()
-    } else {
-        m.subject.clone()
-    };
-    let ticket: i64 = sqlx::query_scalar(
-        "INSERT INTO tickets (account_id, subject, normalized_subject, status, customer_id,
-                              support_address_id, created_at, updated_at, last_customer_message_at)
-         VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(account)
-    .bind(&subject)
-    .bind(normalize_subject(&m.subject))
-    .bind(customer)
-    .bind(m.support_address_id.map(|s| s.0))
-    .bind(m.received_at)
-    .bind(m.received_at)
-    .bind(m.received_at)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, 'customer')
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(ticket)
-    .bind(&m.from.address)
-    .execute(&mut *conn)
-    .await?;
-    let to_json = serde_json::to_string(&m.to).unwrap_or_else(|_| "[]".into());
-    let cc_json = serde_json::to_string(&m.cc).unwrap_or_else(|_| "[]".into());
-    let refs_json = serde_json::to_string(&m.references).unwrap_or_else(|_| "[]".into());
-    let message: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key,
-                               in_reply_to, references_list, from_address, from_name, to_list,
-                               cc_list, reply_to, subject, sent_at, received_at, text_body,
-                               html_body, raw_sha256, size, envelope, support_address_id)
-         VALUES (?, ?, 'inbound', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         RETURNING id",
-    )
-    .bind(account)
-    .bind(ticket)
-    .bind(m.source)
-    .bind(&m.message_id)
-    .bind(&m.dedup_key)
-    .bind(&m.in_reply_to)
-    .bind(refs_json)
-    .bind(&m.from.address)
-    .bind(&m.from.name)
-    .bind(to_json)
-    .bind(cc_json)
-    .bind(&m.reply_to)
-    .bind(&m.subject)
-    .bind(m.sent_at)
-    .bind(m.received_at)
-    .bind(&m.text_body)
-    .bind(&m.html_body)
-    .bind(&m.raw_sha256)
-    .bind(m.raw.len() as i64)
-    .bind(&m.envelope_json)
-    .bind(m.support_address_id.map(|s| s.0))
-    .fetch_one(&mut *conn)
-    .await?;
-    for referenced in m.in_reply_to.iter().chain(m.references.iter()) {
-        sqlx::query(
-            "INSERT INTO message_references (account_id, referenced, message_id) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(account)
-        .bind(referenced)
-        .bind(message)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for a in &m.attachments {
-        let sha = hex::encode(Sha256::digest(&a.data));
-        put_blob(conn, &sha, &a.data).await?;
-        sqlx::query(
-            "INSERT INTO attachments (message_id, filename, content_type, size, content_id,
-                                      disposition, blob_sha256)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(message)
-        .bind(&a.filename)
-        .bind(&a.content_type)
-        .bind(a.data.len() as i64)
-        .bind(&a.content_id)
-        .bind(if a.inline { "inline" } else { "attachment" })
-        .bind(sha)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(IntakeOutcome::Stored {
-        message: MessageId(message),
-        ticket: TicketId(ticket),
-    })
 }
