@@ -126,6 +126,39 @@ pub fn normalize_subject(subject: &str) -> String {
         .to_lowercase()
 }
 
+/// Message-IDs in a raw References / In-Reply-To value, oldest first, without brackets.
+/// Tolerates folding, free text around `<id>` ("Ana's message of ... <id>") and, when there
+/// is no bracketed id at all, takes the whole trimmed value as one id, as Thunderbird does,
+/// so that clients writing bare ids still thread.
+pub fn parse_message_ids(raw: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = raw;
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('>') else { break };
+        let candidate = &after[..close];
+        // "<a <b@c>": the id is the innermost bracketed run.
+        let candidate = candidate.rsplit('<').next().unwrap_or(candidate);
+        let id: String = candidate.chars().filter(|c| !c.is_whitespace()).collect();
+        if !id.is_empty() && !ids.contains(&id) {
+            ids.push(id);
+        }
+        rest = &after[close + 1..];
+    }
+    if ids.is_empty() {
+        let whole = raw.trim();
+        // "<id@host" whose closing bracket was lost: the id is still recognisable.
+        let whole = match whole.strip_prefix('<') {
+            Some(inner) if !inner.contains(['<', '>']) => inner.trim(),
+            _ => whole,
+        };
+        if !whole.is_empty() {
+            ids.push(whole.to_string());
+        }
+    }
+    ids
+}
+
 type HmacSha256 = Hmac<Sha256>;
 /// Bytes of the MAC kept in the token: 96 bits, far beyond guessing over SMTP.
 const MAC_LEN: usize = 12;

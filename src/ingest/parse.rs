@@ -53,6 +53,19 @@ fn mailboxes(value: Option<&mail_parser::Address<'_>>) -> Vec<Mailbox> {
         .unwrap_or_default()
 }
 
+/// Threading headers read from their raw text, which is more tolerant of the free text and
+/// bare ids real clients write than a strict msg-id grammar; the parsed value is the fallback.
+fn thread_ids(
+    message: &mail_parser::Message<'_>,
+    name: &str,
+    parsed: &HeaderValue<'_>,
+) -> Vec<String> {
+    match message.header_raw(name) {
+        Some(raw) => crate::domain::parse_message_ids(raw),
+        None => id_list(parsed),
+    }
+}
+
 fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
     value
         .as_text_list()
@@ -170,8 +183,10 @@ pub fn parse_message(raw: &[u8], envelope_sender: Option<&str>) -> Result<Parsed
         })
         .collect();
     Ok(ParsedMessage {
-        in_reply_to: id_list(message.in_reply_to()).into_iter().next(),
-        references: id_list(message.references()),
+        in_reply_to: thread_ids(&message, "In-Reply-To", message.in_reply_to())
+            .into_iter()
+            .next(),
+        references: thread_ids(&message, "References", message.references()),
         to: mailboxes(message.to()),
         cc: mailboxes(message.cc()),
         reply_to: mailboxes(message.reply_to())
