@@ -6,7 +6,9 @@ mod threading;
 
 pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
-pub use threading::{mint_reply_token, normalize_subject, parse_message_ids, verify_reply_token};
+pub use threading::{
+    is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, verify_reply_token,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

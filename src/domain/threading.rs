@@ -77,6 +77,53 @@ fn strip_one_prefix(s: &str) -> Option<&str> {
     None
 }
 
+/// Forward prefixes among [`PREFIXES`]: a subject starting with one of them says "forwarded".
+const FORWARD_PREFIXES: &[&str] = &[
+    "fwd",
+    "fw",
+    "tr",
+    "wg",
+    "doorst",
+    "pd",
+    "enc",
+    "rv",
+    "i",
+    "ilt",
+    "vb",
+    "továbbítás",
+    "转发",
+    "轉寄",
+    "転送",
+    "전달",
+    "пересл",
+    "προώθ",
+];
+
+/// Does the subject say the message was forwarded (`Fwd:`, `TR:`, `WG:`, `转发:` ...), after
+/// any leading tags and reply prefixes?
+pub fn is_forward_subject(subject: &str) -> bool {
+    let mut s = subject.trim();
+    loop {
+        let lower = s.to_lowercase();
+        if let Some(rest) = strip_one_prefix(s) {
+            if FORWARD_PREFIXES.iter().any(|p| {
+                lower.starts_with(p) && strip_one_prefix(s).is_some() && {
+                    // The matched prefix is the forward word itself, not a longer reply word.
+                    let after = &lower[p.len()..];
+                    after.trim_start().starts_with([':', '：', '[', '('])
+                }
+            }) {
+                return true;
+            }
+            s = rest;
+        } else if let Some(rest) = strip_one_tag(s) {
+            s = rest;
+        } else {
+            return false;
+        }
+    }
+}
+
 /// Removes one leading bracketed tag: a mailing-list tag `[acme-users]` or a ticket tag
 /// `[#123]`, `[Ticket #123]`.
 fn strip_one_tag(s: &str) -> Option<&str> {
@@ -97,12 +144,8 @@ fn is_ticket_tag(inner: &str) -> bool {
 /// languages, list and ticket tags removed (repeatedly), whitespace collapsed, lower case.
 pub fn normalize_subject(subject: &str) -> String {
     let mut s = subject.trim();
-    loop {
-        if let Some(rest) = strip_one_prefix(s).or_else(|| strip_one_tag(s)) {
-            s = rest;
-        } else {
-            break;
-        }
+    while let Some(rest) = strip_one_prefix(s).or_else(|| strip_one_tag(s)) {
+        s = rest;
     }
     // Ticket tags elsewhere in the subject ("Order late [#123]").
     let mut out = String::with_capacity(s.len());
@@ -231,6 +274,11 @@ mod tests {
         ] {
             assert_eq!(normalize_subject(input), want, "{input}");
         }
+        assert!(is_forward_subject("Fwd: Order 1234"));
+        assert!(is_forward_subject("[acme] TR : Commande"));
+        assert!(is_forward_subject("Re: WG: Bestellung"));
+        assert!(!is_forward_subject("Re: Order 1234"));
+        assert!(!is_forward_subject("Forwarding question"));
         // Words that merely start like a prefix stay.
         assert_eq!(normalize_subject("Refund please"), "refund please");
         assert_eq!(normalize_subject("Ireland order"), "ireland order");

@@ -7,13 +7,14 @@ mod parse;
 pub mod reply_text;
 pub mod tnef;
 
-pub use parse::{content_hash, parse_message, ParsedMessage, Unusable};
+pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusable};
 
 use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
-    CommitWriter, Intake, IntakeOutcome, MessageKind, NewMessage, NewQuarantine, Store, StoreError,
+    CommitWriter, Intake, IntakeOutcome, NewMessage, NewQuarantine, Store, StoreError,
 };
+use classify::ClassifyContext;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -68,7 +69,9 @@ fn storage_error(e: StoreError) -> DeliveryError {
 }
 
 /// Builds the rows for every account the message is for (or the quarantine entries).
+#[allow(clippy::too_many_arguments)]
 pub fn intake_items(
+    inbound_domain: &str,
     raw: Arc<Vec<u8>>,
     envelope_json: &str,
     envelope_sender: Option<&str>,
@@ -77,7 +80,8 @@ pub fn intake_items(
     source: &'static str,
 ) -> Vec<Intake> {
     let raw_sha256 = hex::encode(Sha256::digest(raw.as_slice()));
-    match parse_message(&raw, envelope_sender) {
+    let context = ClassifyContext::new(inbound_domain);
+    match parse_inbound(&raw, envelope_sender, Some(&context)) {
         Ok(parsed) => routes
             .iter()
             .map(|&(account, support)| {
@@ -103,9 +107,9 @@ pub fn intake_items(
                     envelope_json: envelope_json.to_string(),
                     source,
                     attachments: p.attachments,
-                    kind: MessageKind::Normal,
-                    forwarded_from: None,
-                    stripped_text: None,
+                    kind: p.kind,
+                    forwarded_from: p.forwarded_from,
+                    stripped_text: p.stripped_text,
                     spoof_suspected: false,
                     dmarc_pass_domain: None,
                     auth_results: None,
@@ -171,8 +175,10 @@ impl Delivery for MailIntake {
             })]
         } else if raw.len() > INLINE_PARSE_LIMIT {
             let sender = envelope.mail_from.clone();
+            let domain = self.inbound_domain.clone();
             tokio::task::spawn_blocking(move || {
                 intake_items(
+                    &domain,
                     raw,
                     &envelope_json,
                     sender.as_deref(),
@@ -187,6 +193,7 @@ impl Delivery for MailIntake {
             })?
         } else {
             intake_items(
+                &self.inbound_domain,
                 raw,
                 &envelope_json,
                 envelope.mail_from.as_deref(),
