@@ -227,6 +227,9 @@ async fn run(cli: Cli) -> Result<()> {
                         m.id, m.direction, m.classification, m.thread_reason
                     );
                     println!("From: {}", m.from.clone().unwrap_or_default());
+                    if !m.flags.is_empty() {
+                        println!("Flags: {}", m.flags.join(", "));
+                    }
                     println!("Subject: {}", m.subject);
                     if let Some(d) = m.date {
                         println!("Date: {}", d.to_rfc2822());
