@@ -316,6 +316,16 @@ mod tests {
     }
 
     #[test]
+    fn html_only_mail_gets_a_text_version() {
+        let raw = b"From: a@b.c\r\nSubject: html\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Bonjour,</p><p>ma commande <b>1234</b> est en retard.</p><script>x()</script></body></html>\r\n";
+        let p = parse_message(raw, None).unwrap();
+        let text = p.text_body.unwrap();
+        assert!(text.contains("Bonjour") && text.contains("1234"), "{text}");
+        assert!(!text.contains("<p>"), "{text}");
+        assert!(p.html_body.unwrap().contains("<b>1234</b>"));
+    }
+
+    #[test]
     fn envelope_sender_stands_in_and_missing_sender_is_unusable() {
         let raw = b"Subject: no from\r\n\r\nbody\r\n";
         assert_eq!(
