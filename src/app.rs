@@ -1,6 +1,7 @@
 //! Wiring: the store, the group-commit writer, the SMTP server and the HTTP server in one
 //! process, with a shared shutdown.
 
+use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::ingest::MailIntake;
 use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
@@ -21,6 +22,8 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     #[error("TLS set-up: {0}")]
     Tls(#[from] smtp::tls::TlsError),
     #[error("I/O: {0}")]
@@ -54,10 +57,25 @@ impl Application {
             settings.store.batch_max,
             threading,
         );
+        let auth = if settings.auth.enabled {
+            Some(Arc::new(Authenticator::new(
+                &settings.dns.nameservers,
+                settings.dns.timeout,
+                settings.dns.cache_size,
+                &settings.smtp.hostname,
+            )?))
+        } else {
+            None
+        };
         let intake = Arc::new(MailIntake::new(
             store.clone(),
             writer,
             &settings.inbound.domain,
+            auth,
+            AuthPolicy {
+                trusted_arc_forwarders: settings.auth.trusted_arc_forwarders.clone(),
+                strict_dmarc: settings.auth.strict_dmarc,
+            },
         ));
         let s = &settings.smtp;
         let tls = if s.tls.enabled {

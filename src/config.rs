@@ -15,8 +15,25 @@ pub struct Settings {
     pub http: HttpSettings,
     pub inbound: InboundSettings,
     pub threading: ThreadingSettings,
+    pub dns: DnsSettings,
+    pub auth: AuthSettings,
     pub store: StoreSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnsSettings {
+    pub nameservers: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub cache_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub enabled: bool,
+    pub trusted_arc_forwarders: Vec<String>,
+    pub strict_dmarc: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +147,9 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("dns.nameservers")
+                .with_list_parse_key("auth.trusted_arc_forwarders")
                 .source(Some(env_map)),
         );
         let built = builder.build().map_err(|source| ConfigError::File {
@@ -232,12 +252,14 @@ mod tests {
             env(&[
                 ("POSTERN__SMTP__HOSTNAME", "mx.env"),
                 ("POSTERN__SMTP__DATA_TIMEOUT", "10s"),
+                ("POSTERN__DNS__NAMESERVERS", "127.0.0.1:5353,10.0.0.1"),
             ]),
         )
         .unwrap();
         assert_eq!(s.smtp.max_recipients, 7);
         assert_eq!(s.smtp.hostname, "mx.env");
         assert_eq!(s.smtp.data_timeout, Duration::from_secs(10));
+        assert_eq!(s.dns.nameservers, vec!["127.0.0.1:5353", "10.0.0.1"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `app` which wires them. `smtp` knows nothing of storage; `domain` imports nothing of ours.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;

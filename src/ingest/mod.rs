@@ -9,7 +9,9 @@ pub mod tnef;
 
 pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusable};
 
+use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome, SmtpFacts};
 use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
+use std::collections::HashMap;
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
     CommitWriter, Intake, IntakeOutcome, NewMessage, NewQuarantine, Store, StoreError,
@@ -26,15 +28,80 @@ pub struct MailIntake {
     store: Store,
     writer: CommitWriter,
     inbound_domain: String,
+    auth: Option<Arc<Authenticator>>,
+    default_policy: AuthPolicy,
+}
+
+/// The account's authentication policy: its own settings (`auth` key) over the defaults.
+pub fn account_policy(settings: &serde_json::Value, defaults: &AuthPolicy) -> AuthPolicy {
+    let auth = &settings["auth"];
+    AuthPolicy {
+        trusted_arc_forwarders: auth["trusted_arc_forwarders"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_else(|| defaults.trusted_arc_forwarders.clone()),
+        strict_dmarc: auth["strict_dmarc"].as_bool().unwrap_or(defaults.strict_dmarc),
+    }
 }
 
 impl MailIntake {
-    pub fn new(store: Store, writer: CommitWriter, inbound_domain: &str) -> Self {
+    pub fn new(
+        store: Store,
+        writer: CommitWriter,
+        inbound_domain: &str,
+        auth: Option<Arc<Authenticator>>,
+        default_policy: AuthPolicy,
+    ) -> Self {
         Self {
             store,
             writer,
             inbound_domain: inbound_domain.to_ascii_lowercase(),
+            auth,
+            default_policy,
         }
+    }
+
+    /// Verifies the message (once) and applies each receiving account's policy.
+    async fn authenticate(
+        &self,
+        raw: &[u8],
+        envelope: &Envelope,
+        routes: &[(AccountId, SupportAddressId)],
+    ) -> Result<HashMap<AccountId, (AuthVerdicts, PolicyOutcome)>, DeliveryError> {
+        let mut out = HashMap::new();
+        let Some(auth) = &self.auth else {
+            return Ok(out);
+        };
+        let facts = SmtpFacts {
+            ip: envelope.remote_ip,
+            helo: &envelope.helo,
+            mail_from: envelope.mail_from.as_deref(),
+        };
+        let verdicts = auth.verify(raw, &facts).await;
+        let envelope_domain = envelope
+            .mail_from
+            .as_deref()
+            .and_then(|m| m.rsplit_once('@'))
+            .map(|(_, d)| d);
+        for (account, _) in routes {
+            let settings = self
+                .store
+                .account_settings(*account)
+                .await
+                .map_err(storage_error)?;
+            let policy = account_policy(&settings, &self.default_policy);
+            let outcome = evaluate(&verdicts, &policy, envelope_domain);
+            out.insert(*account, (verdicts.clone(), outcome));
+        }
+        if let Some(reason) = out.values().map(|(_, o)| o.reject.clone()).collect::<Option<Vec<_>>>().and_then(|r| r.into_iter().next()) {
+            tracing::warn!(%reason, "refused by strict DMARC policy");
+            return Err(DeliveryError {
+                code: 550,
+                enhanced: "5.7.1",
+                message: format!("Message refused: {reason}"),
+            });
+        }
+        Ok(out)
     }
 
     async fn routes(
@@ -159,6 +226,7 @@ impl Delivery for MailIntake {
         let received_at = envelope.received_at.timestamp_millis();
         let envelope_json = serde_json::to_string(&envelope).unwrap_or_default();
         let raw = Arc::new(message);
+        let auth = self.authenticate(&raw, &envelope, &routes).await?;
         let items = if routes.is_empty() {
             // Every recipient vanished between RCPT and end of data (account deleted):
             // keep the message anyway, it was accepted at RCPT time.
@@ -202,6 +270,23 @@ impl Delivery for MailIntake {
                 "smtp",
             )
         };
+        let items = items
+            .into_iter()
+            .map(|item| match item {
+                Intake::Message(mut m) => {
+                    if let Some((verdicts, outcome)) = auth.get(&m.account_id) {
+                        m.spoof_suspected = outcome.spoof_suspected;
+                        m.dmarc_pass_domain = outcome.authenticated_domain.clone();
+                        m.auth_results = Some(serde_json::json!({
+                            "verdicts": verdicts,
+                            "policy": outcome,
+                        }));
+                    }
+                    Intake::Message(m)
+                }
+                other => other,
+            })
+            .collect();
         let outcomes = self.writer.submit(items).await.map_err(storage_error)?;
         let queue_id = outcomes
             .iter()

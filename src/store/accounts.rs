@@ -137,6 +137,35 @@ impl Store {
         Ok(out)
     }
 
+    /// The account's settings document (JSON object; keys are owned by the parts using them).
+    pub async fn account_settings(&self, id: AccountId) -> Result<serde_json::Value, StoreError> {
+        let raw: Option<String> = sqlx::query_scalar("SELECT settings FROM accounts WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(self.pool())
+            .await?;
+        let raw = raw.ok_or_else(|| StoreError::NotFound(format!("no account with id {id}")))?;
+        Ok(serde_json::from_str(&raw).unwrap_or_else(|_| serde_json::json!({})))
+    }
+
+    /// Replaces one top-level key of the account's settings.
+    pub async fn set_account_setting(
+        &self,
+        id: AccountId,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut settings = self.account_settings(id).await?;
+        if let Some(map) = settings.as_object_mut() {
+            map.insert(key.to_string(), value);
+        }
+        sqlx::query("UPDATE accounts SET settings = ? WHERE id = ?")
+            .bind(settings.to_string())
+            .bind(id.0)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// The account and support address that a forwarding address belongs to.
     pub async fn route_forwarding_address(
         &self,

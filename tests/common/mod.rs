@@ -2,6 +2,8 @@
 //! as a child process (`ServerProcess`), and a raw SMTP client that shows every reply.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use postern::app::Application;
 use postern::config::Settings;
 use postern::domain::EmailAddress;
@@ -23,6 +25,11 @@ pub fn test_env(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         ("POSTERN__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         ("POSTERN__INBOUND__DOMAIN".into(), INBOUND_DOMAIN.into()),
         ("POSTERN__SMTP__HOSTNAME".into(), "mx.postern.test".into()),
+        // Sender authentication needs DNS: tests about it start their own DNS server and
+        // turn it on; elsewhere no lookup may leave the machine.
+        ("POSTERN__AUTH__ENABLED".into(), "false".into()),
+        ("POSTERN__DNS__NAMESERVERS".into(), "127.0.0.1:9".into()),
+        ("POSTERN__DNS__TIMEOUT".into(), "1s".into()),
     ];
     for (k, v) in extra {
         env.retain(|(key, _)| key != k);

@@ -1,0 +1,415 @@
+//! Sender authentication: iprev, SPF (HELO and MAIL FROM), DKIM, ARC and DMARC, through
+//! mail-auth, with one shared resolver and bounded caches. Verification runs on the bytes
+//! exactly as received; nothing here rejects mail: the verdicts go to [`policy`].
+
+mod cache;
+pub mod policy;
+
+pub use cache::BoundedCache;
+pub use policy::{evaluate, AuthPolicy, PolicyOutcome};
+
+use mail_auth::hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+};
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, IprevResult,
+    MessageAuthenticator, Parameters, RecordSet, SpfResult, Txt, MX,
+};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("DNS resolver set-up failed: {0}")]
+    Resolver(String),
+    #[error("dns.nameservers: {0:?} is not an IP address (optionally with :port)")]
+    BadNameserver(String),
+}
+
+/// One check's outcome, as RFC 8601 names it, with what it was about and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// pass, fail, softfail, neutral, none, temperror, permerror, policy
+    pub result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Verdict {
+    fn new(result: &str) -> Self {
+        Self {
+            result: result.to_string(),
+            domain: None,
+            selector: None,
+            reason: None,
+        }
+    }
+    fn domain(mut self, d: &str) -> Self {
+        if !d.is_empty() {
+            self.domain = Some(d.to_ascii_lowercase());
+        }
+        self
+    }
+    fn reason(mut self, r: impl ToString) -> Self {
+        self.reason = Some(r.to_string());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArcVerdict {
+    pub result: String,
+    /// Sealing domains, oldest hop first (i=1, 2, ...).
+    pub sealers: Vec<String>,
+    /// What each hop's ARC-Authentication-Results said of DMARC (same order as `sealers`).
+    pub hop_dmarc: Vec<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmarcVerdict {
+    pub result: String,
+    /// The RFC 5322 From domain the policy is about.
+    pub from_domain: String,
+    /// none, quarantine, reject, or unspecified when no record was found.
+    pub policy: String,
+    pub spf_aligned: bool,
+    pub dkim_aligned: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Every verdict on one message, and the Authentication-Results header that sums them up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthVerdicts {
+    pub iprev: Verdict,
+    pub spf_helo: Verdict,
+    pub spf_mail_from: Verdict,
+    pub dkim: Vec<Verdict>,
+    pub arc: ArcVerdict,
+    pub dmarc: DmarcVerdict,
+    /// Value of the Authentication-Results header (without the field name).
+    pub header: String,
+}
+
+/// The connection facts verification needs.
+#[derive(Debug, Clone)]
+pub struct SmtpFacts<'a> {
+    pub ip: IpAddr,
+    pub helo: &'a str,
+    /// None for the null reverse-path.
+    pub mail_from: Option<&'a str>,
+}
+
+pub struct Authenticator {
+    resolver: MessageAuthenticator,
+    hostname: String,
+    txt: BoundedCache<Box<str>, Txt>,
+    mx: BoundedCache<Box<str>, RecordSet<MX>>,
+    ptr: BoundedCache<IpAddr, RecordSet<Box<str>>>,
+    ipv4: BoundedCache<Box<str>, RecordSet<Ipv4Addr>>,
+    ipv6: BoundedCache<Box<str>, RecordSet<Ipv6Addr>>,
+}
+
+fn spf_word(r: SpfResult) -> &'static str {
+    match r {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}
+
+fn dkim_verdict(r: &DkimResult) -> Verdict {
+    match r {
+        DkimResult::Pass => Verdict::new("pass"),
+        DkimResult::Neutral(e) => Verdict::new("neutral").reason(e),
+        DkimResult::Fail(e) => Verdict::new("fail").reason(e),
+        DkimResult::PermError(e) => Verdict::new("permerror").reason(e),
+        DkimResult::TempError(e) => Verdict::new("temperror").reason(e),
+        DkimResult::None => Verdict::new("none"),
+    }
+}
+
+fn dmarc_word(r: &DmarcResult) -> (&'static str, Option<String>) {
+    match r {
+        DmarcResult::Pass => ("pass", None),
+        DmarcResult::Fail(e) => ("fail", Some(e.to_string())),
+        DmarcResult::TempError(e) => ("temperror", Some(e.to_string())),
+        DmarcResult::PermError(e) => ("permerror", Some(e.to_string())),
+        DmarcResult::None => ("none", None),
+    }
+}
+
+/// The `dmarc=` result a hop wrote in its ARC-Authentication-Results, if any.
+fn dmarc_in_results(value: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(value).to_ascii_lowercase();
+    let at = text.find("dmarc=")?;
+    Some(
+        text[at + 6..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect(),
+    )
+}
+
+impl Authenticator {
+    /// A resolver on `nameservers` (IP or IP:port; the system configuration when empty),
+    /// each lookup bounded by `timeout`, caches of `cache_size` entries per record type.
+    pub fn new(
+        nameservers: &[String],
+        timeout: Duration,
+        cache_size: usize,
+        hostname: &str,
+    ) -> Result<Self, AuthError> {
+        let mut opts = ResolverOpts::default();
+        opts.timeout = timeout;
+        opts.attempts = 1;
+        // Our own caches hold the parsed records; the resolver's would only duplicate them.
+        opts.cache_size = 0;
+        let resolver = if nameservers.is_empty() {
+            let (config, mut sys_opts) = mail_auth::hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| AuthError::Resolver(e.to_string()))?;
+            sys_opts.timeout = timeout;
+            sys_opts.attempts = 1;
+            sys_opts.cache_size = 0;
+            MessageAuthenticator::new(config, sys_opts)
+        } else {
+            let mut servers = Vec::new();
+            for ns in nameservers {
+                let addr: SocketAddr = ns
+                    .parse()
+                    .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| AuthError::BadNameserver(ns.clone()))?;
+                servers.push(addr);
+            }
+            let name_servers = servers
+                .into_iter()
+                .map(|addr| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = addr.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = addr.port();
+                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            MessageAuthenticator::new(ResolverConfig::from_parts(None, vec![], name_servers), opts)
+        }
+        .map_err(|e| AuthError::Resolver(e.to_string()))?;
+        Ok(Self {
+            resolver,
+            hostname: hostname.to_string(),
+            txt: BoundedCache::new(cache_size),
+            mx: BoundedCache::new(cache_size),
+            ptr: BoundedCache::new(cache_size),
+            ipv4: BoundedCache::new(cache_size),
+            ipv6: BoundedCache::new(cache_size),
+        })
+    }
+
+    fn params<P>(
+        &self,
+        p: P,
+    ) -> Parameters<
+        '_,
+        P,
+        BoundedCache<Box<str>, Txt>,
+        BoundedCache<Box<str>, RecordSet<MX>>,
+        BoundedCache<Box<str>, RecordSet<Ipv4Addr>>,
+        BoundedCache<Box<str>, RecordSet<Ipv6Addr>>,
+        BoundedCache<IpAddr, RecordSet<Box<str>>>,
+    > {
+        Parameters::new(p)
+            .with_txt_cache(&self.txt)
+            .with_mx_cache(&self.mx)
+            .with_ptr_cache(&self.ptr)
+            .with_ipv4_cache(&self.ipv4)
+            .with_ipv6_cache(&self.ipv6)
+    }
+
+    /// Verifies one message as received from `facts`.
+    pub async fn verify(&self, raw: &[u8], facts: &SmtpFacts<'_>) -> AuthVerdicts {
+        let helo = facts.helo;
+        // RFC 7208 2.4: with a null reverse-path, MAIL FROM is checked as postmaster@HELO.
+        let postmaster = format!("postmaster@{helo}");
+        let mail_from = facts.mail_from.filter(|m| !m.is_empty()).unwrap_or(&postmaster);
+        let mail_from_domain = mail_from.rsplit_once('@').map_or(helo, |(_, d)| d);
+        let host = self.hostname.as_str();
+
+        let message = AuthenticatedMessage::parse(raw);
+        let spf_helo = self.resolver.verify_spf(self.params(
+            mail_auth::spf::verify::SpfParameters::verify_ehlo(facts.ip, helo, host),
+        ));
+        let spf_mail = self.resolver.verify_spf(self.params(
+            mail_auth::spf::verify::SpfParameters::verify_mail_from(facts.ip, helo, host, mail_from),
+        ));
+        let iprev = self.resolver.verify_iprev(self.params(facts.ip));
+        let (spf_helo, spf_mail, iprev) = tokio::join!(spf_helo, spf_mail, iprev);
+
+        let iprev_v = match &iprev.result {
+            IprevResult::Pass => Verdict::new("pass"),
+            IprevResult::Fail(e) => Verdict::new("fail").reason(e),
+            IprevResult::TempError(e) => Verdict::new("temperror").reason(e),
+            IprevResult::PermError(e) => Verdict::new("permerror").reason(e),
+            IprevResult::None => Verdict::new("none"),
+        };
+        let iprev_v = match iprev.ptr.as_ref().and_then(|p| p.first()) {
+            Some(name) => iprev_v.domain(name.trim_end_matches('.')),
+            None => iprev_v,
+        };
+        let spf_helo_v = Verdict::new(spf_word(spf_helo.result())).domain(spf_helo.domain());
+        let spf_mail_v = Verdict::new(spf_word(spf_mail.result())).domain(spf_mail.domain());
+        let spf_helo_v = match spf_helo.explanation() {
+            Some(e) => spf_helo_v.reason(e),
+            None => spf_helo_v,
+        };
+        let spf_mail_v = match spf_mail.explanation() {
+            Some(e) => spf_mail_v.reason(e),
+            None => spf_mail_v,
+        };
+
+        let Some(message) = message else {
+            let reason = "the message header could not be parsed";
+            let header = format!("{host}; dkim=none; spf={}; dmarc=none; arc=none", spf_mail_v.result);
+            return AuthVerdicts {
+                iprev: iprev_v,
+                spf_helo: spf_helo_v,
+                spf_mail_from: spf_mail_v,
+                dkim: vec![],
+                arc: ArcVerdict { result: "none".into(), sealers: vec![], hop_dmarc: vec![], reason: Some(reason.into()) },
+                dmarc: DmarcVerdict {
+                    result: "none".into(),
+                    from_domain: String::new(),
+                    policy: "unspecified".into(),
+                    spf_aligned: false,
+                    dkim_aligned: false,
+                    reason: Some(reason.into()),
+                },
+                header,
+            };
+        };
+        let (dkim, arc) = tokio::join!(
+            self.resolver.verify_dkim(self.params(&message)),
+            self.resolver.verify_arc(self.params(&message))
+        );
+        let dmarc = self
+            .resolver
+            .verify_dmarc(self.params(mail_auth::dmarc::verify::DmarcParameters::new(
+                &message,
+                &dkim,
+                mail_from_domain,
+                &spf_mail,
+            )))
+            .await;
+
+        let from = message.from().to_string();
+        let header = AuthenticationResults::new(host)
+            .with_dkim_results(&dkim, &from)
+            .with_spf_ehlo_result(&spf_helo, facts.ip, helo)
+            .with_spf_mailfrom_result(&spf_mail, facts.ip, facts.mail_from.unwrap_or(""), helo)
+            .with_arc_result(&arc, facts.ip)
+            .with_dmarc_result(&dmarc)
+            .with_iprev_result(&iprev, facts.ip)
+            .to_string();
+
+        let dkim_v = if dkim.is_empty() {
+            vec![Verdict::new("none").reason("no DKIM signature")]
+        } else {
+            dkim.iter()
+                .map(|o| {
+                    let v = dkim_verdict(o.result());
+                    match o.signature() {
+                        Some(s) => Verdict { selector: Some(s.s.clone()), ..v.domain(&s.d) },
+                        None => v,
+                    }
+                })
+                .collect()
+        };
+        let arc_v = {
+            let v = dkim_verdict(arc.result());
+            let mut seals: Vec<(u32, String)> = message
+                .as_headers
+                .iter()
+                .map(|h| (h.header.i, h.header.d.to_ascii_lowercase()))
+                .collect();
+            seals.sort();
+            let hop_dmarc = seals
+                .iter()
+                .map(|(i, _)| {
+                    message
+                        .aar_headers
+                        .iter()
+                        .find(|h| h.header.i == *i)
+                        .and_then(|h| dmarc_in_results(h.value))
+                })
+                .collect();
+            ArcVerdict {
+                result: v.result,
+                sealers: seals.into_iter().map(|(_, d)| d).collect(),
+                hop_dmarc,
+                reason: v.reason,
+            }
+        };
+        let (spf_word_d, _) = dmarc_word(dmarc.spf_result());
+        let (dkim_word_d, dkim_reason) = dmarc_word(dmarc.dkim_result());
+        let spf_aligned = spf_word_d == "pass";
+        let dkim_aligned = dkim_word_d == "pass";
+        let result = if spf_aligned || dkim_aligned {
+            "pass"
+        } else if [spf_word_d, dkim_word_d].contains(&"temperror") {
+            "temperror"
+        } else if dmarc.dmarc_record().is_none() {
+            "none"
+        } else if [spf_word_d, dkim_word_d].contains(&"permerror") {
+            "permerror"
+        } else {
+            "fail"
+        };
+        let policy = match dmarc.policy() {
+            mail_auth::dmarc::Policy::None => "none",
+            mail_auth::dmarc::Policy::Quarantine => "quarantine",
+            mail_auth::dmarc::Policy::Reject => "reject",
+            mail_auth::dmarc::Policy::Unspecified => "unspecified",
+        };
+        let from_domain = from.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
+        AuthVerdicts {
+            iprev: iprev_v,
+            spf_helo: spf_helo_v,
+            spf_mail_from: spf_mail_v,
+            dkim: dkim_v,
+            arc: arc_v,
+            dmarc: DmarcVerdict {
+                result: result.into(),
+                from_domain,
+                policy: policy.into(),
+                spf_aligned,
+                dkim_aligned,
+                reason: if result == "pass" { None } else { dkim_reason },
+            },
+            header,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dmarc_in_results;
+
+    #[test]
+    fn reads_a_hops_dmarc_result() {
+        assert_eq!(
+            dmarc_in_results(b"i=1; mx.google.com; dkim=pass header.i=@shop.test; DMARC=Pass (p=REJECT) header.from=shop.test"),
+            Some("pass".into())
+        );
+        assert_eq!(dmarc_in_results(b"i=1; mx.example; spf=fail"), None);
+    }
+}

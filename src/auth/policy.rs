@@ -1,0 +1,83 @@
+//! What the verdicts mean for forwarded support mail. Forwarding breaks SPF by nature and
+//! often DMARC too, so nothing is rejected for SPF; a trusted forwarder's ARC seal can vouch
+//! for the first hop; a failing From domain with an enforcing DMARC policy is flagged as a
+//! likely spoof, never threaded into an existing ticket and never auto-replied to.
+
+use super::AuthVerdicts;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthPolicy {
+    /// Domains whose ARC seals we believe (the forwarders: google.com, microsoft.com, ...).
+    pub trusted_arc_forwarders: Vec<String>,
+    /// Answer 550 5.7.1 at end of data for direct (not forwarded) mail failing a DMARC p=reject.
+    pub strict_dmarc: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyOutcome {
+    /// The From domain is proven: DMARC passed, or a trusted forwarder's ARC seal says it did.
+    pub authenticated_domain: Option<String>,
+    pub via_trusted_arc: Option<String>,
+    pub spoof_suspected: bool,
+    /// Set when strict mode refuses the message; the reason goes in the 550 reply.
+    pub reject: Option<String>,
+}
+
+fn trusted(domain: &str, list: &[String]) -> bool {
+    list.iter().any(|t| {
+        let t = t.trim().trim_start_matches('.').to_ascii_lowercase();
+        !t.is_empty() && (domain == t || domain.ends_with(&format!(".{t}")))
+    })
+}
+
+/// Same organisation, roughly: one domain equals or is a subdomain of the other. Used only
+/// to tell direct mail from forwarded mail, never to grant trust.
+fn related(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
+}
+
+pub fn evaluate(v: &AuthVerdicts, policy: &AuthPolicy, envelope_from_domain: Option<&str>) -> PolicyOutcome {
+    let from_domain = v.dmarc.from_domain.clone();
+    let mut out = PolicyOutcome {
+        authenticated_domain: None,
+        via_trusted_arc: None,
+        spoof_suspected: false,
+        reject: None,
+    };
+    if v.dmarc.result == "pass" && !from_domain.is_empty() {
+        out.authenticated_domain = Some(from_domain.clone());
+        return out;
+    }
+    // The newest hop that a trusted forwarder sealed, in a chain that validates, and what
+    // that forwarder saw of DMARC when the message reached it.
+    if v.arc.result == "pass" {
+        let vouched = v
+            .arc
+            .sealers
+            .iter()
+            .zip(v.arc.hop_dmarc.iter())
+            .rev()
+            .find(|(sealer, _)| trusted(sealer, &policy.trusted_arc_forwarders));
+        if let Some((sealer, Some(dmarc))) = vouched {
+            if dmarc == "pass" && !from_domain.is_empty() {
+                out.authenticated_domain = Some(from_domain);
+                out.via_trusted_arc = Some(sealer.clone());
+                return out;
+            }
+        }
+    }
+    let enforcing = matches!(v.dmarc.policy.as_str(), "reject" | "quarantine");
+    if v.dmarc.result == "fail" && enforcing {
+        out.spoof_suspected = true;
+        let direct = v.arc.sealers.is_empty()
+            && envelope_from_domain.is_some_and(|d| related(d, &from_domain));
+        if policy.strict_dmarc && v.dmarc.policy == "reject" && direct {
+            out.reject = Some(format!(
+                "{from_domain} publishes DMARC p=reject and this message fails it"
+            ));
+        }
+    }
+    out
+}
