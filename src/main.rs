@@ -46,6 +46,38 @@ enum Command {
     /// Accepted mail that could not become a ticket.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// Download a stored message.
+    #[command(subcommand)]
+    Message(MessageCommand),
+    /// Check SPF, DKIM, ARC and DMARC for a message file, as if it arrived over SMTP.
+    Verify {
+        /// The message (.eml) exactly as received.
+        file: PathBuf,
+        /// IP address of the client that sent it.
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        /// Name the client gave in EHLO/HELO.
+        #[arg(long)]
+        helo: String,
+        /// Envelope sender (MAIL FROM); omit for the null sender <>.
+        #[arg(long = "mail-from")]
+        mail_from: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum MessageCommand {
+    /// The message as stored, with Postern's Authentication-Results header on top
+    /// (--original: the bytes exactly as received).
+    Raw {
+        id: i64,
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        original: bool,
+    },
 }
 
 #[derive(Args)]
@@ -78,6 +110,21 @@ enum AccountCommand {
     /// Show one account with its support and forwarding addresses.
     Show {
         id: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show or change how sender authentication treats the account's mail.
+    Policy {
+        id: AccountId,
+        /// Refuse direct mail failing DMARC p=reject with 550 5.7.1 (true/false).
+        #[arg(long)]
+        strict_dmarc: Option<bool>,
+        /// Forwarders whose ARC seals are believed (repeat; replaces the list).
+        #[arg(long = "trust-arc", value_name = "DOMAIN")]
+        trust_arc: Vec<String>,
+        /// Go back to the server's defaults.
+        #[arg(long)]
+        reset: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -230,6 +277,40 @@ async fn run(cli: Cli) -> Result<()> {
                     if !m.flags.is_empty() {
                         println!("Flags: {}", m.flags.join(", "));
                     }
+                    if let Some(a) = &m.auth_results {
+                        let v = &a["verdicts"];
+                        let dkim: Vec<String> = v["dkim"]
+                            .as_array()
+                            .map(|l| {
+                                l.iter()
+                                    .map(|d| {
+                                        format!(
+                                            "{}{}",
+                                            d["result"].as_str().unwrap_or("?"),
+                                            d["domain"]
+                                                .as_str()
+                                                .map(|x| format!(" ({x})"))
+                                                .unwrap_or_default()
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        println!(
+                            "Auth: dmarc={} (p={}, From {}) spf={} dkim=[{}] arc={} iprev={}{}",
+                            v["dmarc"]["result"].as_str().unwrap_or("?"),
+                            v["dmarc"]["policy"].as_str().unwrap_or("?"),
+                            v["dmarc"]["from_domain"].as_str().unwrap_or("?"),
+                            v["spf_mail_from"]["result"].as_str().unwrap_or("?"),
+                            dkim.join(", "),
+                            v["arc"]["result"].as_str().unwrap_or("?"),
+                            v["iprev"]["result"].as_str().unwrap_or("?"),
+                            match a["policy"]["authenticated_domain"].as_str() {
+                                Some(d) => format!("; authenticated: {d}"),
+                                None => String::new(),
+                            }
+                        );
+                    }
                     println!("Subject: {}", m.subject);
                     if let Some(d) = m.date {
                         println!("Date: {}", d.to_rfc2822());
@@ -245,6 +326,56 @@ async fn run(cli: Cli) -> Result<()> {
                     println!();
                     println!("{}", m.text.clone().unwrap_or_default().trim_end());
                 }
+            }
+        }
+        Command::Message(MessageCommand::Raw {
+            id,
+            account,
+            original,
+        }) => {
+            use std::io::Write;
+            let store = open_store(&settings).await?;
+            let bytes = if original {
+                store.raw_message(id, account).await?
+            } else {
+                store.raw_message_for_download(id, account).await?
+            };
+            std::io::stdout().write_all(&bytes)?;
+        }
+        Command::Verify {
+            file,
+            ip,
+            helo,
+            mail_from,
+            out,
+        } => {
+            let raw =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let auth = postern::auth::Authenticator::new(
+                &settings.dns.nameservers,
+                settings.dns.timeout,
+                settings.dns.cache_size,
+                &settings.smtp.hostname,
+            )?;
+            let facts = postern::auth::SmtpFacts {
+                ip,
+                helo: &helo,
+                mail_from: mail_from.as_deref(),
+            };
+            let v = auth.verify(&raw, &facts).await;
+            let policy = postern::auth::AuthPolicy {
+                trusted_arc_forwarders: settings.auth.trusted_arc_forwarders.clone(),
+                strict_dmarc: settings.auth.strict_dmarc,
+            };
+            let envelope_domain = mail_from
+                .as_deref()
+                .and_then(|m| m.rsplit_once('@'))
+                .map(|(_, d)| d);
+            let outcome = postern::auth::evaluate(&v, &policy, envelope_domain);
+            if out.json {
+                print_json(&serde_json::json!({"verdicts": v, "policy": outcome}))?;
+            } else {
+                print_verdicts(&v, &outcome);
             }
         }
         Command::Quarantine(QuarantineCommand::List { account, out }) => {
@@ -320,6 +451,60 @@ async fn account(cmd: AccountCommand, settings: &Settings) -> Result<()> {
                 }
             }
         }
+        AccountCommand::Policy {
+            id,
+            strict_dmarc,
+            trust_arc,
+            reset,
+            out,
+        } => {
+            let mut settings_doc = store.account_settings(id).await?;
+            let mut auth = if reset {
+                serde_json::json!({})
+            } else {
+                settings_doc["auth"].take()
+            };
+            if !auth.is_object() {
+                auth = serde_json::json!({});
+            }
+            if let Some(strict) = strict_dmarc {
+                auth["strict_dmarc"] = strict.into();
+            }
+            if !trust_arc.is_empty() {
+                let list: Vec<String> = trust_arc
+                    .iter()
+                    .map(|d| d.trim().to_ascii_lowercase())
+                    .collect();
+                if let Some(bad) = list
+                    .iter()
+                    .find(|d| d.is_empty() || d.contains(['@', ' ', '/']))
+                {
+                    bail!("--trust-arc {bad:?} is not a domain name");
+                }
+                auth["trusted_arc_forwarders"] = list.into();
+            }
+            if reset || strict_dmarc.is_some() || !trust_arc.is_empty() {
+                store.set_account_setting(id, "auth", auth.clone()).await?;
+            }
+            let defaults = postern::auth::AuthPolicy {
+                trusted_arc_forwarders: settings.auth.trusted_arc_forwarders.clone(),
+                strict_dmarc: settings.auth.strict_dmarc,
+            };
+            let effective =
+                postern::ingest::account_policy(&serde_json::json!({"auth": auth}), &defaults);
+            if out.json {
+                print_json(&effective)?;
+            } else {
+                println!(
+                    "Account {id}: strict DMARC {}",
+                    if effective.strict_dmarc { "on" } else { "off" }
+                );
+                println!(
+                    "Trusted ARC forwarders: {}",
+                    effective.trusted_arc_forwarders.join(", ")
+                );
+            }
+        }
         AccountCommand::Show { id, out } => {
             let account = store.account(id).await?;
             if out.json {
@@ -332,6 +517,75 @@ async fn account(cmd: AccountCommand, settings: &Settings) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn line(name: &str, v: &postern::auth::Verdict) {
+    let mut s = format!("{name:<14} {}", v.result);
+    if let Some(d) = &v.domain {
+        s.push_str(&format!("  ({d}"));
+        if let Some(sel) = &v.selector {
+            s.push_str(&format!(", selector {sel}"));
+        }
+        s.push(')');
+    }
+    if let Some(r) = &v.reason {
+        s.push_str(&format!("  {r}"));
+    }
+    println!("{s}");
+}
+
+fn print_verdicts(v: &postern::auth::AuthVerdicts, o: &postern::auth::PolicyOutcome) {
+    println!("Authentication-Results: {}", v.header);
+    println!();
+    line("iprev", &v.iprev);
+    line("spf (helo)", &v.spf_helo);
+    line("spf (mailfrom)", &v.spf_mail_from);
+    for d in &v.dkim {
+        line("dkim", d);
+    }
+    println!(
+        "{:<14} {}  sealed by: {}{}",
+        "arc",
+        v.arc.result,
+        if v.arc.sealers.is_empty() {
+            "-".to_string()
+        } else {
+            v.arc.sealers.join(", ")
+        },
+        v.arc
+            .reason
+            .as_deref()
+            .map(|r| format!("  {r}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:<14} {}  (From: {}, policy {}, spf aligned {}, dkim aligned {}){}",
+        "dmarc",
+        v.dmarc.result,
+        v.dmarc.from_domain,
+        v.dmarc.policy,
+        v.dmarc.spf_aligned,
+        v.dmarc.dkim_aligned,
+        v.dmarc
+            .reason
+            .as_deref()
+            .map(|r| format!("  {r}"))
+            .unwrap_or_default()
+    );
+    println!();
+    match (&o.authenticated_domain, &o.via_trusted_arc) {
+        (Some(d), Some(arc)) => {
+            println!("Verdict: {d} authenticated through the ARC seal of {arc}")
+        }
+        (Some(d), None) => println!("Verdict: {d} authenticated (DMARC pass)"),
+        _ if o.spoof_suspected => println!(
+            "Verdict: spoof suspected (the From domain's DMARC policy is enforcing and fails)"
+        ),
+        _ => println!("Verdict: not authenticated (shown to agents as such; not a spoof flag)"),
+    }
+    if let Some(r) = &o.reject {
+        println!("Strict mode would refuse it: 550 5.7.1 {r}");
+    }
 }
 
 fn print_addresses(account: &postern::store::AccountView) {

@@ -84,7 +84,11 @@ mod tests {
         let c: BoundedCache<Box<str>, u32> = BoundedCache::new(8);
         let later = Instant::now() + Duration::from_secs(60);
         for i in 0..100u32 {
-            c.insert(format!("n{i}").into(), i, later + Duration::from_secs(i as u64));
+            c.insert(
+                format!("n{i}").into(),
+                i,
+                later + Duration::from_secs(i as u64),
+            );
         }
         assert!(c.len() <= 8);
         assert_eq!(c.get("n99"), Some(99));

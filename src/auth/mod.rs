@@ -177,8 +177,9 @@ impl Authenticator {
         // Our own caches hold the parsed records; the resolver's would only duplicate them.
         opts.cache_size = 0;
         let resolver = if nameservers.is_empty() {
-            let (config, mut sys_opts) = mail_auth::hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| AuthError::Resolver(e.to_string()))?;
+            let (config, mut sys_opts) =
+                mail_auth::hickory_resolver::system_conf::read_system_conf()
+                    .map_err(|e| AuthError::Resolver(e.to_string()))?;
             sys_opts.timeout = timeout;
             sys_opts.attempts = 1;
             sys_opts.cache_size = 0;
@@ -241,7 +242,10 @@ impl Authenticator {
         let helo = facts.helo;
         // RFC 7208 2.4: with a null reverse-path, MAIL FROM is checked as postmaster@HELO.
         let postmaster = format!("postmaster@{helo}");
-        let mail_from = facts.mail_from.filter(|m| !m.is_empty()).unwrap_or(&postmaster);
+        let mail_from = facts
+            .mail_from
+            .filter(|m| !m.is_empty())
+            .unwrap_or(&postmaster);
         let mail_from_domain = mail_from.rsplit_once('@').map_or(helo, |(_, d)| d);
         let host = self.hostname.as_str();
 
@@ -250,7 +254,9 @@ impl Authenticator {
             mail_auth::spf::verify::SpfParameters::verify_ehlo(facts.ip, helo, host),
         ));
         let spf_mail = self.resolver.verify_spf(self.params(
-            mail_auth::spf::verify::SpfParameters::verify_mail_from(facts.ip, helo, host, mail_from),
+            mail_auth::spf::verify::SpfParameters::verify_mail_from(
+                facts.ip, helo, host, mail_from,
+            ),
         ));
         let iprev = self.resolver.verify_iprev(self.params(facts.ip));
         let (spf_helo, spf_mail, iprev) = tokio::join!(spf_helo, spf_mail, iprev);
@@ -279,13 +285,21 @@ impl Authenticator {
 
         let Some(message) = message else {
             let reason = "the message header could not be parsed";
-            let header = format!("{host}; dkim=none; spf={}; dmarc=none; arc=none", spf_mail_v.result);
+            let header = format!(
+                "{host}; dkim=none; spf={}; dmarc=none; arc=none",
+                spf_mail_v.result
+            );
             return AuthVerdicts {
                 iprev: iprev_v,
                 spf_helo: spf_helo_v,
                 spf_mail_from: spf_mail_v,
                 dkim: vec![],
-                arc: ArcVerdict { result: "none".into(), sealers: vec![], hop_dmarc: vec![], reason: Some(reason.into()) },
+                arc: ArcVerdict {
+                    result: "none".into(),
+                    sealers: vec![],
+                    hop_dmarc: vec![],
+                    reason: Some(reason.into()),
+                },
                 dmarc: DmarcVerdict {
                     result: "none".into(),
                     from_domain: String::new(),
@@ -328,7 +342,10 @@ impl Authenticator {
                 .map(|o| {
                     let v = dkim_verdict(o.result());
                     match o.signature() {
-                        Some(s) => Verdict { selector: Some(s.s.clone()), ..v.domain(&s.d) },
+                        Some(s) => Verdict {
+                            selector: Some(s.s.clone()),
+                            ..v.domain(&s.d)
+                        },
                         None => v,
                     }
                 })
@@ -380,7 +397,10 @@ impl Authenticator {
             mail_auth::dmarc::Policy::Reject => "reject",
             mail_auth::dmarc::Policy::Unspecified => "unspecified",
         };
-        let from_domain = from.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
+        let from_domain = from
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .to_ascii_lowercase();
         AuthVerdicts {
             iprev: iprev_v,
             spf_helo: spf_helo_v,

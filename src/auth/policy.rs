@@ -38,7 +38,11 @@ fn related(a: &str, b: &str) -> bool {
     a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
 }
 
-pub fn evaluate(v: &AuthVerdicts, policy: &AuthPolicy, envelope_from_domain: Option<&str>) -> PolicyOutcome {
+pub fn evaluate(
+    v: &AuthVerdicts,
+    policy: &AuthPolicy,
+    envelope_from_domain: Option<&str>,
+) -> PolicyOutcome {
     let from_domain = v.dmarc.from_domain.clone();
     let mut out = PolicyOutcome {
         authenticated_domain: None,

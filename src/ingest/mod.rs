@@ -11,13 +11,13 @@ pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusa
 
 use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome, SmtpFacts};
 use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
-use std::collections::HashMap;
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
     CommitWriter, Intake, IntakeOutcome, NewMessage, NewQuarantine, Store, StoreError,
 };
 use classify::ClassifyContext;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Messages larger than this are parsed on the blocking pool, off the async workers.
@@ -38,9 +38,15 @@ pub fn account_policy(settings: &serde_json::Value, defaults: &AuthPolicy) -> Au
     AuthPolicy {
         trusted_arc_forwarders: auth["trusted_arc_forwarders"]
             .as_array()
-            .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_else(|| defaults.trusted_arc_forwarders.clone()),
-        strict_dmarc: auth["strict_dmarc"].as_bool().unwrap_or(defaults.strict_dmarc),
+        strict_dmarc: auth["strict_dmarc"]
+            .as_bool()
+            .unwrap_or(defaults.strict_dmarc),
     }
 }
 
@@ -93,7 +99,12 @@ impl MailIntake {
             let outcome = evaluate(&verdicts, &policy, envelope_domain);
             out.insert(*account, (verdicts.clone(), outcome));
         }
-        if let Some(reason) = out.values().map(|(_, o)| o.reject.clone()).collect::<Option<Vec<_>>>().and_then(|r| r.into_iter().next()) {
+        if let Some(reason) = out
+            .values()
+            .map(|(_, o)| o.reject.clone())
+            .collect::<Option<Vec<_>>>()
+            .and_then(|r| r.into_iter().next())
+        {
             tracing::warn!(%reason, "refused by strict DMARC policy");
             return Err(DeliveryError {
                 code: 550,

@@ -291,6 +291,35 @@ impl Store {
         data.ok_or_else(|| StoreError::NotFound(format!("no message with id {message}")))
     }
 
+    /// The message as agents download it: Postern's Authentication-Results header (when the
+    /// message was verified) on top of the bytes as received, which stay untouched in the store.
+    pub async fn raw_message_for_download(
+        &self,
+        message: i64,
+        account: AccountId,
+    ) -> Result<Vec<u8>, StoreError> {
+        let raw = self.raw_message(message, account).await?;
+        let auth: Option<String> =
+            sqlx::query_scalar("SELECT auth_results FROM messages WHERE id = ? AND account_id = ?")
+                .bind(message)
+                .bind(account.0)
+                .fetch_optional(self.pool())
+                .await?
+                .flatten();
+        let header = auth
+            .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+            .and_then(|v| v["verdicts"]["header"].as_str().map(str::to_string));
+        Ok(match header {
+            Some(h) => {
+                // Folded lines of the header must stay CRLF + tab; the value already is.
+                let mut out = format!("Authentication-Results: {h}\r\n").into_bytes();
+                out.extend_from_slice(&raw);
+                out
+            }
+            None => raw,
+        })
+    }
+
     /// Quarantined mail, newest first; `account` None lists everything (operator view).
     pub async fn quarantine(
         &self,
