@@ -14,6 +14,8 @@ if [ "$mode" = test ]; then
   # smtp-source / smtp-sink (benchmarks) come with Postfix.
   have smtp-source || need_pkgs+=(postfix)
   have python3 || need_pkgs+=(python3)
+  have openssl || need_pkgs+=(openssl)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -24,6 +26,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections 2>/dev/null || true
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+# Python peers of the tests (dkimpy signs and ARC-seals independently of Postern), in a venv
+# under the build folder so nothing is installed system-wide.
+if [ "$mode" = test ]; then
+  venv="$(dirname "$0")/../build/venv"
+  if ! "$venv/bin/python" -c 'import dkim, dns, authres' 2>/dev/null; then
+    echo "setting up $venv (dkimpy, dnspython, authres)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython authres
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
