@@ -3,6 +3,7 @@
 //! exactly as received; nothing here rejects mail: the verdicts go to [`policy`].
 
 mod cache;
+pub mod org_domain;
 pub mod policy;
 
 pub use cache::BoundedCache;
@@ -106,6 +107,17 @@ pub struct SmtpFacts<'a> {
     /// None for the null reverse-path.
     pub mail_from: Option<&'a str>,
 }
+
+/// mail-auth parameters wired to our shared caches.
+type CachedParameters<'x, P> = Parameters<
+    'x,
+    P,
+    BoundedCache<Box<str>, Txt>,
+    BoundedCache<Box<str>, RecordSet<MX>>,
+    BoundedCache<Box<str>, RecordSet<Ipv4Addr>>,
+    BoundedCache<Box<str>, RecordSet<Ipv6Addr>>,
+    BoundedCache<IpAddr, RecordSet<Box<str>>>,
+>;
 
 pub struct Authenticator {
     resolver: MessageAuthenticator,
@@ -217,18 +229,7 @@ impl Authenticator {
         })
     }
 
-    fn params<P>(
-        &self,
-        p: P,
-    ) -> Parameters<
-        '_,
-        P,
-        BoundedCache<Box<str>, Txt>,
-        BoundedCache<Box<str>, RecordSet<MX>>,
-        BoundedCache<Box<str>, RecordSet<Ipv4Addr>>,
-        BoundedCache<Box<str>, RecordSet<Ipv6Addr>>,
-        BoundedCache<IpAddr, RecordSet<Box<str>>>,
-    > {
+    fn params<P>(&self, p: P) -> CachedParameters<'_, P> {
         Parameters::new(p)
             .with_txt_cache(&self.txt)
             .with_mx_cache(&self.mx)
@@ -401,6 +402,9 @@ impl Authenticator {
             .rsplit_once('@')
             .map_or("", |(_, d)| d)
             .to_ascii_lowercase();
+        // mail-auth writes dmarc=none when neither identifier produced a result, even with a
+        // record published; the header must say what we concluded.
+        let header = rewrite_dmarc_clause(&header, result);
         AuthVerdicts {
             iprev: iprev_v,
             spf_helo: spf_helo_v,
@@ -420,9 +424,41 @@ impl Authenticator {
     }
 }
 
+/// Replaces the result word of the `dmarc=` clause of an Authentication-Results value.
+fn rewrite_dmarc_clause(header: &str, result: &str) -> String {
+    let Some(at) = header.find("\tdmarc=") else {
+        return header.to_string();
+    };
+    let start = at + "\tdmarc=".len();
+    let end = header[start..]
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .map_or(header.len(), |e| start + e);
+    if &header[start..end] == result {
+        return header.to_string();
+    }
+    // The comment that followed the old word explained it; drop it with the word.
+    let mut rest = &header[end..];
+    if let Some(after) = rest.strip_prefix(" (") {
+        if let Some(close) = after.find(')') {
+            rest = &after[close + 1..];
+        }
+    }
+    format!("{}{}{}", &header[..start], result, rest)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::dmarc_in_results;
+    use super::{dmarc_in_results, rewrite_dmarc_clause};
+
+    #[test]
+    fn dmarc_clause_says_our_verdict() {
+        let h = "mx;\r\n\tspf=none smtp.mailfrom=a@b;\r\n\tdmarc=none (no result) header.from=c policy.dmarc=reject;\r\n\tiprev=pass";
+        assert_eq!(
+            rewrite_dmarc_clause(h, "fail"),
+            "mx;\r\n\tspf=none smtp.mailfrom=a@b;\r\n\tdmarc=fail header.from=c policy.dmarc=reject;\r\n\tiprev=pass"
+        );
+        assert_eq!(rewrite_dmarc_clause(h, "none"), h);
+    }
 
     #[test]
     fn reads_a_hops_dmarc_result() {

@@ -72,7 +72,9 @@ fn parse_name(name: &str) -> Result<Labels, String> {
             return Err(format!("empty label in domain name {name:?}"));
         }
         if label.len() > 63 {
-            return Err(format!("label longer than 63 bytes in domain name {name:?}"));
+            return Err(format!(
+                "label longer than 63 bytes in domain name {name:?}"
+            ));
         }
     }
     if wire_len(&labels) > 255 {
@@ -237,7 +239,10 @@ fn character_strings(strings: &[&[u8]]) -> Result<Vec<u8>, String> {
         rdata.push(0);
     }
     if rdata.len() > 65535 {
-        return Err(format!("TXT record data of {} bytes (max 65535)", rdata.len()));
+        return Err(format!(
+            "TXT record data of {} bytes (max 65535)",
+            rdata.len()
+        ));
     }
     Ok(rdata)
 }
@@ -297,7 +302,12 @@ impl Zone {
         Ok(self)
     }
 
-    fn try_failure(mut self, name: &str, rtype: Option<u16>, failure: Failure) -> Result<Self, String> {
+    fn try_failure(
+        mut self,
+        name: &str,
+        rtype: Option<u16>,
+        failure: Failure,
+    ) -> Result<Self, String> {
         let node = self.node(name)?;
         match rtype {
             None => node.failure = failure,
@@ -406,7 +416,8 @@ impl Zone {
             if line.is_empty() {
                 continue;
             }
-            zone = parse_line(zone, line).map_err(|e| format!("line {}: {e}: {raw_line:?}", index + 1))?;
+            zone = parse_line(zone, line)
+                .map_err(|e| format!("line {}: {e}: {raw_line:?}", index + 1))?;
         }
         Ok(zone)
     }
@@ -474,9 +485,12 @@ fn parse_quoted_strings(text: &str) -> Result<Vec<Vec<u8>>, String> {
                             break;
                         }
                         Some(b'\\') => {
-                            let digits = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(u8::is_ascii_digit));
+                            let digits = bytes
+                                .get(i + 1..i + 4)
+                                .filter(|d| d.iter().all(u8::is_ascii_digit));
                             if let Some(d) = digits {
-                                let value = d.iter().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+                                let value =
+                                    d.iter().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
                                 let byte = u8::try_from(value)
                                     .map_err(|_| format!("escape \\{value} is over 255"))?;
                                 s.push(byte);
@@ -524,16 +538,22 @@ fn parse_line(zone: Zone, line: &str) -> Result<Zone, String> {
             zone.try_txt_strings(name, code, &refs)
         }
         "A" => {
-            let ip: Ipv4Addr = value.parse().map_err(|_| format!("bad IPv4 address {value:?}"))?;
+            let ip: Ipv4Addr = value
+                .parse()
+                .map_err(|_| format!("bad IPv4 address {value:?}"))?;
             zone.try_add(name, T_A, ip.octets().to_vec())
         }
         "AAAA" => {
-            let ip: Ipv6Addr = value.parse().map_err(|_| format!("bad IPv6 address {value:?}"))?;
+            let ip: Ipv6Addr = value
+                .parse()
+                .map_err(|_| format!("bad IPv6 address {value:?}"))?;
             zone.try_add(name, T_AAAA, ip.octets().to_vec())
         }
         "MX" => {
             let (pref, exchange) = word(value);
-            let pref: u16 = pref.parse().map_err(|_| format!("bad MX preference {pref:?}"))?;
+            let pref: u16 = pref
+                .parse()
+                .map_err(|_| format!("bad MX preference {pref:?}"))?;
             if exchange.is_empty() || exchange.contains(char::is_whitespace) {
                 return Err(format!("bad MX exchange {exchange:?}"));
             }
@@ -556,8 +576,16 @@ fn parse_line(zone: Zone, line: &str) -> Result<Zone, String> {
             zone.try_cname(name, value)
         }
         f @ ("SERVFAIL" | "TIMEOUT") => {
-            let failure = if f == "SERVFAIL" { Failure::ServFail } else { Failure::Timeout };
-            let only = if value.is_empty() { None } else { Some(parse_type(value)?) };
+            let failure = if f == "SERVFAIL" {
+                Failure::ServFail
+            } else {
+                Failure::Timeout
+            };
+            let only = if value.is_empty() {
+                None
+            } else {
+                Some(parse_type(value)?)
+            };
             zone.try_failure(name, only, failure)
         }
         "NODATA" => no_value(zone)?.try_nodata(name),
@@ -752,7 +780,11 @@ fn resolve(zone: &Zone, qname: &[Vec<u8>], qtype: u16, qclass: u16) -> Option<An
             .nodes
             .keys()
             .any(|k| k.len() > key.len() && k.ends_with(&key));
-        let mut answer = Answer::rcode(if parent_of_known { RCODE_NOERROR } else { RCODE_NXDOMAIN });
+        let mut answer = Answer::rcode(if parent_of_known {
+            RCODE_NOERROR
+        } else {
+            RCODE_NXDOMAIN
+        });
         answer.negative = true;
         return Some(answer);
     };
@@ -770,7 +802,9 @@ fn resolve(zone: &Zone, qname: &[Vec<u8>], qtype: u16, qclass: u16) -> Option<An
             // Follow the chain (bounded, in case of a loop).
             for _ in 0..8 {
                 let Some(t) = target.take() else { break };
-                let Some(tnode) = zone.nodes.get(&lower(&t)) else { break };
+                let Some(tnode) = zone.nodes.get(&lower(&t)) else {
+                    break;
+                };
                 match tnode.failure_for(qtype) {
                     Failure::Timeout => return None,
                     Failure::ServFail => return Some(Answer::rcode(RCODE_SERVFAIL)),
@@ -781,7 +815,9 @@ fn resolve(zone: &Zone, qname: &[Vec<u8>], qtype: u16, qclass: u16) -> Option<An
                     target = next.target.clone();
                 } else {
                     for rr in tnode.records.iter().filter(|r| matches(r, qtype)) {
-                        answer.answers.push((Some(t.clone()), rr.rtype, rr.rdata.clone()));
+                        answer
+                            .answers
+                            .push((Some(t.clone()), rr.rtype, rr.rdata.clone()));
                     }
                 }
             }
@@ -890,7 +926,10 @@ pub struct TestDns {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     tasks: Vec<AbortHandle>,
-    thread: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
+    thread: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    )>,
 }
 
 impl TestDns {
@@ -904,7 +943,9 @@ impl TestDns {
         let mut attempt = 0;
         let (udp, tcp) = loop {
             attempt += 1;
-            let udp = UdpSocket::bind(("127.0.0.1", 0)).await.expect("bind UDP on 127.0.0.1");
+            let udp = UdpSocket::bind(("127.0.0.1", 0))
+                .await
+                .expect("bind UDP on 127.0.0.1");
             let port = udp.local_addr().expect("UDP local address").port();
             match TcpListener::bind(("127.0.0.1", port)).await {
                 Ok(tcp) => break (udp, tcp),
@@ -1018,7 +1059,9 @@ async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
             tokio::task::yield_now().await;
             continue;
         };
-        let Some(packet) = buf.get(..len) else { continue };
+        let Some(packet) = buf.get(..len) else {
+            continue;
+        };
         if let Some(response) = shared.handle(packet, true) {
             let _ = socket.send_to(&response, peer).await;
         }
@@ -1043,12 +1086,18 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
 async fn serve_tcp_connection(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 65535];
     loop {
-        let Ok(len) = stream.read_u16().await else { return };
-        let Some(packet) = buf.get_mut(..usize::from(len)) else { return };
+        let Ok(len) = stream.read_u16().await else {
+            return;
+        };
+        let Some(packet) = buf.get_mut(..usize::from(len)) else {
+            return;
+        };
         if stream.read_exact(packet).await.is_err() {
             return;
         }
-        let Some(response) = shared.handle(packet, false) else { continue };
+        let Some(response) = shared.handle(packet, false) else {
+            continue;
+        };
         let mut framed = Vec::with_capacity(response.len() + 2);
         // Responses over TCP are at most 65535 bytes (longer ones are sent truncated).
         framed.extend_from_slice(&(response.len() as u16).to_be_bytes());

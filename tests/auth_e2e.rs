@@ -1,0 +1,496 @@
+//! Sender authentication end to end: a loopback DNS server serves the test zones, dkimpy
+//! (independent of Postern) signs as the customer's domain and seals as a forwarder, and the
+//! messages reach Postern over SMTP. Verdicts, spoof flags and the strict mode come out as the
+//! policy in the README says.
+
+mod common;
+use common::dns::{TestDns, Zone};
+use common::*;
+use postern::domain::{AccountId, TicketId};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Keys {
+    _dir: tempfile::TempDir,
+    customer: PathBuf,
+    customer_pub: String,
+    google: PathBuf,
+    google_pub: String,
+    evil: PathBuf,
+    evil_pub: String,
+}
+
+fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(format!("{name}.pem"));
+    let ok = Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        ok.map(|s| s.success()).unwrap_or(false),
+        "openssl is needed to make test keys (make test installs it)"
+    );
+    let der = Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let b64 = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&der.stdout)?;
+            c.wait_with_output()
+        });
+    (key, String::from_utf8(b64.unwrap().stdout).unwrap())
+}
+
+fn keys() -> Keys {
+    let dir = tempfile::tempdir().unwrap();
+    let (customer, customer_pub) = keypair(dir.path(), "customer");
+    let (google, google_pub) = keypair(dir.path(), "google");
+    let (evil, evil_pub) = keypair(dir.path(), "evil");
+    Keys {
+        _dir: dir,
+        customer,
+        customer_pub,
+        google,
+        google_pub,
+        evil,
+        evil_pub,
+    }
+}
+
+fn python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("build/venv/bin/python");
+    assert!(p.is_file(), "the Python test peers are missing at {}: run `make test` (it creates the venv with dkimpy)", p.display());
+    p
+}
+
+/// Runs tests/peers/mail_hop.py.
+fn hop(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/mail_hop.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mail_hop {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn zone(k: &Keys) -> Zone {
+    Zone::default()
+        .txt("customer.test", "v=spf1 ip4:192.0.2.10 -all")
+        .txt("_dmarc.customer.test", "v=DMARC1; p=reject")
+        .txt(
+            "s1._domainkey.customer.test",
+            &format!("v=DKIM1; k=rsa; p={}", k.customer_pub),
+        )
+        .txt(
+            "arc._domainkey.google.com",
+            &format!("v=DKIM1; k=rsa; p={}", k.google_pub),
+        )
+        .txt(
+            "arc._domainkey.evil.test",
+            &format!("v=DKIM1; k=rsa; p={}", k.evil_pub),
+        )
+        .txt("lenient.test", "v=spf1 ?all")
+        .txt("_dmarc.lenient.test", "v=DMARC1; p=none")
+}
+
+const ORIGINAL: &str = "From: Ana <ana@customer.test>\r\nTo: support@acme.test\r\nSubject: Order 77\r\nDate: Mon, 16 Nov 2026 10:00:00 +0000\r\nMessage-ID: <o77@customer.test>\r\n\r\nWhere is my order 77?\r\n";
+
+async fn app_with_dns(dns: &TestDns) -> TestApp {
+    let ns = dns.addr.to_string();
+    spawn_app(&[
+        ("POSTERN__AUTH__ENABLED", "true"),
+        ("POSTERN__DNS__NAMESERVERS", &ns),
+        ("POSTERN__DNS__TIMEOUT", "1s"),
+    ])
+    .await
+}
+
+/// Sends bytes exactly (BDAT) from `mail_from`; returns the final reply.
+async fn send(app: &TestApp, mail_from: &str, fwd: &str, raw: Vec<u8>) -> SmtpReply {
+    let (addr, from, to) = (app.smtp_addr, mail_from.to_string(), fwd.to_string());
+    tokio::task::spawn_blocking(move || {
+        let (mut c, _) = RawSmtp::connect(addr).unwrap();
+        c.cmd("EHLO mail.sender.test").unwrap();
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).unwrap().code, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{to}>")).unwrap().code, 250);
+        c.send_raw(format!("BDAT {} LAST\r\n", raw.len()).as_bytes())
+            .unwrap();
+        c.send_raw(&raw).unwrap();
+        c.read_reply().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn last_message(
+    app: &TestApp,
+    account: i64,
+) -> (postern::store::TicketDetail, serde_json::Value) {
+    let tickets = app.store.tickets(AccountId(account), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(tickets[0].id), None)
+        .await
+        .unwrap();
+    let auth = t
+        .messages
+        .last()
+        .unwrap()
+        .auth_results
+        .clone()
+        .expect("verdicts stored");
+    (t, auth)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_mail_passes_dmarc_through_dkim_even_when_spf_fails() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k)).await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let signed = hop(
+        &[
+            "sign",
+            "--domain",
+            "customer.test",
+            "--selector",
+            "s1",
+            "--key",
+            k.customer.to_str().unwrap(),
+        ],
+        ORIGINAL.as_bytes(),
+    );
+    let r = send(&app, "ana@customer.test", &fwd, signed).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let (t, auth) = last_message(&app, account).await;
+    let v = &auth["verdicts"];
+    assert_eq!(v["dkim"][0]["result"], "pass", "{v}");
+    assert_eq!(v["dkim"][0]["domain"], "customer.test");
+    assert_eq!(
+        v["spf_mail_from"]["result"], "fail",
+        "127.0.0.1 is not in customer.test's SPF"
+    );
+    assert_eq!(v["dmarc"]["result"], "pass");
+    assert_eq!(v["dmarc"]["policy"], "reject");
+    assert_eq!(auth["policy"]["authenticated_domain"], "customer.test");
+    assert_eq!(auth["policy"]["spoof_suspected"], false);
+    assert!(t.ticket.flags.is_empty());
+    assert!(v["header"].as_str().unwrap().contains("dkim=pass"));
+    // The copy agents download carries the Authentication-Results header; the original stays as received.
+    let id = t.messages[0].id;
+    let download = app
+        .store
+        .raw_message_for_download(id, AccountId(account))
+        .await
+        .unwrap();
+    assert!(
+        download.starts_with(b"Authentication-Results: mx.postern.test;"),
+        "{}",
+        String::from_utf8_lossy(&download[..80])
+    );
+    let original = app.store.raw_message(id, AccountId(account)).await.unwrap();
+    assert!(original.starts_with(b"DKIM-Signature:"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_mail_is_flagged_and_never_joins_the_real_customers_ticket() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k)).await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let signed = hop(
+        &[
+            "sign",
+            "--domain",
+            "customer.test",
+            "--selector",
+            "s1",
+            "--key",
+            k.customer.to_str().unwrap(),
+        ],
+        ORIGINAL.as_bytes(),
+    );
+    assert_eq!(
+        send(&app, "ana@customer.test", &fwd, signed).await.code,
+        250
+    );
+    let real = app.store.tickets(AccountId(account), None).await.unwrap()[0].id;
+    // Eve writes "as Ana", replying into Ana's conversation, without a signature.
+    let forged = "From: Ana <ana@customer.test>\r\nTo: support@acme.test\r\nSubject: Re: Order 77\r\nMessage-ID: <forged-1@evil.test>\r\nIn-Reply-To: <o77@customer.test>\r\n\r\nPlease change my delivery address to 1 Evil Street.\r\n";
+    let r = send(&app, "bounce@evil.test", &fwd, forged.as_bytes().to_vec()).await;
+    assert_eq!(r.code, 250, "a spoof is flagged, not refused: {}", r.text);
+    let tickets = app.store.tickets(AccountId(account), None).await.unwrap();
+    assert_eq!(tickets.len(), 2);
+    let flagged = tickets.iter().find(|t| t.id != real).unwrap();
+    assert_eq!(flagged.flags, vec!["spoof_suspected"]);
+    let t = app.store.ticket(TicketId(flagged.id), None).await.unwrap();
+    let auth = t.messages[0].auth_results.clone().unwrap();
+    assert_eq!(auth["verdicts"]["dmarc"]["result"], "fail");
+    assert_eq!(auth["policy"]["spoof_suspected"], true);
+    assert_eq!(t.messages[0].thread_reason, "spoof_suspected");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_mail_is_vouched_for_by_a_trusted_arc_seal_only() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k)).await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let signed = hop(
+        &[
+            "sign",
+            "--domain",
+            "customer.test",
+            "--selector",
+            "s1",
+            "--key",
+            k.customer.to_str().unwrap(),
+        ],
+        ORIGINAL.as_bytes(),
+    );
+    // Gmail forwards it: the footer breaks the original DKIM body hash; the ARC seal says
+    // DMARC passed when Gmail received it.
+    let via_google = hop(
+        &[
+            "forward",
+            "--domain",
+            "google.com",
+            "--selector",
+            "arc",
+            "--key",
+            k.google.to_str().unwrap(),
+            "--authserv-id",
+            "mx.google.com",
+            "--footer",
+            "-- forwarded by the shop's Gmail",
+        ],
+        &signed,
+    );
+    let r = send(&app, "support+caf_=fwd@acme.test", &fwd, via_google).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let (t, auth) = last_message(&app, account).await;
+    let v = &auth["verdicts"];
+    // The footer broke the body hash: mail-auth reports that as neutral (RFC 6376 allows it).
+    let dkim = &v["dkim"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["domain"] == "customer.test")
+        .unwrap()["result"];
+    assert!(dkim == "neutral" || dkim == "fail", "{v}");
+    assert_eq!(v["dmarc"]["result"], "fail", "{v}");
+    assert!(
+        v["header"].as_str().unwrap().contains("dmarc=fail"),
+        "the header agrees: {v}"
+    );
+    assert_eq!(v["arc"]["result"], "pass", "{v}");
+    assert_eq!(v["arc"]["sealers"], serde_json::json!(["google.com"]));
+    assert_eq!(auth["policy"]["via_trusted_arc"], "google.com");
+    assert_eq!(auth["policy"]["authenticated_domain"], "customer.test");
+    assert!(t.ticket.flags.is_empty(), "{:?}", t.ticket.flags);
+
+    // The same made-up story sealed by an untrusted domain convinces nobody.
+    let app2 = app_with_dns(&dns).await;
+    let (account2, fwd2) = app2.account("Acme", "support@acme.test").await;
+    let via_evil = hop(
+        &[
+            "forward",
+            "--domain",
+            "evil.test",
+            "--selector",
+            "arc",
+            "--key",
+            k.evil.to_str().unwrap(),
+            "--authserv-id",
+            "mx.evil.test",
+            "--footer",
+            "-- x",
+        ],
+        &signed,
+    );
+    assert_eq!(
+        send(&app2, "relay@evil.test", &fwd2, via_evil).await.code,
+        250
+    );
+    let (t2, auth2) = last_message(&app2, account2).await;
+    assert_eq!(auth2["verdicts"]["arc"]["result"], "pass");
+    assert_eq!(auth2["policy"]["spoof_suspected"], true);
+    assert_eq!(t2.ticket.flags, vec!["spoof_suspected"]);
+    app.stop().await;
+    app2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_refuses_direct_dmarc_reject_failures_only() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k)).await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    cli(
+        app.dir.path(),
+        &[
+            "account",
+            "policy",
+            &account.to_string(),
+            "--strict-dmarc",
+            "true",
+        ],
+    );
+    let forged = "From: Ana <ana@customer.test>\r\nTo: support@acme.test\r\nSubject: pay here\r\nMessage-ID: <f2@x>\r\n\r\nx\r\n";
+    // Direct: the envelope sender is the From domain itself.
+    let r = send(&app, "ana@customer.test", &fwd, forged.as_bytes().to_vec()).await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    assert!(
+        r.text.contains("5.7.1") && r.text.contains("customer.test"),
+        "{}",
+        r.text
+    );
+    // Forwarded (another envelope domain): flagged, not refused.
+    let r = send(
+        &app,
+        "fwd@forwarder.test",
+        &fwd,
+        forged.replace("<f2@x>", "<f3@x>").into_bytes(),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    // p=none domains are never refused nor flagged.
+    let lenient = "From: Bob <bob@lenient.test>\r\nSubject: hi\r\nMessage-ID: <l1@x>\r\n\r\nx\r\n";
+    assert_eq!(
+        send(&app, "bob@lenient.test", &fwd, lenient.as_bytes().to_vec())
+            .await
+            .code,
+        250
+    );
+    let tickets = app.store.tickets(AccountId(account), None).await.unwrap();
+    assert_eq!(tickets.len(), 2);
+    let bob = tickets
+        .iter()
+        .find(|t| t.customer.as_deref() == Some("bob@lenient.test"))
+        .unwrap();
+    assert!(bob.flags.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_server_that_never_answers_gives_temperror_in_bounded_time() {
+    let k = keys();
+    let dns = TestDns::start(
+        zone(&k)
+            .timeout("slow.test")
+            .timeout("_dmarc.slow.test")
+            .timeout("s1._domainkey.slow.test"),
+    )
+    .await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let msg = hop(
+        &[
+            "sign",
+            "--domain",
+            "slow.test",
+            "--selector",
+            "s1",
+            "--key",
+            k.evil.to_str().unwrap(),
+        ],
+        b"From: Sam <sam@slow.test>\r\nSubject: slow\r\nMessage-ID: <s1@slow.test>\r\n\r\nx\r\n",
+    );
+    let started = Instant::now();
+    let r = send(&app, "sam@slow.test", &fwd, msg).await;
+    let took = started.elapsed();
+    assert_eq!(r.code, 250, "a DNS failure never rejects: {}", r.text);
+    // Each lookup costs at most dns.timeout (1 s); the lookups of one message run side by side.
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let (_, auth) = last_message(&app, account).await;
+    let v = &auth["verdicts"];
+    assert_eq!(v["spf_mail_from"]["result"], "temperror", "{v}");
+    assert_eq!(v["dkim"][0]["result"], "temperror", "{v}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_command_explains_each_verdict() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let signed = hop(
+        &[
+            "sign",
+            "--domain",
+            "customer.test",
+            "--selector",
+            "s1",
+            "--key",
+            k.customer.to_str().unwrap(),
+        ],
+        ORIGINAL.as_bytes(),
+    );
+    let file = dir.path().join("m.eml");
+    std::fs::write(&file, &signed).unwrap();
+    let ns = dns.addr.to_string();
+    let data = dir.path().to_path_buf();
+    let run = move |json: bool| {
+        let mut cmd = Command::new(postern_bin());
+        cmd.args([
+            "verify",
+            file.to_str().unwrap(),
+            "--ip",
+            "192.0.2.10",
+            "--helo",
+            "mail.customer.test",
+            "--mail-from",
+            "ana@customer.test",
+        ])
+        .envs(test_env(&data, &[("POSTERN__DNS__NAMESERVERS", &ns)]));
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking(move || (run(true), run(false)))
+        .await
+        .unwrap();
+    assert!(
+        out.0.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.0.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.0.stdout).unwrap();
+    assert_eq!(v["verdicts"]["spf_mail_from"]["result"], "pass");
+    assert_eq!(v["verdicts"]["dkim"][0]["result"], "pass");
+    assert_eq!(v["verdicts"]["dmarc"]["result"], "pass");
+    let text = String::from_utf8_lossy(&out.1.stdout);
+    assert!(text.starts_with("Authentication-Results: "), "{text}");
+    assert!(
+        text.contains("dmarc          pass") && text.contains("customer.test authenticated"),
+        "{text}"
+    );
+}
