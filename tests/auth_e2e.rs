@@ -494,3 +494,84 @@ async fn verify_command_explains_each_verdict() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_confirmation_counts_only_when_google_signed_it() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k).txt(
+        "s1._domainkey.google.com",
+        &format!("v=DKIM1; k=rsa; p={}", k.google_pub),
+    ))
+    .await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Brand", "support@brand.test").await;
+    let confirmation = format!(
+        "From: Gmail Team <forwarding-noreply@google.com>\r\nTo: {fwd}\r\nSubject: (#5550123) Gmail Forwarding Confirmation - Receive Mail from support@brand.test\r\nDate: Mon, 16 Nov 2026 10:00:00 +0000\r\nMessage-ID: <c1@google.com>\r\n\r\nsupport@brand.test has requested to automatically forward mail to your email\r\naddress {fwd}.\r\nConfirmation code: 5550123\r\n\r\nhttps://mail-settings.google.com/mail/vf-%5BX%5D-Y\r\n"
+    );
+    // Forged: not signed by google.com. It becomes a normal (flagged) ticket; no code is stored.
+    assert_eq!(
+        send(
+            &app,
+            "forwarding-noreply@google.com",
+            &fwd,
+            confirmation.clone().into_bytes()
+        )
+        .await
+        .code,
+        250
+    );
+    let shown = cli_json(
+        app.dir.path(),
+        &["account", "show", &account.to_string(), "--json"],
+    );
+    assert!(
+        shown["support_addresses"][0]["confirmation_code"].is_null(),
+        "{shown}"
+    );
+    assert_eq!(
+        app.store
+            .tickets(AccountId(account), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Signed by google.com: the code is stored, no ticket.
+    let signed = hop(
+        &[
+            "sign",
+            "--domain",
+            "google.com",
+            "--selector",
+            "s1",
+            "--key",
+            k.google.to_str().unwrap(),
+        ],
+        confirmation
+            .replace("<c1@google.com>", "<c2@google.com>")
+            .as_bytes(),
+    );
+    assert_eq!(
+        send(&app, "forwarding-noreply@google.com", &fwd, signed)
+            .await
+            .code,
+        250
+    );
+    let shown = cli_json(
+        app.dir.path(),
+        &["account", "show", &account.to_string(), "--json"],
+    );
+    assert_eq!(
+        shown["support_addresses"][0]["confirmation_code"],
+        "5550123"
+    );
+    assert_eq!(
+        app.store
+            .tickets(AccountId(account), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    app.stop().await;
+}

@@ -13,7 +13,7 @@ use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutco
 use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
-    CommitWriter, Intake, IntakeOutcome, NewMessage, NewQuarantine, Store, StoreError,
+    CommitWriter, Intake, IntakeOutcome, MessageKind, NewMessage, NewQuarantine, Store, StoreError,
 };
 use classify::ClassifyContext;
 use sha2::{Digest, Sha256};
@@ -286,6 +286,19 @@ impl Delivery for MailIntake {
             .map(|item| match item {
                 Intake::Message(mut m) => {
                     if let Some((verdicts, outcome)) = auth.get(&m.account_id) {
+                        // A forwarding confirmation sets what the admin will click: only
+                        // believe one that Google really signed.
+                        if matches!(m.kind, MessageKind::ForwardingConfirmation { .. })
+                            && !verdicts.dkim.iter().any(|d| {
+                                d.result == "pass"
+                                    && d.domain.as_deref().is_some_and(|x| {
+                                        x == "google.com" || x.ends_with(".google.com")
+                                    })
+                            })
+                        {
+                            tracing::warn!("forwarding confirmation without a valid google.com DKIM signature: kept as a normal message");
+                            m.kind = MessageKind::Normal;
+                        }
                         m.spoof_suspected = outcome.spoof_suspected;
                         m.dmarc_pass_domain = outcome.authenticated_domain.clone();
                         m.auth_results = Some(serde_json::json!({
