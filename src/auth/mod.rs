@@ -18,6 +18,7 @@ use mail_auth::{
 };
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,34 @@ pub struct AuthVerdicts {
     pub header: String,
 }
 
+impl AuthVerdicts {
+    /// Every check "temperror": what is recorded when verification itself broke down.
+    pub fn unavailable(reason: &str, hostname: &str) -> Self {
+        let t = || Verdict::new("temperror").reason(reason);
+        Self {
+            iprev: t(),
+            spf_helo: t(),
+            spf_mail_from: t(),
+            dkim: vec![t()],
+            arc: ArcVerdict {
+                result: "temperror".into(),
+                sealers: vec![],
+                hop_dmarc: vec![],
+                reason: Some(reason.into()),
+            },
+            dmarc: DmarcVerdict {
+                result: "temperror".into(),
+                from_domain: String::new(),
+                policy: "unspecified".into(),
+                spf_aligned: false,
+                dkim_aligned: false,
+                reason: Some(reason.into()),
+            },
+            header: format!("{hostname}; auth=temperror ({reason})"),
+        }
+    }
+}
+
 /// The connection facts verification needs.
 #[derive(Debug, Clone)]
 pub struct SmtpFacts<'a> {
@@ -175,6 +204,33 @@ fn dmarc_in_results(value: &[u8]) -> Option<String> {
 }
 
 impl Authenticator {
+    /// [`Authenticator::verify`] in a task of its own: should the verification code panic on
+    /// some hostile record, the message still gets verdicts (temperror) and the session lives.
+    pub async fn verify_contained(
+        self: &Arc<Self>,
+        raw: Arc<Vec<u8>>,
+        ip: IpAddr,
+        helo: String,
+        mail_from: Option<String>,
+    ) -> AuthVerdicts {
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let facts = SmtpFacts {
+                ip,
+                helo: &helo,
+                mail_from: mail_from.as_deref(),
+            };
+            me.verify(&raw, &facts).await
+        });
+        match task.await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "sender verification failed internally");
+                AuthVerdicts::unavailable("internal error during verification", &self.hostname)
+            }
+        }
+    }
+
     /// A resolver on `nameservers` (IP or IP:port; the system configuration when empty),
     /// each lookup bounded by `timeout`, caches of `cache_size` entries per record type.
     pub fn new(
@@ -240,6 +296,12 @@ impl Authenticator {
 
     /// Verifies one message as received from `facts`.
     pub async fn verify(&self, raw: &[u8], facts: &SmtpFacts<'_>) -> AuthVerdicts {
+        // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is an IPv4 client for
+        // SPF and iprev (RFC 7208 5.6).
+        let facts = &SmtpFacts {
+            ip: facts.ip.to_canonical(),
+            ..facts.clone()
+        };
         let helo = facts.helo;
         // RFC 7208 2.4: with a null reverse-path, MAIL FROM is checked as postmaster@HELO.
         let postmaster = format!("postmaster@{helo}");
@@ -316,11 +378,17 @@ impl Authenticator {
             self.resolver.verify_dkim(self.params(&message)),
             self.resolver.verify_arc(self.params(&message))
         );
+        // DMARC must not count a signature we refuse (see `signature_defect`).
+        let dkim_for_dmarc: Vec<_> = dkim
+            .iter()
+            .filter(|o| o.signature().is_none_or(|s| signature_defect(s).is_none()))
+            .cloned()
+            .collect();
         let dmarc = self
             .resolver
             .verify_dmarc(self.params(mail_auth::dmarc::verify::DmarcParameters::new(
                 &message,
-                &dkim,
+                &dkim_for_dmarc,
                 mail_from_domain,
                 &spf_mail,
             )))
@@ -336,22 +404,42 @@ impl Authenticator {
             .with_iprev_result(&iprev, facts.ip)
             .to_string();
 
-        let dkim_v = if dkim.is_empty() {
-            vec![Verdict::new("none").reason("no DKIM signature")]
-        } else {
-            dkim.iter()
-                .map(|o| {
-                    let v = dkim_verdict(o.result());
-                    match o.signature() {
-                        Some(s) => Verdict {
+        let mut dkim_v: Vec<Verdict> = dkim
+            .iter()
+            .map(|o| {
+                let v = dkim_verdict(o.result());
+                match o.signature() {
+                    Some(s) => {
+                        let v = match signature_defect(s) {
+                            // RFC 6376 6.1.1: such a signature must be ignored whatever its
+                            // cryptography says; mail-auth does not check these rules.
+                            Some(defect) if v.result == "pass" => {
+                                Verdict::new("permerror").reason(defect)
+                            }
+                            _ => v,
+                        };
+                        Verdict {
                             selector: Some(s.s.clone()),
                             ..v.domain(&s.d)
-                        },
-                        None => v,
+                        }
                     }
-                })
-                .collect()
-        };
+                    None => v,
+                }
+            })
+            .collect();
+        // A DKIM-Signature mail-auth could not parse at all still says "signed": report it.
+        // (Errors of the DKIM kind already come back from mail-auth as neutral verdicts.)
+        for e in message.errors.iter().filter(|e| {
+            e.name.eq_ignore_ascii_case(b"DKIM-Signature")
+                && !matches!(e.header, mail_auth::Error::Dkim(_))
+        }) {
+            dkim_v.push(
+                Verdict::new("permerror").reason(format!("unusable DKIM-Signature: {}", e.header)),
+            );
+        }
+        if dkim_v.is_empty() {
+            dkim_v.push(Verdict::new("none").reason("no DKIM signature"));
+        }
         let arc_v = {
             let v = dkim_verdict(arc.result());
             let mut seals: Vec<(u32, String)> = message
@@ -422,6 +510,25 @@ impl Authenticator {
             header,
         }
     }
+}
+
+/// RFC 6376 rules mail-auth does not enforce: the signature must cover From (6.1.1), and
+/// its identity `i=` must be the signing domain or a subdomain of it (3.5).
+fn signature_defect(s: &mail_auth::dkim::Signature) -> Option<&'static str> {
+    if !s.h.iter().any(|h| h.eq_ignore_ascii_case("from")) {
+        return Some("the signature does not cover the From header (RFC 6376 6.1.1)");
+    }
+    if !s.i.is_empty() {
+        let identity_domain =
+            s.i.rsplit_once('@')
+                .map_or(s.i.as_str(), |(_, d)| d)
+                .to_ascii_lowercase();
+        let d = s.d.to_ascii_lowercase();
+        if identity_domain != d && !identity_domain.ends_with(&format!(".{d}")) {
+            return Some("the signature's i= is outside its d= domain (RFC 6376 3.5)");
+        }
+    }
+    None
 }
 
 /// Replaces the result word of the `dmarc=` clause of an Authentication-Results value.

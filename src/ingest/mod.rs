@@ -9,7 +9,7 @@ pub mod tnef;
 
 pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusable};
 
-use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome, SmtpFacts};
+use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome};
 use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
@@ -70,7 +70,7 @@ impl MailIntake {
     /// Verifies the message (once) and applies each receiving account's policy.
     async fn authenticate(
         &self,
-        raw: &[u8],
+        raw: &Arc<Vec<u8>>,
         envelope: &Envelope,
         routes: &[(AccountId, SupportAddressId)],
     ) -> Result<HashMap<AccountId, (AuthVerdicts, PolicyOutcome)>, DeliveryError> {
@@ -78,12 +78,14 @@ impl MailIntake {
         let Some(auth) = &self.auth else {
             return Ok(out);
         };
-        let facts = SmtpFacts {
-            ip: envelope.remote_ip,
-            helo: &envelope.helo,
-            mail_from: envelope.mail_from.as_deref(),
-        };
-        let verdicts = auth.verify(raw, &facts).await;
+        let verdicts = auth
+            .verify_contained(
+                raw.clone(),
+                envelope.remote_ip,
+                envelope.helo.clone(),
+                envelope.mail_from.clone(),
+            )
+            .await;
         let envelope_domain = envelope
             .mail_from
             .as_deref()
