@@ -31,11 +31,22 @@ fn trusted(domain: &str, list: &[String]) -> bool {
     })
 }
 
-/// Same organisation, roughly: one domain equals or is a subdomain of the other. Used only
-/// to tell direct mail from forwarded mail, never to grant trust.
+/// Same organisational domain (public suffix list). Used only to tell direct mail from
+/// forwarded mail, never to grant trust.
 fn related(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
-    a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
+    super::org_domain::organizational_domain(a) == super::org_domain::organizational_domain(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::related;
+
+    #[test]
+    fn direct_mail_is_recognised_by_organisational_domain() {
+        assert!(related("bounces.shop.co.uk", "shop.co.uk"));
+        assert!(!related("other.co.uk", "shop.co.uk"));
+        assert!(!related("forwarder.test", "customer.test"));
+    }
 }
 
 pub fn evaluate(
