@@ -114,6 +114,8 @@ fn zone(k: &Keys) -> Zone {
             "arc._domainkey.evil.test",
             &format!("v=DKIM1; k=rsa; p={}", k.evil_pub),
         )
+        .txt("quarantine.test", "v=spf1 -all")
+        .txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine")
         .txt("lenient.test", "v=spf1 ?all")
         .txt("_dmarc.lenient.test", "v=DMARC1; p=none")
 }
@@ -381,6 +383,14 @@ async fn strict_mode_refuses_direct_dmarc_reject_failures_only() {
     )
     .await;
     assert_eq!(r.code, 250, "{}", r.text);
+    // p=quarantine: flagged, never refused (strict mode is about p=reject only).
+    let q = "From: Quinn <q@quarantine.test>\r\nSubject: hello\r\nMessage-ID: <q1@x>\r\n\r\nx\r\n";
+    assert_eq!(
+        send(&app, "q@quarantine.test", &fwd, q.as_bytes().to_vec())
+            .await
+            .code,
+        250
+    );
     // p=none domains are never refused nor flagged.
     let lenient = "From: Bob <bob@lenient.test>\r\nSubject: hi\r\nMessage-ID: <l1@x>\r\n\r\nx\r\n";
     assert_eq!(
@@ -390,7 +400,12 @@ async fn strict_mode_refuses_direct_dmarc_reject_failures_only() {
         250
     );
     let tickets = app.store.tickets(AccountId(account), None).await.unwrap();
-    assert_eq!(tickets.len(), 2);
+    assert_eq!(tickets.len(), 3);
+    let quinn = tickets
+        .iter()
+        .find(|t| t.customer.as_deref() == Some("q@quarantine.test"))
+        .unwrap();
+    assert_eq!(quinn.flags, vec!["spoof_suspected"]);
     let bob = tickets
         .iter()
         .find(|t| t.customer.as_deref() == Some("bob@lenient.test"))
