@@ -99,6 +99,7 @@ impl Application {
             max_errors: s.max_errors,
             command_timeout: s.command_timeout,
             data_timeout: s.data_timeout,
+            data_budget: smtp::DataBudget::new(s.max_inflight_data),
         };
         let smtp = SmtpServer::new(
             smtp_listener,

@@ -48,6 +48,7 @@ pub struct SmtpSettings {
     pub listen: SocketAddr,
     pub hostname: String,
     pub max_message_size: usize,
+    pub max_inflight_data: usize,
     pub max_recipients: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,

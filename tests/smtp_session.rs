@@ -57,6 +57,7 @@ fn config() -> SessionConfig {
         max_errors: 10,
         command_timeout: Duration::from_secs(5),
         data_timeout: Duration::from_secs(5),
+        data_budget: postern::smtp::DataBudget::new(1 << 20),
     }
 }
 
@@ -502,4 +503,62 @@ async fn starttls_drops_pipelined_plaintext() {
     );
     assert_eq!(lines.len(), 6, "{text}");
     assert!(!text.contains("STARTTLS\r\n250 "), "{text}");
+}
+
+#[tokio::test]
+async fn the_memory_budget_holds_back_a_second_big_message_until_the_first_is_done() {
+    // 256 KiB for everyone; each message is 150 KiB.
+    let mut cfg = config();
+    cfg.max_message_size = 200_000;
+    cfg.data_budget = postern::smtp::DataBudget::new(256 * 1024);
+    let budget = cfg.data_budget.clone();
+    let cfg = Arc::new(cfg);
+    let body = format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(150_000));
+    let start = |delivery: Arc<Recorder>| {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let s = Session::new(
+            server,
+            delivery,
+            cfg.clone(),
+            "t".into(),
+            peer(),
+            false,
+            false,
+            CancellationToken::new(),
+        );
+        (client, tokio::spawn(s.run(true)))
+    };
+    let d = Arc::new(Recorder::default());
+    let (mut a, ta) = start(d.clone());
+    let (mut b, tb) = start(d.clone());
+    // A sends its whole message but not the final dot: it holds ~192 KiB of room.
+    a.write_all(
+        format!("EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nDATA\r\n{body}").as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        budget.available_bytes() < 100 * 1024,
+        "A holds room: {}",
+        budget.available_bytes()
+    );
+    // B's message cannot fit yet.
+    b.write_all(format!("EHLO b\r\n{}QUIT\r\n", tx(&body)).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(d.delivered.lock().unwrap().len(), 0, "B waited for room");
+    // A finishes: its room comes back, B goes through.
+    a.write_all(b".\r\nQUIT\r\n").await.unwrap();
+    let mut out = Vec::new();
+    b.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("250 2.0.0 Ok: queued"), "{text}");
+    let mut out_a = Vec::new();
+    a.read_to_end(&mut out_a).await.unwrap();
+    ta.await.unwrap().unwrap();
+    tb.await.unwrap().unwrap();
+    assert_eq!(d.delivered.lock().unwrap().len(), 2);
+    assert_eq!(budget.available_bytes(), 256 * 1024, "all room given back");
 }

@@ -1,5 +1,6 @@
 //! The SMTP server. It knows nothing of storage: accepted mail goes to a [`Delivery`].
 
+pub mod budget;
 pub mod command;
 pub mod data;
 pub mod delivery;
@@ -8,6 +9,7 @@ pub mod server;
 pub mod session;
 pub mod tls;
 
+pub use budget::DataBudget;
 pub use delivery::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 pub use server::{ConnectionLimits, SmtpServer};
 pub use session::{Session, SessionConfig, SessionEnd};

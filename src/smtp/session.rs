@@ -1,6 +1,7 @@
 //! One SMTP session, generic over its byte stream: the protocol runs the same on a TCP
 //! socket, a TLS stream or an in-memory pipe in tests.
 
+use super::budget::{DataBudget, Reservation};
 use super::command::{self, Command};
 use super::data::{count_received_headers, DotReader};
 use super::delivery::{Delivery, RecipientVerdict};
@@ -26,6 +27,8 @@ pub struct SessionConfig {
     pub max_errors: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// Message bytes all sessions together may hold in memory.
+    pub data_budget: DataBudget,
 }
 
 /// How a session ended.
@@ -58,6 +61,8 @@ struct Transaction {
     rcpts: Vec<EmailAddress>,
     /// BDAT chunks received so far (RFC 3030), and whether they went over the size limit.
     chunks: Option<(Vec<u8>, bool)>,
+    /// Memory room held for those chunks.
+    chunk_room: Option<Reservation>,
 }
 
 pub struct Session<S, D> {
@@ -322,6 +327,7 @@ where
             smtputf8: params.smtputf8,
             rcpts: Vec::new(),
             chunks: None,
+            chunk_room: None,
         });
         self.reply(Reply::new(250, "2.1.0", "Sender ok"));
     }
@@ -399,7 +405,11 @@ where
         self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
         let mut reader = DotReader::new(self.cfg.max_message_size);
         let mut message = Vec::with_capacity(READ_CHUNK);
+        let mut room = self.cfg.data_budget.reserve();
         loop {
+            // The message grows by at most what is buffered: make room for it first.
+            let upcoming = (message.len() + self.inbuf.len()).min(self.cfg.max_message_size);
+            self.make_room(&mut room, upcoming).await?;
             let (used, done) = reader.feed(&self.inbuf, &mut message);
             self.inbuf.advance(used);
             if done {
@@ -409,7 +419,20 @@ where
         }
         let overflow = reader.overflowed();
         self.finish_message(message, overflow).await;
+        drop(room);
         Ok(())
+    }
+
+    /// Waits (at most the data timeout) until `room` covers `bytes`.
+    async fn make_room(&mut self, room: &mut Reservation, bytes: usize) -> Result<(), Interrupt> {
+        if bytes < room.bytes() {
+            return Ok(());
+        }
+        // Pending replies go out before a possible wait.
+        self.flush().await.map_err(Interrupt::Io)?;
+        tokio::time::timeout(self.cfg.data_timeout, room.cover(bytes))
+            .await
+            .map_err(|_| Interrupt::Timeout)
     }
 
     async fn bdat(&mut self, size: u64, last: bool) -> Result<(), Interrupt> {
@@ -421,6 +444,11 @@ where
             (None, Some(tx)) => Some(tx.chunks.take().unwrap_or_default()),
             _ => None,
         };
+        let mut room = self
+            .tx
+            .as_mut()
+            .and_then(|tx| tx.chunk_room.take())
+            .unwrap_or_else(|| self.cfg.data_budget.reserve());
         while remaining > 0 {
             if self.inbuf.is_empty() {
                 self.fill(self.cfg.data_timeout, false).await?;
@@ -428,7 +456,11 @@ where
             let take = remaining.min(self.inbuf.len() as u64) as usize;
             if let Some((buf, overflow)) = chunk_sink.as_mut() {
                 if !*overflow && buf.len() + take <= max {
-                    buf.extend_from_slice(&self.inbuf[..take]);
+                    let upcoming = buf.len() + take;
+                    self.make_room(&mut room, upcoming).await?;
+                    if let Some((buf, _)) = chunk_sink.as_mut() {
+                        buf.extend_from_slice(&self.inbuf[..take]);
+                    }
                 } else {
                     *overflow = true;
                 }
@@ -448,6 +480,7 @@ where
         } else {
             if let Some(tx) = self.tx.as_mut() {
                 tx.chunks = Some((message, overflow));
+                tx.chunk_room = Some(room);
             }
             self.reply(Reply::new(250, "2.0.0", format!("{size} octets received")));
         }
