@@ -37,18 +37,6 @@ fn related(a: &str, b: &str) -> bool {
     super::org_domain::organizational_domain(a) == super::org_domain::organizational_domain(b)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::related;
-
-    #[test]
-    fn direct_mail_is_recognised_by_organisational_domain() {
-        assert!(related("bounces.shop.co.uk", "shop.co.uk"));
-        assert!(!related("other.co.uk", "shop.co.uk"));
-        assert!(!related("forwarder.test", "customer.test"));
-    }
-}
-
 pub fn evaluate(
     v: &AuthVerdicts,
     policy: &AuthPolicy,
@@ -95,4 +83,16 @@ pub fn evaluate(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::related;
+
+    #[test]
+    fn direct_mail_is_recognised_by_organisational_domain() {
+        assert!(related("bounces.shop.co.uk", "shop.co.uk"));
+        assert!(!related("other.co.uk", "shop.co.uk"));
+        assert!(!related("forwarder.test", "customer.test"));
+    }
 }
