@@ -3,7 +3,7 @@
 //! conversation. Runs inside the writer's transaction, so messages are threaded one at a
 //! time in arrival order even when many sessions deliver at once.
 
-use super::intake::{IntakeOutcome, Mailbox, MessageKind, NewMessage};
+use super::intake::{IntakeOutcome, Mailbox, MessageKind, NewMessage, NewQuarantine};
 use super::{now_ms, StoreError};
 use crate::domain::{normalize_subject, verify_reply_token, MessageId, TicketId};
 use sha2::{Digest, Sha256};
@@ -106,16 +106,22 @@ async fn live_ticket(
     Ok(None)
 }
 
+/// The ticket holding the message with this Message-ID; with `ours_only`, only a message
+/// we sent (what a bounce reports on).
 async fn ticket_of_message_id(
     conn: &mut Conn,
     account: i64,
     message_id: &str,
+    ours_only: bool,
 ) -> Result<Option<i64>, StoreError> {
     Ok(sqlx::query_scalar(
-        "SELECT ticket_id FROM messages WHERE account_id = ? AND message_id = ? ORDER BY id LIMIT 1",
+        "SELECT ticket_id FROM messages WHERE account_id = ? AND message_id = ?
+           AND (NOT ? OR direction = 'outbound')
+         ORDER BY id LIMIT 1",
     )
     .bind(account)
     .bind(message_id)
+    .bind(ours_only)
     .fetch_optional(&mut *conn)
     .await?)
 }
@@ -141,12 +147,12 @@ async fn header_match(
         }
     }
     if let Some(irt) = &m.in_reply_to {
-        if let Some(t) = ticket_of_message_id(conn, account, irt).await? {
+        if let Some(t) = ticket_of_message_id(conn, account, irt, false).await? {
             return Ok(Some((t, reason::IN_REPLY_TO)));
         }
     }
     for r in m.references.iter().rev() {
-        if let Some(t) = ticket_of_message_id(conn, account, r).await? {
+        if let Some(t) = ticket_of_message_id(conn, account, r, false).await? {
             return Ok(Some((t, reason::REFERENCES)));
         }
     }
@@ -427,65 +433,62 @@ async fn place(
     })
 }
 
-/// Our message that a bounce reports on, if it is ours.
-async fn bounced_message_ticket(
+/// Keeps the message whole in quarantine: `held` for an operator to look at, `discarded`
+/// when it is only kept so that nothing a sender gave us is lost (our own mail come back...).
+async fn quarantine_message(
     conn: &mut Conn,
-    account: i64,
-    original: &str,
-) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT ticket_id FROM messages WHERE account_id = ? AND message_id = ? AND direction = 'outbound' LIMIT 1",
+    m: &NewMessage,
+    reason: &str,
+    detail: String,
+    status: &str,
+) -> Result<IntakeOutcome, StoreError> {
+    let q = NewQuarantine {
+        account_id: Some(m.account_id),
+        reason: reason.to_string(),
+        detail: Some(detail),
+        raw: m.raw.clone(),
+        raw_sha256: m.raw_sha256.clone(),
+        envelope_json: Some(m.envelope_json.clone()),
+        source: m.source,
+        source_position: None,
+        received_at: m.received_at,
+    };
+    store_quarantine(conn, &q, status).await
+}
+
+/// Stores a quarantine entry, once: a sender retrying the same bytes finds the first one.
+pub(super) async fn store_quarantine(
+    conn: &mut Conn,
+    q: &NewQuarantine,
+    status: &str,
+) -> Result<IntakeOutcome, StoreError> {
+    if let Some(id) = sqlx::query_scalar::<_, i64>(
+        "SELECT id FROM quarantine WHERE account_id IS ? AND raw_sha256 = ? AND source = ?",
     )
-    .bind(account)
-    .bind(original)
+    .bind(q.account_id.map(|a| a.0))
+    .bind(&q.raw_sha256)
+    .bind(q.source)
     .fetch_optional(&mut *conn)
-    .await?)
-}
-
-/// A discarded quarantine entry: kept (nothing a sender gave us is lost) but never shown as held.
-async fn keep_discarded(
-    conn: &mut Conn,
-    m: &NewMessage,
-    reason: &str,
-    detail: String,
-) -> Result<IntakeOutcome, StoreError> {
-    put_blob(conn, &m.raw_sha256, &m.raw).await?;
+    .await?
+    {
+        return Ok(IntakeOutcome::Quarantined { id });
+    }
+    put_blob(conn, &q.raw_sha256, &q.raw).await?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source, status, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'discarded', ?) RETURNING id",
+        "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source,
+                                 source_position, status, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
-    .bind(m.account_id.0)
-    .bind(reason)
-    .bind(detail)
-    .bind(&m.raw_sha256)
-    .bind(m.raw.len() as i64)
-    .bind(&m.envelope_json)
-    .bind(m.source)
-    .bind(m.received_at)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(IntakeOutcome::Quarantined { id })
-}
-
-async fn quarantine_held(
-    conn: &mut Conn,
-    m: &NewMessage,
-    reason: &str,
-    detail: String,
-) -> Result<IntakeOutcome, StoreError> {
-    put_blob(conn, &m.raw_sha256, &m.raw).await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(m.account_id.0)
-    .bind(reason)
-    .bind(detail)
-    .bind(&m.raw_sha256)
-    .bind(m.raw.len() as i64)
-    .bind(&m.envelope_json)
-    .bind(m.source)
-    .bind(m.received_at)
+    .bind(q.account_id.map(|a| a.0))
+    .bind(&q.reason)
+    .bind(&q.detail)
+    .bind(&q.raw_sha256)
+    .bind(q.raw.len() as i64)
+    .bind(&q.envelope_json)
+    .bind(q.source)
+    .bind(&q.source_position)
+    .bind(status)
+    .bind(q.received_at)
     .fetch_one(&mut *conn)
     .await?;
     Ok(IntakeOutcome::Quarantined { id })
@@ -551,7 +554,7 @@ pub(super) async fn store_message(
     match &m.kind {
         MessageKind::OwnMail { reason } => {
             tracing::warn!(%reason, "our own mail came back: dropped, no ticket");
-            return keep_discarded(conn, m, "own_mail_loop", reason.clone()).await;
+            return quarantine_message(conn, m, "own_mail_loop", reason.clone(), "discarded").await;
         }
         MessageKind::ForwardingConfirmation {
             provider,
@@ -571,11 +574,12 @@ pub(super) async fn store_message(
                 .await?;
             }
             tracing::info!(%provider, "forwarding confirmation received");
-            return keep_discarded(
+            return quarantine_message(
                 conn,
                 m,
                 "forwarding_confirmation",
                 format!("{provider} forwarding confirmation"),
+                "discarded",
             )
             .await;
         }
@@ -584,15 +588,16 @@ pub(super) async fn store_message(
             report,
         } => {
             let ticket = match original_message_id {
-                Some(id) => bounced_message_ticket(conn, account, id).await?,
+                Some(id) => ticket_of_message_id(conn, account, id, true).await?,
                 None => None,
             };
             let Some(ticket) = ticket else {
-                return quarantine_held(
+                return quarantine_message(
                     conn,
                     m,
                     "bounce",
                     format!("delivery report not about a message of ours: {report}"),
+                    "held",
                 )
                 .await;
             };

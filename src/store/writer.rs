@@ -2,8 +2,8 @@
 //! sessions in shared transactions. Each session waits for the commit (fsync'd, since the
 //! database runs with synchronous=FULL) that holds its message, then answers 250.
 
-use super::intake::{Intake, IntakeOutcome, NewQuarantine};
-use super::threading::{put_blob, store_message, ThreadingConfig};
+use super::intake::{Intake, IntakeOutcome};
+use super::threading::{store_message, store_quarantine, ThreadingConfig};
 use super::StoreError;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -101,7 +101,7 @@ async fn commit_batch(
         for item in &job.items {
             let r = match item {
                 Intake::Message(m) => store_message(&mut sp, threading, m).await,
-                Intake::Quarantine(q) => store_quarantine(&mut sp, q).await,
+                Intake::Quarantine(q) => store_quarantine(&mut sp, q, "held").await,
             };
             match r {
                 Ok(o) => outcomes.push(o),
@@ -128,40 +128,4 @@ async fn commit_batch(
     }
     tx.commit().await?;
     Ok(results)
-}
-
-async fn store_quarantine(
-    conn: &mut SqliteConnection,
-    q: &NewQuarantine,
-) -> Result<IntakeOutcome, StoreError> {
-    // A sender retrying the same bytes must not fill the quarantine twice.
-    if let Some(id) = sqlx::query_scalar::<_, i64>(
-        "SELECT id FROM quarantine WHERE account_id IS ? AND raw_sha256 = ? AND source = ?",
-    )
-    .bind(q.account_id.map(|a| a.0))
-    .bind(&q.raw_sha256)
-    .bind(q.source)
-    .fetch_optional(&mut *conn)
-    .await?
-    {
-        return Ok(IntakeOutcome::Quarantined { id });
-    }
-    put_blob(conn, &q.raw_sha256, &q.raw).await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source,
-                                 source_position, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(q.account_id.map(|a| a.0))
-    .bind(&q.reason)
-    .bind(&q.detail)
-    .bind(&q.raw_sha256)
-    .bind(q.raw.len() as i64)
-    .bind(&q.envelope_json)
-    .bind(q.source)
-    .bind(&q.source_position)
-    .bind(q.received_at)
-    .fetch_one(conn)
-    .await?;
-    Ok(IntakeOutcome::Quarantined { id })
 }
