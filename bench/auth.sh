@@ -77,8 +77,12 @@ run() { # $1 = true|false (verification)
 }
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  messages: $MESSAGES  sessions: $SESSIONS  cores: $(nproc)"
-off=($(run false))
-on=($(run true))
+# ORDER=on-first measures verification first, to see how much the order matters.
+if [ "${ORDER:-off-first}" = on-first ]; then
+  on=($(run true)); off=($(run false))
+else
+  off=($(run false)); on=($(run true))
+fi
 printf '%-22s %10s %10s %12s\n' "verification" "messages" "msg/s" "peak RSS KB"
 printf '%-22s %10s %10s %12s\n' "off" "${off[0]}" "${off[2]}" "${off[3]}"
 printf '%-22s %10s %10s %12s   %s\n' "on (DNS on loopback)" "${on[0]}" "${on[2]}" "${on[3]}" "${on[*]:4}"
