@@ -138,12 +138,7 @@ async fn send(app: &TestApp, mail_from: &str, fwd: &str, raw: Vec<u8>) -> SmtpRe
     tokio::task::spawn_blocking(move || {
         let (mut c, _) = RawSmtp::connect(addr).unwrap();
         c.cmd("EHLO mail.sender.test").unwrap();
-        assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).unwrap().code, 250);
-        assert_eq!(c.cmd(&format!("RCPT TO:<{to}>")).unwrap().code, 250);
-        c.send_raw(format!("BDAT {} LAST\r\n", raw.len()).as_bytes())
-            .unwrap();
-        c.send_raw(&raw).unwrap();
-        c.read_reply().unwrap()
+        c.send_exact(&from, &to, &raw).unwrap()
     })
     .await
     .unwrap()

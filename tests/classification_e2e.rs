@@ -213,12 +213,7 @@ async fn winmail_dat_is_unpacked_into_real_attachments() {
     let r = tokio::task::spawn_blocking(move || {
         let (mut c, _) = RawSmtp::connect(addr).unwrap();
         c.cmd("EHLO outlook.test").unwrap();
-        c.cmd("MAIL FROM:<jestedfa@microsoft.com>").unwrap();
-        c.cmd(&format!("RCPT TO:<{fwd}>")).unwrap();
-        c.send_raw(format!("BDAT {} LAST\r\n", raw.len()).as_bytes())
-            .unwrap();
-        c.send_raw(&raw).unwrap();
-        c.read_reply().unwrap()
+        c.send_exact("jestedfa@microsoft.com", &fwd, &raw).unwrap()
     })
     .await
     .unwrap();

@@ -278,7 +278,7 @@ fn build_zone(zonedata: &Value) -> Zone {
                     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
                     if rtype == "SPF" {
                         let bytes: Vec<&[u8]> = parts.iter().map(|s| s.as_bytes()).collect();
-                        zone = zone.raw(&name, 99, &txt_rdata(&bytes));
+                        zone = zone.spf_bytes(&name, &bytes);
                         served.insert("SPF");
                     }
                     if rtype == "TXT" || !has_txt {
@@ -324,24 +324,6 @@ fn build_zone(zonedata: &Value) -> Zone {
         }
     }
     zone
-}
-
-/// Character-strings for a type 99 record (the same layout as TXT).
-fn txt_rdata(strings: &[&[u8]]) -> Vec<u8> {
-    let mut rdata = Vec::new();
-    for s in strings {
-        if s.is_empty() {
-            rdata.push(0);
-        }
-        for chunk in s.chunks(255) {
-            rdata.push(chunk.len() as u8);
-            rdata.extend_from_slice(chunk);
-        }
-    }
-    if rdata.is_empty() {
-        rdata.push(0);
-    }
-    rdata
 }
 
 fn load(suite: &'static str) -> Vec<Scenario> {

@@ -347,6 +347,11 @@ impl Zone {
         must(self.try_txt_strings(name, T_SPF, &[value.as_bytes()]))
     }
 
+    /// A type 99 record made of several character-strings.
+    pub fn spf_bytes(self, name: &str, strings: &[&[u8]]) -> Self {
+        must(self.try_txt_strings(name, T_SPF, strings))
+    }
+
     pub fn a(self, name: &str, ip: Ipv4Addr) -> Self {
         must(self.try_add(name, T_A, ip.octets().to_vec()))
     }

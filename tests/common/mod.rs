@@ -280,6 +280,23 @@ impl RawSmtp {
         self.read_reply()
     }
 
+    /// MAIL, RCPT and the message bytes exactly as given (BDAT: no stuffing, no line-ending
+    /// change); returns the first refusal or the final reply.
+    pub fn send_exact(&mut self, from: &str, to: &str, raw: &[u8]) -> std::io::Result<SmtpReply> {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"))?;
+        if r.code != 250 {
+            return Ok(r);
+        }
+        let r = self.cmd(&format!("RCPT TO:<{to}>"))?;
+        if r.code != 250 {
+            let _ = self.cmd("RSET")?;
+            return Ok(r);
+        }
+        self.send_raw(format!("BDAT {} LAST\r\n", raw.len()).as_bytes())?;
+        self.send_raw(raw)?;
+        self.read_reply()
+    }
+
     pub fn read_to_end(&mut self) -> String {
         let mut s = String::new();
         let _ = self.stream.read_to_string(&mut s);
