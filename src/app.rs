@@ -52,11 +52,8 @@ impl Application {
             inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
             subject_window_ms: settings.threading.subject_window.as_millis() as i64,
         };
-        let (writer, writer_task) = CommitWriter::spawn(
-            store.writer_connection().await?,
-            settings.store.batch_max,
-            threading,
-        );
+        let (writer, writer_task) =
+            CommitWriter::spawn(store.database_file(), settings.store.batch_max, threading)?;
         let auth = if settings.auth.enabled {
             Some(Arc::new(Authenticator::new(
                 &settings.dns.nameservers,
@@ -76,6 +73,7 @@ impl Application {
                 trusted_arc_forwarders: settings.auth.trusted_arc_forwarders.clone(),
                 strict_dmarc: settings.auth.strict_dmarc,
             },
+            settings.inbound.lookup_cache,
         ));
         let s = &settings.smtp;
         let tls = if s.tls.enabled {

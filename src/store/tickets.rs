@@ -213,7 +213,7 @@ impl Store {
                 .await?;
         let rows: Vec<MessageRow> = sqlx::query_as(
             "SELECT id, direction, message_id, from_address, from_name, to_list, cc_list, subject,
-                    sent_at, received_at, text_body, html_body, stripped_text, size, classification,
+                    sent_at, received_at, text_body, html_body, COALESCE(stripped_text, rtrim(text_body, ' ' || char(9, 13, 10))) AS stripped_text, size, classification,
                     thread_reason, flags, auth_results, envelope
              FROM messages WHERE ticket_id = ? AND account_id = ? ORDER BY received_at, id",
         )
