@@ -142,6 +142,8 @@ impl Application {
         let smtp_addr = self.smtp_addr()?;
         let http_addr = self.http_addr()?;
         tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
+        // No outbound queue yet: its depth is registered, and zero.
+        crate::metrics::set_queue_depth(0);
         let router = crate::http::router(self.store.clone());
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
