@@ -149,13 +149,22 @@ mod tests {
         observe_commit(Duration::from_millis(3), 4);
         set_queue_depth(0);
         let text = render();
-        assert!(text.contains("postern_smtp_sessions_opened_total"), "{text}");
-        assert!(text.contains("postern_smtp_messages_accepted_total"), "{text}");
+        assert!(
+            text.contains("postern_smtp_sessions_opened_total"),
+            "{text}"
+        );
+        assert!(
+            text.contains("postern_smtp_messages_accepted_total"),
+            "{text}"
+        );
         assert!(
             text.contains("postern_smtp_messages_rejected_total{reason=\"unknown_recipient\"}"),
             "{text}"
         );
-        assert!(text.contains("postern_store_commit_seconds_count"), "{text}");
+        assert!(
+            text.contains("postern_store_commit_seconds_count"),
+            "{text}"
+        );
         assert!(text.contains("postern_outbound_queue_depth 0"), "{text}");
         drop(guard);
     }

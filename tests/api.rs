@@ -193,10 +193,16 @@ async fn token_flow_from_cli_to_raw_download_and_revocation() {
         .fetch_all(app.store.pool())
         .await
         .expect("hashes");
-    assert!(stored.iter().all(|h| !h.contains(&secret[4..]) && h.len() == 64));
+    assert!(stored
+        .iter()
+        .all(|h| !h.contains(&secret[4..]) && h.len() == 64));
     cli(
         app.dir.path(),
-        &["token", "revoke", &tok["id"].as_i64().expect("id").to_string()],
+        &[
+            "token",
+            "revoke",
+            &tok["id"].as_i64().expect("id").to_string(),
+        ],
     );
     let (status, body) = api.send(Method::GET, "/api/v1/tickets", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -222,9 +228,7 @@ struct Fixture {
 
 async fn populate(app: &TestApp, name: &str) -> Fixture {
     let lower = name.to_lowercase();
-    let (acct, fwd) = app
-        .account(name, &format!("support@{lower}.test"))
-        .await;
+    let (acct, fwd) = app.account(name, &format!("support@{lower}.test")).await;
     let customer_email = format!("client-{lower}@customer.test");
     let subject = format!("Secret subject of {name}");
     let html = format!("<p>Body of {name}</p><img src=\"cid:logo-{lower}@client.test\">");
@@ -432,7 +436,9 @@ async fn no_endpoint_reveals_another_accounts_data() {
         .iter()
         .all(|m| m["text"] != "sneaky note"));
     assert_eq!(
-        bravo.get(&format!("/api/v1/customers/{}", b.customer)).await["name"],
+        bravo
+            .get(&format!("/api/v1/customers/{}", b.customer))
+            .await["name"],
         Value::Null
     );
     app.stop().await;
@@ -457,11 +463,23 @@ async fn agents_cannot_manage_users_or_tokens() {
     let tid = tokens[0]["id"].as_i64().expect("token id");
 
     for (m, path, body) in [
-        (Method::POST, "/api/v1/users".to_string(), Some(json!({"email": "eve@acme.test", "role": "admin"}))),
-        (Method::PATCH, format!("/api/v1/users/{uid}"), Some(json!({"role": "admin"}))),
+        (
+            Method::POST,
+            "/api/v1/users".to_string(),
+            Some(json!({"email": "eve@acme.test", "role": "admin"})),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{uid}"),
+            Some(json!({"role": "admin"})),
+        ),
         (Method::GET, "/api/v1/tokens".to_string(), None),
         (Method::GET, format!("/api/v1/tokens/{tid}"), None),
-        (Method::POST, "/api/v1/tokens".to_string(), Some(json!({"role": "admin"}))),
+        (
+            Method::POST,
+            "/api/v1/tokens".to_string(),
+            Some(json!({"role": "admin"})),
+        ),
         (Method::DELETE, format!("/api/v1/tokens/{tid}"), None),
     ] {
         let (status, text) = agent.send(m.clone(), &path, body).await;
@@ -474,7 +492,10 @@ async fn agents_cannot_manage_users_or_tokens() {
     agent.get("/api/v1/tickets").await;
     agent.get("/api/v1/customers").await;
     // The refused calls changed nothing.
-    assert_eq!(admin.get(&format!("/api/v1/users/{uid}")).await["role"], "agent");
+    assert_eq!(
+        admin.get(&format!("/api/v1/users/{uid}")).await["role"],
+        "agent"
+    );
     assert!(admin.get(&format!("/api/v1/tokens/{tid}")).await["revoked_at"].is_null());
     app.stop().await;
 }
@@ -555,7 +576,11 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
         .as_array()
         .expect("attachments")
         .iter()
-        .find(|a| a["content_id"].as_str().is_some_and(|c| c.contains("logo-x1")))
+        .find(|a| {
+            a["content_id"]
+                .as_str()
+                .is_some_and(|c| c.contains("logo-x1"))
+        })
         .expect("inline logo attachment");
     let logo_url = format!("/api/v1/attachments/{}", logo["id"]);
 
@@ -576,20 +601,38 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
         .to_str()
         .expect("csp")
         .to_string();
-    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     let page = resp.text().await.expect("page");
     // The page adds its own charset tag in front of the sanitised body.
-    let page_body = page.split_once("<meta charset=\"utf-8\">\n").expect("prefix").1;
+    let page_body = page
+        .split_once("<meta charset=\"utf-8\">\n")
+        .expect("prefix")
+        .1;
 
     for html in [from_ticket, from_message.as_str(), page_body] {
         let lower = html.to_lowercase();
         for bad in FORBIDDEN_OUTPUT {
-            assert!(!lower.contains(bad), "{bad:?} survived sanitisation: {html}");
+            assert!(
+                !lower.contains(bad),
+                "{bad:?} survived sanitisation: {html}"
+            );
         }
-        assert!(!lower.contains("tracker.example"), "remote image loaded: {html}");
-        assert!(html.contains("<b>agent</b>"), "harmless markup kept: {html}");
-        assert!(html.contains(&format!("src=\"{logo_url}\"")), "cid rewritten: {html}");
+        assert!(
+            !lower.contains("tracker.example"),
+            "remote image loaded: {html}"
+        );
+        assert!(
+            html.contains("<b>agent</b>"),
+            "harmless markup kept: {html}"
+        );
+        assert!(
+            html.contains(&format!("src=\"{logo_url}\"")),
+            "cid rewritten: {html}"
+        );
         assert!(!lower.contains("cid:"), "{html}");
     }
 
@@ -612,8 +655,14 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
         .as_str()
         .expect("html")
         .to_string();
-    assert!(opted.contains("src=\"https://tracker.example/open.gif\""), "{opted}");
-    assert!(!opted.contains("evil.test") && !opted.contains("<script"), "{opted}");
+    assert!(
+        opted.contains("src=\"https://tracker.example/open.gif\""),
+        "{opted}"
+    );
+    assert!(
+        !opted.contains("evil.test") && !opted.contains("<script"),
+        "{opted}"
+    );
 
     // Attachments of a dangerous type are never served as something a browser runs.
     let pdf = m["attachments"]
@@ -680,9 +729,18 @@ async fn openapi_document_is_valid_and_lists_every_route() {
     let paths = doc["paths"].as_object().expect("paths");
     for (path, item) in paths {
         for method in item.as_object().expect("item").keys() {
-            let url = format!("{}{}", base(&app), path.replace("{id}", "1").replace("{tag}", "x"));
+            let url = format!(
+                "{}{}",
+                base(&app),
+                path.replace("{id}", "1").replace("{tag}", "x")
+            );
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let status = client.request(m, &url).send().await.expect("request").status();
+            let status = client
+                .request(m, &url)
+                .send()
+                .await
+                .expect("request")
+                .status();
             let public = !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json";
             if public {
                 assert_eq!(status, StatusCode::OK, "{method} {path}");
@@ -691,7 +749,16 @@ async fn openapi_document_is_valid_and_lists_every_route() {
             }
         }
     }
-    for p in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/tickets/{id}", "/api/v1/messages/{id}/raw", "/api/v1/attachments/{id}", "/api/v1/tokens/{id}"] {
+    for p in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/api/v1/tickets/{id}",
+        "/api/v1/messages/{id}/raw",
+        "/api/v1/attachments/{id}",
+        "/api/v1/tokens/{id}",
+    ] {
         assert!(paths.contains_key(p), "{p} missing from the document");
     }
     // ...and the router has no route outside the document: every route in src/http is
@@ -705,7 +772,9 @@ async fn openapi_document_is_valid_and_lists_every_route() {
             } else if p.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&p).expect("source");
                 assert!(
-                    !text.contains(".route(") && !text.contains(".route_service(") && !text.contains(".nest_service("),
+                    !text.contains(".route(")
+                        && !text.contains(".route_service(")
+                        && !text.contains(".nest_service("),
                     "{} adds a route outside the OpenAPI document: use .routes(routes!(...))",
                     p.display()
                 );
@@ -818,11 +887,36 @@ async fn bad_input_answers_400_or_422_in_the_error_shape() {
     for (body, ctype, status, code) in [
         ("{\"status\": ", "application/json", 400, "invalid_body"),
         ("not json", "application/json", 400, "invalid_body"),
-        ("{\"status\": \"closed\", \"colour\": \"red\"}", "application/json", 422, "invalid_body"),
-        ("{\"status\": \"finished\"}", "application/json", 422, "invalid_body"),
-        ("{\"assignee_id\": \"bob\"}", "application/json", 422, "invalid_body"),
-        ("{\"priority\": \"whenever\"}", "application/json", 422, "invalid"),
-        ("{\"status\": \"closed\"}", "text/plain", 415, "unsupported_media_type"),
+        (
+            "{\"status\": \"closed\", \"colour\": \"red\"}",
+            "application/json",
+            422,
+            "invalid_body",
+        ),
+        (
+            "{\"status\": \"finished\"}",
+            "application/json",
+            422,
+            "invalid_body",
+        ),
+        (
+            "{\"assignee_id\": \"bob\"}",
+            "application/json",
+            422,
+            "invalid_body",
+        ),
+        (
+            "{\"priority\": \"whenever\"}",
+            "application/json",
+            422,
+            "invalid",
+        ),
+        (
+            "{\"status\": \"closed\"}",
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
     ] {
         let resp = raw(body, ctype).await.expect("request");
         let s = resp.status();
@@ -852,22 +946,41 @@ async fn bad_input_answers_400_or_422_in_the_error_shape() {
             &app,
             &format!("c{i}@customer.test"),
             &fwd,
-            plain_mail(&format!("c{i}@customer.test"), &fwd, &format!("More {i}"), "x", &format!("more-{i}")),
+            plain_mail(
+                &format!("c{i}@customer.test"),
+                &fwd,
+                &format!("More {i}"),
+                "x",
+                &format!("more-{i}"),
+            ),
         )
         .await;
     }
     let page = api.get("/api/v1/tickets?limit=1").await;
     let cursor = page["next_cursor"].as_str().expect("cursor").to_string();
     let (s, text) = api
-        .send(Method::GET, &format!("/api/v1/tickets?sort=id&cursor={cursor}"), None)
+        .send(
+            Method::GET,
+            &format!("/api/v1/tickets?sort=id&cursor={cursor}"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_shape(s, &text, "bad_cursor");
     // Missing and wrong credentials.
-    let resp = api.client.get(format!("{}/api/v1/tickets", api.base)).send().await.expect("anon");
+    let resp = api
+        .client
+        .get(format!("{}/api/v1/tickets", api.base))
+        .send()
+        .await
+        .expect("anon");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(resp.headers().contains_key("www-authenticate"));
-    assert_error_shape(StatusCode::UNAUTHORIZED, &resp.text().await.expect("body"), "unauthorized");
+    assert_error_shape(
+        StatusCode::UNAUTHORIZED,
+        &resp.text().await.expect("body"),
+        "unauthorized",
+    );
     for auth in ["Bearer pst_0000", "Basic YTpi", "Bearer "] {
         let resp = api
             .client
@@ -901,18 +1014,32 @@ async fn listing_filters_sorts_and_pages_through_every_ticket() {
     let (acct, fwd) = app.account("Acme", "support@acme.test").await;
     for i in 0..7 {
         let from = format!("buyer{}@customer.test", i % 3);
-        let body = if i == 4 { "my parcel is damaged (50% crushed)" } else { "question" };
+        let body = if i == 4 {
+            "my parcel is damaged (50% crushed)"
+        } else {
+            "question"
+        };
         deliver(
             &app,
             &from,
             &fwd,
-            plain_mail(&from, &fwd, &format!("Order {i}"), body, &format!("list-{i}")),
+            plain_mail(
+                &from,
+                &fwd,
+                &format!("Order {i}"),
+                body,
+                &format!("list-{i}"),
+            ),
         )
         .await;
     }
     let api = Api::new(&app, &token(app.dir.path(), acct, "admin"));
     let (_, user) = api
-        .call(Method::POST, "/api/v1/users", json!({"email": "bob@acme.test", "role": "agent"}))
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            json!({"email": "bob@acme.test", "role": "agent"}),
+        )
         .await;
     let bob = user["id"].as_i64().expect("bob");
     let all = ticket_ids(&api).await;
@@ -928,13 +1055,21 @@ async fn listing_filters_sorts_and_pages_through_every_ticket() {
                 path.push_str(&format!("&cursor={c}"));
             }
             let page = api.get(&path).await;
-            seen.extend(page["items"].as_array().expect("items").iter().map(|t| t["id"].as_i64().expect("id")));
+            seen.extend(
+                page["items"]
+                    .as_array()
+                    .expect("items")
+                    .iter()
+                    .map(|t| t["id"].as_i64().expect("id")),
+            );
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
                 None => break,
             }
         }
-        let whole: Vec<i64> = api.get(&format!("/api/v1/tickets?limit=200&sort={sort}")).await["items"]
+        let whole: Vec<i64> = api
+            .get(&format!("/api/v1/tickets?limit=200&sort={sort}"))
+            .await["items"]
             .as_array()
             .expect("items")
             .iter()
@@ -952,40 +1087,90 @@ async fn listing_filters_sorts_and_pages_through_every_ticket() {
 
     let (first, second) = (all[0], all[1]);
     let (s, _) = api
-        .call(Method::PATCH, &format!("/api/v1/tickets/{first}"), json!({"status": "closed", "assignee_id": bob}))
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/tickets/{first}"),
+            json!({"status": "closed", "assignee_id": bob}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     let (s, tags) = api
-        .call(Method::POST, &format!("/api/v1/tickets/{second}/tags"), json!({"tag": "Urgent"}))
+        .call(
+            Method::POST,
+            &format!("/api/v1/tickets/{second}/tags"),
+            json!({"tag": "Urgent"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(tags["tags"], json!(["Urgent"]));
     let ids = |v: Value| -> Vec<i64> {
-        v["items"].as_array().expect("items").iter().map(|t| t["id"].as_i64().expect("id")).collect()
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|t| t["id"].as_i64().expect("id"))
+            .collect()
     };
-    assert_eq!(ids(api.get("/api/v1/tickets?status=closed").await), vec![first]);
+    assert_eq!(
+        ids(api.get("/api/v1/tickets?status=closed").await),
+        vec![first]
+    );
     assert_eq!(ids(api.get("/api/v1/tickets?status=open").await).len(), 6);
-    assert_eq!(ids(api.get("/api/v1/tickets?tag=Urgent").await), vec![second]);
-    assert_eq!(ids(api.get(&format!("/api/v1/tickets?assignee={bob}")).await), vec![first]);
+    assert_eq!(
+        ids(api.get("/api/v1/tickets?tag=Urgent").await),
+        vec![second]
+    );
+    assert_eq!(
+        ids(api.get(&format!("/api/v1/tickets?assignee={bob}")).await),
+        vec![first]
+    );
     assert_eq!(ids(api.get("/api/v1/tickets?assignee=none").await).len(), 6);
-    assert_eq!(ids(api.get("/api/v1/tickets?customer=buyer1@customer.test").await).len(), 2);
+    assert_eq!(
+        ids(api
+            .get("/api/v1/tickets?customer=buyer1@customer.test")
+            .await)
+        .len(),
+        2
+    );
     let found = api.get("/api/v1/tickets?q=50%25%20crushed").await;
     assert_eq!(found["items"][0]["subject"], "Order 4");
     assert_eq!(ids(found).len(), 1);
     assert_eq!(ids(api.get("/api/v1/tickets?q=Order%206").await).len(), 1);
     // Changes are in the history; removing the tag works once.
     let events = api.get(&format!("/api/v1/tickets/{first}/events")).await;
-    let kinds: Vec<&str> = events.as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
-    assert!(kinds.contains(&"status_changed") && kinds.contains(&"assigned"), "{kinds:?}");
-    let (s, _) = api.send(Method::DELETE, &format!("/api/v1/tickets/{second}/tags/Urgent"), None).await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"status_changed") && kinds.contains(&"assigned"),
+        "{kinds:?}"
+    );
+    let (s, _) = api
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/tickets/{second}/tags/Urgent"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = api.send(Method::DELETE, &format!("/api/v1/tickets/{second}/tags/Urgent"), None).await;
+    let (s, _) = api
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/tickets/{second}/tags/Urgent"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // Customers page and search.
     let page = api.get("/api/v1/customers?limit=2").await;
     assert_eq!(page["items"].as_array().expect("items").len(), 2);
     let next = page["next_cursor"].as_str().expect("cursor");
-    let rest = api.get(&format!("/api/v1/customers?limit=2&cursor={next}")).await;
+    let rest = api
+        .get(&format!("/api/v1/customers?limit=2&cursor={next}"))
+        .await;
     assert_eq!(rest["items"].as_array().expect("items").len(), 1);
     assert!(rest["next_cursor"].is_null());
     let hit = api.get("/api/v1/customers?q=buyer2").await;
@@ -1021,7 +1206,10 @@ async fn session_cookie_signs_a_user_in_until_it_ends() {
     let me = |value: String| {
         client
             .get(format!("{}/api/v1/me", base(&app)))
-            .header("cookie", format!("other=1; {}={value}", postern::store::SESSION_COOKIE))
+            .header(
+                "cookie",
+                format!("other=1; {}={value}", postern::store::SESSION_COOKIE),
+            )
             .send()
     };
     let resp = me(cookie.clone()).await.expect("me");
@@ -1037,13 +1225,19 @@ async fn session_cookie_signs_a_user_in_until_it_ends() {
     assert!(!stored.contains(&cookie), "only the hash is stored");
 
     app.store.delete_session(&cookie).await.expect("sign out");
-    assert_eq!(me(cookie).await.expect("me").status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me(cookie).await.expect("me").status(),
+        StatusCode::UNAUTHORIZED
+    );
     let expired = app
         .store
         .create_session(account, user.id, std::time::Duration::ZERO)
         .await
         .expect("session");
-    assert_eq!(me(expired).await.expect("me").status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me(expired).await.expect("me").status(),
+        StatusCode::UNAUTHORIZED
+    );
     // A disabled user's sessions end.
     let live = app
         .store
@@ -1051,10 +1245,23 @@ async fn session_cookie_signs_a_user_in_until_it_ends() {
         .await
         .expect("session");
     app.store
-        .update_user(user.id, account, &postern::store::UserChanges { disabled: Some(true), ..Default::default() })
+        .update_user(
+            user.id,
+            account,
+            &postern::store::UserChanges {
+                disabled: Some(true),
+                ..Default::default()
+            },
+        )
         .await
         .expect("disable");
-    assert_eq!(me(live).await.expect("me").status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(me("forged".into()).await.expect("me").status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me(live).await.expect("me").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        me("forged".into()).await.expect("me").status(),
+        StatusCode::UNAUTHORIZED
+    );
     app.stop().await;
 }

@@ -30,9 +30,7 @@ impl FromStr for Role {
         match s {
             "admin" => Ok(Self::Admin),
             "agent" => Ok(Self::Agent),
-            other => Err(format!(
-                "unknown role {other:?} (expected admin or agent)"
-            )),
+            other => Err(format!("unknown role {other:?} (expected admin or agent)")),
         }
     }
 }

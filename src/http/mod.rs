@@ -98,7 +98,10 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(messages::raw_message))
         .routes(routes!(messages::message_html))
         .routes(routes!(messages::download_attachment))
-        .routes(routes!(customers::list_customers, customers::create_customer))
+        .routes(routes!(
+            customers::list_customers,
+            customers::create_customer
+        ))
         .routes(routes!(customers::get_customer, customers::patch_customer))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::get_user, users::patch_user))

@@ -36,14 +36,12 @@ pub fn decode_cursor(cursor: &str, order: &str) -> Result<(i64, i64), ApiError> 
     if cursor.len() > 200 {
         return Err(bad_cursor(USE));
     }
-    let bytes = base32::decode(
-        base32::Alphabet::Rfc4648Lower { padding: false },
-        cursor,
-    )
-    .ok_or_else(|| bad_cursor(USE))?;
+    let bytes = base32::decode(base32::Alphabet::Rfc4648Lower { padding: false }, cursor)
+        .ok_or_else(|| bad_cursor(USE))?;
     let text = String::from_utf8(bytes).map_err(|_| bad_cursor(USE))?;
     let mut parts = text.split('|');
-    let (Some(o), Some(k), Some(i), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(o), Some(k), Some(i), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad_cursor(USE));
     };

@@ -43,7 +43,9 @@ impl FromRequestParts<ApiState> for Principal {
                         .session_principal(cookie.value())
                         .await?
                         .ok_or_else(|| {
-                            ApiError::unauthorized("the session has expired or ended; sign in again")
+                            ApiError::unauthorized(
+                                "the session has expired or ended; sign in again",
+                            )
                         });
                 }
             }

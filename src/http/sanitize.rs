@@ -73,7 +73,16 @@ pub fn sanitize_message_html(
 }
 
 /// Attributes holding a URL (those ammonia lets through are a subset).
-const URL_ATTRIBUTES: &[&str] = &["href", "src", "cite", "longdesc", "action", "poster", "background", "data"];
+const URL_ATTRIBUTES: &[&str] = &[
+    "href",
+    "src",
+    "cite",
+    "longdesc",
+    "action",
+    "poster",
+    "background",
+    "data",
+];
 
 /// No scheme: a path, a query or a fragment. (`#top` links inside the mail are harmless,
 /// but nothing else relative is.)
@@ -122,13 +131,19 @@ mod tests {
         );
         // A Content-ID the message does not have loads nothing.
         assert_eq!(clean(r#"<img src="cid:other@x">"#), "<img>");
-        assert_eq!(clean(r#"<a href="cid:logo@x">x</a>"#), r#"<a rel="noopener noreferrer">x</a>"#);
+        assert_eq!(
+            clean(r#"<a href="cid:logo@x">x</a>"#),
+            r#"<a rel="noopener noreferrer">x</a>"#
+        );
     }
 
     #[test]
     fn cid_with_dashes_and_numbers() {
         let mut cids = HashMap::new();
-        cids.insert("logo-x1@client.test".to_string(), "/api/v1/attachments/3".to_string());
+        cids.insert(
+            "logo-x1@client.test".to_string(),
+            "/api/v1/attachments/3".to_string(),
+        );
         let out = sanitize_message_html(
             "<html><body><img src=\"cid:logo-x1@client.test\" alt=\"logo\"></body></html>",
             &cids,

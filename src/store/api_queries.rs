@@ -5,8 +5,8 @@
 use super::customers::like_pattern;
 use super::tickets::{summary, TicketRow, TICKET_SELECT};
 use super::{now_ms, Store, StoreError};
-use crate::domain::{AccountId, Principal, TicketId, TicketStatus};
 use super::{AttachmentView, MessageView, TicketSummary};
+use crate::domain::{AccountId, Principal, TicketId, TicketStatus};
 
 /// Tags are short labels; a ticket carries a bounded number of them.
 pub const MAX_TAG_CHARS: usize = 64;
@@ -107,6 +107,18 @@ pub fn clean_tag(tag: &str) -> Result<String, StoreError> {
 fn actor(p: &Principal) -> serde_json::Value {
     serde_json::json!({"user_id": p.user_id, "token_id": p.token_id})
 }
+
+/// An attachment with its message id and bytes.
+type AttachmentRow = (
+    i64,
+    Option<String>,
+    String,
+    i64,
+    Option<String>,
+    String,
+    i64,
+    Vec<u8>,
+);
 
 impl Store {
     /// Tickets of one account matching `filter`, in `sort` order, after the cursor
@@ -458,19 +470,18 @@ impl Store {
         id: i64,
         account: AccountId,
     ) -> Result<(AttachmentView, i64, Vec<u8>), StoreError> {
-        let row: Option<(i64, Option<String>, String, i64, Option<String>, String, i64, Vec<u8>)> =
-            sqlx::query_as(
-                "SELECT a.id, a.filename, a.content_type, a.size, a.content_id, a.disposition,
+        let row: Option<AttachmentRow> = sqlx::query_as(
+            "SELECT a.id, a.filename, a.content_type, a.size, a.content_id, a.disposition,
                         a.message_id, b.data
                  FROM attachments a
                  JOIN messages m ON m.id = a.message_id
                  JOIN blobs b ON b.sha256 = a.blob_sha256
                  WHERE a.id = ? AND m.account_id = ?",
-            )
-            .bind(id)
-            .bind(account.0)
-            .fetch_optional(self.pool())
-            .await?;
+        )
+        .bind(id)
+        .bind(account.0)
+        .fetch_optional(self.pool())
+        .await?;
         let (id, filename, content_type, size, content_id, disposition, message, data) =
             row.ok_or_else(|| StoreError::NotFound(format!("no attachment with id {id}")))?;
         Ok((

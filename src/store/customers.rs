@@ -206,13 +206,15 @@ impl Store {
             }
         }
         let attributes = check_attributes(&merged)?;
-        sqlx::query("UPDATE customers SET name = ?, attributes = ? WHERE id = ? AND account_id = ?")
-            .bind(name)
-            .bind(attributes)
-            .bind(id)
-            .bind(account.0)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE customers SET name = ?, attributes = ? WHERE id = ? AND account_id = ?",
+        )
+        .bind(name)
+        .bind(attributes)
+        .bind(id)
+        .bind(account.0)
+        .execute(self.pool())
+        .await?;
         self.customer(id, account).await
     }
 }

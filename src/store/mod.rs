@@ -17,16 +17,16 @@ pub use api_queries::{
     MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET, MAX_TAG_CHARS,
 };
 pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
-pub use sessions::SESSION_COOKIE;
-pub use tokens::{ApiTokenView, API_TOKEN_PREFIX};
-pub use users::{UserChanges, UserView};
 pub use intake::{
     Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
 };
+pub use sessions::SESSION_COOKIE;
 pub use threading::ThreadingConfig;
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
 };
+pub use tokens::{ApiTokenView, API_TOKEN_PREFIX};
+pub use users::{UserChanges, UserView};
 pub use writer::CommitWriter;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

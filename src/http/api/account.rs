@@ -73,10 +73,7 @@ pub struct Me {
 /// Who the caller is.
 #[utoipa::path(get, path = "/me", tag = "account",
     responses((status = 200, description = "The caller", body = Me)))]
-pub async fn me(
-    State(state): State<ApiState>,
-    principal: Principal,
-) -> Result<Json<Me>, ApiError> {
+pub async fn me(State(state): State<ApiState>, principal: Principal) -> Result<Json<Me>, ApiError> {
     let user = match principal.user_id {
         Some(u) => Some(state.store.user(u, principal.account_id).await?),
         None => None,

@@ -105,7 +105,10 @@ pub async fn create_customer(
     ApiJson(body): ApiJson<NewCustomer>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
     let email = EmailAddress::parse(body.email.trim()).map_err(|e| {
-        ApiError::invalid(format!("{:?} is not a valid e-mail address: {e}", body.email))
+        ApiError::invalid(format!(
+            "{:?} is not a valid e-mail address: {e}",
+            body.email
+        ))
     })?;
     let attributes = body.attributes.unwrap_or_else(|| serde_json::json!({}));
     let c = state

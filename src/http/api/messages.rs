@@ -34,7 +34,11 @@ pub fn safe_message(mut m: MessageView, remote_images: bool) -> MessageView {
         let cids: HashMap<String, String> = m
             .attachments
             .iter()
-            .filter_map(|a| a.content_id.as_ref().map(|c| (c.clone(), attachment_url(a.id))))
+            .filter_map(|a| {
+                a.content_id
+                    .as_ref()
+                    .map(|c| (c.clone(), attachment_url(a.id)))
+            })
             .collect();
         m.html = Some(sanitize_message_html(&html, &cids, remote_images).html);
     }
@@ -127,12 +131,21 @@ pub async fn message_html(
     );
     // Defence in depth behind the sanitiser: no script at all, images only from us (and
     // from anywhere when the reader asked for remote images).
-    let img = if remote { "'self' https: http:" } else { "'self'" };
+    let img = if remote {
+        "'self' https: http:"
+    } else {
+        "'self'"
+    };
     locked_down(
         &mut headers,
-        &format!("default-src 'none'; img-src {img}; style-src 'unsafe-inline'; sandbox allow-popups"),
+        &format!(
+            "default-src 'none'; img-src {img}; style-src 'unsafe-inline'; sandbox allow-popups"
+        ),
     );
-    Ok((headers, format!("<!DOCTYPE html>\n<meta charset=\"utf-8\">\n{html}")))
+    Ok((
+        headers,
+        format!("<!DOCTYPE html>\n<meta charset=\"utf-8\">\n{html}"),
+    ))
 }
 
 /// Image types a browser may display inline; everything else is served as bytes to save.

@@ -92,13 +92,11 @@ pub async fn list_tickets(
     let assignee = match q.assignee.as_deref().map(str::trim) {
         None => None,
         Some("none") => Some(AssigneeFilter::Nobody),
-        Some("me") => Some(AssigneeFilter::User(principal.user_id.ok_or_else(|| {
-            ApiError::bad_query("assignee=me needs a signed-in user; an API token is not one")
-        })?)),
+        Some("me") => Some(AssigneeFilter::User(principal.user_id.ok_or_else(
+            || ApiError::bad_query("assignee=me needs a signed-in user; an API token is not one"),
+        )?)),
         Some(id) => Some(AssigneeFilter::User(id.parse().map_err(|_| {
-            ApiError::bad_query(format!(
-                "assignee={id:?}: use a user id, `me` or `none`"
-            ))
+            ApiError::bad_query(format!("assignee={id:?}: use a user id, `me` or `none`"))
         })?)),
     };
     let customer_id = match q.customer.as_deref().map(str::trim) {

@@ -60,11 +60,19 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     require_admin(&principal)?;
     let email = EmailAddress::parse(body.email.trim()).map_err(|e| {
-        ApiError::invalid(format!("{:?} is not a valid e-mail address: {e}", body.email))
+        ApiError::invalid(format!(
+            "{:?} is not a valid e-mail address: {e}",
+            body.email
+        ))
     })?;
     let u = state
         .store
-        .create_user(principal.account_id, &email, body.name.as_deref(), body.role)
+        .create_user(
+            principal.account_id,
+            &email,
+            body.name.as_deref(),
+            body.role,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(u)))
 }
