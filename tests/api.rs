@@ -743,7 +743,11 @@ async fn openapi_document_is_valid_and_lists_every_route() {
                 .status();
             let public = !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json";
             if public {
-                assert_eq!(status, StatusCode::OK, "{method} {path}");
+                // Served (a bodiless POST to a public form endpoint may well be a 400).
+                assert!(
+                    status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}: {status}"
+                );
             } else {
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
             }

@@ -69,7 +69,15 @@ mod tests {
         );
         assert_eq!(decode_cursor(&c, "id").unwrap_err().code, "bad_cursor");
         assert_eq!(decode_cursor("!!!", "id").unwrap_err().code, "bad_cursor");
-        let forged = encode_cursor("id", 1, 2) + "x";
+        let forged = base32::encode(
+            base32::Alphabet::Rfc4648Lower { padding: false },
+            b"id|1 OR 1=1|2",
+        );
         assert_eq!(decode_cursor(&forged, "id").unwrap_err().code, "bad_cursor");
+        let extra = base32::encode(
+            base32::Alphabet::Rfc4648Lower { padding: false },
+            b"id|1|2|3",
+        );
+        assert_eq!(decode_cursor(&extra, "id").unwrap_err().code, "bad_cursor");
     }
 }
