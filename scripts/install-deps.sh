@@ -32,10 +32,11 @@ fi
 # under the build folder so nothing is installed system-wide.
 if [ "$mode" = test ]; then
   venv="$(dirname "$0")/../build/venv"
-  if ! "$venv/bin/python" -c 'import dkim, dns, authres' 2>/dev/null; then
-    echo "setting up $venv (dkimpy, dnspython, authres)"
+  # openapi-spec-validator checks the API's OpenAPI document independently of utoipa.
+  if ! "$venv/bin/python" -c 'import dkim, dns, authres, openapi_spec_validator' 2>/dev/null; then
+    echo "setting up $venv (dkimpy, dnspython, authres, openapi-spec-validator)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython authres
+    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython authres openapi-spec-validator
   fi
 fi
 

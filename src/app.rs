@@ -52,8 +52,12 @@ impl Application {
             inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
             subject_window_ms: settings.threading.subject_window.as_millis() as i64,
         };
-        let (writer, writer_task) =
-            CommitWriter::spawn(store.database_file(), settings.store.batch_max, threading)?;
+        let (writer, writer_task) = CommitWriter::spawn(
+            store.database_file(),
+            settings.store.batch_max,
+            threading,
+            Box::new(crate::metrics::observe_commit),
+        )?;
         let auth = if settings.auth.enabled {
             Some(Arc::new(Authenticator::new(
                 &settings.dns.nameservers,
@@ -140,6 +144,8 @@ impl Application {
         let smtp_addr = self.smtp_addr()?;
         let http_addr = self.http_addr()?;
         tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
+        // No outbound queue yet: its depth is registered, and zero.
+        crate::metrics::set_queue_depth(0);
         let router = crate::http::router(self.store.clone());
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {

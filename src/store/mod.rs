@@ -1,20 +1,33 @@
 //! SQLite storage: the pool, migrations, repositories and the group-commit writer.
 
 mod accounts;
+mod api_queries;
+mod customers;
 mod intake;
+mod sessions;
 mod threading;
 mod tickets;
+mod tokens;
+mod users;
 mod writer;
 
 pub use accounts::{AccountView, SupportAddressView};
+pub use api_queries::{
+    clean_tag, AssigneeFilter, TicketChanges, TicketFilter, TicketSort, TicketSortKey,
+    MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET, MAX_TAG_CHARS,
+};
+pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
 pub use intake::{
     Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
 };
+pub use sessions::SESSION_COOKIE;
 pub use threading::ThreadingConfig;
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
 };
-pub use writer::{CommitWriter, DatabaseFile};
+pub use tokens::{ApiTokenView, API_TOKEN_PREFIX};
+pub use users::{UserChanges, UserView};
+pub use writer::{CommitObserver, CommitWriter, DatabaseFile};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
@@ -45,6 +58,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The thing already exists (same address in the account, ...).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -69,6 +69,9 @@ pub struct CommitWriter {
     jobs: mpsc::Sender<Job>,
 }
 
+/// Told of every group commit: how long it took and how many jobs it held (metrics).
+pub type CommitObserver = Box<dyn Fn(Duration, usize) + Send>;
+
 impl CommitWriter {
     /// Starts the writer (and its checkpointer) on `db`. They stop when every handle is
     /// dropped, after committing what they hold; the returned task ends then.
@@ -76,13 +79,14 @@ impl CommitWriter {
         db: &DatabaseFile,
         batch_max: usize,
         threading: ThreadingConfig,
+        observer: CommitObserver,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
         let batch_max = batch_max.max(1);
         let conn = db.open()?;
         let checkpoints = Checkpointer::start(db)?;
         let (tx, rx) = mpsc::channel(batch_max * 4);
         let handle = tokio::task::spawn_blocking(move || {
-            run(conn, rx, batch_max, &threading);
+            run(conn, rx, batch_max, &threading, &observer);
             checkpoints.stop();
         });
         Ok((Self { jobs: tx }, handle))
@@ -104,6 +108,7 @@ fn run(
     mut rx: mpsc::Receiver<Job>,
     batch_max: usize,
     threading: &ThreadingConfig,
+    observer: &CommitObserver,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     while let Some(first) = rx.blocking_recv() {
@@ -116,9 +121,11 @@ fn run(
         }
         let started = std::time::Instant::now();
         let results = commit_batch(&mut conn, &batch, threading);
+        let took = started.elapsed();
+        observer(took, batch.len());
         tracing::debug!(
             jobs = batch.len(),
-            micros = started.elapsed().as_micros() as u64,
+            micros = took.as_micros() as u64,
             "group commit"
         );
         match results {
