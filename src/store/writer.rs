@@ -48,6 +48,9 @@ impl DatabaseFile {
         // is only a backstop for when it falls behind (16,384 pages: 64 MiB).
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        // Statement journals (for statements that may fail half-way inside a transaction)
+        // in memory rather than in temporary files.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         if self.max_size > 0 {
             let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
             let pages = (self.max_size / page_size.max(512) as u64).max(1);
@@ -252,8 +255,10 @@ impl Checkpointer {
 }
 
 fn checkpoint_loop(conn: &Connection, stop: &AtomicBool) {
-    const IDLE: Duration = Duration::from_millis(250);
-    const BUSY: Duration = Duration::from_millis(20);
+    // Not more often: a page that many commits touch (an index page) is copied once per
+    // checkpoint, so checkpointing after every commit would copy it over and over.
+    const IDLE: Duration = Duration::from_millis(500);
+    const BUSY: Duration = Duration::from_millis(200);
     let mut last = (0, 0);
     while !stop.load(Ordering::Relaxed) {
         let pause = match passive_checkpoint(conn) {
