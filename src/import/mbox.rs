@@ -8,8 +8,8 @@
 //! lands exactly before the next From_ line (or the end of the file); otherwise the message is
 //! delimited by From_ lines as in the other dialects.
 //! Unescaping (`Auto`): `>From ` lines lose one `>` as mboxrd says (`>>From ` becomes
-//! `>From `), except in a body delimited by Content-Length that holds unescaped `From ` lines,
-//! which is mboxcl2 and kept as is.
+//! `>From `), except in a body delimited by a Content-Length that checked out: that body is
+//! kept byte for byte (mboxcl2; Content-Length counts the stored bytes), as MimeKit does.
 //! The blank line a writer puts between messages is not part of a message.
 
 use super::headers::{
@@ -31,7 +31,8 @@ const READ_BUFFER: usize = 256 * 1024;
 /// How `>From ` lines are unescaped and whether Content-Length is used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum MboxDialect {
-    /// mboxrd unescaping, Content-Length when it checks out (see the module documentation).
+    /// Content-Length when it checks out (body kept as is), else mboxrd unescaping (see the
+    /// module documentation).
     #[default]
     Auto,
     /// Only `>From ` is unescaped; Content-Length ignored.
@@ -326,7 +327,8 @@ impl MboxSource {
         let candidate = std::mem::take(&mut self.piece);
         let next = self.piece(PIECE)?;
         let answer = match next {
-            None => true,
+            // "From time to time" as the last line of a file is body text.
+            None => false,
             Some(_) => {
                 let next = std::mem::take(&mut self.piece);
                 self.reader.unread(&next);
@@ -403,10 +405,9 @@ impl MboxSource {
         let mut delimited = false;
         if body_ready && self.dialect.uses_content_length() {
             if let Some(length) = content_length.filter(|l| *l <= self.max_message_size) {
-                if let Some((body, bare_from)) = self.body_by_length(length)? {
+                if let Some(body) = self.body_by_length(length)? {
                     let unescape = match self.dialect {
                         MboxDialect::Mboxcl => Unescape::Single,
-                        MboxDialect::Auto if !bare_from => Unescape::Any,
                         _ => Unescape::None,
                     };
                     for (line, starts_line) in lines_of(&body) {
@@ -485,19 +486,15 @@ impl MboxSource {
     }
 
     /// Reads `length` body bytes and checks that the next From_ line (or the end) follows,
-    /// after at most one blank line. On success returns the body and whether it holds bare
-    /// `From ` lines; otherwise puts everything back and returns `None`.
-    fn body_by_length(&mut self, length: u64) -> Result<Option<(Vec<u8>, bool)>, SourceError> {
+    /// after at most one blank line. On success returns the body; otherwise puts everything
+    /// back and returns `None`.
+    fn body_by_length(&mut self, length: u64) -> Result<Option<Vec<u8>>, SourceError> {
         let mut body = Vec::with_capacity(length.min(1 << 20) as usize);
-        let mut bare_from = false;
         while (body.len() as u64) < length {
             let remaining = (length - body.len() as u64).min(PIECE as u64) as usize;
             match self.piece(remaining)? {
                 None => break,
-                Some(starts_line) => {
-                    bare_from |= starts_line && self.piece.starts_with(b"From ");
-                    body.extend_from_slice(&self.piece);
-                }
+                Some(_) => body.extend_from_slice(&self.piece),
             }
         }
         let mut lookahead: Vec<Vec<u8>> = Vec::new();
@@ -533,7 +530,7 @@ impl MboxSource {
             valid
         };
         if valid {
-            return Ok(Some((body, bare_from)));
+            return Ok(Some(body));
         }
         for piece in lookahead.iter().rev() {
             self.reader.unread(piece);
