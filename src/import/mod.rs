@@ -11,6 +11,8 @@
 pub mod date_range;
 pub mod eml;
 mod headers;
+pub mod imap;
+pub mod imap_connect;
 pub mod maildir;
 pub mod mbox;
 mod message_file;
@@ -18,6 +20,8 @@ pub mod source;
 
 pub use date_range::{BadDate, DateRange};
 pub use eml::EmlSource;
+pub use imap::{list_imap_folders, ImapFolder, ImapSource};
+pub use imap_connect::{ImapAuth, ImapConfig, ImapSecurity};
 pub use maildir::{MaildirFolder, MaildirSource};
 pub use mbox::{MboxDialect, MboxSource};
 pub use source::{
