@@ -228,7 +228,7 @@ impl ImapSource {
         };
         let mailbox = self
             .rt
-            .block_on(tokio::time::timeout(config.timeout, session.examine(&folder)))
+            .block_on(async { tokio::time::timeout(config.timeout, session.examine(&folder)).await })
             .map_err(|_| lost("no answer to EXAMINE".into(), 0))?
             .map_err(|e| imap_error(&server, &folder, "EXAMINE", e, 0, None))?;
         let uid_validity = mailbox.uid_validity.unwrap_or(0);
@@ -262,10 +262,9 @@ impl ImapSource {
             );
             let found = self
                 .rt
-                .block_on(tokio::time::timeout(
-                    config.timeout,
-                    session.uid_search(query.trim()),
-                ))
+                .block_on(async {
+                    tokio::time::timeout(config.timeout, session.uid_search(query.trim())).await
+                })
                 .map_err(|_| lost("no answer to UID SEARCH".into(), uid_validity))?
                 .map_err(|e| imap_error(&server, &folder, "UID SEARCH", e, uid_validity, None))?;
             // "n:*" always matches the highest UID, even below n.
