@@ -56,7 +56,11 @@ fn login_reads_inbox_with_bytes_flags_dates_and_positions() {
         assert_eq!(m.raw(), Some(raw.as_slice()), "bytes of {}", m.origin);
         assert_eq!(m.folder.as_deref(), Some("INBOX"));
         assert_eq!(m.date_source, DateSource::Header);
-        assert!(m.origin.contains("INBOX") && m.origin.contains("UID"), "{}", m.origin);
+        assert!(
+            m.origin.contains("INBOX") && m.origin.contains("UID"),
+            "{}",
+            m.origin
+        );
     }
     let flags: Vec<(bool, bool)> = got
         .iter()
@@ -78,7 +82,10 @@ fn authenticate_plain_works_and_a_wrong_password_is_refused_clearly() {
     config.auth = ImapAuth::Plain;
     assert_eq!(read_all(config).len(), 1);
 
-    for (auth, method) in [(ImapAuth::Plain, "AUTHENTICATE PLAIN"), (ImapAuth::Login, "LOGIN")] {
+    for (auth, method) in [
+        (ImapAuth::Plain, "AUTHENTICATE PLAIN"),
+        (ImapAuth::Login, "LOGIN"),
+    ] {
         let mut bad = plain_config(server.imap_port);
         bad.password = "wrong".into();
         bad.auth = auth;
@@ -86,7 +93,10 @@ fn authenticate_plain_works_and_a_wrong_password_is_refused_clearly() {
             Err(e @ SourceError::ImapLoginRefused { .. }) => {
                 let text = e.to_string();
                 assert!(text.contains(USER) && text.contains(method), "{text}");
-                assert!(!text.contains("wrong"), "the password must not show: {text}");
+                assert!(
+                    !text.contains("wrong"),
+                    "the password must not show: {text}"
+                );
             }
             Err(other) => panic!("expected a refused login, got {other}"),
             Ok(_) => panic!("a wrong password was accepted"),
@@ -223,14 +233,19 @@ fn a_connection_dropped_mid_fetch_says_where_to_resume() {
     assert_eq!(delivered.len(), 200);
     let last = delivered.last().map(uid);
     match &error {
-        SourceError::ImapConnectionLost { last_uid, folder, .. } => {
+        SourceError::ImapConnectionLost {
+            last_uid, folder, ..
+        } => {
             assert_eq!(*last_uid, last);
             assert_eq!(folder, "INBOX");
         }
         other => panic!("expected a lost connection, got {other}"),
     }
     let text = error.to_string();
-    assert!(text.contains(&format!("UID {}", last.unwrap_or(0))), "{text}");
+    assert!(
+        text.contains(&format!("UID {}", last.unwrap_or(0))),
+        "{text}"
+    );
 
     let mut config = plain_config(server.imap_port);
     config.resume_after = error.resume_position();
@@ -258,7 +273,10 @@ fn a_changed_uidvalidity_is_detected() {
     match ImapSource::connect(config).map(|mut s| s.next()) {
         Ok(Some(Err(e @ SourceError::UidValidityChanged { .. }))) => {
             let text = e.to_string();
-            assert!(text.contains("Archive") && text.contains("UIDVALIDITY"), "{text}");
+            assert!(
+                text.contains("Archive") && text.contains("UIDVALIDITY"),
+                "{text}"
+            );
         }
         Ok(Some(Err(other))) | Err(other) => panic!("expected UIDVALIDITY changed, got {other}"),
         Ok(other) => panic!("expected UIDVALIDITY changed, got {other:?}"),
@@ -288,7 +306,10 @@ fn tls_is_accepted_only_with_the_trusted_ca() {
     config.ca_file = Some(server.ca_file.clone());
     assert_eq!(read_all(config.clone()).len(), 1);
     config.ca_file = None;
-    assert!(matches!(ImapSource::connect(config), Err(SourceError::Tls { .. })));
+    assert!(matches!(
+        ImapSource::connect(config),
+        Err(SourceError::Tls { .. })
+    ));
 }
 
 #[test]
@@ -300,7 +321,14 @@ fn oversized_messages_are_reported_not_downloaded() {
         m.extend_from_slice(b"\r\n");
         m
     };
-    server.deliver("INBOX", &[(message(1, DATE), ""), (big.clone(), ""), (message(3, DATE), "")]);
+    server.deliver(
+        "INBOX",
+        &[
+            (message(1, DATE), ""),
+            (big.clone(), ""),
+            (message(3, DATE), ""),
+        ],
+    );
     let mut config = plain_config(server.imap_port);
     config.max_message_size = 10_000;
     let got = read_all(config);
@@ -318,5 +346,8 @@ fn plain_connections_are_refused_off_loopback() {
     let mut config = plain_config(9);
     config.host = "192.0.2.1".into(); // TEST-NET-1: never routed
     config.timeout = std::time::Duration::from_secs(2);
-    assert!(matches!(ImapSource::connect(config), Err(SourceError::ImapConnect { .. })));
+    assert!(matches!(
+        ImapSource::connect(config),
+        Err(SourceError::ImapConnect { .. })
+    ));
 }

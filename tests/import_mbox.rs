@@ -18,7 +18,8 @@ fn read_all(path: &Path, dialect: MboxDialect, options: &FileSourceOptions) -> V
 }
 
 fn raw(m: &SourceMessage) -> &[u8] {
-    m.raw().unwrap_or_else(|| panic!("message at {} is not complete", m.origin))
+    m.raw()
+        .unwrap_or_else(|| panic!("message at {} is not complete", m.origin))
 }
 
 fn offset(m: &SourceMessage) -> u64 {
@@ -46,7 +47,12 @@ fn check_against_offsets(data: &[u8], ours: &[SourceMessage], offsets_json: &Pat
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(offsets_json).expect("offsets file")).expect("json");
     let expected = expected.as_array().expect("array of messages");
-    assert_eq!(ours.len(), expected.len(), "message count for {}", offsets_json.display());
+    assert_eq!(
+        ours.len(),
+        expected.len(),
+        "message count for {}",
+        offsets_json.display()
+    );
     for (m, e) in ours.iter().zip(expected) {
         let marker = e["mboxMarkerOffset"].as_u64().expect("marker");
         let begin = e["beginOffset"].as_u64().expect("begin") as usize;
@@ -71,17 +77,29 @@ fn mimekit_content_length_mbox_matches_known_offsets_lf_and_crlf() {
     let lf_path = dir.join("content-length.mbox.txt");
     let lf = std::fs::read(&lf_path).expect("read");
     let ours = read_all(&lf_path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(&lf, &ours, &dir.join("content-length.unix-offsets.json"), b"\n");
+    check_against_offsets(
+        &lf,
+        &ours,
+        &dir.join("content-length.unix-offsets.json"),
+        b"\n",
+    );
     // Thunderbird "From - DATE" lines give the date when a message has no Date header.
     assert!(ours.iter().all(|m| m.date.is_some()));
 
     let tmp = tempfile::tempdir().expect("tmp");
-    let crlf = String::from_utf8_lossy(&lf).replace('\n', "\r\n").into_bytes();
+    let crlf = String::from_utf8_lossy(&lf)
+        .replace('\n', "\r\n")
+        .into_bytes();
     let crlf_path = write_file(tmp.path(), "content-length.dos.mbox", &crlf);
     // The LF Content-Length values do not fit the CRLF copy, so messages are delimited by
     // From_ lines; MimeKit never unescapes ">From ", which is our mboxcl2 reading.
     let ours = read_all(&crlf_path, MboxDialect::Mboxcl2, &Default::default());
-    check_against_offsets(&crlf, &ours, &dir.join("content-length.dos-offsets.json"), b"\r\n");
+    check_against_offsets(
+        &crlf,
+        &ours,
+        &dir.join("content-length.dos-offsets.json"),
+        b"\r\n",
+    );
     assert!(raw(&ours[0]).ends_with(b"\r\n"));
 }
 
@@ -91,31 +109,54 @@ fn mimekit_gmail_style_mbox_matches_known_offsets() {
     let path = dir.join("issue1189.mbox.txt");
     let data = std::fs::read(&path).expect("read");
     let ours = read_all(&path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(&data, &ours, &dir.join("issue1189.unix-offsets.json"), b"\n");
+    check_against_offsets(
+        &data,
+        &ours,
+        &dir.join("issue1189.unix-offsets.json"),
+        b"\n",
+    );
     assert_eq!(ours[0].date_source, DateSource::Header);
 
     let tmp = tempfile::tempdir().expect("tmp");
-    let crlf = String::from_utf8_lossy(&data).replace('\n', "\r\n").into_bytes();
+    let crlf = String::from_utf8_lossy(&data)
+        .replace('\n', "\r\n")
+        .into_bytes();
     let crlf_path = write_file(tmp.path(), "issue1189.dos.mbox", &crlf);
     let ours = read_all(&crlf_path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(&crlf, &ours, &dir.join("issue1189.dos-offsets.json"), b"\r\n");
+    check_against_offsets(
+        &crlf,
+        &ours,
+        &dir.join("issue1189.dos-offsets.json"),
+        b"\r\n",
+    );
 }
 
 #[test]
 fn unescaped_from_lines_in_bodies_do_not_split_messages() {
     // MimeKit's simple.mbox.txt: "From - " lines with no blank line before them.
-    let simple = read_all(&mimekit_mbox().join("simple.mbox.txt"), MboxDialect::Auto, &Default::default());
+    let simple = read_all(
+        &mimekit_mbox().join("simple.mbox.txt"),
+        MboxDialect::Auto,
+        &Default::default(),
+    );
     assert_eq!(simple.len(), 3);
     assert!(raw(&simple[2]).starts_with(b"From: fejj@gnome.org\n"));
     // unmunged.mbox.txt starts with a UTF-8 BOM, and its bodies hold "From Russia with love".
-    let unmunged =
-        read_all(&mimekit_mbox().join("unmunged.mbox.txt"), MboxDialect::Auto, &Default::default());
+    let unmunged = read_all(
+        &mimekit_mbox().join("unmunged.mbox.txt"),
+        MboxDialect::Auto,
+        &Default::default(),
+    );
     assert_eq!(offset(&unmunged[0]), 3, "the From_ line after the BOM");
     let first = String::from_utf8_lossy(raw(&unmunged[0])).into_owned();
-    assert!(first.contains("\nFrom Russia with love\n\nWhat does Thunderbird do?"), "{first}");
+    assert!(
+        first.contains("\nFrom Russia with love\n\nWhat does Thunderbird do?"),
+        "{first}"
+    );
     assert!(String::from_utf8_lossy(raw(&unmunged[1])).starts_with("From: Jeffrey Stedfast"));
     // CPython's mailbox_01.mbox: "From time to time" in a body.
-    let cpython = common::corpora_dir().join("cpython-email-testdata/Lib/test/test_email/data/mailbox_01.mbox");
+    let cpython = common::corpora_dir()
+        .join("cpython-email-testdata/Lib/test/test_email/data/mailbox_01.mbox");
     let msgs = read_all(&cpython, MboxDialect::Auto, &Default::default());
     assert_eq!(msgs.len(), 1);
     assert!(String::from_utf8_lossy(raw(&msgs[0])).contains("\nFrom time to time"));
@@ -126,14 +167,24 @@ fn perl_mail_box_mbox_reads_45_messages_in_lf_and_crlf() {
     let dir = common::corpora_dir().join("perl-mail-box-threads");
     let mut files: Vec<PathBuf> = walk(&dir)
         .into_iter()
-        .filter(|p| std::fs::read(p).map(|d| d.starts_with(b"From ")).unwrap_or(false))
+        .filter(|p| {
+            std::fs::read(p)
+                .map(|d| d.starts_with(b"From "))
+                .unwrap_or(false)
+        })
         .collect();
     files.sort();
-    assert!(files.len() >= 2, "expected the LF and CRLF mbox files in {}", dir.display());
+    assert!(
+        files.len() >= 2,
+        "expected the LF and CRLF mbox files in {}",
+        dir.display()
+    );
     for f in files {
         let msgs = read_all(&f, MboxDialect::Auto, &Default::default());
         assert_eq!(msgs.len(), 45, "{}", f.display());
-        let crlf = std::fs::read(&f).map(|d| d.windows(2).any(|w| w == b"\r\n")).unwrap_or(false);
+        let crlf = std::fs::read(&f)
+            .map(|d| d.windows(2).any(|w| w == b"\r\n"))
+            .unwrap_or(false);
         for m in &msgs {
             let has_crlf = raw(m).windows(2).any(|w| w == b"\r\n");
             assert_eq!(has_crlf, crlf, "line endings kept in {}", m.origin);
@@ -186,7 +237,10 @@ fn mboxrd_unescaping_round_trips() {
     // Auto reads mboxrd the same way.
     let auto = read_all(&path, MboxDialect::Auto, &Default::default());
     assert_eq!(raw(&auto[0]), M1.as_bytes());
-    assert_eq!(msgs[0].date.map(|d| d.to_rfc3339()).as_deref(), Some("2024-01-01T10:00:00+00:00"));
+    assert_eq!(
+        msgs[0].date.map(|d| d.to_rfc3339()).as_deref(),
+        Some("2024-01-01T10:00:00+00:00")
+    );
     assert_eq!(msgs[1].date_source, DateSource::MboxFromLine);
 }
 
@@ -219,7 +273,10 @@ fn mboxcl2_content_length_keeps_from_lines_in_bodies() {
         assert_eq!(msgs.len(), 2, "{dialect:?}");
         let expected = format!("Subject: cl1\nContent-Length: {}\n\n{body1}", body1.len());
         assert_eq!(String::from_utf8_lossy(raw(&msgs[0])), expected);
-        assert_eq!(raw(&msgs[1]), format!("Subject: cl2\nContent-Length: 6\n\n{body2}").as_bytes());
+        assert_eq!(
+            raw(&msgs[1]),
+            format!("Subject: cl2\nContent-Length: 6\n\n{body2}").as_bytes()
+        );
     }
     // Without Content-Length the same file splits at the body's From line.
     let msgs = read_all(&path, MboxDialect::Mboxrd, &Default::default());
@@ -233,7 +290,10 @@ fn a_wrong_content_length_falls_back_to_from_lines() {
     let path = write_file(tmp.path(), "wrong.mbox", file.as_bytes());
     let msgs = read_all(&path, MboxDialect::Auto, &Default::default());
     assert_eq!(msgs.len(), 2);
-    assert_eq!(raw(&msgs[0]), b"Subject: one\nContent-Length: 3\n\nhello world\n");
+    assert_eq!(
+        raw(&msgs[0]),
+        b"Subject: one\nContent-Length: 3\n\nhello world\n"
+    );
     // The last one promised 9999 bytes: the file was cut.
     assert!(msgs[1].truncated);
     assert!(!msgs[0].truncated);
@@ -286,7 +346,10 @@ fn gzip_mbox_streams_with_offsets_in_the_decompressed_data() {
     let results: Vec<_> = MboxSource::open(&damaged_path, MboxDialect::Auto, &Default::default())
         .map(|s| s.collect::<Vec<_>>())
         .unwrap_or_else(|e| vec![Err(e)]);
-    let err = results.into_iter().find_map(Result::err).expect("an error for damaged gzip");
+    let err = results
+        .into_iter()
+        .find_map(Result::err)
+        .expect("an error for damaged gzip");
     assert!(matches!(err, SourceError::Gzip { .. }), "{err}");
     let not_gz = write_file(tmp.path(), "text.mbox.gz", b"From a\n\nplain\n");
     let err = MboxSource::open(&not_gz, MboxDialect::Auto, &Default::default()).err();
@@ -297,14 +360,21 @@ fn gzip_mbox_streams_with_offsets_in_the_decompressed_data() {
 fn empty_missing_and_non_mbox_files() {
     let tmp = tempfile::tempdir().expect("tmp");
     let empty = write_file(tmp.path(), "empty.mbox", b"");
-    assert_eq!(read_all(&empty, MboxDialect::Auto, &Default::default()).len(), 0);
+    assert_eq!(
+        read_all(&empty, MboxDialect::Auto, &Default::default()).len(),
+        0
+    );
 
     let missing = tmp.path().join("nope.mbox");
     let err = MboxSource::open(&missing, MboxDialect::Auto, &Default::default()).err();
     assert!(matches!(err, Some(SourceError::NotFound { .. })), "{err:?}");
-    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("nope.mbox"));
+    assert!(err
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+        .contains("nope.mbox"));
 
-    let eml = common::corpora_dir().join("cpython-email-testdata/Lib/test/test_email/data/msg_01.txt");
+    let eml =
+        common::corpora_dir().join("cpython-email-testdata/Lib/test/test_email/data/msg_01.txt");
     let err = MboxSource::open(&eml, MboxDialect::Auto, &Default::default()).err();
     match err {
         Some(e @ SourceError::NotMbox { .. }) => {
@@ -329,7 +399,11 @@ fn oversized_messages_are_yielded_with_size_and_position() {
     assert_eq!(raw(&msgs[0]), M1.as_bytes());
     match &msgs[1].content {
         Content::Oversized { size, head } => {
-            assert_eq!(*size, big.len() as u64 + 1, "size counted before the separator");
+            assert_eq!(
+                *size,
+                big.len() as u64 + 1,
+                "size counted before the separator"
+            );
             assert!(head.len() <= 100_000 && head.starts_with(b"Subject: big\n"));
         }
         other => panic!("expected oversized, got {other:?}"),
@@ -357,7 +431,10 @@ fn resume_from_an_offset_yields_exactly_the_rest() {
         ..Default::default()
     };
     let err = MboxSource::open(&path, MboxDialect::Auto, &options).err();
-    assert!(matches!(err, Some(SourceError::BadCheckpoint { .. })), "{err:?}");
+    assert!(
+        matches!(err, Some(SourceError::BadCheckpoint { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]

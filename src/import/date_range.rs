@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(DateRange::parse_since("2y", today), Ok(day("2024-03-31")));
         assert_eq!(DateRange::parse_since("1m", today), Ok(day("2026-02-28")));
         assert_eq!(DateRange::parse_since("10d", today), Ok(day("2026-03-21")));
-        assert_eq!(DateRange::parse_since("2025-01-05", today), Ok(day("2025-01-05")));
+        assert_eq!(
+            DateRange::parse_since("2025-01-05", today),
+            Ok(day("2025-01-05"))
+        );
         assert!(DateRange::parse_since("2x", today).is_err());
         assert!(DateRange::parse_since("yesterday", today).is_err());
         assert!(DateRange::parse_date("2025-13-01").is_err());
@@ -109,7 +112,10 @@ mod tests {
         assert!(!r.contains(at("2023-12-31T23:59:59Z")));
         assert!(!r.contains(at("2025-01-01T00:00:00Z")));
         assert!(r.contains(None));
-        assert_eq!(r.imap_search_criteria(), "SINCE 1-Jan-2024 BEFORE 1-Jan-2025");
+        assert_eq!(
+            r.imap_search_criteria(),
+            "SINCE 1-Jan-2024 BEFORE 1-Jan-2025"
+        );
         assert_eq!(DateRange::default().imap_search_criteria(), "");
     }
 }

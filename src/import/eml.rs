@@ -68,7 +68,8 @@ impl EmlSource {
 }
 
 fn is_eml(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("eml"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("eml"))
 }
 
 impl Iterator for EmlSource {
@@ -82,7 +83,11 @@ impl Iterator for EmlSource {
             let Some(rel) = self.next_path()? else {
                 return Ok(None);
             };
-            if self.resume_after.as_ref().is_some_and(|after| rel <= *after) {
+            if self
+                .resume_after
+                .as_ref()
+                .is_some_and(|after| rel <= *after)
+            {
                 continue;
             }
             return read_message_file(&self.root, &rel, self.max_message_size).map(Some);

@@ -86,7 +86,9 @@ pub fn from_line_date(line: &[u8]) -> Option<DateTime<Utc>> {
     if words.len() < 5 {
         return None;
     }
-    let zone = words.iter().position(|w| w.starts_with(['+', '-']) && w.len() == 5);
+    let zone = words
+        .iter()
+        .position(|w| w.starts_with(['+', '-']) && w.len() == 5);
     let mut rest: Vec<&str> = words.clone();
     let offset_secs = match zone {
         Some(i) => {
@@ -115,7 +117,10 @@ pub fn looks_like_header_line(line: &[u8]) -> bool {
     let Some(colon) = memchr::memchr(b':', line) else {
         return false;
     };
-    colon > 0 && line[..colon].iter().all(|b| (33..=126).contains(b) && *b != b':')
+    colon > 0
+        && line[..colon]
+            .iter()
+            .all(|b| (33..=126).contains(b) && *b != b':')
 }
 
 #[cfg(test)]
@@ -140,15 +145,24 @@ mod tests {
     #[test]
     fn reads_from_line_dates_of_several_writers() {
         let cases: [(&[u8], &str); 3] = [
-            (b"From - Mon Jun  3 12:50:27 1996\n", "1996-06-03T12:50:27+00:00"),
+            (
+                b"From - Mon Jun  3 12:50:27 1996\n",
+                "1996-06-03T12:50:27+00:00",
+            ),
             (
                 b"From 1844@xxx Fri Sep 26 17:18:40 +0200 2025\r\n",
                 "2025-09-26T15:18:40+00:00",
             ),
-            (b"From a@b.c Sat Nov  2 21:56:58 1996 -0100\n", "1996-11-02T22:56:58+00:00"),
+            (
+                b"From a@b.c Sat Nov  2 21:56:58 1996 -0100\n",
+                "1996-11-02T22:56:58+00:00",
+            ),
         ];
         for (line, want) in cases {
-            assert_eq!(from_line_date(line).map(|d| d.to_rfc3339()).as_deref(), Some(want));
+            assert_eq!(
+                from_line_date(line).map(|d| d.to_rfc3339()).as_deref(),
+                Some(want)
+            );
         }
         assert_eq!(from_line_date(b"From - \n"), None);
         assert_eq!(from_line_date(b"From Russia with love\n"), None);

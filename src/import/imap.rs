@@ -126,7 +126,8 @@ impl ImapSource {
             let found = existing.iter().find(|f| {
                 f.selectable
                     && (f.name == *w
-                        || (f.name.eq_ignore_ascii_case("INBOX") && w.eq_ignore_ascii_case("INBOX")))
+                        || (f.name.eq_ignore_ascii_case("INBOX")
+                            && w.eq_ignore_ascii_case("INBOX")))
             });
             match found {
                 Some(f) => folders.push_back(f.name.clone()),
@@ -228,7 +229,9 @@ impl ImapSource {
         };
         let mailbox = self
             .rt
-            .block_on(async { tokio::time::timeout(config.timeout, session.examine(&folder)).await })
+            .block_on(async {
+                tokio::time::timeout(config.timeout, session.examine(&folder)).await
+            })
             .map_err(|_| lost("no answer to EXAMINE".into(), 0))?
             .map_err(|e| imap_error(&server, &folder, "EXAMINE", e, 0, None))?;
         let uid_validity = mailbox.uid_validity.unwrap_or(0);
@@ -268,7 +271,10 @@ impl ImapSource {
                 .map_err(|_| lost("no answer to UID SEARCH".into(), uid_validity))?
                 .map_err(|e| imap_error(&server, &folder, "UID SEARCH", e, uid_validity, None))?;
             // "n:*" always matches the highest UID, even below n.
-            uids = found.into_iter().filter(|u| (start..=end).contains(u)).collect();
+            uids = found
+                .into_iter()
+                .filter(|u| (start..=end).contains(u))
+                .collect();
             uids.sort_unstable();
         }
         self.current = Some(FolderState {
@@ -304,7 +310,12 @@ impl ImapSource {
         // Sizes, flags and dates first, so no body over the cap is ever downloaded.
         let meta = self
             .rt
-            .block_on(fetch_all(session, &uid_set(&batch), "(UID RFC822.SIZE FLAGS INTERNALDATE)", config.timeout))
+            .block_on(fetch_all(
+                session,
+                &uid_set(&batch),
+                "(UID RFC822.SIZE FLAGS INTERNALDATE)",
+                config.timeout,
+            ))
             .map_err(|e| fetch_error(&server, &folder, e, uid_validity, last))?;
         let mut info: HashMap<u32, (u64, MessageFlags, Option<DateTime<Utc>>)> = HashMap::new();
         for f in &meta {
@@ -344,7 +355,12 @@ impl ImapSource {
             };
             let fetched = self
                 .rt
-                .block_on(fetch_all(session, &uid_set(&wanted), "(UID BODY.PEEK[])", config.timeout))
+                .block_on(fetch_all(
+                    session,
+                    &uid_set(&wanted),
+                    "(UID BODY.PEEK[])",
+                    config.timeout,
+                ))
                 .map_err(|e| fetch_error(&server, &folder, e, uid_validity, last))?;
             for f in fetched {
                 if let (Some(uid), Some(body)) = (f.uid, f.body()) {
@@ -383,7 +399,9 @@ impl ImapSource {
                     uid_validity,
                     uid: *uid,
                 },
-                origin: format!("{server} folder {folder:?} UID {uid} (UIDVALIDITY {uid_validity})"),
+                origin: format!(
+                    "{server} folder {folder:?} UID {uid} (UIDVALIDITY {uid_validity})"
+                ),
                 content,
                 date,
                 date_source,

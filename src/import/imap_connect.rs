@@ -97,10 +97,10 @@ impl ImapConfig {
             let _ = shown.set_password(Some("***"));
             return Err(SourceError::BadImapUrl {
                 url: shown.to_string(),
-                reason: 
-                "the password must not be in the URL (it would show in the process list and \
+                reason:
+                    "the password must not be in the URL (it would show in the process list and \
                  the shell history); give it in the environment or at the prompt"
-                    .to_string(),
+                        .to_string(),
             });
         }
         let user = percent_decode(parsed.username());
@@ -122,7 +122,11 @@ impl ImapConfig {
             password,
             security,
             auth: ImapAuth::Auto,
-            folders: if folder.is_empty() { Vec::new() } else { vec![folder] },
+            folders: if folder.is_empty() {
+                Vec::new()
+            } else {
+                vec![folder]
+            },
             uid_range: None,
             date_range: DateRange::default(),
             ca_file: None,
@@ -223,10 +227,13 @@ pub async fn connect_and_login(config: &ImapConfig) -> Result<ImapSession, Sourc
         server: server.clone(),
         reason,
     };
-    let tcp = tokio::time::timeout(timeout, TcpStream::connect((config.host.as_str(), config.port)))
-        .await
-        .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
-        .map_err(|e| connect_error(e.to_string()))?;
+    let tcp = tokio::time::timeout(
+        timeout,
+        TcpStream::connect((config.host.as_str(), config.port)),
+    )
+    .await
+    .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
+    .map_err(|e| connect_error(e.to_string()))?;
     if config.security == ImapSecurity::Plain {
         let loopback = tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback());
         if !loopback {
@@ -370,11 +377,13 @@ async fn tls_handshake(
             .map_err(|e| tls_error(format!("cannot read CA file {}: {e}", ca_file.display())))?;
         let mut added = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| {
-                tls_error(format!("CA file {} is not PEM: {e}", ca_file.display()))
-            })?;
+            let cert = cert
+                .map_err(|e| tls_error(format!("CA file {} is not PEM: {e}", ca_file.display())))?;
             roots.add(cert).map_err(|e| {
-                tls_error(format!("CA file {}: unusable certificate: {e}", ca_file.display()))
+                tls_error(format!(
+                    "CA file {}: unusable certificate: {e}",
+                    ca_file.display()
+                ))
             })?;
             added += 1;
         }
@@ -406,20 +415,32 @@ mod tests {
 
     #[test]
     fn parses_imap_urls() {
-        let c = ImapConfig::from_url("imaps://me%40shop.example@mail.example:1993/Archive%202023", "pw".into());
+        let c = ImapConfig::from_url(
+            "imaps://me%40shop.example@mail.example:1993/Archive%202023",
+            "pw".into(),
+        );
         let c = c.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.user, "me@shop.example");
         assert_eq!(c.host, "mail.example");
         assert_eq!(c.port, 1993);
         assert_eq!(c.folders, vec!["Archive 2023".to_string()]);
         assert_eq!(c.security, ImapSecurity::ImplicitTls);
-        let c = ImapConfig::from_url("imap://u@h", String::new()).map(|c| (c.port, c.security, c.folders));
+        let c = ImapConfig::from_url("imap://u@h", String::new())
+            .map(|c| (c.port, c.security, c.folders));
         assert_eq!(c.ok(), Some((143, ImapSecurity::StartTls, Vec::new())));
-        for bad in ["imaps://u:secret@h/INBOX", "imaps://h/INBOX", "https://u@h/", "nonsense"] {
+        for bad in [
+            "imaps://u:secret@h/INBOX",
+            "imaps://h/INBOX",
+            "https://u@h/",
+            "nonsense",
+        ] {
             assert!(ImapConfig::from_url(bad, String::new()).is_err(), "{bad}");
         }
         let err = ImapConfig::from_url("imaps://u:secret@h/", String::new()).err();
         let shown = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(shown.contains("must not be in the URL") && !shown.contains("secret"), "{shown}");
+        assert!(
+            shown.contains("must not be in the URL") && !shown.contains("secret"),
+            "{shown}"
+        );
     }
 }

@@ -57,8 +57,7 @@ impl MaildirSource {
             let mut chosen = Vec::new();
             for wanted in &options.folders {
                 let found = all.iter().find(|f| {
-                    f.name == *wanted
-                        || (f.name == "INBOX" && wanted.eq_ignore_ascii_case("INBOX"))
+                    f.name == *wanted || (f.name == "INBOX" && wanted.eq_ignore_ascii_case("INBOX"))
                 });
                 match found {
                     Some(f) if !chosen.contains(f) => chosen.push(f.clone()),
@@ -103,8 +102,7 @@ impl MaildirSource {
         loop {
             if let Some((folder, files)) = &mut self.current {
                 if let Some(rel) = files.pop_front() {
-                    let mut message =
-                        read_message_file(&self.root, &rel, self.max_message_size)?;
+                    let mut message = read_message_file(&self.root, &rel, self.max_message_size)?;
                     message.flags = Some(flags_of(&rel));
                     message.folder = Some(folder.name.clone());
                     return Ok(Some(message));

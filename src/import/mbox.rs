@@ -240,11 +240,8 @@ impl MboxSource {
     }
 
     fn skip_decompressed(&mut self, offset: u64) -> Result<(), SourceError> {
-        let skipped = io::copy(
-            &mut (&mut self.reader.inner).take(offset),
-            &mut io::sink(),
-        )
-        .map_err(|e| self.read_error(e))?;
+        let skipped = io::copy(&mut (&mut self.reader.inner).take(offset), &mut io::sink())
+            .map_err(|e| self.read_error(e))?;
         self.reader.pos = skipped;
         if skipped < offset {
             return Err(SourceError::BadCheckpoint {
@@ -320,7 +317,7 @@ impl MboxSource {
 
     /// Whether the `From ` line just read in `self.piece` starts a message: the line after it
     /// looks like a header field, or the file ends.
-    fn from_line_starts_message(&mut self) -> Result<bool, SourceError> {
+    fn candidate_starts_message(&mut self) -> Result<bool, SourceError> {
         if !self.piece.ends_with(b"\n") {
             return Ok(false);
         }
@@ -375,10 +372,7 @@ impl MboxSource {
                 truncated = true; // the file ends inside the header block
                 break;
             };
-            if starts_line
-                && self.piece.starts_with(b"From ")
-                && self.from_line_starts_message()?
-            {
+            if starts_line && self.piece.starts_with(b"From ") && self.candidate_starts_message()? {
                 self.next_from = Some((piece_offset, std::mem::take(&mut self.piece)));
                 break;
             }
@@ -429,13 +423,13 @@ impl MboxSource {
             loop {
                 let piece_offset = self.reader.pos;
                 let Some(starts_line) = self.piece(PIECE)? else {
-                    truncated |= !last_piece_ended_line
-                        || content_length.is_some_and(|l| body_len < l);
+                    truncated |=
+                        !last_piece_ended_line || content_length.is_some_and(|l| body_len < l);
                     break;
                 };
                 if starts_line
                     && self.piece.starts_with(b"From ")
-                    && self.from_line_starts_message()?
+                    && self.candidate_starts_message()?
                 {
                     self.next_from = Some((piece_offset, std::mem::take(&mut self.piece)));
                     break;

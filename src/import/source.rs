@@ -60,7 +60,10 @@ pub enum Content {
     Complete(Vec<u8>),
     /// Over the size cap: `size` is its real size in bytes, `head` at most the first
     /// [`OVERSIZED_HEAD`] bytes (empty for IMAP, which fetches no body for it).
-    Oversized { size: u64, head: Vec<u8> },
+    Oversized {
+        size: u64,
+        head: Vec<u8>,
+    },
 }
 
 impl fmt::Debug for Content {

@@ -161,7 +161,11 @@ protocol imap {{
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "dovecot did not answer; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not answer; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
