@@ -459,3 +459,30 @@ fn mbox_status_headers_give_flags() {
     let flags = msgs[0].flags.expect("flags");
     assert!(flags.seen && flags.answered && !flags.flagged);
 }
+
+#[test]
+fn very_long_lines_are_read_in_pieces_without_losing_bytes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // A 300 KB line (several read pieces) in a message under the cap, and a 3 MB line with no
+    // line end at all in one over it: both read, the second reported oversized.
+    let long = format!("Subject: long\n\n{}\n", "z".repeat(300_000));
+    let mut data = mboxrd(&[M1, &long]);
+    data.extend_from_slice(b"From x Mon Jan  1 10:00:00 2024\nSubject: huge\n\n");
+    data.extend(std::iter::repeat_n(b'q', 3_000_000));
+    let path = write_file(tmp.path(), "long.mbox", &data);
+    let options = FileSourceOptions {
+        max_message_size: 1_000_000,
+        ..Default::default()
+    };
+    let msgs = read_all(&path, MboxDialect::Auto, &options);
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(raw(&msgs[1]), long.as_bytes());
+    match &msgs[2].content {
+        Content::Oversized { size, head } => {
+            assert_eq!(*size, 3_000_000 + "Subject: huge\n\n".len() as u64);
+            assert!(head.len() <= postern::import::OVERSIZED_HEAD);
+        }
+        other => panic!("expected oversized, got {other:?}"),
+    }
+    assert!(msgs[2].truncated, "the file ends mid-line");
+}
