@@ -16,6 +16,8 @@ if [ "$mode" = test ]; then
   have python3 || need_pkgs+=(python3)
   have openssl || need_pkgs+=(openssl)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+  # Dovecot is the IMAP server of the import tests; they run it themselves (no service).
+  have dovecot || need_pkgs+=(dovecot-imapd)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -24,8 +26,18 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   # Postfix is only needed for its tools: no mail system configuration, no daemon set-up.
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections 2>/dev/null || true
+  # Packages with daemons (Dovecot, Postfix) must not start a system service: policy-rc.d
+  # (exit 101) tells Debian's maintainer scripts not to, for the time of the install.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    added_policy=1
+  fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+  [ -z "$added_policy" ] || $sudo rm -f "$policy"
 fi
 
 # Python peers of the tests (dkimpy signs and ARC-seals independently of Postern), in a venv

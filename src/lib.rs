@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub mod metrics;
 pub mod smtp;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod dovecot;
 
 use postern::app::Application;
 use postern::config::Settings;

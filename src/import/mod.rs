@@ -1,0 +1,30 @@
+//! Sources of a historic mailbox import: readers that turn an mbox, a Maildir, a folder of
+//! .eml files or an IMAP account into a stream of raw messages, each with a stable position
+//! to checkpoint and resume from. No parsing beyond the Date header, no store access: the
+//! import pipeline builds on these (see docs/IMPORT-SOURCES.md).
+//!
+//! Every source is a blocking `Iterator<Item = Result<SourceMessage, SourceError>>`
+//! ([`MessageSource`]), meant to run on a thread of its own; the IMAP one drives its own
+//! single-threaded tokio runtime (so it must not be iterated from inside an async task: use
+//! `spawn_blocking` or a thread).
+
+pub mod date_range;
+pub mod eml;
+mod headers;
+pub mod imap;
+pub mod imap_connect;
+pub mod maildir;
+pub mod mbox;
+mod message_file;
+pub mod source;
+
+pub use date_range::{BadDate, DateRange};
+pub use eml::EmlSource;
+pub use imap::{list_imap_folders, ImapFolder, ImapSource};
+pub use imap_connect::{ImapAuth, ImapConfig, ImapSecurity};
+pub use maildir::{MaildirFolder, MaildirSource};
+pub use mbox::{MboxDialect, MboxSource};
+pub use source::{
+    Content, DateSource, FileSourceOptions, MessageFlags, MessageSource, Position, SourceError,
+    SourceItem, SourceMessage, DEFAULT_MAX_MESSAGE_SIZE, OVERSIZED_HEAD,
+};
