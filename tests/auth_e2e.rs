@@ -610,3 +610,34 @@ async fn a_hostile_spf_record_cannot_take_the_session_down() {
     assert_eq!(again.code, 250);
     app.stop().await;
 }
+
+/// A sender domain without SPF or DMARC is not asked about again for every message: the
+/// NXDOMAIN answers (with the zone's SOA) are cached for their negative TTL.
+#[tokio::test]
+async fn missing_records_are_not_looked_up_again_for_every_message() {
+    use postern::auth::{Authenticator, SmtpFacts};
+    let dns =
+        TestDns::start(Zone::new().a("mx.elsewhere.test", "192.0.2.9".parse().unwrap())).await;
+    let auth = Authenticator::new(
+        &[dns.addr.to_string()],
+        Duration::from_secs(2),
+        256,
+        "mx.postern.test",
+    )
+    .expect("authenticator");
+    let raw = b"From: Ana <ana@nothing.test>\r\nTo: support@acme.test\r\nSubject: hi\r\nMessage-ID: <n1@nothing.test>\r\n\r\nhello\r\n";
+    let facts = SmtpFacts {
+        ip: "192.0.2.1".parse().unwrap(),
+        helo: "client.nothing.test",
+        mail_from: Some("ana@nothing.test"),
+    };
+    let first = auth.verify(raw, &facts).await;
+    let asked = dns.queries_for("nothing.test") + dns.queries_for("_dmarc.nothing.test");
+    assert!(asked >= 2, "SPF and DMARC were looked up: {asked}");
+    let second = auth.verify(raw, &facts).await;
+    let again = dns.queries_for("nothing.test") + dns.queries_for("_dmarc.nothing.test");
+    assert_eq!(again, asked, "the NXDOMAIN answers were not cached");
+    assert_eq!(first.spf_mail_from.result, "none");
+    assert_eq!(second.spf_mail_from.result, first.spf_mail_from.result);
+    assert_eq!(second.dmarc.result, first.dmarc.result);
+}

@@ -137,6 +137,10 @@ pub struct SmtpFacts<'a> {
     pub mail_from: Option<&'a str>,
 }
 
+/// The longest a "no such record" answer is believed: a domain that publishes SPF or
+/// DMARC is seen within this time even if its zone asks for longer negative caching.
+const NEGATIVE_TTL_CAP: Duration = Duration::from_secs(15 * 60);
+
 /// mail-auth parameters wired to our shared caches.
 type CachedParameters<'x, P> = Parameters<
     'x,
@@ -242,15 +246,19 @@ impl Authenticator {
         let mut opts = ResolverOpts::default();
         opts.timeout = timeout;
         opts.attempts = 1;
-        // Our own caches hold the parsed records; the resolver's would only duplicate them.
-        opts.cache_size = 0;
+        // Our caches hold parsed records but mail-auth never caches a missing record; the
+        // resolver's cache keeps NXDOMAIN/NODATA for the zone's negative TTL (RFC 2308), so
+        // a sender domain without SPF or DMARC is not asked about again for every message.
+        opts.cache_size = cache_size as u64;
+        opts.negative_max_ttl = Some(NEGATIVE_TTL_CAP);
         let resolver = if nameservers.is_empty() {
             let (config, mut sys_opts) =
                 mail_auth::hickory_resolver::system_conf::read_system_conf()
                     .map_err(|e| AuthError::Resolver(e.to_string()))?;
             sys_opts.timeout = timeout;
             sys_opts.attempts = 1;
-            sys_opts.cache_size = 0;
+            sys_opts.cache_size = cache_size as u64;
+            sys_opts.negative_max_ttl = Some(NEGATIVE_TTL_CAP);
             MessageAuthenticator::new(config, sys_opts)
         } else {
             let mut servers = Vec::new();
