@@ -44,9 +44,10 @@ impl DatabaseFile {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // The checkpointer thread keeps the WAL short; SQLite's own checkpoint on commit
-        // is only a backstop for when it falls behind (16,384 pages: 64 MiB).
-        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        // The checkpointer thread copies the WAL into the database as it grows; SQLite's
+        // own checkpoint on commit (every 4,096 pages: 16 MiB) then has little left to copy
+        // and lets the WAL start over from its beginning, so it stays short.
+        conn.pragma_update(None, "wal_autocheckpoint", 4_096)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         // Statement journals (for statements that may fail half-way inside a transaction)
         // in memory rather than in temporary files.
@@ -88,9 +89,17 @@ impl CommitWriter {
         let conn = db.open()?;
         let checkpoints = Checkpointer::start(db)?;
         let (tx, rx) = mpsc::channel(batch_max * 4);
-        let handle = tokio::task::spawn_blocking(move || {
-            run(conn, rx, batch_max, &threading, &observer);
-            checkpoints.stop();
+        let (done, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("postern-writer".into())
+            .spawn(move || {
+                run(conn, rx, batch_max, &threading, &observer);
+                checkpoints.stop();
+                let _ = done.send(());
+            })
+            .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?;
+        let handle = tokio::spawn(async move {
+            let _ = stopped.await;
         });
         Ok((Self { jobs: tx }, handle))
     }
@@ -255,10 +264,10 @@ impl Checkpointer {
 }
 
 fn checkpoint_loop(conn: &Connection, stop: &AtomicBool) {
-    // Not more often: a page that many commits touch (an index page) is copied once per
-    // checkpoint, so checkpointing after every commit would copy it over and over.
+    // While mail flows, keep up closely: SQLite's own checkpoint on commit (the backstop)
+    // then finds almost nothing left to copy and restarts the WAL cheaply.
     const IDLE: Duration = Duration::from_millis(500);
-    const BUSY: Duration = Duration::from_millis(200);
+    const BUSY: Duration = Duration::from_millis(20);
     let mut last = (0, 0);
     while !stop.load(Ordering::Relaxed) {
         let pause = match passive_checkpoint(conn) {
