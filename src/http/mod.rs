@@ -1,4 +1,7 @@
-//! The HTTP server. For now: health and readiness for load balancers and orchestrators.
+//! The HTTP server: health and readiness for load balancers and orchestrators, and SAML
+//! single sign-on (mounted when the application provides sessions and an admin check).
+
+pub mod saml;
 
 use crate::store::Store;
 use axum::extract::State;
@@ -7,11 +10,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-pub fn router(store: Store) -> Router {
-    Router::new()
+pub fn router(store: Store, saml: Option<saml::SamlState>) -> Router {
+    let base = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(store)
+        .with_state(store);
+    match saml {
+        Some(state) => base.merge(saml::router(state)),
+        None => base,
+    }
 }
 
 /// The process is up.

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod intake;
+mod sso;
 mod threading;
 mod tickets;
 mod writer;
@@ -9,6 +10,10 @@ mod writer;
 pub use accounts::{AccountView, SupportAddressView};
 pub use intake::{
     Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
+};
+pub use sso::{
+    SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRequestRecord, SsoRoleRecord,
+    MAX_PENDING_SSO_REQUESTS,
 };
 pub use threading::ThreadingConfig;
 pub use tickets::{
