@@ -101,7 +101,9 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         if exists.is_none() {
-            return Err(StoreError::NotFound(format!("no account with id {account}")));
+            return Err(StoreError::NotFound(format!(
+                "no account with id {account}"
+            )));
         }
         let certs = serde_json::to_string(&idp.signing_certs).unwrap_or_else(|_| "[]".into());
         let mut tx = self.pool().begin().await?;

@@ -75,7 +75,10 @@ mod tests {
         flate2::read::DeflateDecoder::new(&deflated[..])
             .read_to_string(&mut xml)
             .unwrap();
-        assert!(xml.contains(&format!("ID=\"{}\"", issued.request_id)), "{xml}");
+        assert!(
+            xml.contains(&format!("ID=\"{}\"", issued.request_id)),
+            "{xml}"
+        );
         assert!(xml.contains(&sp.acs_url), "{xml}");
         assert!(xml.contains(&sp.entity_id), "{xml}");
     }

@@ -13,7 +13,9 @@ pub enum SamlError {
     MetadataNotIdp,
     #[error("the IdP metadata carries no signing certificate (KeyDescriptor use=\"signing\" with an X509Certificate): Postern only accepts signed assertions, so it must know the IdP's certificate")]
     MetadataNoSigningCert,
-    #[error("the IdP metadata has a signing certificate that is not a valid X.509 certificate: {0}")]
+    #[error(
+        "the IdP metadata has a signing certificate that is not a valid X.509 certificate: {0}"
+    )]
     MetadataBadCert(String),
     #[error("the IdP metadata has no SingleSignOnService with the HTTP-Redirect binding, which Postern uses to send sign-in requests")]
     MetadataNoRedirectSso,
@@ -59,7 +61,9 @@ pub enum SamlError {
     NoInResponseTo,
     #[error("the response answers a sign-in request that this account never issued")]
     UnknownRequest,
-    #[error("the response answers a sign-in request that was already used; start the sign-in again")]
+    #[error(
+        "the response answers a sign-in request that was already used; start the sign-in again"
+    )]
     RequestAlreadyUsed,
     #[error("the sign-in request this response answers has expired; start the sign-in again")]
     RequestExpired,
@@ -67,7 +71,9 @@ pub enum SamlError {
     RelayStateMismatch,
     #[error("the assertion has no AudienceRestriction naming this account ({0}); configure the IdP application with Postern's entity ID")]
     NoAudience(String),
-    #[error("the assertion has no Conditions with NotOnOrAfter: Postern cannot tell when it expires")]
+    #[error(
+        "the assertion has no Conditions with NotOnOrAfter: Postern cannot tell when it expires"
+    )]
     NoExpiry,
     #[error("this assertion was already used to sign in (replay); start the sign-in again")]
     Replay,
@@ -75,7 +81,9 @@ pub enum SamlError {
     NoNameId,
     #[error("the assertion gives no e-mail address: release an 'email' (or 'mail') attribute, or use the emailAddress NameID format")]
     NoEmail,
-    #[error("the assertion's {what} differs from the signed XML ({parsed:?} vs {signed:?}); refused")]
+    #[error(
+        "the assertion's {what} differs from the signed XML ({parsed:?} vs {signed:?}); refused"
+    )]
     Altered {
         what: &'static str,
         parsed: String,

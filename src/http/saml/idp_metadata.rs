@@ -31,7 +31,10 @@ pub fn parse_idp_metadata(xml: &str) -> Result<SsoIdpRecord, SamlError> {
         .ok_or(SamlError::MetadataNotIdp)?;
 
     // Keys marked use="signing"; failing those, keys with no use (they serve both).
-    let keys: Vec<_> = descriptors.iter().flat_map(|d| &d.key_descriptors).collect();
+    let keys: Vec<_> = descriptors
+        .iter()
+        .flat_map(|d| &d.key_descriptors)
+        .collect();
     let signing: Vec<_> = keys.iter().filter(|k| k.is_signing()).collect();
     let chosen: Vec<_> = if signing.is_empty() {
         keys.iter()
@@ -67,7 +70,8 @@ pub fn parse_idp_metadata(xml: &str) -> Result<SsoIdpRecord, SamlError> {
             .find(|e: &&samael::metadata::Endpoint| e.binding == HTTP_REDIRECT_BINDING)
             .map(|e| e.location.trim().to_string())
     };
-    let sso_url = endpoint(|d| &d.single_sign_on_services).ok_or(SamlError::MetadataNoRedirectSso)?;
+    let sso_url =
+        endpoint(|d| &d.single_sign_on_services).ok_or(SamlError::MetadataNoRedirectSso)?;
     check_http_url(&sso_url)?;
     let slo_url = endpoint(|d| &d.single_logout_services).filter(|u| check_http_url(u).is_ok());
 

@@ -132,9 +132,6 @@ pub async fn finish_login(
         .sso_request(account, &request_id)
         .await?
         .ok_or(SamlError::UnknownRequest)?;
-    if request.consumed {
-        return Err(SamlError::RequestAlreadyUsed);
-    }
     if request.expires_at <= now_ms() {
         return Err(SamlError::RequestExpired);
     }
@@ -152,6 +149,20 @@ pub async fn finish_login(
         facts.status_code.as_deref(),
         config.skew(),
     )?;
+    if request.consumed {
+        // Verified first, so the page can tell a replay of the same response from a second
+        // response to one request.
+        return Err(
+            if store
+                .sso_assertion_seen(account, &verified.assertion.id)
+                .await?
+            {
+                SamlError::Replay
+            } else {
+                SamlError::RequestAlreadyUsed
+            },
+        );
+    }
     let login = login_from_assertion(
         account,
         &provider.idp.idp_entity_id,

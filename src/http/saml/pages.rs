@@ -20,7 +20,12 @@ fn escape(text: &str) -> String {
 }
 
 /// A small self-contained page; never cached (it reflects one sign-in attempt).
-pub fn page(status: StatusCode, title: &str, message: &str, link: Option<(&str, &str)>) -> Response {
+pub fn page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: Option<(&str, &str)>,
+) -> Response {
     let link = link
         .map(|(href, text)| format!(r#"<p><a href="{}">{}</a></p>"#, escape(href), escape(text)))
         .unwrap_or_default();

@@ -81,16 +81,16 @@ mod tests {
     #[test]
     fn maps_values_to_roles() {
         let m = mapping(false);
-        assert_eq!(
-            resolve_role(&m, &["support".into()]).unwrap(),
-            Role::Agent
-        );
+        assert_eq!(resolve_role(&m, &["support".into()]).unwrap(), Role::Agent);
         assert_eq!(
             resolve_role(&m, &["support".into(), "helpdesk-admins".into()]).unwrap(),
             Role::Admin
         );
         let err = resolve_role(&m, &["sales".into()]).unwrap_err();
-        assert!(err.contains("\"sales\"") && err.contains("helpdesk-admins"), "{err}");
+        assert!(
+            err.contains("\"sales\"") && err.contains("helpdesk-admins"),
+            "{err}"
+        );
         let err = resolve_role(&m, &[]).unwrap_err();
         assert!(err.contains("no 'groups' attribute"), "{err}");
         assert_eq!(

@@ -40,7 +40,9 @@ pub fn router(state: SamlState) -> Router {
         .route("/saml/{account}/acs", post(acs))
         .route("/saml/{account}/logout", get(logout).post(logout))
         .route("/saml/{account}/idp-metadata", put(upload_idp_metadata))
-        .layer(DefaultBodyLimit::max(MAX_METADATA_BYTES.max(MAX_RESPONSE_BYTES) + 4096))
+        .layer(DefaultBodyLimit::max(
+            MAX_METADATA_BYTES.max(MAX_RESPONSE_BYTES) + 4096,
+        ))
         .with_state(state)
 }
 
@@ -205,7 +207,12 @@ fn roles_from_query(
     params: &HashMap<String, String>,
     current: SsoRoleRecord,
 ) -> Result<Option<SsoRoleRecord>, String> {
-    let keys = ["role_attribute", "admin_values", "agent_values", "default_agent"];
+    let keys = [
+        "role_attribute",
+        "admin_values",
+        "agent_values",
+        "default_agent",
+    ];
     if !keys.iter().any(|k| params.contains_key(*k)) {
         return Ok(None);
     }
@@ -259,7 +266,10 @@ async fn upload_idp_metadata(
             )
         }
         AdminDecision::NotFound => {
-            return json_error(StatusCode::NOT_FOUND, format!("no account with id {account}"))
+            return json_error(
+                StatusCode::NOT_FOUND,
+                format!("no account with id {account}"),
+            )
         }
     }
     let Ok(xml) = std::str::from_utf8(&body) else {

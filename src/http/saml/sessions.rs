@@ -88,6 +88,9 @@ mod tests {
         assert!(!session_cookie(&v, false).contains("Secure"));
         let mut h = HeaderMap::new();
         h.insert("cookie", "a=1; postern_session=xyz; b=2".parse().unwrap());
-        assert_eq!(session_cookie_in(&h), Some(SessionCookieValue("xyz".into())));
+        assert_eq!(
+            session_cookie_in(&h),
+            Some(SessionCookieValue("xyz".into()))
+        );
     }
 }

@@ -79,8 +79,14 @@ mod tests {
         assert_eq!(sp.entity_id, "https://help.example.com/saml/7/metadata");
         assert_eq!(sp.acs_url, "https://help.example.com/saml/7/acs");
         let xml = sp.metadata_xml().unwrap();
-        assert!(xml.contains(r#"entityID="https://help.example.com/saml/7/metadata""#), "{xml}");
-        assert!(xml.contains(r#"Location="https://help.example.com/saml/7/acs""#), "{xml}");
+        assert!(
+            xml.contains(r#"entityID="https://help.example.com/saml/7/metadata""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"Location="https://help.example.com/saml/7/acs""#),
+            "{xml}"
+        );
         assert!(xml.contains(HTTP_POST_BINDING), "{xml}");
         assert!(xml.contains(r#"WantAssertionsSigned="true""#), "{xml}");
         // The document parses back as metadata.
