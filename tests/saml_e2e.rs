@@ -485,3 +485,102 @@ async fn verification_reads_only_the_signed_assertion() {
         }
     }
 }
+
+#[test]
+fn cli_sets_and_shows_sso() {
+    idp_python();
+    let dir = tempfile::tempdir().unwrap();
+    let idp_dir = tempfile::tempdir().unwrap();
+    make_idp_key(idp_dir.path());
+    let good = idp_dir.path().join("idp.xml");
+    let bad = idp_dir.path().join("idp-nocert.xml");
+    std::fs::write(&good, idp_metadata(idp_dir.path(), true)).unwrap();
+    std::fs::write(&bad, idp_metadata(idp_dir.path(), false)).unwrap();
+    let created = common::cli_json(
+        dir.path(),
+        &[
+            "account",
+            "create",
+            "--name",
+            "Acme",
+            "--support-address",
+            "support@acme.test",
+            "--json",
+        ],
+    );
+    let id = created["id"].as_i64().unwrap().to_string();
+
+    let shown = common::cli_json(dir.path(), &["sso", "show", "--account", &id, "--json"]);
+    assert!(shown["idp"].is_null());
+    assert!(shown["acs_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/saml/{id}/acs")));
+
+    let out = std::process::Command::new(common::postern_bin())
+        .args(["sso", "set", "--account", &id, "--metadata"])
+        .arg(&bad)
+        .envs(common::test_env(dir.path(), &[]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no signing certificate"), "{err}");
+
+    let public = [("POSTERN__HTTP__PUBLIC_URL", "https://help.acme.test")];
+    let out = std::process::Command::new(common::postern_bin())
+        .args(["sso", "set", "--account", &id, "--metadata"])
+        .arg(&good)
+        .args([
+            "--role-attribute",
+            "groups",
+            "--admin-values",
+            "helpdesk-admins,owners",
+            "--agent-values",
+            "support",
+            "--json",
+        ])
+        .envs(common::test_env(dir.path(), &public))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["sp_entity_id"],
+        format!("https://help.acme.test/saml/{id}/metadata")
+    );
+    assert_eq!(
+        v["acs_url"],
+        format!("https://help.acme.test/saml/{id}/acs")
+    );
+    assert_eq!(
+        v["sp_metadata_url"],
+        format!("https://help.acme.test/saml/{id}/metadata")
+    );
+    assert_eq!(v["idp"]["entity_id"], IDP_ENTITY_ID);
+    assert_eq!(v["idp"]["roles"]["attribute"], "groups");
+    assert_eq!(
+        v["idp"]["roles"]["admin_values"],
+        serde_json::json!(["helpdesk-admins", "owners"])
+    );
+    assert!(v["idp"]["signing_certificates"][0]
+        .as_str()
+        .unwrap()
+        .contains("idp.test"));
+
+    let text = common::cli(dir.path(), &["sso", "show", "--account", &id]);
+    assert!(
+        text.contains("ACS URL:") && text.contains("groups"),
+        "{text}"
+    );
+    let out = std::process::Command::new(common::postern_bin())
+        .args(["sso", "show", "--account", "99"])
+        .envs(common::test_env(dir.path(), &[]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
