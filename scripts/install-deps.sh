@@ -38,10 +38,11 @@ fi
 # system-wide.
 if [ "$mode" = test ]; then
   venv="$(dirname "$0")/../build/venv"
-  if ! "$venv/bin/python" -c 'import dkim, dns, authres, saml2' 2>/dev/null; then
-    echo "setting up $venv (dkimpy, dnspython, authres, pysaml2)"
+  # openapi-spec-validator checks the API's OpenAPI document independently of utoipa.
+  if ! "$venv/bin/python" -c 'import dkim, dns, authres, openapi_spec_validator, saml2' 2>/dev/null; then
+    echo "setting up $venv (dkimpy, dnspython, authres, openapi-spec-validator, pysaml2)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython authres pysaml2
+    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython authres openapi-spec-validator pysaml2
   fi
 fi
 

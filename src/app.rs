@@ -61,10 +61,11 @@ impl Application {
             subject_window_ms: settings.threading.subject_window.as_millis() as i64,
         };
         let (writer, writer_task) = CommitWriter::spawn(
-            store.writer_connection().await?,
+            store.database_file(),
             settings.store.batch_max,
             threading,
-        );
+            Box::new(crate::metrics::observe_commit),
+        )?;
         let auth = if settings.auth.enabled {
             Some(Arc::new(Authenticator::new(
                 &settings.dns.nameservers,
@@ -84,6 +85,7 @@ impl Application {
                 trusted_arc_forwarders: settings.auth.trusted_arc_forwarders.clone(),
                 strict_dmarc: settings.auth.strict_dmarc,
             },
+            settings.inbound.lookup_cache,
         ));
         let s = &settings.smtp;
         let tls = if s.tls.enabled {
@@ -166,6 +168,8 @@ impl Application {
         let smtp_addr = self.smtp_addr()?;
         let http_addr = self.http_addr()?;
         tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
+        // No outbound queue yet: its depth is registered, and zero.
+        crate::metrics::set_queue_depth(0);
         let saml = match &self.sso {
             Some(h) => Some(crate::http::saml::SamlState {
                 store: self.store.clone(),

@@ -89,6 +89,8 @@ pub struct SsoSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct InboundSettings {
     pub domain: String,
+    #[serde(with = "humantime_serde")]
+    pub lookup_cache: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

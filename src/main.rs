@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use postern::app::Application;
 use postern::config::{LogFormat, Settings};
-use postern::domain::{AccountId, EmailAddress, TicketId};
+use postern::domain::{AccountId, EmailAddress, Role, TicketId};
 use postern::store::Store;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -52,6 +52,9 @@ enum Command {
     /// Download a stored message.
     #[command(subcommand)]
     Message(MessageCommand),
+    /// API tokens for the HTTP API (shown once; only their hash is stored).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Check SPF, DKIM, ARC and DMARC for a message file, as if it arrived over SMTP.
     Verify {
         /// The message (.eml) exactly as received.
@@ -98,6 +101,36 @@ enum SsoCommand {
     Show {
         #[arg(long)]
         account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (once).
+    Create {
+        #[arg(long)]
+        account: AccountId,
+        /// admin (everything, including users and tokens) or agent (tickets and customers).
+        #[arg(long)]
+        role: Role,
+        /// What the token is for.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// The account's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke {
+        id: i64,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -265,6 +298,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Account(cmd) => account(cmd, &settings).await?,
+        Command::Token(cmd) => token(cmd, &settings).await?,
         Command::Tickets(TicketsCommand::List {
             account,
             limit,
@@ -657,6 +691,74 @@ async fn account(cmd: AccountCommand, settings: &Settings) -> Result<()> {
                 println!("Account {}: {}", account.id, account.name);
                 println!("Sends from: {}", account.from_address);
                 print_addresses(&account);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn token(cmd: TokenCommand, settings: &Settings) -> Result<()> {
+    let store = open_store(settings).await?;
+    match cmd {
+        TokenCommand::Create {
+            account,
+            role,
+            name,
+            out,
+        } => {
+            let (info, secret) = store
+                .create_api_token(account, role, name.as_deref().unwrap_or(""))
+                .await?;
+            if out.json {
+                #[derive(Serialize)]
+                struct Created<'a> {
+                    token: &'a str,
+                    #[serde(flatten)]
+                    info: &'a postern::store::ApiTokenView,
+                }
+                print_json(&Created {
+                    token: &secret,
+                    info: &info,
+                })?;
+            } else {
+                println!("{secret}");
+                eprintln!(
+                    "token {} ({}) for account {account}: shown once, store it now",
+                    info.id, info.role
+                );
+            }
+        }
+        TokenCommand::List { account, out } => {
+            let tokens = store.api_tokens(account).await?;
+            if out.json {
+                print_json(&tokens)?;
+            } else if tokens.is_empty() {
+                println!("no tokens");
+            } else {
+                for t in tokens {
+                    println!(
+                        "{:<6} {:<6} {:<14} {:<24} {}",
+                        t.id,
+                        t.role,
+                        format!("{}...", t.prefix),
+                        t.name,
+                        match t.revoked_at {
+                            Some(r) => format!("revoked {}", r.to_rfc3339()),
+                            None => format!(
+                                "last used {}",
+                                t.last_used_at.map_or("never".into(), |u| u.to_rfc3339())
+                            ),
+                        }
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id, out } => {
+            let t = store.revoke_api_token(id, None).await?;
+            if out.json {
+                print_json(&t)?;
+            } else {
+                println!("token {} revoked", t.id);
             }
         }
     }

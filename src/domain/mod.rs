@@ -2,10 +2,12 @@
 
 mod email_address;
 mod forwarding_address;
+mod principal;
 mod threading;
 
 pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
+pub use principal::{Principal, Role};
 pub use threading::{
     is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, verify_reply_token,
 };

@@ -1,38 +1,147 @@
-//! The HTTP server: health and readiness for load balancers and orchestrators, and SAML
-//! single sign-on (mounted when the application provides sessions and an admin check).
+//! The HTTP server: the JSON API under `/api/v1` (bearer tokens or a session cookie),
+//! its OpenAPI document, health, readiness and Prometheus metrics.
+//!
+//! Every route is registered through utoipa-axum's `routes!`, so the router and the
+//! OpenAPI document are built from the same list and cannot drift apart.
 
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod pagination;
+pub mod principal;
 pub mod saml;
+pub mod sanitize;
 
 use crate::store::Store;
-use axum::extract::State;
+use api::{account, customers, messages, system, tickets, tokens, users};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Router;
+use error::ApiError;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use principal::require_admin;
+
+/// Request bodies of the API are small JSON documents.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Postern API",
+        description = "Tickets, messages, customers, users and API tokens of one account. \
+            Authenticate with `Authorization: Bearer <token>` (see `postern token create`) or \
+            the `postern_session` cookie of a signed-in user. Errors are \
+            `{\"error\": {\"code\", \"message\"}}`; listings are paginated with `cursor`.",
+        license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
+    ),
+    modifiers(&SecuritySchemes),
+    security(("bearer" = []), ("session" = [])),
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    tags(
+        (name = "tickets", description = "Tickets, their changes and internal notes"),
+        (name = "messages", description = "Messages, raw downloads and attachments"),
+        (name = "customers", description = "The people who write to the store"),
+        (name = "account", description = "The caller's account and support addresses"),
+        (name = "users", description = "Agents and admins"),
+        (name = "tokens", description = "API tokens (admins)"),
+        (name = "system", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token (pst_...)"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::store::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+/// Every route with its documentation.
+fn routes() -> OpenApiRouter<ApiState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(account::get_account))
+        .routes(routes!(account::list_support_addresses))
+        .routes(routes!(account::get_support_address))
+        .routes(routes!(account::me))
+        .routes(routes!(tickets::list_tickets))
+        .routes(routes!(tickets::get_ticket, tickets::patch_ticket))
+        .routes(routes!(tickets::add_tag))
+        .routes(routes!(tickets::remove_tag))
+        .routes(routes!(tickets::add_note))
+        .routes(routes!(tickets::ticket_events))
+        .routes(routes!(messages::get_message))
+        .routes(routes!(messages::raw_message))
+        .routes(routes!(messages::message_html))
+        .routes(routes!(messages::download_attachment))
+        .routes(routes!(
+            customers::list_customers,
+            customers::create_customer
+        ))
+        .routes(routes!(customers::get_customer, customers::patch_customer))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::get_user, users::patch_user))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::get_token, tokens::revoke_token))
+        .routes(routes!(system::openapi_json));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .nest("/api/v1", v1)
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
 
 pub fn router(store: Store, saml: Option<saml::SamlState>) -> Router {
-    let base = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(store);
+    let (router, _doc) = routes().split_for_parts();
+    let api = router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ApiState { store });
     match saml {
-        Some(state) => base.merge(saml::router(state)),
-        None => base,
+        Some(state) => api.merge(saml::router(state)),
+        None => api,
     }
 }
 
-/// The process is up.
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; the list is at /api/v1/openapi.json")
 }
 
-/// The process can serve: the database answers.
-async fn readyz(State(store): State<Store>) -> (StatusCode, Json<Value>) {
-    match store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": e.to_string()})),
-        ),
-    }
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see /api/v1/openapi.json",
+    )
 }

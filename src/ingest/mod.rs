@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod forwarded;
+mod lookup_cache;
 mod parse;
 pub mod reply_text;
 pub mod tnef;
@@ -16,9 +17,11 @@ use crate::store::{
     CommitWriter, Intake, IntakeOutcome, MessageKind, NewMessage, NewQuarantine, Store, StoreError,
 };
 use classify::ClassifyContext;
+use lookup_cache::LookupCache;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Messages larger than this are parsed on the blocking pool, off the async workers.
 const INLINE_PARSE_LIMIT: usize = 512 * 1024;
@@ -30,7 +33,13 @@ pub struct MailIntake {
     inbound_domain: String,
     auth: Option<Arc<Authenticator>>,
     default_policy: AuthPolicy,
+    /// Forwarding address (normalised) -> its account and support address.
+    routes: LookupCache<String, (AccountId, SupportAddressId)>,
+    settings: LookupCache<AccountId, Arc<serde_json::Value>>,
 }
+
+/// How many addresses and accounts the lookup caches remember at most.
+const LOOKUP_CACHE_CAPACITY: usize = 10_000;
 
 /// The account's authentication policy: its own settings (`auth` key) over the defaults.
 pub fn account_policy(settings: &serde_json::Value, defaults: &AuthPolicy) -> AuthPolicy {
@@ -57,6 +66,7 @@ impl MailIntake {
         inbound_domain: &str,
         auth: Option<Arc<Authenticator>>,
         default_policy: AuthPolicy,
+        lookup_cache_ttl: Duration,
     ) -> Self {
         Self {
             store,
@@ -64,7 +74,37 @@ impl MailIntake {
             inbound_domain: inbound_domain.to_ascii_lowercase(),
             auth,
             default_policy,
+            routes: LookupCache::new(lookup_cache_ttl, LOOKUP_CACHE_CAPACITY),
+            settings: LookupCache::new(lookup_cache_ttl, LOOKUP_CACHE_CAPACITY),
         }
+    }
+
+    /// The account and support address behind a forwarding address, if we host it.
+    async fn route(
+        &self,
+        address: &EmailAddress,
+    ) -> Result<Option<(AccountId, SupportAddressId)>, StoreError> {
+        let key = address.normalized();
+        if let Some(hit) = self.routes.get(&key) {
+            return Ok(Some(hit));
+        }
+        let found = self.store.route_forwarding_address(address).await?;
+        if let Some(route) = found {
+            self.routes.insert(key, route);
+        }
+        Ok(found)
+    }
+
+    async fn account_settings(
+        &self,
+        account: AccountId,
+    ) -> Result<Arc<serde_json::Value>, StoreError> {
+        if let Some(hit) = self.settings.get(&account) {
+            return Ok(hit);
+        }
+        let settings = Arc::new(self.store.account_settings(account).await?);
+        self.settings.insert(account, settings.clone());
+        Ok(settings)
     }
 
     /// Verifies the message (once) and applies each receiving account's policy.
@@ -93,7 +133,6 @@ impl MailIntake {
             .map(|(_, d)| d);
         for (account, _) in routes {
             let settings = self
-                .store
                 .account_settings(*account)
                 .await
                 .map_err(storage_error)?;
@@ -126,7 +165,7 @@ impl MailIntake {
             let Ok(addr) = EmailAddress::parse(rcpt) else {
                 continue;
             };
-            if let Some((account, support)) = self.store.route_forwarding_address(&addr).await? {
+            if let Some((account, support)) = self.route(&addr).await? {
                 // One copy per account, even when several of its addresses were recipients.
                 if !routes.iter().any(|(a, _)| *a == account) {
                     routes.push((account, support));
@@ -223,7 +262,7 @@ impl Delivery for MailIntake {
         {
             return RecipientVerdict::RelayDenied;
         }
-        match self.store.route_forwarding_address(recipient).await {
+        match self.route(recipient).await {
             Ok(Some(_)) => RecipientVerdict::Accept,
             Ok(None) => RecipientVerdict::UnknownUser,
             Err(e) => RecipientVerdict::TemporaryFailure(e.to_string()),

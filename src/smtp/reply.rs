@@ -22,6 +22,23 @@ impl Reply {
         self.code >= 400
     }
 
+    /// The category of a refusal, for the rejected-messages metric.
+    pub fn rejection_reason(&self) -> &'static str {
+        match (self.code, self.enhanced) {
+            (_, "5.1.1") => "unknown_recipient",
+            (_, "5.7.1") if self.text.contains("relaying denied") => "relay_denied",
+            (_, "5.7.1") => "policy",
+            (_, "5.1.3" | "5.1.7" | "5.6.7") => "bad_address",
+            (_, "4.5.3") => "too_many_recipients",
+            (_, "5.3.4") => "too_large",
+            (_, "5.4.6") => "mail_loop",
+            (_, "4.3.1") => "disk_full",
+            (_, "4.3.0") => "storage_failure",
+            (c, _) if c < 500 => "temporary_failure",
+            _ => "other",
+        }
+    }
+
     /// Appends the reply in wire form; multi-line text becomes `code-` continuation lines.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let lines: Vec<&str> = self.text.split('\n').collect();

@@ -137,8 +137,10 @@ impl<D: Delivery> SmtpServer<D> {
                         id,
                         peer,
                     };
+                    let counted = crate::metrics::smtp_session_opened();
                     sessions.spawn(async move {
                         let _slot = slot;
+                        let _counted = counted;
                         conn.serve(stream).await;
                     }.instrument(span));
                 }

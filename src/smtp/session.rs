@@ -133,6 +133,12 @@ where
         }
     }
 
+    /// A refused recipient or message: counted by reason, then answered.
+    fn refuse(&mut self, reply: Reply) {
+        crate::metrics::message_rejected(reply.rejection_reason());
+        self.reply(reply);
+    }
+
     fn reply(&mut self, reply: Reply) {
         if reply.code >= 500 {
             self.errors += 1;
@@ -346,14 +352,14 @@ where
                     crate::domain::AddressError::NeedsSmtpUtf8 => (553, "5.6.7"),
                     _ => (501, "5.1.3"),
                 };
-                return self.reply(Reply::new(code, esc, format!("Bad recipient address: {e}")));
+                return self.refuse(Reply::new(code, esc, format!("Bad recipient address: {e}")));
             }
         };
         if tx.rcpts.iter().any(|r| r.normalized() == addr.normalized()) {
             return self.reply(Reply::new(250, "2.1.5", "Recipient ok (duplicate)"));
         }
         if tx.rcpts.len() >= self.cfg.max_recipients {
-            return self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
+            return self.refuse(Reply::new(452, "4.5.3", "Too many recipients"));
         }
         let reply = match self.delivery.check_recipient(&addr).await {
             RecipientVerdict::Accept => {
@@ -379,7 +385,11 @@ where
                 Reply::new(451, "4.3.0", "Temporary lookup failure, try again later")
             }
         };
-        self.reply(reply);
+        if reply.is_error() {
+            self.refuse(reply);
+        } else {
+            self.reply(reply);
+        }
     }
 
     /// Checks that a message may be sent now; returns the reply to refuse it otherwise.
@@ -494,7 +504,7 @@ where
             return;
         };
         if overflow {
-            return self.reply(Reply::new(
+            return self.refuse(Reply::new(
                 552,
                 "5.3.4",
                 format!(
@@ -506,7 +516,7 @@ where
         let hops = count_received_headers(&message);
         if hops > self.cfg.max_received_headers {
             tracing::warn!(hops, "mail loop suspected, message refused");
-            return self.reply(Reply::new(
+            return self.refuse(Reply::new(
                 554,
                 "5.4.6",
                 format!("Too many hops ({hops} Received headers): mail loop suspected"),
@@ -527,6 +537,7 @@ where
         match self.delivery.deliver(envelope, message).await {
             Ok(accepted) => {
                 tracing::info!(queue_id = %accepted.queue_id, size, "message accepted");
+                crate::metrics::message_accepted();
                 self.reply(Reply::new(
                     250,
                     "2.0.0",
@@ -535,7 +546,7 @@ where
             }
             Err(e) => {
                 tracing::warn!(error = %e, size, "delivery failed");
-                self.reply(Reply::new(e.code, e.enhanced, e.message));
+                self.refuse(Reply::new(e.code, e.enhanced, e.message));
             }
         }
     }

@@ -4,7 +4,7 @@ use super::{now_ms, Store, StoreError};
 use crate::domain::{AccountId, EmailAddress, ForwardingAddress, SupportAddressId};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SupportAddressView {
     pub id: i64,
     pub address: String,
@@ -15,7 +15,7 @@ pub struct SupportAddressView {
     pub confirmation_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub id: i64,
     pub name: String,

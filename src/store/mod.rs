@@ -1,16 +1,27 @@
 //! SQLite storage: the pool, migrations, repositories and the group-commit writer.
 
 mod accounts;
+mod api_queries;
+mod customers;
 mod intake;
+mod sessions;
 mod sso;
 mod threading;
 mod tickets;
+mod tokens;
+mod users;
 mod writer;
 
 pub use accounts::{AccountView, SupportAddressView};
+pub use api_queries::{
+    clean_tag, AssigneeFilter, TicketChanges, TicketFilter, TicketSort, TicketSortKey,
+    MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET, MAX_TAG_CHARS,
+};
+pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
 pub use intake::{
     Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
 };
+pub use sessions::SESSION_COOKIE;
 pub use sso::{
     SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRequestRecord, SsoRoleRecord,
     MAX_PENDING_SSO_REQUESTS,
@@ -19,7 +30,9 @@ pub use threading::ThreadingConfig;
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
 };
-pub use writer::CommitWriter;
+pub use tokens::{ApiTokenView, API_TOKEN_PREFIX};
+pub use users::{UserChanges, UserView};
+pub use writer::{CommitObserver, CommitWriter, DatabaseFile};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
@@ -35,6 +48,8 @@ pub enum StoreError {
     DiskFull(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    #[error("database error: {0}")]
+    Writer(rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the data folder {path}: {source}")]
@@ -48,6 +63,21 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The thing already exists (same address in the account, ...).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
+                StoreError::DiskFull(e.to_string())
+            }
+            _ => StoreError::Writer(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -67,6 +97,18 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Caps the database at `max_size` bytes, in pages of the size the file really has.
+async fn cap_size(conn: &mut sqlx::SqliteConnection, max_size: u64) -> Result<(), sqlx::Error> {
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    let pages = (max_size / page_size.max(512) as u64).max(1);
+    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Milliseconds since the Unix epoch, the time unit of every column.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -75,7 +117,7 @@ pub fn now_ms() -> i64 {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    options: SqliteConnectOptions,
+    file: DatabaseFile,
 }
 
 impl Store {
@@ -106,27 +148,32 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .log_statements(tracing::log::LevelFilter::Trace);
-        let options = if max_size > 0 {
-            // SQLite's default page size is 4096 bytes.
-            options.pragma("max_page_count", (max_size / 4096).max(1).to_string())
-        } else {
-            options
-        };
         let pool = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
-            .connect_with(options.clone())
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if max_size > 0 {
+                        cap_size(conn, max_size).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, options })
+        Ok(Self {
+            pool,
+            file: DatabaseFile::new(path, max_size),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    /// A dedicated connection for the group-commit writer.
-    pub async fn writer_connection(&self) -> Result<sqlx::SqliteConnection, StoreError> {
-        Ok(self.options.connect().await?)
+    /// The database file, for the group-commit writer's own connection.
+    pub fn database_file(&self) -> &DatabaseFile {
+        &self.file
     }
 
     /// Readiness: the database answers.

@@ -2,12 +2,15 @@
 //! (DESIGN.md's threading order), store it, and merge tickets that turn out to be one
 //! conversation. Runs inside the writer's transaction, so messages are threaded one at a
 //! time in arrival order even when many sessions deliver at once.
+//!
+//! Synchronous on purpose: the writer thread owns its connection and runs every
+//! statement prepared and cached, with no hand-off between threads per statement.
 
 use super::intake::{IntakeOutcome, Mailbox, MessageKind, NewMessage, NewQuarantine};
 use super::{now_ms, StoreError};
 use crate::domain::{normalize_subject, verify_reply_token, MessageId, TicketId};
+use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
-use sqlx::SqliteConnection;
 
 /// What threading needs from the settings.
 #[derive(Clone)]
@@ -33,7 +36,7 @@ mod reason {
     pub const BOUNCE: &str = "bounce_of_our_message";
 }
 
-type Conn = SqliteConnection;
+type Conn = rusqlite::Connection;
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
@@ -44,63 +47,42 @@ fn domain_of(addr: &str) -> &str {
 }
 
 /// Is `email` one of the brand's own addresses or one of its agents?
-async fn is_brand(conn: &mut Conn, account: i64, email: &str) -> Result<bool, StoreError> {
-    let hit: Option<i64> = sqlx::query_scalar(
+fn is_brand(conn: &Conn, account: i64, email: &str) -> Result<bool, StoreError> {
+    let mut st = conn.prepare_cached(
         "SELECT 1 FROM support_addresses WHERE account_id = ?1 AND (address = ?2 OR from_address = ?2)
          UNION ALL SELECT 1 FROM accounts WHERE id = ?1 AND lower(from_address) = ?2
          UNION ALL SELECT 1 FROM users WHERE account_id = ?1 AND email = ?2
          LIMIT 1",
-    )
-    .bind(account)
-    .bind(email)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(hit.is_some())
+    )?;
+    Ok(st.exists(params![account, email])?)
 }
 
-async fn is_participant(conn: &mut Conn, ticket: i64, email: &str) -> Result<bool, StoreError> {
-    let hit: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM ticket_participants WHERE ticket_id = ? AND email = ?")
-            .bind(ticket)
-            .bind(email)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(hit.is_some())
+fn is_participant(conn: &Conn, ticket: i64, email: &str) -> Result<bool, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT 1 FROM ticket_participants WHERE ticket_id = ? AND email = ?")?;
+    Ok(st.exists(params![ticket, email])?)
 }
 
-async fn participant_domain(
-    conn: &mut Conn,
-    ticket: i64,
-    domain: &str,
-) -> Result<bool, StoreError> {
-    let hit: Option<i64> = sqlx::query_scalar(
+fn participant_domain(conn: &Conn, ticket: i64, domain: &str) -> Result<bool, StoreError> {
+    let mut st = conn.prepare_cached(
         "SELECT 1 FROM ticket_participants WHERE ticket_id = ? AND email LIKE '%@' || ? LIMIT 1",
-    )
-    .bind(ticket)
-    .bind(domain)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(hit.is_some())
+    )?;
+    Ok(st.exists(params![ticket, domain])?)
 }
 
 /// A live ticket of the account: follows `merged_into` (bounded, against cycles).
-async fn live_ticket(
-    conn: &mut Conn,
-    account: i64,
-    ticket: i64,
-) -> Result<Option<i64>, StoreError> {
+fn live_ticket(conn: &Conn, account: i64, ticket: i64) -> Result<Option<i64>, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT merged_into FROM tickets WHERE id = ? AND account_id = ?")?;
     let mut id = ticket;
     for _ in 0..16 {
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT id, merged_into FROM tickets WHERE id = ? AND account_id = ?")
-                .bind(id)
-                .bind(account)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let row: Option<Option<i64>> = st
+            .query_row(params![id, account], |r| r.get(0))
+            .optional()?;
         match row {
             None => return Ok(None),
-            Some((_, None)) => return Ok(Some(id)),
-            Some((_, Some(next))) => id = next,
+            Some(None) => return Ok(Some(id)),
+            Some(Some(next)) => id = next,
         }
     }
     Ok(None)
@@ -108,28 +90,26 @@ async fn live_ticket(
 
 /// The ticket holding the message with this Message-ID; with `ours_only`, only a message
 /// we sent (what a bounce reports on).
-async fn ticket_of_message_id(
-    conn: &mut Conn,
+fn ticket_of_message_id(
+    conn: &Conn,
     account: i64,
     message_id: &str,
     ours_only: bool,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
+    let mut st = conn.prepare_cached(
         "SELECT ticket_id FROM messages WHERE account_id = ? AND message_id = ?
            AND (NOT ? OR direction = 'outbound')
          ORDER BY id LIMIT 1",
-    )
-    .bind(account)
-    .bind(message_id)
-    .bind(ours_only)
-    .fetch_optional(&mut *conn)
-    .await?)
+    )?;
+    Ok(st
+        .query_row(params![account, message_id, ours_only], |r| r.get(0))
+        .optional()?)
 }
 
 /// Steps 1 and 2 of the threading order: our reply tokens, then In-Reply-To, then
 /// References newest first.
-async fn header_match(
-    conn: &mut Conn,
+fn header_match(
+    conn: &Conn,
     cfg: &ThreadingConfig,
     m: &NewMessage,
 ) -> Result<Option<(i64, &'static str)>, StoreError> {
@@ -141,18 +121,18 @@ async fn header_match(
         .collect();
     for id in &newest_first {
         if let Some(t) = verify_reply_token(&cfg.secret, id, &cfg.inbound_domain) {
-            if let Some(t) = live_ticket(conn, account, t).await? {
+            if let Some(t) = live_ticket(conn, account, t)? {
                 return Ok(Some((t, reason::REPLY_TOKEN)));
             }
         }
     }
     if let Some(irt) = &m.in_reply_to {
-        if let Some(t) = ticket_of_message_id(conn, account, irt, false).await? {
+        if let Some(t) = ticket_of_message_id(conn, account, irt, false)? {
             return Ok(Some((t, reason::IN_REPLY_TO)));
         }
     }
     for r in m.references.iter().rev() {
-        if let Some(t) = ticket_of_message_id(conn, account, r, false).await? {
+        if let Some(t) = ticket_of_message_id(conn, account, r, false)? {
             return Ok(Some((t, reason::REFERENCES)));
         }
     }
@@ -160,44 +140,28 @@ async fn header_match(
 }
 
 /// Step 3: may `sender` join `ticket`?
-async fn may_join(
-    conn: &mut Conn,
-    m: &NewMessage,
-    ticket: i64,
-    sender: &str,
-) -> Result<bool, StoreError> {
-    if is_participant(conn, ticket, sender).await? || is_brand(conn, m.account_id.0, sender).await?
-    {
+fn may_join(conn: &Conn, m: &NewMessage, ticket: i64, sender: &str) -> Result<bool, StoreError> {
+    if is_participant(conn, ticket, sender)? || is_brand(conn, m.account_id.0, sender)? {
         return Ok(true);
     }
     match &m.dmarc_pass_domain {
-        Some(d) => participant_domain(conn, ticket, &d.to_ascii_lowercase()).await,
+        Some(d) => participant_domain(conn, ticket, &d.to_ascii_lowercase()),
         None => Ok(false),
     }
 }
 
-async fn customer_id(
-    conn: &mut Conn,
-    account: i64,
-    who: &Mailbox,
-    now: i64,
-) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
+fn customer_id(conn: &Conn, account: i64, who: &Mailbox, now: i64) -> Result<i64, StoreError> {
+    let mut st = conn.prepare_cached(
         "INSERT INTO customers (account_id, email, name, created_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (account_id, email) DO UPDATE SET name = COALESCE(customers.name, excluded.name)
          RETURNING id",
-    )
-    .bind(account)
-    .bind(&who.address)
-    .bind(&who.name)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await?)
+    )?;
+    Ok(st.query_row(params![account, who.address, who.name, now], |r| r.get(0))?)
 }
 
 /// Step 4: same customer, same normalised subject, updated within the window.
-async fn subject_match(
-    conn: &mut Conn,
+fn subject_match(
+    conn: &Conn,
     cfg: &ThreadingConfig,
     m: &NewMessage,
     customer: &str,
@@ -206,57 +170,53 @@ async fn subject_match(
     if normalized.is_empty() {
         return Ok(None);
     }
-    Ok(sqlx::query_scalar(
+    let mut st = conn.prepare_cached(
         "SELECT t.id FROM tickets t JOIN customers c ON c.id = t.customer_id
          WHERE t.account_id = ? AND c.email = ? AND t.normalized_subject = ?
            AND t.merged_into IS NULL AND t.updated_at >= ?
          ORDER BY t.updated_at DESC LIMIT 1",
-    )
-    .bind(m.account_id.0)
-    .bind(customer)
-    .bind(normalized)
-    .bind(m.received_at - cfg.subject_window_ms)
-    .fetch_optional(&mut *conn)
-    .await?)
+    )?;
+    Ok(st
+        .query_row(
+            params![
+                m.account_id.0,
+                customer,
+                normalized,
+                m.received_at - cfg.subject_window_ms
+            ],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// Tickets holding messages that referred to `message_id` before it arrived.
-async fn tickets_waiting_for(
-    conn: &mut Conn,
+fn tickets_waiting_for(
+    conn: &Conn,
     account: i64,
     message_id: &str,
 ) -> Result<Vec<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
+    let mut st = conn.prepare_cached(
         "SELECT DISTINCT m.ticket_id FROM message_references r JOIN messages m ON m.id = r.message_id
          WHERE r.account_id = ? AND r.referenced = ? ORDER BY m.ticket_id",
-    )
-    .bind(account)
-    .bind(message_id)
-    .fetch_all(&mut *conn)
-    .await?)
+    )?;
+    let rows = st.query_map(params![account, message_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<Vec<i64>, _>>()?)
 }
 
-async fn ticket_customer(conn: &mut Conn, ticket: i64) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar(
+fn ticket_customer(conn: &Conn, ticket: i64) -> Result<Option<String>, StoreError> {
+    let mut st = conn.prepare_cached(
         "SELECT c.email FROM tickets t JOIN customers c ON c.id = t.customer_id WHERE t.id = ?",
-    )
-    .bind(ticket)
-    .fetch_optional(&mut *conn)
-    .await?)
+    )?;
+    Ok(st.query_row(params![ticket], |r| r.get(0)).optional()?)
 }
 
 /// May the conversation in `other` be merged with the one `m` belongs to? Only when the
 /// people match: its customer is a participant of `m`, or `m`'s sender is one of `other`'s.
-async fn may_merge(
-    conn: &mut Conn,
-    m: &NewMessage,
-    sender: &str,
-    other: i64,
-) -> Result<bool, StoreError> {
-    if is_participant(conn, other, sender).await? || is_brand(conn, m.account_id.0, sender).await? {
+fn may_merge(conn: &Conn, m: &NewMessage, sender: &str, other: i64) -> Result<bool, StoreError> {
+    if is_participant(conn, other, sender)? || is_brand(conn, m.account_id.0, sender)? {
         return Ok(true);
     }
-    let Some(customer) = ticket_customer(conn, other).await? else {
+    let Some(customer) = ticket_customer(conn, other)? else {
         return Ok(false);
     };
     Ok(customer == sender
@@ -264,93 +224,84 @@ async fn may_merge(
             .iter()
             .chain(m.cc.iter())
             .any(|p| p.address == customer)
-        || is_brand(conn, m.account_id.0, &customer).await?)
+        || is_brand(conn, m.account_id.0, &customer)?)
+}
+
+fn add_event(
+    conn: &Conn,
+    account: i64,
+    ticket: i64,
+    kind: &str,
+    data: &serde_json::Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
+    )?;
+    st.execute(params![account, ticket, kind, data.to_string(), now])?;
+    Ok(())
 }
 
 /// Moves everything of `loser` into `winner` and records the merge on both.
-async fn merge_tickets(
-    conn: &mut Conn,
+fn merge_tickets(
+    conn: &Conn,
     account: i64,
     winner: i64,
     loser: i64,
     why: &str,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    sqlx::query("UPDATE messages SET ticket_id = ? WHERE ticket_id = ? AND account_id = ?")
-        .bind(winner)
-        .bind(loser)
-        .bind(account)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
+    conn.prepare_cached(
+        "UPDATE messages SET ticket_id = ? WHERE ticket_id = ? AND account_id = ?",
+    )?
+    .execute(params![winner, loser, account])?;
+    conn.prepare_cached(
         "INSERT OR IGNORE INTO ticket_participants (ticket_id, email, role)
          SELECT ?, email, role FROM ticket_participants WHERE ticket_id = ?",
-    )
-    .bind(winner)
-    .bind(loser)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) SELECT ?, tag FROM ticket_tags WHERE ticket_id = ?")
-        .bind(winner)
-        .bind(loser)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
+    )?
+    .execute(params![winner, loser])?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) SELECT ?, tag FROM ticket_tags WHERE ticket_id = ?",
+    )?
+    .execute(params![winner, loser])?;
+    conn.prepare_cached(
         "UPDATE tickets SET
            created_at = min(created_at, (SELECT created_at FROM tickets WHERE id = ?2)),
            updated_at = max(updated_at, (SELECT updated_at FROM tickets WHERE id = ?2)),
            last_customer_message_at = max(COALESCE(last_customer_message_at, 0),
                COALESCE((SELECT last_customer_message_at FROM tickets WHERE id = ?2), 0))
          WHERE id = ?1",
-    )
-    .bind(winner)
-    .bind(loser)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE tickets SET merged_into = ?, status = 'closed', closed_at = ?, updated_at = ? WHERE id = ?")
-        .bind(winner)
-        .bind(now)
-        .bind(now)
-        .bind(loser)
-        .execute(&mut *conn)
-        .await?;
-    for (ticket, kind, data) in [
-        (
-            winner,
-            "merged",
-            serde_json::json!({"from_ticket": loser, "reason": why}),
-        ),
-        (
-            loser,
-            "merged_into",
-            serde_json::json!({"into_ticket": winner, "reason": why}),
-        ),
-    ] {
-        sqlx::query("INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(account)
-            .bind(ticket)
-            .bind(kind)
-            .bind(data.to_string())
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    }
+    )?
+    .execute(params![winner, loser])?;
+    conn.prepare_cached(
+        "UPDATE tickets SET merged_into = ?, status = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
+    )?
+    .execute(params![winner, now, now, loser])?;
+    add_event(
+        conn,
+        account,
+        winner,
+        "merged",
+        &serde_json::json!({"from_ticket": loser, "reason": why}),
+        now,
+    )?;
+    add_event(
+        conn,
+        account,
+        loser,
+        "merged_into",
+        &serde_json::json!({"into_ticket": winner, "reason": why}),
+        now,
+    )?;
     tracing::info!(winner, loser, why, "tickets merged");
     Ok(())
 }
 
-async fn add_participant(
-    conn: &mut Conn,
-    ticket: i64,
-    email: &str,
-    role: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-        .bind(ticket)
-        .bind(email)
-        .bind(role)
-        .execute(&mut *conn)
-        .await?;
+fn add_participant(conn: &Conn, ticket: i64, email: &str, role: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![ticket, email, role])?;
     Ok(())
 }
 
@@ -363,8 +314,8 @@ struct Placement {
     orphans: Vec<i64>,
 }
 
-async fn place(
-    conn: &mut Conn,
+fn place(
+    conn: &Conn,
     cfg: &ThreadingConfig,
     m: &NewMessage,
     sender: &str,
@@ -382,14 +333,14 @@ async fn place(
     }
     let mut orphans = Vec::new();
     if let Some(id) = &m.message_id {
-        for t in tickets_waiting_for(conn, account, id).await? {
-            if may_merge(conn, m, sender, t).await? {
+        for t in tickets_waiting_for(conn, account, id)? {
+            if may_merge(conn, m, sender, t)? {
                 orphans.push(t);
             }
         }
     }
-    if let Some((ticket, why)) = header_match(conn, cfg, m).await? {
-        if may_join(conn, m, ticket, sender).await? {
+    if let Some((ticket, why)) = header_match(conn, cfg, m)? {
+        if may_join(conn, m, ticket, sender)? {
             return Ok(Placement {
                 ticket: Some(ticket),
                 reason: why,
@@ -417,7 +368,7 @@ async fn place(
             orphans,
         });
     }
-    if let Some(ticket) = subject_match(conn, cfg, m, customer).await? {
+    if let Some(ticket) = subject_match(conn, cfg, m, customer)? {
         return Ok(Placement {
             ticket: Some(ticket),
             reason: reason::SUBJECT,
@@ -435,8 +386,8 @@ async fn place(
 
 /// Keeps the message whole in quarantine: `held` for an operator to look at, `discarded`
 /// when it is only kept so that nothing a sender gave us is lost (our own mail come back...).
-async fn quarantine_message(
-    conn: &mut Conn,
+fn quarantine_message(
+    conn: &Conn,
     m: &NewMessage,
     reason: &str,
     detail: String,
@@ -453,108 +404,104 @@ async fn quarantine_message(
         source_position: None,
         received_at: m.received_at,
     };
-    store_quarantine(conn, &q, status).await
+    store_quarantine(conn, &q, status)
 }
 
 /// Stores a quarantine entry, once: a sender retrying the same bytes finds the first one.
-pub(super) async fn store_quarantine(
-    conn: &mut Conn,
+pub(super) fn store_quarantine(
+    conn: &Conn,
     q: &NewQuarantine,
     status: &str,
 ) -> Result<IntakeOutcome, StoreError> {
-    if let Some(id) = sqlx::query_scalar::<_, i64>(
-        "SELECT id FROM quarantine WHERE account_id IS ? AND raw_sha256 = ? AND source = ?",
-    )
-    .bind(q.account_id.map(|a| a.0))
-    .bind(&q.raw_sha256)
-    .bind(q.source)
-    .fetch_optional(&mut *conn)
-    .await?
-    {
+    let account = q.account_id.map(|a| a.0);
+    let existing: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM quarantine WHERE account_id IS ? AND raw_sha256 = ? AND source = ?",
+        )?
+        .query_row(params![account, q.raw_sha256, q.source], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = existing {
         return Ok(IntakeOutcome::Quarantined { id });
     }
-    put_blob(conn, &q.raw_sha256, &q.raw).await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source,
-                                 source_position, status, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(q.account_id.map(|a| a.0))
-    .bind(&q.reason)
-    .bind(&q.detail)
-    .bind(&q.raw_sha256)
-    .bind(q.raw.len() as i64)
-    .bind(&q.envelope_json)
-    .bind(q.source)
-    .bind(&q.source_position)
-    .bind(status)
-    .bind(q.received_at)
-    .fetch_one(&mut *conn)
-    .await?;
+    put_blob(conn, &q.raw_sha256, &q.raw)?;
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source,
+                                     source_position, status, received_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )?
+        .query_row(
+            params![
+                account,
+                q.reason,
+                q.detail,
+                q.raw_sha256,
+                q.raw.len() as i64,
+                q.envelope_json,
+                q.source,
+                q.source_position,
+                status,
+                q.received_at
+            ],
+            |r| r.get(0),
+        )?;
     Ok(IntakeOutcome::Quarantined { id })
+}
+
+/// The message stored under `dedup_key`: (id, ticket, sender).
+fn message_by_dedup_key(
+    conn: &Conn,
+    account: i64,
+    dedup_key: &str,
+) -> Result<Option<(i64, i64, Option<String>)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, ticket_id, from_address FROM messages WHERE account_id = ? AND dedup_key = ?",
+        )?
+        .query_row(params![account, dedup_key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?)
 }
 
 /// The same Message-ID from the same sender is the same message. From someone else it is
 /// not: a stranger must not be able to squat a Message-ID and have the real one dropped.
-async fn duplicate_of(
-    conn: &mut Conn,
-    m: &NewMessage,
-) -> Result<Option<(String, Option<IntakeOutcome>)>, StoreError> {
-    let existing: Option<(i64, i64, Option<String>)> = sqlx::query_as(
-        "SELECT id, ticket_id, from_address FROM messages WHERE account_id = ? AND dedup_key = ?",
-    )
-    .bind(m.account_id.0)
-    .bind(&m.dedup_key)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match existing {
-        None => Ok(Some((m.dedup_key.clone(), None))),
-        Some((message, ticket, from)) if from.as_deref() == Some(m.from.address.as_str()) => {
-            Ok(Some((
-                m.dedup_key.clone(),
-                Some(IntakeOutcome::Duplicate {
-                    message: MessageId(message),
-                    ticket: TicketId(ticket),
-                }),
-            )))
-        }
+/// Returns the key to store the message under, or the outcome when it is a duplicate.
+fn duplicate_of(conn: &Conn, m: &NewMessage) -> Result<Result<String, IntakeOutcome>, StoreError> {
+    let account = m.account_id.0;
+    let duplicate = |(message, ticket, _): (i64, i64, Option<String>)| IntakeOutcome::Duplicate {
+        message: MessageId(message),
+        ticket: TicketId(ticket),
+    };
+    match message_by_dedup_key(conn, account, &m.dedup_key)? {
+        None => Ok(Ok(m.dedup_key.clone())),
+        Some(row) if row.2.as_deref() == Some(m.from.address.as_str()) => Ok(Err(duplicate(row))),
         Some(_) => {
             let key = format!("{}#{}", m.dedup_key, m.raw_sha256);
-            let again: Option<(i64, i64)> = sqlx::query_as(
-                "SELECT id, ticket_id FROM messages WHERE account_id = ? AND dedup_key = ?",
-            )
-            .bind(m.account_id.0)
-            .bind(&key)
-            .fetch_optional(&mut *conn)
-            .await?;
-            Ok(Some((
-                key,
-                again.map(|(message, ticket)| IntakeOutcome::Duplicate {
-                    message: MessageId(message),
-                    ticket: TicketId(ticket),
-                }),
-            )))
+            Ok(match message_by_dedup_key(conn, account, &key)? {
+                Some(row) => Err(duplicate(row)),
+                None => Ok(key),
+            })
         }
     }
 }
 
-pub(super) async fn store_message(
-    conn: &mut Conn,
+pub(super) fn store_message(
+    conn: &Conn,
     cfg: &ThreadingConfig,
     m: &NewMessage,
 ) -> Result<IntakeOutcome, StoreError> {
     let account = m.account_id.0;
-    let dedup_key = match duplicate_of(conn, m).await? {
-        Some((_, Some(dup))) => return Ok(dup),
-        Some((key, None)) => key,
-        None => m.dedup_key.clone(),
+    let dedup_key = match duplicate_of(conn, m)? {
+        Err(dup) => return Ok(dup),
+        Ok(key) => key,
     };
     let mut classification = "normal";
     let mut flags: Vec<String> = Vec::new();
     match &m.kind {
         MessageKind::OwnMail { reason } => {
             tracing::warn!(%reason, "our own mail came back: dropped, no ticket");
-            return quarantine_message(conn, m, "own_mail_loop", reason.clone(), "discarded").await;
+            return quarantine_message(conn, m, "own_mail_loop", reason.clone(), "discarded");
         }
         MessageKind::ForwardingConfirmation {
             provider,
@@ -562,16 +509,11 @@ pub(super) async fn store_message(
             url,
         } => {
             if let Some(support) = m.support_address_id {
-                sqlx::query(
+                conn.prepare_cached(
                     "UPDATE support_addresses SET status = CASE WHEN status = 'active' THEN status ELSE 'confirmation_pending' END,
                             confirmation_code = ?, confirmation_url = ? WHERE id = ? AND account_id = ?",
-                )
-                .bind(code)
-                .bind(url)
-                .bind(support.0)
-                .bind(account)
-                .execute(&mut *conn)
-                .await?;
+                )?
+                .execute(params![code, url, support.0, account])?;
             }
             tracing::info!(%provider, "forwarding confirmation received");
             return quarantine_message(
@@ -580,15 +522,14 @@ pub(super) async fn store_message(
                 "forwarding_confirmation",
                 format!("{provider} forwarding confirmation"),
                 "discarded",
-            )
-            .await;
+            );
         }
         MessageKind::Bounce {
             original_message_id,
             report,
         } => {
             let ticket = match original_message_id {
-                Some(id) => ticket_of_message_id(conn, account, id, true).await?,
+                Some(id) => ticket_of_message_id(conn, account, id, true)?,
                 None => None,
             };
             let Some(ticket) = ticket else {
@@ -598,16 +539,9 @@ pub(super) async fn store_message(
                     "bounce",
                     format!("delivery report not about a message of ours: {report}"),
                     "held",
-                )
-                .await;
+                );
             };
-            sqlx::query("INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, 'bounce', ?, ?)")
-                .bind(account)
-                .bind(ticket)
-                .bind(report.to_string())
-                .bind(now_ms())
-                .execute(&mut *conn)
-                .await?;
+            add_event(conn, account, ticket, "bounce", report, now_ms())?;
             let id = insert_message(
                 conn,
                 m,
@@ -616,8 +550,7 @@ pub(super) async fn store_message(
                 "bounce",
                 reason::BOUNCE,
                 &["bounce".to_string()],
-            )
-            .await?;
+            )?;
             return Ok(IntakeOutcome::Stored {
                 message: MessageId(id),
                 ticket: TicketId(ticket),
@@ -632,75 +565,72 @@ pub(super) async fn store_message(
     let sender = m.from.address.clone();
     // Forwarded by hand by the brand or an agent: the customer is the original sender.
     let customer = match &m.forwarded_from {
-        Some(original)
-            if original.address != sender && is_brand(conn, account, &sender).await? =>
-        {
+        Some(original) if original.address != sender && is_brand(conn, account, &sender)? => {
             original.clone()
         }
         _ => m.from.clone(),
     };
-    let placement = place(conn, cfg, m, &sender, &customer.address).await?;
+    let placement = place(conn, cfg, m, &sender, &customer.address)?;
     let now = now_ms();
     let ticket = match placement.ticket {
         Some(t) => {
             // A person writing again reopens the ticket; an auto-reply does not.
-            sqlx::query(
+            conn.prepare_cached(
                 "UPDATE tickets SET updated_at = max(updated_at, ?1),
                     last_customer_message_at = max(COALESCE(last_customer_message_at, 0), ?1),
                     status = CASE WHEN ?2 AND status <> 'open' THEN 'open' ELSE status END,
                     closed_at = CASE WHEN ?2 THEN NULL ELSE closed_at END
                  WHERE id = ?3",
-            )
-            .bind(m.received_at)
-            .bind(classification == "normal")
-            .bind(t)
-            .execute(&mut *conn)
-            .await?;
+            )?
+            .execute(params![m.received_at, classification == "normal", t])?;
             t
         }
         None => {
-            let customer_row = customer_id(conn, account, &customer, now).await?;
+            let customer_row = customer_id(conn, account, &customer, now)?;
             let subject = if m.subject.trim().is_empty() {
                 "(no subject)"
             } else {
                 m.subject.as_str()
             };
             let ticket_flags: Vec<&str> = placement.flag.into_iter().collect();
-            sqlx::query_scalar(
+            conn.prepare_cached(
                 "INSERT INTO tickets (account_id, subject, normalized_subject, status, customer_id, support_address_id,
                                       flags, created_at, updated_at, last_customer_message_at)
                  VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(account)
-            .bind(subject)
-            .bind(normalize_subject(&m.subject))
-            .bind(customer_row)
-            .bind(m.support_address_id.map(|s| s.0))
-            .bind(json(&ticket_flags))
-            .bind(m.received_at)
-            .bind(m.received_at)
-            .bind(m.received_at)
-            .fetch_one(&mut *conn)
-            .await?
+            )?
+            .query_row(
+                params![
+                    account,
+                    subject,
+                    normalize_subject(&m.subject),
+                    customer_row,
+                    m.support_address_id.map(|s| s.0),
+                    json(&ticket_flags),
+                    m.received_at,
+                    m.received_at,
+                    m.received_at
+                ],
+                |r| r.get(0),
+            )?
         }
     };
     if let Some(flag) = placement.flag {
         flags.push(flag.to_string());
     }
     let customer_is_sender = customer.address == sender;
-    add_participant(conn, ticket, &customer.address, "customer").await?;
+    add_participant(conn, ticket, &customer.address, "customer")?;
     if !customer_is_sender {
-        let role = if is_brand(conn, account, &sender).await? {
+        let role = if is_brand(conn, account, &sender)? {
             "brand"
         } else {
             "cc"
         };
-        add_participant(conn, ticket, &sender, role).await?;
+        add_participant(conn, ticket, &sender, role)?;
     }
     for p in m.to.iter().chain(m.cc.iter()) {
         // Our forwarding addresses are not people.
         if !domain_of(&p.address).eq_ignore_ascii_case(&cfg.inbound_domain) {
-            add_participant(conn, ticket, &p.address, "cc").await?;
+            add_participant(conn, ticket, &p.address, "cc")?;
         }
     }
     let id = insert_message(
@@ -711,11 +641,10 @@ pub(super) async fn store_message(
         classification,
         placement.reason,
         &flags,
-    )
-    .await?;
+    )?;
     let mut winner = ticket;
     for other in placement.orphans {
-        let Some(other) = live_ticket(conn, account, other).await? else {
+        let Some(other) = live_ticket(conn, account, other)? else {
             continue;
         };
         if other == winner {
@@ -732,17 +661,14 @@ pub(super) async fn store_message(
             keep,
             drop,
             "parent arrived after its replies",
-        )
-        .await?;
+        )?;
         winner = keep;
     }
     if let Some(support) = m.support_address_id {
-        sqlx::query(
+        conn.prepare_cached(
             "UPDATE support_addresses SET status = 'active' WHERE id = ? AND status <> 'active'",
-        )
-        .bind(support.0)
-        .execute(&mut *conn)
-        .await?;
+        )?
+        .execute(params![support.0])?;
     }
     Ok(IntakeOutcome::Stored {
         message: MessageId(id),
@@ -750,8 +676,8 @@ pub(super) async fn store_message(
     })
 }
 
-async fn insert_message(
-    conn: &mut Conn,
+fn insert_message(
+    conn: &Conn,
     m: &NewMessage,
     ticket: i64,
     dedup_key: &str,
@@ -759,80 +685,87 @@ async fn insert_message(
     thread_reason: &str,
     flags: &[String],
 ) -> Result<i64, StoreError> {
-    put_blob(conn, &m.raw_sha256, &m.raw).await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key,
-                               in_reply_to, references_list, from_address, from_name, to_list,
-                               cc_list, reply_to, subject, sent_at, received_at, text_body,
-                               html_body, stripped_text, raw_sha256, size, envelope, support_address_id,
-                               auth_results, classification, thread_reason, flags)
-         VALUES (?, ?, 'inbound', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         RETURNING id",
-    )
-    .bind(m.account_id.0)
-    .bind(ticket)
-    .bind(m.source)
-    .bind(&m.message_id)
-    .bind(dedup_key)
-    .bind(&m.in_reply_to)
-    .bind(json(&m.references))
-    .bind(&m.from.address)
-    .bind(&m.from.name)
-    .bind(json(&m.to))
-    .bind(json(&m.cc))
-    .bind(&m.reply_to)
-    .bind(&m.subject)
-    .bind(m.sent_at)
-    .bind(m.received_at)
-    .bind(&m.text_body)
-    .bind(&m.html_body)
-    .bind(&m.stripped_text)
-    .bind(&m.raw_sha256)
-    .bind(m.raw.len() as i64)
-    .bind(&m.envelope_json)
-    .bind(m.support_address_id.map(|s| s.0))
-    .bind(m.auth_results.as_ref().map(|v| v.to_string()))
-    .bind(classification)
-    .bind(thread_reason)
-    .bind(json(&flags))
-    .fetch_one(&mut *conn)
-    .await?;
+    put_blob(conn, &m.raw_sha256, &m.raw)?;
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key,
+                                   in_reply_to, references_list, from_address, from_name, to_list,
+                                   cc_list, reply_to, subject, sent_at, received_at, text_body,
+                                   html_body, stripped_text, raw_sha256, size, envelope, support_address_id,
+                                   auth_results, classification, thread_reason, flags)
+             VALUES (?, ?, 'inbound', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                m.account_id.0,
+                ticket,
+                m.source,
+                m.message_id,
+                dedup_key,
+                m.in_reply_to,
+                json(&m.references),
+                m.from.address,
+                m.from.name,
+                json(&m.to),
+                json(&m.cc),
+                m.reply_to,
+                m.subject,
+                m.sent_at,
+                m.received_at,
+                m.text_body,
+                m.html_body,
+                // Stored only when it differs from the whole text (most messages have no
+                // quoted part); readers take COALESCE(stripped_text, rtrim(text_body, ...)).
+                m.stripped_text.as_deref().filter(|s| {
+                    m.text_body
+                        .as_deref()
+                        .map(|t| t.trim_end_matches([' ', '\t', '\r', '\n']))
+                        != Some(*s)
+                }),
+                m.raw_sha256,
+                m.raw.len() as i64,
+                m.envelope_json,
+                m.support_address_id.map(|s| s.0),
+                m.auth_results.as_ref().map(|v| v.to_string()),
+                classification,
+                thread_reason,
+                json(&flags)
+            ],
+            |r| r.get(0),
+        )?;
+    let mut reference = conn.prepare_cached(
+        "INSERT INTO message_references (account_id, referenced, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )?;
     for referenced in m.in_reply_to.iter().chain(m.references.iter()) {
-        sqlx::query("INSERT INTO message_references (account_id, referenced, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(m.account_id.0)
-            .bind(referenced)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        reference.execute(params![m.account_id.0, referenced, id])?;
     }
     for a in &m.attachments {
         let sha = hex::encode(Sha256::digest(&a.data));
-        put_blob(conn, &sha, &a.data).await?;
-        sqlx::query(
+        put_blob(conn, &sha, &a.data)?;
+        conn.prepare_cached(
             "INSERT INTO attachments (message_id, filename, content_type, size, content_id, disposition, blob_sha256)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(&a.filename)
-        .bind(&a.content_type)
-        .bind(a.data.len() as i64)
-        .bind(&a.content_id)
-        .bind(if a.inline { "inline" } else { "attachment" })
-        .bind(sha)
-        .execute(&mut *conn)
-        .await?;
+        )?
+        .execute(params![
+            id,
+            a.filename,
+            a.content_type,
+            a.data.len() as i64,
+            a.content_id,
+            if a.inline { "inline" } else { "attachment" },
+            sha
+        ])?;
     }
     Ok(id)
 }
 
 /// Content-addressed bytes: stored once whatever the number of messages using them.
-pub(super) async fn put_blob(conn: &mut Conn, sha256: &str, data: &[u8]) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO blobs (sha256, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-        .bind(sha256)
-        .bind(data.len() as i64)
-        .bind(data)
-        .execute(conn)
-        .await?;
+pub(super) fn put_blob(conn: &Conn, sha256: &str, data: &[u8]) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO blobs (sha256, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![sha256, data.len() as i64, data])?;
     Ok(())
 }
 
@@ -881,7 +814,11 @@ impl super::Store {
         .bind(text.len() as i64)
         .fetch_one(&mut *tx)
         .await?;
-        add_participant(&mut tx, ticket.0, &from.address, "agent").await?;
+        sqlx::query("INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, 'agent') ON CONFLICT DO NOTHING")
+            .bind(ticket.0)
+            .bind(&from.address)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE tickets SET updated_at = ?1, last_agent_reply_at = ?1 WHERE id = ?2")
             .bind(now)
             .bind(ticket.0)

@@ -10,24 +10,30 @@ fn ms(ms: i64) -> Time {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TicketSummary {
     pub id: i64,
     pub account_id: i64,
     pub subject: String,
+    /// open, pending, snoozed or closed.
     pub status: String,
+    /// low, normal, high or urgent.
     pub priority: String,
+    /// The customer's e-mail address.
     pub customer: Option<String>,
+    pub customer_id: Option<i64>,
+    /// The user the ticket is assigned to.
+    pub assignee_id: Option<i64>,
     pub message_count: i64,
     /// unverified_reply, spoof_suspected, ...
     pub flags: Vec<String>,
     /// Set when this ticket was merged into another one.
     pub merged_into: Option<i64>,
-    pub created_at: Time,
-    pub updated_at: Time,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AttachmentView {
     pub id: i64,
     pub filename: Option<String>,
@@ -37,18 +43,24 @@ pub struct AttachmentView {
     pub disposition: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: i64,
+    pub ticket_id: i64,
+    /// inbound, outbound or note.
     pub direction: String,
+    /// The user who wrote an outbound message or a note.
+    pub author_user_id: Option<i64>,
     pub message_id: Option<String>,
     pub from: Option<String>,
     pub from_name: Option<String>,
+    #[schema(value_type = Vec<Object>)]
     pub to: Vec<Mailbox>,
+    #[schema(value_type = Vec<Object>)]
     pub cc: Vec<Mailbox>,
     pub subject: String,
-    pub date: Option<Time>,
-    pub received_at: Time,
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
     pub text: Option<String>,
     /// The reply part of `text`, without quoted history and signature.
     pub stripped_text: Option<String>,
@@ -57,12 +69,14 @@ pub struct MessageView {
     pub classification: String,
     pub thread_reason: String,
     pub flags: Vec<String>,
+    #[schema(value_type = Option<Object>)]
     pub auth_results: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
     pub envelope: Option<serde_json::Value>,
     pub attachments: Vec<AttachmentView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TicketDetail {
     #[serde(flatten)]
     pub ticket: TicketSummary,
@@ -80,17 +94,19 @@ pub struct QuarantineView {
     pub detail: Option<String>,
     pub size: i64,
     pub source: String,
-    pub received_at: Time,
+    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(sqlx::FromRow)]
-struct TicketRow {
+pub(super) struct TicketRow {
     id: i64,
     account_id: i64,
     subject: String,
     status: String,
     priority: String,
     customer: Option<String>,
+    customer_id: Option<i64>,
+    assignee_id: Option<i64>,
     message_count: i64,
     flags: String,
     merged_into: Option<i64>,
@@ -98,13 +114,14 @@ struct TicketRow {
     updated_at: i64,
 }
 
-const TICKET_SELECT: &str = "
+pub(super) const TICKET_SELECT: &str = "
     SELECT t.id, t.account_id, t.subject, t.status, t.priority, c.email AS customer,
+           t.customer_id, t.assignee_id,
            (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id) AS message_count,
            t.flags, t.merged_into, t.created_at, t.updated_at
     FROM tickets t LEFT JOIN customers c ON c.id = t.customer_id";
 
-fn summary(r: TicketRow) -> TicketSummary {
+pub(super) fn summary(r: TicketRow) -> TicketSummary {
     TicketSummary {
         id: r.id,
         account_id: r.account_id,
@@ -112,6 +129,8 @@ fn summary(r: TicketRow) -> TicketSummary {
         status: r.status,
         priority: r.priority,
         customer: r.customer,
+        customer_id: r.customer_id,
+        assignee_id: r.assignee_id,
         message_count: r.message_count,
         flags: serde_json::from_str(&r.flags).unwrap_or_default(),
         merged_into: r.merged_into,
@@ -120,11 +139,12 @@ fn summary(r: TicketRow) -> TicketSummary {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TicketEvent {
     pub kind: String,
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
-    pub created_at: Time,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn json_list(s: &str) -> Vec<Mailbox> {
@@ -149,7 +169,9 @@ struct QuarantineRow {
 #[derive(sqlx::FromRow)]
 struct MessageRow {
     id: i64,
+    ticket_id: i64,
     direction: String,
+    author_user_id: Option<i64>,
     message_id: Option<String>,
     from_address: Option<String>,
     from_name: Option<String>,
@@ -211,14 +233,47 @@ impl Store {
                 .bind(id.0)
                 .fetch_all(self.pool())
                 .await?;
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT id, direction, message_id, from_address, from_name, to_list, cc_list, subject,
-                    sent_at, received_at, text_body, html_body, stripped_text, size, classification,
-                    thread_reason, flags, auth_results, envelope
-             FROM messages WHERE ticket_id = ? AND account_id = ? ORDER BY received_at, id",
+        let messages = self
+            .messages_where("ticket_id = ? AND account_id = ?", id.0, ticket.account_id)
+            .await?;
+        let events: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kind, data, created_at FROM ticket_events WHERE ticket_id = ? ORDER BY id",
         )
         .bind(id.0)
-        .bind(ticket.account_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(TicketDetail {
+            ticket,
+            tags,
+            messages,
+            events: events
+                .into_iter()
+                .map(|(kind, data, at)| TicketEvent {
+                    kind,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                    created_at: ms(at),
+                })
+                .collect(),
+        })
+    }
+
+    /// Messages matching `condition` (two `?`: a value and the account), oldest first,
+    /// with their attachments.
+    async fn messages_where(
+        &self,
+        condition: &str,
+        value: i64,
+        account: i64,
+    ) -> Result<Vec<MessageView>, StoreError> {
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "SELECT id, ticket_id, direction, author_user_id, message_id, from_address, from_name,
+                    to_list, cc_list, subject, sent_at, received_at, text_body, html_body,
+                    COALESCE(stripped_text, rtrim(text_body, ' ' || char(9, 13, 10))) AS stripped_text, size, classification, thread_reason, flags, auth_results,
+                    envelope
+             FROM messages WHERE {condition} ORDER BY received_at, id"
+        ))
+        .bind(value)
+        .bind(account)
         .fetch_all(self.pool())
         .await?;
         let mut messages = Vec::with_capacity(rows.len());
@@ -232,7 +287,9 @@ impl Store {
             .await?;
             messages.push(MessageView {
                 id: r.id,
+                ticket_id: r.ticket_id,
                 direction: r.direction,
+                author_user_id: r.author_user_id,
                 message_id: r.message_id,
                 from: r.from_address,
                 from_name: r.from_name,
@@ -253,25 +310,15 @@ impl Store {
                 attachments,
             });
         }
-        let events: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT kind, data, created_at FROM ticket_events WHERE ticket_id = ? ORDER BY id",
-        )
-        .bind(id.0)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(TicketDetail {
-            ticket,
-            tags,
-            messages,
-            events: events
-                .into_iter()
-                .map(|(kind, data, at)| TicketEvent {
-                    kind,
-                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-                    created_at: ms(at),
-                })
-                .collect(),
-        })
+        Ok(messages)
+    }
+
+    /// One message of `account` (another account's message is not found).
+    pub async fn message(&self, id: i64, account: AccountId) -> Result<MessageView, StoreError> {
+        self.messages_where("id = ? AND account_id = ?", id, account.0)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("no message with id {id}")))
     }
 
     /// The raw bytes of a stored message, exactly as received.

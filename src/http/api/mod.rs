@@ -1,0 +1,9 @@
+//! The `/api/v1` handlers, one file per resource.
+
+pub mod account;
+pub mod customers;
+pub mod messages;
+pub mod system;
+pub mod tickets;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,500 @@
+//! What the HTTP API asks of tickets beyond the CLI's views: filtered and sorted listings
+//! with keyset (cursor) pagination, changes by agents with their history, internal notes
+//! and attachment downloads. Always within one account.
+
+use super::customers::like_pattern;
+use super::tickets::{summary, TicketRow, TICKET_SELECT};
+use super::{now_ms, Store, StoreError};
+use super::{AttachmentView, MessageView, TicketSummary};
+use crate::domain::{AccountId, Principal, TicketId, TicketStatus};
+
+/// Tags are short labels; a ticket carries a bounded number of them.
+pub const MAX_TAG_CHARS: usize = 64;
+pub const MAX_TAGS_PER_TICKET: usize = 50;
+/// Internal notes are written by people: 64 KiB is plenty.
+pub const MAX_NOTE_BYTES: usize = 64 * 1024;
+
+/// The column a ticket listing is ordered by; ties are broken by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketSortKey {
+    UpdatedAt,
+    CreatedAt,
+    Id,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketSort {
+    pub key: TicketSortKey,
+    pub descending: bool,
+}
+
+impl Default for TicketSort {
+    fn default() -> Self {
+        Self {
+            key: TicketSortKey::UpdatedAt,
+            descending: true,
+        }
+    }
+}
+
+impl TicketSort {
+    fn column(self) -> &'static str {
+        match self.key {
+            TicketSortKey::UpdatedAt => "t.updated_at",
+            TicketSortKey::CreatedAt => "t.created_at",
+            TicketSortKey::Id => "t.id",
+        }
+    }
+
+    /// The value of the sort column for a ticket, as the cursor carries it.
+    pub fn key_of(self, t: &TicketSummary) -> i64 {
+        match self.key {
+            TicketSortKey::UpdatedAt => t.updated_at.timestamp_millis(),
+            TicketSortKey::CreatedAt => t.created_at.timestamp_millis(),
+            TicketSortKey::Id => t.id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    Nobody,
+    User(i64),
+}
+
+/// Which tickets a listing shows. Every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub status: Option<TicketStatus>,
+    pub tag: Option<String>,
+    pub assignee: Option<AssigneeFilter>,
+    pub customer_id: Option<i64>,
+    /// Words looked for in the subject and in the text of the messages.
+    pub text: Option<String>,
+}
+
+/// What an agent changes on a ticket; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TicketChanges {
+    pub status: Option<TicketStatus>,
+    pub snoozed_until: Option<i64>,
+    pub priority: Option<String>,
+    /// `Some(None)` unassigns.
+    pub assignee_id: Option<Option<i64>>,
+    /// Replaces the whole set of tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A tag as stored: trimmed, case kept, bounded.
+pub fn clean_tag(tag: &str) -> Result<String, StoreError> {
+    let tag = tag.trim();
+    if tag.is_empty() {
+        return Err(StoreError::Invalid("a tag cannot be empty".into()));
+    }
+    if tag.chars().count() > MAX_TAG_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "the tag {tag:?} is longer than {MAX_TAG_CHARS} characters"
+        )));
+    }
+    if tag.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "the tag {tag:?} contains control characters"
+        )));
+    }
+    Ok(tag.to_string())
+}
+
+fn actor(p: &Principal) -> serde_json::Value {
+    serde_json::json!({"user_id": p.user_id, "token_id": p.token_id})
+}
+
+/// An attachment with its message id and bytes.
+type AttachmentRow = (
+    i64,
+    Option<String>,
+    String,
+    i64,
+    Option<String>,
+    String,
+    i64,
+    Vec<u8>,
+);
+
+impl Store {
+    /// Tickets of one account matching `filter`, in `sort` order, after the cursor
+    /// `(sort key, id)` when given; at most `limit`. Merged tickets are left out.
+    ///
+    /// Text search is a LIKE scan over subjects and message texts: simple and exact, good
+    /// for one store's volume; a full-text index (FTS5) is the step up when it gets slow.
+    pub async fn search_tickets(
+        &self,
+        account: AccountId,
+        filter: &TicketFilter,
+        sort: TicketSort,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<TicketSummary>, StoreError> {
+        let col = sort.column();
+        let (cmp, dir) = if sort.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let mut sql = format!("{TICKET_SELECT} WHERE t.account_id = ? AND t.merged_into IS NULL");
+        if filter.status.is_some() {
+            sql.push_str(" AND t.status = ?");
+        }
+        if filter.tag.is_some() {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM ticket_tags g WHERE g.ticket_id = t.id AND g.tag = ?)",
+            );
+        }
+        match filter.assignee {
+            Some(AssigneeFilter::Nobody) => sql.push_str(" AND t.assignee_id IS NULL"),
+            Some(AssigneeFilter::User(_)) => sql.push_str(" AND t.assignee_id = ?"),
+            None => {}
+        }
+        if filter.customer_id.is_some() {
+            sql.push_str(" AND t.customer_id = ?");
+        }
+        if filter.text.is_some() {
+            sql.push_str(
+                " AND (t.subject LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages s
+                    WHERE s.ticket_id = t.id AND s.account_id = t.account_id
+                      AND s.text_body LIKE ? ESCAPE '\\'))",
+            );
+        }
+        if after.is_some() {
+            sql.push_str(&format!(
+                " AND ({col} {cmp} ? OR ({col} = ? AND t.id {cmp} ?))"
+            ));
+        }
+        sql.push_str(&format!(" ORDER BY {col} {dir}, t.id {dir} LIMIT ?"));
+        let mut q = sqlx::query_as::<_, TicketRow>(&sql).bind(account.0);
+        if let Some(s) = filter.status {
+            q = q.bind(s.as_str());
+        }
+        if let Some(tag) = &filter.tag {
+            q = q.bind(tag.trim().to_string());
+        }
+        if let Some(AssigneeFilter::User(u)) = filter.assignee {
+            q = q.bind(u);
+        }
+        if let Some(c) = filter.customer_id {
+            q = q.bind(c);
+        }
+        if let Some(text) = &filter.text {
+            let p = like_pattern(text.trim());
+            q = q.bind(p.clone()).bind(p);
+        }
+        if let Some((key, id)) = after {
+            q = q.bind(key).bind(key).bind(id);
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(self.pool()).await?;
+        Ok(rows.into_iter().map(summary).collect())
+    }
+
+    /// The account of a ticket, checked: another account's ticket is not found.
+    async fn own_ticket(&self, id: TicketId, account: AccountId) -> Result<(), StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM tickets WHERE id = ? AND account_id = ?")
+                .bind(id.0)
+                .bind(account.0)
+                .fetch_optional(self.pool())
+                .await?;
+        found
+            .map(|_| ())
+            .ok_or_else(|| StoreError::NotFound(format!("no ticket with id {id}")))
+    }
+
+    /// Applies an agent's changes to a ticket in one transaction, with one history event
+    /// per change.
+    pub async fn update_ticket(
+        &self,
+        id: TicketId,
+        by: &Principal,
+        changes: &TicketChanges,
+    ) -> Result<(), StoreError> {
+        let account = by.account_id;
+        self.own_ticket(id, account).await?;
+        if let Some(Some(user)) = changes.assignee_id {
+            // Another account's user is "not found", like a user that does not exist.
+            self.user(user, account).await?;
+        }
+        let tags = match &changes.tags {
+            Some(list) => {
+                let mut clean = Vec::with_capacity(list.len());
+                for t in list {
+                    let t = clean_tag(t)?;
+                    if !clean.contains(&t) {
+                        clean.push(t);
+                    }
+                }
+                if clean.len() > MAX_TAGS_PER_TICKET {
+                    return Err(StoreError::Invalid(format!(
+                        "a ticket has at most {MAX_TAGS_PER_TICKET} tags"
+                    )));
+                }
+                Some(clean)
+            }
+            None => None,
+        };
+        let now = now_ms();
+        let who = actor(by);
+        let mut tx = self.pool().begin().await?;
+        let (old_status, old_priority, old_assignee): (String, String, Option<i64>) =
+            sqlx::query_as("SELECT status, priority, assignee_id FROM tickets WHERE id = ?")
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut events: Vec<(&str, serde_json::Value)> = Vec::new();
+        if let Some(status) = changes.status {
+            let closed_at = (status == TicketStatus::Closed).then_some(now);
+            let snoozed = (status == TicketStatus::Snoozed)
+                .then_some(changes.snoozed_until)
+                .flatten();
+            sqlx::query(
+                "UPDATE tickets SET status = ?, snoozed_until = ?, closed_at = ? WHERE id = ?",
+            )
+            .bind(status.as_str())
+            .bind(snoozed)
+            .bind(closed_at)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+            if old_status != status.as_str() {
+                events.push((
+                    "status_changed",
+                    serde_json::json!({"from": old_status, "to": status.as_str(), "by": who}),
+                ));
+            }
+        }
+        if let Some(priority) = &changes.priority {
+            if !["low", "normal", "high", "urgent"].contains(&priority.as_str()) {
+                return Err(StoreError::Invalid(format!(
+                    "unknown priority {priority:?} (expected low, normal, high or urgent)"
+                )));
+            }
+            sqlx::query("UPDATE tickets SET priority = ? WHERE id = ?")
+                .bind(priority)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            if &old_priority != priority {
+                events.push((
+                    "priority_changed",
+                    serde_json::json!({"from": old_priority, "to": priority, "by": who}),
+                ));
+            }
+        }
+        if let Some(assignee) = changes.assignee_id {
+            sqlx::query("UPDATE tickets SET assignee_id = ? WHERE id = ?")
+                .bind(assignee)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            if old_assignee != assignee {
+                events.push((
+                    "assigned",
+                    serde_json::json!({"from": old_assignee, "to": assignee, "by": who}),
+                ));
+            }
+        }
+        if let Some(tags) = &tags {
+            sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ?")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            for t in tags {
+                sqlx::query("INSERT INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
+                    .bind(id.0)
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            events.push(("tags_set", serde_json::json!({"tags": tags, "by": who})));
+        }
+        if !events.is_empty() {
+            sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
+                .bind(now)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (kind, data) in events {
+            sqlx::query(
+                "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(account.0)
+            .bind(id.0)
+            .bind(kind)
+            .bind(data.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds one tag (no-op when present).
+    pub async fn add_ticket_tag(
+        &self,
+        id: TicketId,
+        by: &Principal,
+        tag: &str,
+    ) -> Result<(), StoreError> {
+        self.own_ticket(id, by.account_id).await?;
+        let tag = clean_tag(tag)?;
+        let mut tags: Vec<String> =
+            sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
+                .bind(id.0)
+                .fetch_all(self.pool())
+                .await?;
+        if tags.contains(&tag) {
+            return Ok(());
+        }
+        tags.push(tag);
+        self.update_ticket(
+            id,
+            by,
+            &TicketChanges {
+                tags: Some(tags),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Removes one tag; a tag the ticket does not have is "not found".
+    pub async fn remove_ticket_tag(
+        &self,
+        id: TicketId,
+        by: &Principal,
+        tag: &str,
+    ) -> Result<(), StoreError> {
+        self.own_ticket(id, by.account_id).await?;
+        let mut tags: Vec<String> =
+            sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
+                .bind(id.0)
+                .fetch_all(self.pool())
+                .await?;
+        let before = tags.len();
+        tags.retain(|t| t != tag);
+        if tags.len() == before {
+            return Err(StoreError::NotFound(format!(
+                "ticket {id} has no tag {tag:?}"
+            )));
+        }
+        self.update_ticket(
+            id,
+            by,
+            &TicketChanges {
+                tags: Some(tags),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Adds an internal note (never sent to the customer) to a ticket.
+    pub async fn add_note(
+        &self,
+        id: TicketId,
+        by: &Principal,
+        body: &str,
+    ) -> Result<MessageView, StoreError> {
+        let account = by.account_id;
+        self.own_ticket(id, account).await?;
+        if body.trim().is_empty() {
+            return Err(StoreError::Invalid("the note is empty".into()));
+        }
+        if body.len() > MAX_NOTE_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "the note takes {} bytes; the limit is {MAX_NOTE_BYTES}",
+                body.len()
+            )));
+        }
+        let author = match by.user_id {
+            Some(u) => Some(self.user(u, account).await?),
+            None => None,
+        };
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let subject: String = sqlx::query_scalar("SELECT subject FROM tickets WHERE id = ?")
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        let note: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (account_id, ticket_id, direction, source, dedup_key, subject,
+                                   received_at, text_body, size, from_address, from_name,
+                                   author_user_id, classification, thread_reason)
+             VALUES (?, ?, 'note', 'api', ?, ?, ?, ?, ?, ?, ?, ?, 'normal', 'note')
+             RETURNING id",
+        )
+        .bind(account.0)
+        .bind(id.0)
+        .bind(format!("note:{}", super::tokens::random_secret()))
+        .bind(subject)
+        .bind(now)
+        .bind(body)
+        .bind(body.len() as i64)
+        .bind(author.as_ref().map(|a| a.email.clone()))
+        .bind(author.as_ref().and_then(|a| a.name.clone()))
+        .bind(by.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at)
+             VALUES (?, ?, 'note_added', ?, ?)",
+        )
+        .bind(account.0)
+        .bind(id.0)
+        .bind(serde_json::json!({"message_id": note, "by": actor(by)}).to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.message(note, account).await
+    }
+
+    /// An attachment of one of the account's messages, with its bytes.
+    pub async fn attachment(
+        &self,
+        id: i64,
+        account: AccountId,
+    ) -> Result<(AttachmentView, i64, Vec<u8>), StoreError> {
+        let row: Option<AttachmentRow> = sqlx::query_as(
+            "SELECT a.id, a.filename, a.content_type, a.size, a.content_id, a.disposition,
+                        a.message_id, b.data
+                 FROM attachments a
+                 JOIN messages m ON m.id = a.message_id
+                 JOIN blobs b ON b.sha256 = a.blob_sha256
+                 WHERE a.id = ? AND m.account_id = ?",
+        )
+        .bind(id)
+        .bind(account.0)
+        .fetch_optional(self.pool())
+        .await?;
+        let (id, filename, content_type, size, content_id, disposition, message, data) =
+            row.ok_or_else(|| StoreError::NotFound(format!("no attachment with id {id}")))?;
+        Ok((
+            AttachmentView {
+                id,
+                filename,
+                content_type,
+                size,
+                content_id,
+                disposition,
+            },
+            message,
+            data,
+        ))
+    }
+}
