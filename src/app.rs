@@ -30,16 +30,8 @@ pub enum AppError {
     Io(#[from] std::io::Error),
 }
 
-/// What single sign-on needs from the users/sessions part of the HTTP layer.
-#[derive(Clone)]
-pub struct SsoHandlers {
-    pub sessions: Arc<dyn crate::http::saml::SsoSessions>,
-    pub admin: Arc<dyn crate::http::saml::SsoAdminCheck>,
-}
-
 pub struct Application {
     settings: Settings,
-    sso: Option<SsoHandlers>,
     store: Store,
     smtp: SmtpServer<MailIntake>,
     http: TcpListener,
@@ -127,7 +119,6 @@ impl Application {
             })?;
         Ok(Self {
             settings,
-            sso: None,
             store,
             smtp,
             http,
@@ -147,18 +138,13 @@ impl Application {
         &self.store
     }
 
-    /// Mounts the SAML routes (/saml/{account}/...) with these sessions and admin check.
-    pub fn with_sso(mut self, handlers: SsoHandlers) -> Self {
-        self.sso = Some(handlers);
-        self
-    }
-
     /// The SAML settings, with the public URL derived from the bound address if unset.
     pub fn saml_config(&self) -> Result<crate::http::saml::SamlConfig, AppError> {
         Ok(crate::http::saml::SamlConfig {
             public_base_url: self.settings.public_base_url(self.http_addr()?),
             login_timeout: self.settings.sso.login_timeout,
             clock_skew: self.settings.sso.clock_skew,
+            session_ttl: self.settings.sso.session_ttl,
         })
     }
 
@@ -170,16 +156,7 @@ impl Application {
         tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
         // No outbound queue yet: its depth is registered, and zero.
         crate::metrics::set_queue_depth(0);
-        let saml = match &self.sso {
-            Some(h) => Some(crate::http::saml::SamlState {
-                store: self.store.clone(),
-                config: self.saml_config()?,
-                sessions: h.sessions.clone(),
-                admin: h.admin.clone(),
-            }),
-            None => None,
-        };
-        let router = crate::http::router(self.store.clone(), saml);
+        let router = crate::http::router(self.store.clone(), self.saml_config()?);
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(self.http, router)

@@ -84,6 +84,9 @@ pub struct SsoSettings {
     pub login_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub clock_skew: Duration,
+    /// Length of a session opened by single sign-on (shorter when the IdP asks).
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +231,11 @@ impl Settings {
         check(
             self.sso.clock_skew <= Duration::from_secs(600),
             "sso.clock_skew must be at most 10m",
+        )?;
+        check(
+            self.sso.session_ttl >= Duration::from_secs(300)
+                && self.sso.session_ttl <= Duration::from_secs(30 * 86_400),
+            "sso.session_ttl must be between 5m and 30d",
         )?;
         Ok(())
     }

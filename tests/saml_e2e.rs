@@ -1,60 +1,56 @@
 //! SAML single sign-on end to end, against a real identity provider (pysaml2 with xmlsec1,
 //! tests/peers/saml_idp.py): GET login → the IdP reads Postern's AuthnRequest and signs a
-//! response → POST to the ACS → session cookie and a user with the mapped role. Then every
-//! attack the IdP script can forge is refused: no cookie, a clear reason, no user.
+//! response → POST to the ACS → a user with the mapped role and a session cookie that the
+//! JSON API accepts. Then every attack the IdP script can forge is refused: no cookie, a
+//! clear reason, no user. The IdP-metadata upload is authorised by the API's own tokens.
 
 mod common;
 #[path = "saml_e2e/support.rs"]
 mod support;
 
-use common::{spawn_app_with_sso, TestApp};
-use postern::app::SsoHandlers;
-use postern::domain::AccountId;
-use std::collections::{HashMap, HashSet};
+use common::{spawn_app_in, RawSmtp, TestApp};
+use postern::domain::{AccountId, Role};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use support::*;
 
 struct Fixture {
     app: TestApp,
-    sessions: Arc<TestSessions>,
     idp_dir: tempfile::TempDir,
     account: i64,
     other_account: i64,
+    /// The forwarding address of `account`.
+    forwarding: String,
+    /// API tokens: (account, role) -> secret.
+    tokens: HashMap<(i64, Role), String>,
 }
 
 impl Fixture {
     async fn start() -> Fixture {
         idp_python();
-        // The app opens the store; the sessions get it once the app is up.
-        let sessions = Arc::new(TestSessions {
-            store: std::sync::OnceLock::new(),
-            live: Mutex::new(HashMap::new()),
-        });
-        let admin = Arc::new(TestAdmin {
-            accounts: HashSet::from([AccountId(1), AccountId(2)]),
-        });
-        let app = spawn_app_with_sso(
-            tempfile::tempdir().expect("temp dir"),
-            &[],
-            Some(SsoHandlers {
-                sessions: sessions.clone(),
-                admin,
-            }),
-        )
-        .await;
-        let _ = sessions.store.set(app.store.clone());
-        let (account, _) = app.account("Acme", "support@acme.test").await;
+        let app = spawn_app_in(tempfile::tempdir().expect("temp dir"), &[]).await;
+        let (account, forwarding) = app.account("Acme", "support@acme.test").await;
         let (other_account, _) = app.account("Other", "help@other.test").await;
-        assert_eq!((account, other_account), (1, 2));
+        let mut tokens = HashMap::new();
+        for a in [account, other_account] {
+            for role in [Role::Admin, Role::Agent] {
+                let (_, secret) = app
+                    .store
+                    .create_api_token(AccountId(a), role, "saml test")
+                    .await
+                    .expect("token");
+                tokens.insert((a, role), secret);
+            }
+        }
         let idp_dir = tempfile::tempdir().expect("temp dir");
         make_idp_key(idp_dir.path());
         let f = Fixture {
             app,
-            sessions,
             idp_dir,
             account,
             other_account,
+            forwarding,
+            tokens,
         };
         f.upload_metadata(
             account,
@@ -66,21 +62,67 @@ impl Fixture {
         f
     }
 
+    fn token(&self, account: i64, role: Role) -> &str {
+        &self.tokens[&(account, role)]
+    }
+
     fn addr(&self) -> std::net::SocketAddr {
         self.app.http_addr
     }
 
+    /// Uploads the IdP metadata as an admin of `account`.
     fn upload_metadata(&self, account: i64, with_cert: bool, query: &str) -> HttpResponse {
         let xml = idp_metadata(self.idp_dir.path(), with_cert);
+        let bearer = format!("Bearer {}", self.token(account, Role::Admin));
+        self.put_metadata(account, query, Some(&bearer), xml.as_bytes())
+    }
+
+    fn put_metadata(
+        &self,
+        account: i64,
+        query: &str,
+        authorization: Option<&str>,
+        xml: &[u8],
+    ) -> HttpResponse {
+        let mut headers = vec![("Content-Type", "application/samlmetadata+xml")];
+        if let Some(a) = authorization {
+            headers.push(("Authorization", a));
+        }
         http(
             self.addr(),
             "PUT",
             &format!("/saml/{account}/idp-metadata?{query}"),
-            &[
-                ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
-                ("Content-Type", "application/samlmetadata+xml"),
-            ],
-            xml.as_bytes(),
+            &headers,
+            xml,
+        )
+    }
+
+    /// A whole sign-in through the IdP; returns the ACS answer.
+    fn sign_in(&self, account: i64, email: &str, attrs: &[&str]) -> HttpResponse {
+        let request = self.start_login(account, "/");
+        let answer = idp_respond(self.idp_dir(), &request, email, attrs, "good", None);
+        self.post_acs(&Fixture::acs_path(&answer), &answer)
+    }
+
+    /// A JSON API call with the session cookie.
+    fn api_with_cookie(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let cookie = format!("postern_session={cookie}");
+        let r = http(
+            self.addr(),
+            method,
+            path,
+            &[("Cookie", &cookie), ("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        (
+            r.status,
+            serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null),
         )
     }
 
@@ -166,6 +208,17 @@ fn session_cookie(r: &HttpResponse) -> Option<String> {
         .find(|v| v.starts_with("postern_session=") && !v.starts_with("postern_session=;"))
 }
 
+/// The value of the session cookie set by a response.
+fn cookie_value(r: &HttpResponse) -> String {
+    session_cookie(r)
+        .expect("session cookie")
+        .trim_start_matches("postern_session=")
+        .split(';')
+        .next()
+        .expect("value")
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_creates_user_with_role_sets_cookie_and_signs_out() {
     let f = Fixture::start().await;
@@ -233,29 +286,195 @@ async fn sign_in_creates_user_with_role_sets_cookie_and_signs_out() {
     let r = f
         .post_acs(&Fixture::acs_path(&answer), &answer)
         .assert_status(303);
-    assert!(session_cookie(&r).is_some());
     assert_eq!(f.user("bob@acme.test").await.expect("bob").1, "agent");
+    let bob = cookie_value(&r);
 
-    // Sign out: the session is gone and the cookie cleared.
-    let value = cookie
+    // The API sees each signed-in user with the mapped role.
+    let ana = cookie
         .trim_start_matches("postern_session=")
         .split(';')
         .next()
-        .unwrap()
+        .expect("value")
         .to_string();
-    assert!(f.sessions.live.lock().unwrap().contains_key(&value));
+    let (s, me) = f.api_with_cookie("GET", "/api/v1/me", &ana, "");
+    assert_eq!(s, 200, "{me}");
+    assert_eq!(me["account_id"], f.account, "{me}");
+    assert_eq!(me["role"], "admin", "{me}");
+    assert_eq!(me["user"]["email"], "ana@acme.test", "{me}");
+    assert_eq!(me["user"]["role"], "admin", "{me}");
+    let (s, me) = f.api_with_cookie("GET", "/api/v1/me", &bob, "");
+    assert_eq!(s, 200, "{me}");
+    assert_eq!(me["role"], "agent", "{me}");
+    // An agent's session cannot manage tokens.
+    let (s, v) = f.api_with_cookie("POST", "/api/v1/tokens", &bob, r#"{"role":"admin"}"#);
+    assert_eq!(s, 403, "{v}");
+
+    // The role follows the IdP on every sign-in: Ana demoted to support is an agent.
+    let r = f
+        .sign_in(f.account, "ana@acme.test", &["role=support"])
+        .assert_status(303);
+    assert_eq!(f.user("ana@acme.test").await.expect("ana").1, "agent");
+    let (s, me) = f.api_with_cookie("GET", "/api/v1/me", &cookie_value(&r), "");
+    assert_eq!((s, me["role"].as_str()), (200, Some("agent")), "{me}");
+    // Her older session follows the user's current role too.
+    let (_, me) = f.api_with_cookie("GET", "/api/v1/me", &ana, "");
+    assert_eq!(me["role"], "agent", "{me}");
+
+    // Signing out of another account leaves the session alone.
+    http(
+        f.addr(),
+        "POST",
+        &format!("/saml/{}/logout", f.other_account),
+        &[("Cookie", &format!("postern_session={ana}"))],
+        b"",
+    )
+    .assert_status(200);
+    let (s, _) = f.api_with_cookie("GET", "/api/v1/me", &ana, "");
+    assert_eq!(s, 200, "a sign-out elsewhere must not end this session");
+
+    // Sign out: the session is gone and the cookie cleared.
     let out = http(
         f.addr(),
         "POST",
         &format!("/saml/{}/logout", f.account),
-        &[("Cookie", &format!("postern_session={value}"))],
+        &[("Cookie", &format!("postern_session={ana}"))],
         b"",
     )
     .assert_status(200);
     assert!(out
         .header("set-cookie")
         .is_some_and(|c| c.contains("Max-Age=0")));
-    assert!(!f.sessions.live.lock().unwrap().contains_key(&value));
+    let (s, v) = f.api_with_cookie("GET", "/api/v1/me", &ana, "");
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+    // Bob's session is his own and still works.
+    let (s, _) = f.api_with_cookie("GET", "/api/v1/me", &bob, "");
+    assert_eq!(s, 200);
+    f.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_user_cannot_sign_in() {
+    let f = Fixture::start().await;
+    let r = f
+        .sign_in(f.account, "carol@acme.test", &["role=agent"])
+        .assert_status(303);
+    let session = cookie_value(&r);
+    let (s, me) = f.api_with_cookie("GET", "/api/v1/me", &session, "");
+    assert_eq!(s, 200, "{me}");
+    let user = me["user"]["id"].as_i64().expect("user id");
+
+    // An admin disables Carol through the API.
+    let bearer = format!("Bearer {}", f.token(f.account, Role::Admin));
+    let r = http(
+        f.addr(),
+        "PATCH",
+        &format!("/api/v1/users/{user}"),
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"disabled": true}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (s, _) = f.api_with_cookie("GET", "/api/v1/me", &session, "");
+    assert_eq!(s, 401, "disabling ends her sessions");
+
+    // The IdP still vouches for her: a clear refusal, no session, still disabled.
+    let r = f
+        .sign_in(f.account, "carol@acme.test", &["role=admin"])
+        .assert_status(403);
+    assert!(r.body.contains("disabled"), "{}", r.body);
+    assert!(r.body.contains("carol@acme.test"), "{}", r.body);
+    assert!(session_cookie(&r).is_none());
+    let disabled: bool = sqlx::query_scalar("SELECT disabled FROM users WHERE email = ?")
+        .bind("carol@acme.test")
+        .fetch_one(f.app.store.pool())
+        .await
+        .expect("carol");
+    assert!(disabled);
+    f.app.stop().await;
+}
+
+/// The whole story of an admin: sign in through the IdP, create an API token with the
+/// session cookie, and use that token for tickets and a raw message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_signs_in_then_creates_a_token_that_reads_tickets_and_raw_mail() {
+    let f = Fixture::start().await;
+    let smtp = f.app.smtp_addr;
+    let message = "From: Dana <dana@customer.test>\r\nTo: support@acme.test\r\n\
+        Subject: Where is my order?\r\nMessage-ID: <sso-flow-1@customer.test>\r\n\
+        Date: Mon, 2 Jun 2025 10:00:00 +0000\r\n\r\nOrder 1234 has not arrived.\r\n";
+    let to = f.forwarding.clone();
+    let reply = tokio::task::spawn_blocking(move || {
+        let (mut c, _) = RawSmtp::connect(smtp).expect("connect");
+        c.cmd("EHLO client.test").expect("ehlo");
+        let r = c
+            .send_mail("dana@customer.test", &to, message)
+            .expect("send");
+        let _ = c.cmd("QUIT");
+        r
+    })
+    .await
+    .expect("join");
+    assert_eq!(reply.code, 250, "{}", reply.text);
+
+    let r = f
+        .sign_in(f.account, "owner@acme.test", &["role=owner"])
+        .assert_status(303);
+    let session = cookie_value(&r);
+    let (s, created) = f.api_with_cookie(
+        "POST",
+        "/api/v1/tokens",
+        &session,
+        r#"{"role": "agent", "name": "helpdesk integration"}"#,
+    );
+    assert_eq!(s, 201, "{created}");
+    let token = created["token"].as_str().expect("token").to_string();
+    assert!(token.starts_with("pst_"), "{created}");
+
+    let bearer = format!("Bearer {token}");
+    let r = http(
+        f.addr(),
+        "GET",
+        "/api/v1/tickets",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let ticket = page["items"][0]["id"].as_i64().expect("a ticket");
+    let r = http(
+        f.addr(),
+        "GET",
+        &format!("/api/v1/tickets/{ticket}"),
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let detail: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    assert_eq!(detail["subject"], "Where is my order?", "{detail}");
+    let message = detail["messages"][0]["id"].as_i64().expect("message id");
+    let r = http(
+        f.addr(),
+        "GET",
+        &format!("/api/v1/messages/{message}/raw"),
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("message/rfc822")),
+        "{:?}",
+        r.headers
+    );
+    assert!(
+        r.body.contains("Message-ID: <sso-flow-1@customer.test>"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Order 1234 has not arrived."), "{}", r.body);
     f.app.stop().await;
 }
 
@@ -402,24 +621,92 @@ async fn metadata_upload_is_checked_and_admin_only() {
     assert_eq!(stored.idp.signing_certs.len(), 1);
     assert_eq!(stored.roles.admin_values, vec!["admin", "owner"]);
 
-    // Without credentials, and for an account the admin does not have.
+    // Authorised like the API: no credentials 401, an agent 403, an admin of another
+    // account (or of none) 404, in the API's error shape.
     let xml = idp_metadata(f.idp_dir(), true);
-    let r = http(
-        f.addr(),
-        "PUT",
-        &format!("/saml/{}/idp-metadata", f.account),
-        &[],
+    let error_code = |r: &HttpResponse| -> String {
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("API error shape");
+        v["error"]["code"].as_str().unwrap_or_default().to_string()
+    };
+    let r = f.put_metadata(f.account, "", None, xml.as_bytes());
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (401, "unauthorized"),
+        "{}",
+        r.body
+    );
+    let r = f.put_metadata(
+        f.account,
+        "",
+        Some("Bearer pst_not-a-token"),
         xml.as_bytes(),
     );
     assert_eq!(r.status, 401, "{}", r.body);
-    let r = http(
-        f.addr(),
-        "PUT",
-        "/saml/999/idp-metadata",
-        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+    let agent = format!("Bearer {}", f.token(f.account, Role::Agent));
+    let r = f.put_metadata(f.account, "", Some(&agent), xml.as_bytes());
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (403, "forbidden"),
+        "{}",
+        r.body
+    );
+    let other_admin = format!("Bearer {}", f.token(f.other_account, Role::Admin));
+    let r = f.put_metadata(
+        f.account,
+        "admin_values=x",
+        Some(&other_admin),
         xml.as_bytes(),
     );
-    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (404, "not_found"),
+        "{}",
+        r.body
+    );
+    let admin = format!("Bearer {}", f.token(f.account, Role::Admin));
+    let r = f.put_metadata(999, "", Some(&admin), xml.as_bytes());
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (404, "not_found"),
+        "{}",
+        r.body
+    );
+    // None of the refusals changed anything.
+    let stored = f
+        .app
+        .store
+        .sso_provider(AccountId(f.account))
+        .await
+        .unwrap()
+        .expect("provider kept");
+    assert_eq!(stored.roles.admin_values, vec!["admin", "owner"]);
+
+    // Size: its own limit, above the API's 256 KiB. 600 KiB of metadata (padded with
+    // whitespace after the document) is accepted; 2 MiB is refused with 413.
+    let padded = |size: usize| {
+        let mut p = xml.clone().into_bytes();
+        p.resize(size, b' ');
+        p
+    };
+    let r = f.put_metadata(f.account, "", Some(&admin), &padded(600 * 1024));
+    assert_eq!(r.status, 200, "600 KiB of metadata: {}", r.body);
+    let r = f.put_metadata(f.account, "", Some(&admin), &padded(2 * 1024 * 1024));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (413, "payload_too_large"),
+        "{}",
+        r.body
+    );
+    // And the ACS form has the same larger limit, with a page that says so.
+    let r = http(
+        f.addr(),
+        "POST",
+        &format!("/saml/{}/acs", f.account),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &padded(2 * 1024 * 1024),
+    );
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("larger than"), "{}", r.body);
 
     // Login where no IdP is set up, and SP metadata of an unknown account.
     let r = http(f.addr(), "GET", "/saml/999/login", &[], b"");

@@ -22,7 +22,7 @@ pub struct SsoIdpRecord {
 }
 
 /// How an attribute of the assertion gives the user's role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SsoRoleRecord {
     pub attribute: String,
     pub admin_values: Vec<String>,

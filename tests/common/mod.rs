@@ -54,20 +54,8 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {
-    spawn_app_with_sso(dir, extra, None).await
-}
-
-/// Like [`spawn_app_in`], with the SAML routes mounted over the given sessions/admin check.
-pub async fn spawn_app_with_sso(
-    dir: tempfile::TempDir,
-    extra: &[(&str, &str)],
-    sso: Option<postern::app::SsoHandlers>,
-) -> TestApp {
     let settings = Settings::load_with_env(None, test_env(dir.path(), extra)).expect("settings");
-    let mut app = Application::build(settings).await.expect("build app");
-    if let Some(handlers) = sso {
-        app = app.with_sso(handlers);
-    }
+    let app = Application::build(settings).await.expect("build app");
     let smtp_addr = app.smtp_addr().expect("smtp addr");
     let http_addr = app.http_addr().expect("http addr");
     let store = app.store().clone();

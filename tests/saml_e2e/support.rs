@@ -1,22 +1,14 @@
-//! Scaffolding of the SAML end-to-end tests: a tiny HTTP/1.1 client (the browser), the
-//! pysaml2 identity provider (tests/peers/saml_idp.py) and in-test sessions/admin check.
+//! Scaffolding of the SAML end-to-end tests: a tiny HTTP/1.1 client (the browser) and the
+//! pysaml2 identity provider (tests/peers/saml_idp.py).
 
-use postern::domain::AccountId;
-use postern::http::saml::{
-    AdminDecision, Role, SamlLogin, SessionCookieValue, SsoAdminCheck, SsoSessions,
-};
-use postern::store::Store;
-use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 pub const IDP_ENTITY_ID: &str = "http://idp.test/metadata";
 pub const IDP_SSO_URL: &str = "http://idp.test/sso";
-pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 #[derive(Debug)]
 pub struct HttpResponse {
@@ -238,67 +230,5 @@ pub fn idp_respond(
             .expect("SAMLResponse")
             .to_string(),
         relay_state: v["RelayState"].as_str().unwrap_or_default().to_string(),
-    }
-}
-
-/// Sessions for the tests: a row in `users` (just-in-time) and a random cookie.
-pub struct TestSessions {
-    pub store: std::sync::OnceLock<Store>,
-    pub live: Mutex<HashMap<String, (AccountId, String)>>,
-}
-
-#[async_trait::async_trait]
-impl SsoSessions for TestSessions {
-    async fn login(&self, login: &SamlLogin, role: Role) -> Result<SessionCookieValue, String> {
-        let store = self.store.get().ok_or("the store is not set yet")?;
-        sqlx::query(
-            "INSERT INTO users (account_id, email, name, role, created_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (account_id, email) DO UPDATE SET role = excluded.role, name = excluded.name",
-        )
-        .bind(login.account.0)
-        .bind(&login.email)
-        .bind(&login.display_name)
-        .bind(role.as_str())
-        .bind(postern::store::now_ms())
-        .execute(store.pool())
-        .await
-        .map_err(|e| e.to_string())?;
-        let cookie = hex::encode(rand::random::<[u8; 32]>());
-        self.live
-            .lock()
-            .map_err(|e| e.to_string())?
-            .insert(cookie.clone(), (login.account, login.email.clone()));
-        Ok(SessionCookieValue(cookie))
-    }
-
-    async fn logout(&self, account: AccountId, cookie: &SessionCookieValue) -> Result<(), String> {
-        let mut live = self.live.lock().map_err(|e| e.to_string())?;
-        if live.get(&cookie.0).is_some_and(|(a, _)| *a == account) {
-            live.remove(&cookie.0);
-        }
-        Ok(())
-    }
-}
-
-/// Admin check for the tests: a bearer token naming accounts it administers.
-pub struct TestAdmin {
-    pub accounts: HashSet<AccountId>,
-}
-
-#[async_trait::async_trait]
-impl SsoAdminCheck for TestAdmin {
-    async fn allows(&self, headers: &axum::http::HeaderMap, account: AccountId) -> AdminDecision {
-        let bearer = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match bearer {
-            None => AdminDecision::Unauthenticated,
-            Some(t) if t == ADMIN_TOKEN && self.accounts.contains(&account) => {
-                AdminDecision::Allowed
-            }
-            Some(t) if t == ADMIN_TOKEN => AdminDecision::NotFound,
-            Some(_) => AdminDecision::Unauthenticated,
-        }
     }
 }

@@ -95,8 +95,10 @@ pub enum SamlError {
     // --- everything else ---
     #[error("storage: {0}")]
     Store(#[from] StoreError),
-    #[error("starting the session failed: {0}")]
-    Session(String),
+    #[error("the user {0} is disabled in this helpdesk and cannot sign in; ask an admin of the account to enable them again")]
+    UserDisabled(String),
+    #[error("the identity provider says this session is already over (SessionNotOnOrAfter is past or within a minute); sign in again at the identity provider")]
+    SessionOver,
 }
 
 impl SamlError {
@@ -107,9 +109,7 @@ impl SamlError {
             Self::NotConfigured => StatusCode::NOT_FOUND,
             Self::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             Self::Store(StoreError::Invalid(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Store(_) | Self::Session(_) | Self::Request(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::Store(_) | Self::Request(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MetadataTooLarge(..) | Self::ResponseTooLarge(..) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

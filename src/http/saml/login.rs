@@ -6,10 +6,10 @@ use super::authn_request::build_redirect;
 use super::error::SamlError;
 use super::relay_state::{is_safe_return_path, safe_return_path};
 use super::response_scan::scan_response;
-use super::role::{resolve_role, Role};
+use super::role::resolve_role;
 use super::sp_metadata::SpEndpoints;
 use super::verify::verify_response;
-use crate::domain::{AccountId, EmailAddress};
+use crate::domain::{AccountId, EmailAddress, Role};
 use crate::store::{now_ms, SsoFinish, Store};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -29,6 +29,8 @@ pub struct SamlConfig {
     pub login_timeout: Duration,
     /// Clock difference tolerated with the IdP.
     pub clock_skew: Duration,
+    /// Length of a session opened by a sign-in (shorter when the IdP asks).
+    pub session_ttl: Duration,
 }
 
 impl SamlConfig {

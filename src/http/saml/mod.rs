@@ -4,8 +4,9 @@
 //! request IDs are long, random and consumed once; assertion IDs are remembered until they
 //! expire. docs/SSO.md explains each check.
 //!
-//! The application plugs in users and sessions through [`SsoSessions`] and the admin check
-//! through [`SsoAdminCheck`], and mounts [`router`].
+//! A verified sign-in provisions the user just in time and opens the same session the JSON
+//! API accepts; the routes are registered with the API's (src/http/mod.rs), in its OpenAPI
+//! document, and the IdP-metadata upload is authorised by the API's own principal.
 
 mod authn_request;
 mod error;
@@ -15,7 +16,7 @@ mod pages;
 mod relay_state;
 mod response_scan;
 mod role;
-mod routes;
+pub mod routes;
 mod sessions;
 mod sp_metadata;
 mod verify;
@@ -29,11 +30,11 @@ pub use login::{
 };
 pub use relay_state::{is_safe_return_path, safe_return_path};
 pub use response_scan::{scan_response, ResponseFacts};
-pub use role::{resolve_role, Role};
-pub use routes::{router, SamlState};
+pub use role::resolve_role;
+pub use routes::{SamlState, MAX_SAML_BODY_BYTES};
 pub use sessions::{
-    cleared_session_cookie, session_cookie, session_cookie_in, AdminDecision, SessionCookieValue,
-    SsoAdminCheck, SsoSessions, SESSION_COOKIE,
+    cleared_session_cookie, end_session, open_session, session_cookie, session_cookie_in,
+    session_ttl,
 };
 pub use sp_metadata::{SpEndpoints, SAML_PATH_PREFIX};
 pub use verify::{verify_response, VerifiedAssertion};

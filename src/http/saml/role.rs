@@ -1,24 +1,7 @@
 //! The user's role, from an attribute of the assertion and the account's mapping.
 
+use crate::domain::Role;
 use crate::store::SsoRoleRecord;
-use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Agent,
-}
-
-impl Role {
-    /// The value of the `users.role` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Agent => "agent",
-        }
-    }
-}
 
 /// Admin wins over agent when the user has values of both. With no matching value, the
 /// account's default (agent) applies if set; otherwise the login is refused with a message

@@ -1,54 +1,70 @@
-//! What the SAML routes need from the rest of the HTTP layer, as traits the application
-//! implements: starting and ending a session for a verified user, and deciding who may
-//! change an account's SSO settings.
+//! Sessions of users who signed in through the IdP, over the store's users and sessions:
+//! the user is provisioned just in time (role as the IdP says now), refused when disabled,
+//! and gets the same `postern_session` cookie the API accepts.
 
+use super::error::SamlError;
 use super::login::SamlLogin;
-use super::role::Role;
-use crate::domain::AccountId;
+use crate::domain::{AccountId, EmailAddress, Role};
+use crate::store::{Store, StoreError, SESSION_COOKIE};
 use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
 
-/// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "postern_session";
+/// Sessions shorter than this are not worth opening: the IdP wants the session over.
+const MIN_SESSION: Duration = Duration::from_secs(60);
 
-/// The opaque value of a session cookie, as the session store issued it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionCookieValue(pub String);
-
-/// Creates users just in time and sessions for them; implemented over the users/sessions
-/// store (e.g. `upsert_sso_user` then `create_session`).
-#[async_trait::async_trait]
-pub trait SsoSessions: Send + Sync {
-    /// Called after a login was fully verified: creates or updates the user of
-    /// `login.account` with `login.email` and `role`, and opens a session.
-    async fn login(&self, login: &SamlLogin, role: Role) -> Result<SessionCookieValue, String>;
-    /// Ends the session of this cookie value, if it exists (of this account only).
-    async fn logout(&self, account: AccountId, cookie: &SessionCookieValue) -> Result<(), String>;
+/// How long a new session lives: the configured length, cut short when the IdP says the
+/// session must end sooner (SessionNotOnOrAfter). None when that moment is (nearly) past.
+pub fn session_ttl(
+    default: Duration,
+    not_on_or_after: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let ttl = match not_on_or_after {
+        None => default,
+        Some(end) => {
+            let left = (end - now).to_std().unwrap_or(Duration::ZERO);
+            default.min(left)
+        }
+    };
+    (ttl >= MIN_SESSION).then_some(ttl)
 }
 
-/// Decides whether a request may change the SSO settings of an account (admin of that
-/// account, or an operator token). Refusal answers 404 for another account's admin.
-#[async_trait::async_trait]
-pub trait SsoAdminCheck: Send + Sync {
-    async fn allows(&self, headers: &HeaderMap, account: AccountId) -> AdminDecision;
+/// Creates or updates the user of a verified sign-in and opens a session; returns the
+/// cookie value. A disabled user gets no session.
+pub async fn open_session(
+    store: &Store,
+    login: &SamlLogin,
+    role: Role,
+    default_ttl: Duration,
+) -> Result<String, SamlError> {
+    let email = EmailAddress::parse(&login.email).map_err(|_| SamlError::NoEmail)?;
+    let ttl = session_ttl(default_ttl, login.session_not_on_or_after, Utc::now())
+        .ok_or(SamlError::SessionOver)?;
+    let user = store
+        .upsert_sso_user(login.account, &email, login.display_name.as_deref(), role)
+        .await?;
+    if user.disabled {
+        return Err(SamlError::UserDisabled(user.email));
+    }
+    match store.create_session(login.account, user.id, ttl).await {
+        Ok(cookie) => Ok(cookie),
+        // Disabled between the two steps.
+        Err(StoreError::Invalid(_)) => Err(SamlError::UserDisabled(user.email)),
+        Err(e) => Err(e.into()),
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminDecision {
-    Allowed,
-    /// No or bad credentials: 401.
-    Unauthenticated,
-    /// Authenticated, but not an admin of this account: 404 (its existence is not revealed).
-    NotFound,
-    /// Authenticated agent of this account: 403.
-    Forbidden,
+/// Ends the session of this cookie value if it belongs to `account`.
+pub async fn end_session(store: &Store, account: AccountId, cookie: &str) -> Result<(), SamlError> {
+    Ok(store.delete_account_session(account, cookie).await?)
 }
 
 /// The Set-Cookie value for a new session: HttpOnly, SameSite=Lax (the IdP's POST to the ACS
 /// is cross-site, but the redirect after it is a top-level GET), Secure over https.
-pub fn session_cookie(value: &SessionCookieValue, secure: bool) -> String {
+pub fn session_cookie(value: &str, secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{}",
-        value.0,
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{}",
         if secure { "; Secure" } else { "" }
     )
 }
@@ -62,16 +78,15 @@ pub fn cleared_session_cookie(secure: bool) -> String {
 }
 
 /// The session cookie's value in a request, if any.
-pub fn session_cookie_in(headers: &HeaderMap) -> Option<SessionCookieValue> {
+pub fn session_cookie_in(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, v)| SessionCookieValue(v.trim().to_string()))
-        .filter(|v| !v.0.is_empty())
+        .flat_map(|text| cookie::Cookie::split_parse(text).flatten())
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -80,17 +95,37 @@ mod tests {
 
     #[test]
     fn cookie_attributes_and_parsing() {
-        let v = SessionCookieValue("abc".into());
         assert_eq!(
-            session_cookie(&v, true),
+            session_cookie("abc", true),
             "postern_session=abc; Path=/; HttpOnly; SameSite=Lax; Secure"
         );
-        assert!(!session_cookie(&v, false).contains("Secure"));
+        assert!(!session_cookie("abc", false).contains("Secure"));
         let mut h = HeaderMap::new();
         h.insert("cookie", "a=1; postern_session=xyz; b=2".parse().unwrap());
+        assert_eq!(session_cookie_in(&h).as_deref(), Some("xyz"));
+    }
+
+    #[test]
+    fn ttl_is_capped_by_the_idp() {
+        let now = Utc::now();
+        let day = Duration::from_secs(86_400);
+        let twelve = Duration::from_secs(12 * 3600);
+        assert_eq!(session_ttl(twelve, None, now), Some(twelve));
         assert_eq!(
-            session_cookie_in(&h),
-            Some(SessionCookieValue("xyz".into()))
+            session_ttl(twelve, Some(now + chrono::Duration::days(1)), now),
+            Some(twelve)
+        );
+        assert_eq!(
+            session_ttl(day, Some(now + chrono::Duration::hours(2)), now),
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(
+            session_ttl(day, Some(now - chrono::Duration::hours(1)), now),
+            None
+        );
+        assert_eq!(
+            session_ttl(day, Some(now + chrono::Duration::seconds(5)), now),
+            None
         );
     }
 }
