@@ -119,7 +119,10 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(saml::routes::sp_metadata))
         .routes(routes!(saml::routes::login))
         .routes(routes!(saml::routes::acs))
-        .routes(routes!(saml::routes::logout))
+        .routes(routes!(
+            saml::routes::logout_link,
+            saml::routes::logout_form
+        ))
         .routes(routes!(saml::routes::upload_idp_metadata))
         .layer(DefaultBodyLimit::max(saml::MAX_SAML_BODY_BYTES));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -241,16 +241,40 @@ pub async fn acs(
         .into_response()
 }
 
-/// Signs out: the session of the `postern_session` cookie ends if it belongs to this
-/// account, and the cookie is cleared (the IdP's own session stays).
-#[utoipa::path(method(get, post), path = "/saml/{account_id}/logout", tag = "sso", security(()),
+/// Signs out (a link): the session of the `postern_session` cookie ends if it belongs to
+/// this account, and the cookie is cleared (the IdP's own session stays).
+#[utoipa::path(get, path = "/saml/{account_id}/logout", tag = "sso", security(()),
     params(("account_id" = i64, Path, description = "Account id")),
     responses(
         (status = 200, description = "Signed out (HTML page; Set-Cookie clears postern_session)",
             content_type = "text/html", body = String),
         (status = 404, description = "Not an account id (HTML page)", content_type = "text/html", body = String),
     ))]
-pub async fn logout(
+pub async fn logout_link(
+    state: State<SamlState>,
+    raw: Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    logout(state, raw, headers).await
+}
+
+/// Signs out (a form button), as the GET does.
+#[utoipa::path(post, path = "/saml/{account_id}/logout", tag = "sso", security(()),
+    params(("account_id" = i64, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "Signed out (HTML page; Set-Cookie clears postern_session)",
+            content_type = "text/html", body = String),
+        (status = 404, description = "Not an account id (HTML page)", content_type = "text/html", body = String),
+    ))]
+pub async fn logout_form(
+    state: State<SamlState>,
+    raw: Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    logout(state, raw, headers).await
+}
+
+async fn logout(
     State(state): State<SamlState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
