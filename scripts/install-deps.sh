@@ -9,6 +9,9 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 
 have cc || need_pkgs+=(build-essential)
 have pkg-config || need_pkgs+=(pkg-config)
+# samael (SAML) links libxmlsec1 and generates its bindings with libclang.
+pkg-config --exists xmlsec1 2>/dev/null || need_pkgs+=(libxmlsec1-dev)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 if [ "$mode" = test ]; then
   have swaks || need_pkgs+=(swaks)
   # smtp-source / smtp-sink (benchmarks) come with Postfix.
@@ -18,6 +21,8 @@ if [ "$mode" = test ]; then
   python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
   # Dovecot is the IMAP server of the import tests; they run it themselves (no service).
   have dovecot || need_pkgs+=(dovecot-imapd)
+  # The SAML identity provider of the tests (pysaml2) signs with the xmlsec1 program.
+  have xmlsec1 || need_pkgs+=(xmlsec1)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -40,15 +45,16 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   [ -z "$added_policy" ] || $sudo rm -f "$policy"
 fi
 
-# Python peers of the tests (dkimpy signs and ARC-seals independently of Postern), in a venv
-# under the build folder so nothing is installed system-wide.
+# Python peers of the tests (dkimpy signs and ARC-seals independently of Postern; pysaml2 is
+# the SAML identity provider), in a venv under the build folder so nothing is installed
+# system-wide.
 if [ "$mode" = test ]; then
   venv="$(dirname "$0")/../build/venv"
   # openapi-spec-validator checks the API's OpenAPI document independently of utoipa.
-  if ! "$venv/bin/python" -c 'import dkim, dns, authres, openapi_spec_validator' 2>/dev/null; then
-    echo "setting up $venv (dkimpy, dnspython, authres, openapi-spec-validator)"
+  if ! "$venv/bin/python" -c 'import dkim, dns, authres, openapi_spec_validator, saml2' 2>/dev/null; then
+    echo "setting up $venv (dkimpy, dnspython, authres, openapi-spec-validator, pysaml2)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython authres openapi-spec-validator
+    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython authres openapi-spec-validator pysaml2
   fi
 fi
 

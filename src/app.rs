@@ -138,6 +138,16 @@ impl Application {
         &self.store
     }
 
+    /// The SAML settings, with the public URL derived from the bound address if unset.
+    pub fn saml_config(&self) -> Result<crate::http::saml::SamlConfig, AppError> {
+        Ok(crate::http::saml::SamlConfig {
+            public_base_url: self.settings.public_base_url(self.http_addr()?),
+            login_timeout: self.settings.sso.login_timeout,
+            clock_skew: self.settings.sso.clock_skew,
+            session_ttl: self.settings.sso.session_ttl,
+        })
+    }
+
     /// Serves until `shutdown` fires, then drains: sessions in flight finish (within
     /// `smtp.shutdown_grace`), new connections get 421, and the writer commits what it holds.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
@@ -146,7 +156,7 @@ impl Application {
         tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
         // No outbound queue yet: its depth is registered, and zero.
         crate::metrics::set_queue_depth(0);
-        let router = crate::http::router(self.store.clone());
+        let router = crate::http::router(self.store.clone(), self.saml_config()?);
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(self.http, router)

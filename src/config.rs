@@ -13,6 +13,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub smtp: SmtpSettings,
     pub http: HttpSettings,
+    pub sso: SsoSettings,
     pub inbound: InboundSettings,
     pub threading: ThreadingSettings,
     pub dns: DnsSettings,
@@ -74,6 +75,18 @@ pub struct TlsSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SsoSettings {
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// Length of a session opened by single sign-on (shorter when the IdP asks).
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,7 +220,35 @@ impl Settings {
             s.tls.cert.as_os_str().is_empty() == s.tls.key.as_os_str().is_empty(),
             "smtp.tls.cert and smtp.tls.key must be given together",
         )?;
+        let public = self.http.public_url.trim();
+        check(
+            public.is_empty()
+                || ((public.starts_with("http://") || public.starts_with("https://"))
+                    && !public.contains('?')
+                    && !public.contains('#')),
+            "http.public_url must be empty or an http(s) URL such as https://helpdesk.example.com",
+        )?;
+        check(
+            self.sso.clock_skew <= Duration::from_secs(600),
+            "sso.clock_skew must be at most 10m",
+        )?;
+        check(
+            self.sso.session_ttl >= Duration::from_secs(300)
+                && self.sso.session_ttl <= Duration::from_secs(30 * 86_400),
+            "sso.session_ttl must be between 5m and 30d",
+        )?;
         Ok(())
+    }
+
+    /// The base URL browsers use to reach the HTTP server (no trailing slash); `bound` is the
+    /// address actually listened on, used when `http.public_url` is empty.
+    pub fn public_base_url(&self, bound: SocketAddr) -> String {
+        let public = self.http.public_url.trim().trim_end_matches('/');
+        if public.is_empty() {
+            format!("http://{bound}")
+        } else {
+            public.to_string()
+        }
     }
 
     /// Where the database lives.

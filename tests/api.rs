@@ -103,6 +103,26 @@ impl Api {
         (status, resp.text().await.expect("body"))
     }
 
+    /// A request with a body that is not JSON, with or without the token.
+    async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        authenticated: bool,
+    ) -> (StatusCode, String) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if authenticated {
+            req = req.bearer_auth(&self.token);
+        }
+        if let Some((content_type, bytes)) = body {
+            req = req.header("content-type", content_type).body(bytes);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        let status = resp.status();
+        (status, resp.text().await.expect("body"))
+    }
+
     async fn get(&self, path: &str) -> Value {
         let (status, body) = self.send(Method::GET, path, None).await;
         assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
@@ -212,6 +232,7 @@ async fn token_flow_from_cli_to_raw_download_and_revocation() {
 
 /// Everything one account has, and strings that must never show up elsewhere.
 struct Fixture {
+    account: i64,
     token: String,
     ticket: i64,
     message: i64,
@@ -289,6 +310,7 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         .as_i64()
         .expect("support address");
     Fixture {
+        account: acct,
         token: secret.clone(),
         ticket,
         message,
@@ -317,6 +339,9 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
 
 /// A path of the OpenAPI document with the other account's ids filled in.
 fn fill(path: &str, other: &Fixture) -> String {
+    if path.starts_with("/saml/") {
+        return path.replace("{account_id}", &other.account.to_string());
+    }
     let resource = path
         .trim_start_matches("/api/v1/")
         .split('/')
@@ -334,6 +359,69 @@ fn fill(path: &str, other: &Fixture) -> String {
     };
     path.replace("{id}", &id.to_string())
         .replace("{tag}", &other.tag)
+}
+
+/// A body for each writing SAML route (form or XML, not JSON); a new one without fails the
+/// test. They are refused anyway: the point is what the refusal reveals.
+fn saml_sample_body(method: &str, path: &str) -> Option<(&'static str, Vec<u8>)> {
+    match (method, path) {
+        ("get", _) => None,
+        ("post", "/saml/{account_id}/logout") => None,
+        // base64 of <samlp:Response/>: readable, signed by nobody.
+        ("post", "/saml/{account_id}/acs") => Some((
+            "application/x-www-form-urlencoded",
+            b"SAMLResponse=PHNhbWxwOlJlc3BvbnNlLz4%3D&RelayState=%2F".to_vec(),
+        )),
+        ("put", "/saml/{account_id}/idp-metadata") => Some((
+            "application/samlmetadata+xml",
+            br#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://evil.test"/>"#.to_vec(),
+        )),
+        _ => panic!("the isolation test has no sample body for {method} {path}: add one"),
+    }
+}
+
+/// An account id that does not exist.
+const NO_ACCOUNT: i64 = 987_654;
+
+/// The SAML routes with another account's id. They are public by nature (the IdP and the
+/// browser reach them without credentials), so the one thing they may tell a holder of
+/// account A's token is what they tell anyone: the SP metadata of an existing account id
+/// (docs/SSO.md). Everything else answers exactly as for an account that does not exist.
+async fn check_saml_route(api: &Api, method: &str, path: &str, other: &Fixture) {
+    let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+    let body = saml_sample_body(method, path);
+    let url = fill(path, other);
+    let none = path.replace("{account_id}", &NO_ACCOUNT.to_string());
+    let (status, text) = api.send_raw(m.clone(), &url, body.clone(), true).await;
+    let (anon_status, anon_text) = api.send_raw(m.clone(), &url, body.clone(), false).await;
+    let (none_status, none_text) = api.send_raw(m.clone(), &none, body, true).await;
+    for marker in &other.markers {
+        assert!(
+            !text.contains(marker.as_str()),
+            "{method} {url} leaked {marker:?}: {text}"
+        );
+    }
+    if path == "/saml/{account_id}/metadata" {
+        assert_eq!(status, StatusCode::OK, "{url}: {text}");
+        assert_eq!(
+            (status, &text),
+            (anon_status, &anon_text),
+            "a token of another account sees exactly the public SP metadata"
+        );
+        assert_eq!(none_status, StatusCode::NOT_FOUND, "{none}: {none_text}");
+        return;
+    }
+    let neutral = |t: &str, id: i64| t.replace(&id.to_string(), "ID");
+    assert_eq!(
+        (status, neutral(&text, other.account)),
+        (none_status, neutral(&none_text, NO_ACCOUNT)),
+        "{method} {url} must answer as for an account that does not exist"
+    );
+    if method == "put" {
+        // The admin upload: another account's id is "not found", in the API's shape.
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {url}: {text}");
+        assert_error_shape(status, &text, "not_found");
+    }
 }
 
 /// A valid body for each writing route; a new route without one fails the test.
@@ -363,7 +451,15 @@ async fn no_endpoint_reveals_another_accounts_data() {
     let doc = api.get("/api/v1/openapi.json").await;
     let paths = doc["paths"].as_object().expect("paths");
     let mut walked = 0;
+    let mut saml_walked = 0;
     for (path, item) in paths {
+        if path.starts_with("/saml/") {
+            for method in item.as_object().expect("path item").keys() {
+                check_saml_route(&api, method, path, &b).await;
+                saml_walked += 1;
+            }
+            continue;
+        }
         if !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json" {
             continue;
         }
@@ -400,6 +496,15 @@ async fn no_endpoint_reveals_another_accounts_data() {
         }
     }
     assert!(walked >= 20, "only {walked} routes walked");
+    assert!(saml_walked >= 6, "only {saml_walked} SAML routes walked");
+    assert!(
+        app.store
+            .sso_provider(postern::domain::AccountId(b.account))
+            .await
+            .expect("sso provider")
+            .is_none(),
+        "Bravo's single sign-on must be untouched"
+    );
 
     // Listings filtered by the other account's ids or names find nothing.
     for q in [
@@ -732,21 +837,23 @@ async fn openapi_document_is_valid_and_lists_every_route() {
             let url = format!(
                 "{}{}",
                 base(&app),
-                path.replace("{id}", "1").replace("{tag}", "x")
+                path.replace("{id}", "1")
+                    .replace("{tag}", "x")
+                    .replace("{account_id}", "1")
             );
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let status = client
-                .request(m, &url)
-                .send()
-                .await
-                .expect("request")
-                .status();
+            let resp = client.request(m, &url).send().await.expect("request");
+            let status = resp.status();
+            let text = resp.text().await.expect("body");
             let public = !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json";
-            if public {
-                // Served (a bodiless POST to a public form endpoint may well be a 400).
+            let authenticated = path == "/saml/{account_id}/idp-metadata";
+            if public && !authenticated {
+                // Served: not the router's fallback (a bodiless POST to a public form may
+                // well be a 400, and the SAML pages of a missing account are a 404 page).
                 assert!(
-                    status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
-                    "{method} {path}: {status}"
+                    status != StatusCode::METHOD_NOT_ALLOWED
+                        && !(status == StatusCode::NOT_FOUND && text.contains("no such endpoint")),
+                    "{method} {path}: {status} {text}"
                 );
             } else {
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
@@ -762,9 +869,38 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         "/api/v1/messages/{id}/raw",
         "/api/v1/attachments/{id}",
         "/api/v1/tokens/{id}",
+        "/saml/{account_id}/metadata",
+        "/saml/{account_id}/login",
+        "/saml/{account_id}/acs",
+        "/saml/{account_id}/logout",
+        "/saml/{account_id}/idp-metadata",
     ] {
         assert!(paths.contains_key(p), "{p} missing from the document");
     }
+    // The SAML routes are documented like the others: tag, bodies, both logout methods.
+    let saml = |p: &str, m: &str| doc["paths"][p][m].clone();
+    assert_eq!(
+        saml("/saml/{account_id}/acs", "post")["tags"],
+        json!(["sso"])
+    );
+    assert!(
+        saml("/saml/{account_id}/acs", "post")["requestBody"]["content"]
+            ["application/x-www-form-urlencoded"]
+            .is_object()
+    );
+    assert!(
+        saml("/saml/{account_id}/idp-metadata", "put")["requestBody"]["content"]
+            ["application/samlmetadata+xml"]
+            .is_object()
+    );
+    assert!(saml("/saml/{account_id}/logout", "get").is_object());
+    assert!(saml("/saml/{account_id}/logout", "post").is_object());
+    // The browser-facing routes need no credentials; the upload does.
+    assert_eq!(
+        saml("/saml/{account_id}/metadata", "get")["security"],
+        json!([{}])
+    );
+    assert!(saml("/saml/{account_id}/idp-metadata", "put")["security"].is_null());
     // ...and the router has no route outside the document: every route in src/http is
     // registered through utoipa-axum's routes!, never with a bare .route().
     let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http")];

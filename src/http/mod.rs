@@ -1,5 +1,6 @@
 //! The HTTP server: the JSON API under `/api/v1` (bearer tokens or a session cookie),
-//! its OpenAPI document, health, readiness and Prometheus metrics.
+//! SAML single sign-on under `/saml/{account_id}` (which opens those sessions), the OpenAPI
+//! document of both, health, readiness and Prometheus metrics.
 //!
 //! Every route is registered through utoipa-axum's `routes!`, so the router and the
 //! OpenAPI document are built from the same list and cannot drift apart.
@@ -9,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod pagination;
 pub mod principal;
+pub mod saml;
 pub mod sanitize;
 
 use crate::store::Store;
@@ -31,6 +33,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
+    /// The SAML routes' part (`State<SamlState>` through `FromRef`).
+    pub saml: saml::SamlState,
 }
 
 #[derive(OpenApi)]
@@ -53,6 +57,7 @@ pub struct ApiState {
         (name = "account", description = "The caller's account and support addresses"),
         (name = "users", description = "Agents and admins"),
         (name = "tokens", description = "API tokens (admins)"),
+        (name = "sso", description = "SAML 2.0 single sign-on: SP metadata, sign-in, sign-out, the IdP's metadata (admins)"),
         (name = "system", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -108,10 +113,23 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::get_token, tokens::revoke_token))
         .routes(routes!(system::openapi_json));
+    // The ACS form and the IdP metadata are larger than API bodies: the innermost body
+    // limit wins, so this one overrides the API's for these routes only.
+    let sso = OpenApiRouter::new()
+        .routes(routes!(saml::routes::sp_metadata))
+        .routes(routes!(saml::routes::login))
+        .routes(routes!(saml::routes::acs))
+        .routes(routes!(
+            saml::routes::logout_link,
+            saml::routes::logout_form
+        ))
+        .routes(routes!(saml::routes::upload_idp_metadata))
+        .layer(DefaultBodyLimit::max(saml::MAX_SAML_BODY_BYTES));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
+        .merge(sso)
         .nest("/api/v1", v1)
 }
 
@@ -120,13 +138,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
 }
 
-pub fn router(store: Store) -> Router {
+pub fn router(store: Store, saml: saml::SamlConfig) -> Router {
     let (router, _doc) = routes().split_for_parts();
+    let state = ApiState {
+        saml: saml::SamlState {
+            store: store.clone(),
+            config: saml,
+        },
+        store,
+    };
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(ApiState { store })
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

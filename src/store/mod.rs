@@ -5,6 +5,7 @@ mod api_queries;
 mod customers;
 mod intake;
 mod sessions;
+mod sso;
 mod threading;
 mod tickets;
 mod tokens;
@@ -21,6 +22,10 @@ pub use intake::{
     Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
 };
 pub use sessions::SESSION_COOKIE;
+pub use sso::{
+    SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRequestRecord, SsoRoleRecord,
+    MAX_PENDING_SSO_REQUESTS,
+};
 pub use threading::ThreadingConfig;
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,

@@ -78,4 +78,19 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Signs out of one account: the cookie value stops working if it is a session of
+    /// `account`; another account's session is left alone.
+    pub async fn delete_account_session(
+        &self,
+        account: AccountId,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ? AND account_id = ?")
+            .bind(secret_hash(value))
+            .bind(account.0)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
 }
