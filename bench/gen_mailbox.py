@@ -594,9 +594,9 @@ class Generator:
             # text
             m.text = self.compose_text(rng, conv, m, role, body if i == 0 else None, vars_)
             # attachments: photos from customers, PDFs (labels, invoices) from the brand
-            if role in ("customer", "colleague", "forward") and rng.random() < 0.16:
+            if role in ("customer", "colleague", "forward") and rng.random() < 0.13:
                 m.attach = ("photo", rng.randrange(20000, 90000))
-            elif role == "brand" and rng.random() < 0.11:
+            elif role == "brand" and rng.random() < 0.09:
                 m.attach = ("pdf", rng.randrange(15000, 70000))
             if m.attach:
                 self.stats["attachments"] += 1
