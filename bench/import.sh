@@ -15,6 +15,8 @@
 #               generator version, regenerated when missing          (default target/bench-mailboxes)
 #   KEEP_TMP    1 keeps the temp dir (Postern data dirs, notmuch databases, logs)
 #   POSTERN_BIN a postern binary to measure instead of building one (it is copied first)
+#   CHECK_MAILBOX 1 runs bench/check_mailbox.py on the mailbox first (parses every message
+#               with Python's email package: about 10 minutes for 100,000)
 #   BENCH_REV   label for the build measured (default: git commit, "+ uncommitted changes"
 #               when src/ differs from HEAD at build time)
 #
@@ -30,7 +32,9 @@
 # Each import is checked: `postern import --json` must exit 0 and print seen == the number of
 # messages and imported + duplicates + quarantined == seen; duplicates, quarantined and
 # tickets are printed next to what the generator expects (expected.json: exact duplicates,
-# malformed entries, conversations).
+# malformed entries, conversations), and so is how the tickets group the messages
+# (bench/compare_grouping.py on the run's database, after the timing: conversations found
+# exactly, split over tickets, tickets merging conversations).
 #
 # Targets (issue "Historic mailbox import"): postern >= 5x notmuch's rate (messages per
 # second) for both sources; postern peak RSS < 300 MB whatever the mailbox size.
@@ -41,6 +45,7 @@ SEED=${SEED:-1}
 ROUNDS=${ROUNDS:-1}
 KEEP_TMP=${KEEP_TMP:-0}
 POSTERN_BIN=${POSTERN_BIN:-}
+CHECK_MAILBOX=${CHECK_MAILBOX:-0}
 BRAND=support@shop.example
 RSS_TARGET_MB=300
 RATIO_TARGET=5
@@ -141,6 +146,11 @@ print(e["messages"], e["unique_messages"], e["duplicates"], e["malformed"], e["c
       e["mbox_bytes"], e["message_bytes"])' "$EXPECTED")
 [ "$EXP_MESSAGES" -eq "$MESSAGES" ] || die "$EXPECTED says $EXP_MESSAGES messages, not $MESSAGES: remove $MAILBOX"
 log "mailbox: $EXP_MESSAGES messages ($EXP_UNIQUE unique, $EXP_DUP duplicates, $EXP_MALFORMED malformed), $EXP_CONV conversations"
+
+if [ "$CHECK_MAILBOX" = 1 ]; then
+    log "checking the mailbox (bench/check_mailbox.py)"
+    python3 bench/check_mailbox.py "$MAILBOX" >&2 || die "the generated mailbox $MAILBOX is not what expected.json says"
+fi
 
 log "warming the page cache (mbox and Maildir)"
 cat "$MBOX" >/dev/null
@@ -263,10 +273,15 @@ run_postern() { # round source(mbox|maildir)
         ok=no
     fi
     [ "$ok" = yes ] || FAILED=1
-    printf 'postern-%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$2" "$1" "$m" "$seen" "$imported" "$dups" \
-        "$quarantined" "$tickets" "$elapsed" "$(kb_of "$dir/data")" "$ok" >>"$RESULTS"
+    local grouping="not checked: no $dir/data/postern.db"
+    if [ -f "$dir/data/postern.db" ]; then
+        grouping=$(python3 bench/compare_grouping.py "$EXPECTED" "$dir/data/postern.db" "$account" 2>&1 | tr '\t\n' '  ' | sed 's/ *$//') || true
+    fi
+    printf 'postern-%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$2" "$1" "$m" "$seen" "$imported" "$dups" \
+        "$quarantined" "$tickets" "$elapsed" "$(kb_of "$dir/data")" "$ok" "$grouping" >>"$RESULTS"
     log "round $1: postern --$2 $(cut -f1 <<<"$m") s: seen $seen, imported $imported, duplicates $dups" \
         "(expected $EXP_DUP), quarantined $quarantined (expected $EXP_MALFORMED), tickets $tickets (expected $EXP_CONV conversations)"
+    log "round $1: grouping ($2): $grouping"
     if [ "$KEEP_TMP" != 1 ]; then rm -rf "$dir"; fi
 }
 
@@ -324,7 +339,8 @@ for key, label, size in (("postern-mbox", "postern import --mbox", mbox_bytes),
     print(f"| {label} | {messages} | {size / MB:.0f} | {wall:.2f} | {r_:.0f} | {size / MB / wall:.1f} | "
           f"{rss / 1024:.1f} | {nm_rate:.0f} | {ratio} |")
 print()
-print("Each run (CPU = CPU seconds of the program; other CPU = every other process on the host meanwhile):")
+print("Each run (CPU = CPU seconds of the program; other CPU = every other process on the host meanwhile;")
+print("data MB = size of the data dir or notmuch database afterwards):")
 print()
 print("| run | round | wall s | CPU s | other CPU s | peak RSS MB | seen | imported | duplicates | quarantined | tickets | elapsed_ms | data MB | checks |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
@@ -336,6 +352,13 @@ for key in ("notmuch", "postern-mbox", "postern-maildir"):
         else:
             print(f"| {key} | {r[1]} | {float(r[2]):.2f} | {r[3]} | {r[4]} | {int(r[5]) / 1024:.1f} | {r[7]} | {r[8]} | "
                   f"{r[9]} | {r[10]} | {r[11]} | {r[12]} | {int(r[13]) / 1024:.0f} | {r[14]} |")
+groupings = [(k, r[1], r[15]) for k in ("postern-mbox", "postern-maildir") for r in runs.get(k, []) if len(r) > 15]
+if groupings:
+    print()
+    print("Grouping of the messages into tickets, against the generator's conversations:")
+    print()
+    for key, round_, g in groupings:
+        print(f"- {key} round {round_}: {g}")
 print()
 print(f"expected by the generator: {messages} seen, {exp_dup} duplicates, {exp_malformed} quarantined (malformed), "
       f"{exp_conv} tickets (conversations)")
