@@ -348,7 +348,7 @@ class Msg:
     """One message of a conversation, decided when the conversation is created."""
     __slots__ = ("conv", "idx", "kind", "author", "to", "cc", "ts", "date_ts", "tz", "mid",
                  "subject", "irt", "refs", "text", "attach", "parent", "fallback", "early",
-                 "dup", "client", "style")
+                 "client", "style")
 
 
 class Conversation:
@@ -392,10 +392,9 @@ class Generator:
         if rng.random() < 0.22:
             domain = (rng.choice(COMPANY_WORDS) + rng.choice(["", "-"]) + rng.choice(COMPANY_WORDS)
                       + "." + rng.choice(COMPANY_TLDS))
-            p.colleague = None
         else:
             domain = rng.choice(domains)
-            p.colleague = None
+        p.colleague = None
         p.address = f"{local}@{domain}"
         p.client = rng.choices(CLIENTS, CLIENT_WEIGHTS)[0]
         p.style = rng.choice(["q", "q", "b", "latin1"])
@@ -486,7 +485,6 @@ class Generator:
         # Subject.
         if opener == "brand_open":
             subject, body = rng.choice(BRAND_OPENERS)
-            first_text = None
         elif opener == "forward":
             subject = CONFIRMATIONS.get(loc, CONFIRMATIONS["en"])
             body = None
@@ -501,7 +499,7 @@ class Generator:
         t = t0
         for i, role in enumerate(roles):
             m = Msg()
-            m.conv, m.idx, m.kind, m.fallback, m.early, m.dup = conv, i, role, False, False, False
+            m.conv, m.idx, m.kind, m.fallback, m.early = conv, i, role, False, False
             m.attach = None
             # A reply answers the last message a person wrote, not an auto-reply.
             m.parent = None
@@ -643,7 +641,7 @@ class Generator:
             return ""
         agent = AGENTS[conv.cid % len(AGENTS)]
         if role == "brand_open":
-            subj, text = BRAND_OPENERS[0] if conv.base_subject.startswith("Your") else BRAND_OPENERS[1]
+            _, text = BRAND_OPENERS[0] if conv.base_subject.startswith("Your") else BRAND_OPENERS[1]
             return f"Hello {cust.first},\n\n{text.format(**v)}\n\n{agent[0]}\n{BRAND_NAME} customer care"
         answers = BRAND_ANSWERS.get(loc, BRAND_ANSWERS["en"])
         hello = {"de": "Guten Tag", "fr": "Bonjour"}.get(loc, "Hello")

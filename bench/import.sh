@@ -317,10 +317,11 @@ def rate(rows):
 nm = runs.get("notmuch", [])
 nm_rate = rate(nm) if nm else None
 print(("median of %d rounds; " % rounds if rounds > 1 else "")
-      + "msg/s = messages in the mailbox / wall time; MB = 2^20 bytes; RSS = peak resident set of the process")
+      + "msg/s = messages in the mailbox / wall time; MB = 2^20 bytes; RSS = peak resident set of the process;")
+print("msg per CPU s = messages / CPU seconds of the program, less sensitive to a loaded machine than msg/s")
 print()
-print("| source | messages | MB | wall s | msg/s | MB/s | peak RSS MB | notmuch msg/s | postern / notmuch |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| source | messages | MB | wall s | msg/s | MB/s | peak RSS MB | notmuch msg/s | postern / notmuch | msg per CPU s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 ratios, max_rss = {}, 0
 for key, label, size in (("postern-mbox", "postern import --mbox", mbox_bytes),
                          ("postern-maildir", "postern import --maildir", msg_bytes),
@@ -329,6 +330,7 @@ for key, label, size in (("postern-mbox", "postern import --mbox", mbox_bytes),
     if not rows:
         continue
     wall = med(float(r[2]) for r in rows)
+    per_cpu = med(messages / max(0.01, float(r[3])) for r in rows)
     r_ = rate(rows)
     rss = max(int(r[5]) for r in rows)
     ratio = "-"
@@ -337,7 +339,7 @@ for key, label, size in (("postern-mbox", "postern import --mbox", mbox_bytes),
         ratios[key] = r_ / nm_rate
         ratio = f"{r_ / nm_rate:.2f}x"
     print(f"| {label} | {messages} | {size / MB:.0f} | {wall:.2f} | {r_:.0f} | {size / MB / wall:.1f} | "
-          f"{rss / 1024:.1f} | {nm_rate:.0f} | {ratio} |")
+          f"{rss / 1024:.1f} | {nm_rate:.0f} | {ratio} | {per_cpu:.0f} |")
 print()
 print("Each run (CPU = CPU seconds of the program; other CPU = every other process on the host meanwhile;")
 print("data MB = size of the data dir or notmuch database afterwards):")
