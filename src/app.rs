@@ -156,7 +156,11 @@ impl Application {
         tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
         // No outbound queue yet: its depth is registered, and zero.
         crate::metrics::set_queue_depth(0);
-        let router = crate::http::router(self.store.clone(), self.saml_config()?);
+        let router = crate::http::router(
+            self.store.clone(),
+            self.saml_config()?,
+            &self.settings.inbound.domain,
+        );
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(self.http, router)

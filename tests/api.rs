@@ -438,6 +438,9 @@ fn sample_body(method: &str, path: &str, other: &Fixture) -> Option<Value> {
         ("post", "/api/v1/customers") => Some(json!({"email": other.customer_email})),
         ("post", "/api/v1/users") => Some(json!({"email": other.user_email, "role": "agent"})),
         ("post", "/api/v1/tokens") => Some(json!({"role": "agent"})),
+        ("post", "/api/v1/account/support-addresses") => {
+            Some(json!({"address": other.customer_email}))
+        }
         _ => panic!("the isolation test has no sample body for {method} {path}: add one"),
     }
 }
@@ -586,6 +589,11 @@ async fn agents_cannot_manage_users_or_tokens() {
             Some(json!({"role": "admin"})),
         ),
         (Method::DELETE, format!("/api/v1/tokens/{tid}"), None),
+        (
+            Method::POST,
+            "/api/v1/account/support-addresses".to_string(),
+            Some(json!({"address": "billing@acme.test"})),
+        ),
     ] {
         let (status, text) = agent.send(m.clone(), &path, body).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{m} {path}: {text}");
@@ -1407,5 +1415,74 @@ async fn session_cookie_signs_a_user_in_until_it_ends() {
         me("forged".into()).await.expect("me").status(),
         StatusCode::UNAUTHORIZED
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_adds_a_support_address_and_mail_to_its_forwarding_address_arrives() {
+    let app = spawn_app(&[]).await;
+    let (acct, _) = app.account("Acme", "support@acme.test").await;
+    let admin = Api::new(&app, &token(app.dir.path(), acct, "admin"));
+    let (status, added) = admin
+        .call(
+            Method::POST,
+            "/api/v1/account/support-addresses",
+            json!({"address": "Billing@Acme.test", "from_address": "billing@acme.test"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["address"], "billing@acme.test");
+    assert_eq!(added["status"], "awaiting_mail");
+    let fwd = added["forwarding_address"]
+        .as_str()
+        .expect("forwarding address");
+    assert!(
+        fwd.starts_with("billing-") && fwd.ends_with(&format!("@{}", common::INBOUND_DOMAIN)),
+        "{fwd}"
+    );
+    let listed = admin.get("/api/v1/account/support-addresses").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    deliver(
+        &app,
+        "ana@customer.test",
+        fwd,
+        plain_mail(
+            "ana@customer.test",
+            "billing@acme.test",
+            "Invoice",
+            "where is it",
+            "inv-1",
+        ),
+    )
+    .await;
+    let page = admin.get("/api/v1/tickets").await;
+    assert_eq!(page["items"][0]["subject"], "Invoice", "{page}");
+    let id = added["id"].as_i64().expect("id");
+    let now = admin
+        .get(&format!("/api/v1/account/support-addresses/{id}"))
+        .await;
+    assert_eq!(now["status"], "active", "mail arrived: {now}");
+
+    // The same address again: a conflict that says so; a bad address: a clear 4xx.
+    let (status, text) = admin
+        .send(
+            Method::POST,
+            "/api/v1/account/support-addresses",
+            Some(json!({"address": "billing@acme.test"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    assert_error_shape(status, &text, "conflict");
+    assert!(text.contains("billing@acme.test"), "{text}");
+    let (status, text) = admin
+        .send(
+            Method::POST,
+            "/api/v1/account/support-addresses",
+            Some(json!({"address": "not an address"})),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status} {text}");
+    assert!(text.contains("not a valid e-mail address"), "{text}");
     app.stop().await;
 }

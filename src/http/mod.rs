@@ -33,6 +33,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
+    /// Domain of the forwarding addresses handed out (`inbound.domain`).
+    pub inbound_domain: String,
     /// The SAML routes' part (`State<SamlState>` through `FromRef`).
     pub saml: saml::SamlState,
 }
@@ -90,7 +92,10 @@ impl Modify for SecuritySchemes {
 fn routes() -> OpenApiRouter<ApiState> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(account::get_account))
-        .routes(routes!(account::list_support_addresses))
+        .routes(routes!(
+            account::list_support_addresses,
+            account::add_support_address
+        ))
         .routes(routes!(account::get_support_address))
         .routes(routes!(account::me))
         .routes(routes!(tickets::list_tickets))
@@ -138,9 +143,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
 }
 
-pub fn router(store: Store, saml: saml::SamlConfig) -> Router {
+pub fn router(store: Store, saml: saml::SamlConfig, inbound_domain: &str) -> Router {
     let (router, _doc) = routes().split_for_parts();
     let state = ApiState {
+        inbound_domain: inbound_domain.to_ascii_lowercase(),
         saml: saml::SamlState {
             store: store.clone(),
             config: saml,

@@ -90,6 +90,48 @@ impl Store {
         self.account(AccountId(id)).await
     }
 
+    /// Adds a support address to an account, with a new forwarding address for it.
+    pub async fn add_support_address(
+        &self,
+        account: AccountId,
+        address: &EmailAddress,
+        from: Option<&EmailAddress>,
+        inbound_domain: &str,
+    ) -> Result<SupportAddressView, StoreError> {
+        let fwd = ForwardingAddress::generate(address.local(), inbound_domain);
+        let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO support_addresses (account_id, address, forwarding_address, from_address, created_at)
+             SELECT id, ?, ?, ?, ? FROM accounts WHERE id = ? RETURNING id",
+        )
+        .bind(address.normalized())
+        .bind(&fwd.address)
+        .bind(from.map(|f| f.normalized()))
+        .bind(now_ms())
+        .bind(account.0)
+        .fetch_one(self.pool())
+        .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(sqlx::Error::RowNotFound) => {
+                return Err(StoreError::NotFound(format!(
+                    "no account with id {account}"
+                )))
+            }
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!(
+                    "{address} is already a support address of this account"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.account(account)
+            .await?
+            .support_addresses
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| StoreError::NotFound(format!("no support address with id {id}")))
+    }
+
     pub async fn account(&self, id: AccountId) -> Result<AccountView, StoreError> {
         let row: Option<(i64, String, String, i64)> =
             sqlx::query_as("SELECT id, name, from_address, created_at FROM accounts WHERE id = ?")

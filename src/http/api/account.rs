@@ -1,14 +1,16 @@
 //! The caller's account and its support addresses (forwarding address, Gmail's
 //! forwarding-confirmation code, status).
 
-use crate::domain::Principal;
+use crate::domain::{EmailAddress, Principal};
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::ApiPath;
+use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::principal::require_admin;
 use crate::http::ApiState;
 use crate::store::{AccountView, SupportAddressView, UserView};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The account this request acts for.
 #[utoipa::path(get, path = "/account", tag = "account",
@@ -34,6 +36,56 @@ pub async fn list_support_addresses(
             .await?
             .support_addresses,
     ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSupportAddress {
+    /// The store's support mailbox, e.g. support@brand.com.
+    address: String,
+    /// The address replies leave from, when not the account's default.
+    from_address: Option<String>,
+}
+
+fn parse_address(field: &str, value: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(value.trim()).map_err(|e| {
+        ApiError::invalid(format!(
+            "{field}: {value:?} is not a valid e-mail address: {e}"
+        ))
+    })
+}
+
+/// Adds a support address (admins only). The answer carries the forwarding address to
+/// point the mailbox's auto-forwarding at.
+#[utoipa::path(post, path = "/account/support-addresses", tag = "account",
+    request_body = NewSupportAddress,
+    responses(
+        (status = 201, description = "The new support address and its forwarding address", body = SupportAddressView),
+        (status = 403, description = "Agents cannot manage support addresses", body = ErrorBody),
+        (status = 409, description = "Already a support address of this account", body = ErrorBody),
+    ))]
+pub async fn add_support_address(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<NewSupportAddress>,
+) -> Result<(StatusCode, Json<SupportAddressView>), ApiError> {
+    require_admin(&principal)?;
+    let address = parse_address("address", &body.address)?;
+    let from = body
+        .from_address
+        .as_deref()
+        .map(|f| parse_address("from_address", f))
+        .transpose()?;
+    let view = state
+        .store
+        .add_support_address(
+            principal.account_id,
+            &address,
+            from.as_ref(),
+            &state.inbound_domain,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// One support address of the account.
