@@ -30,6 +30,18 @@ pub enum AppError {
     Io(#[from] std::io::Error),
 }
 
+/// What threading needs, from the settings and the store's reply-token secret.
+pub async fn threading_config(
+    store: &Store,
+    settings: &Settings,
+) -> Result<ThreadingConfig, StoreError> {
+    Ok(ThreadingConfig {
+        secret: store.reply_token_secret(&settings.threading.secret).await?,
+        inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
+        subject_window_ms: settings.threading.subject_window.as_millis() as i64,
+    })
+}
+
 pub struct Application {
     settings: Settings,
     store: Store,
@@ -47,11 +59,7 @@ impl Application {
             settings.store.max_size,
         )
         .await?;
-        let threading = ThreadingConfig {
-            secret: store.reply_token_secret(&settings.threading.secret).await?,
-            inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
-            subject_window_ms: settings.threading.subject_window.as_millis() as i64,
-        };
+        let threading = threading_config(&store, &settings).await?;
         let (writer, writer_task) = CommitWriter::spawn(
             store.database_file(),
             settings.store.batch_max,

@@ -45,6 +45,23 @@ pub enum MboxDialect {
     Mboxcl2,
 }
 
+impl std::str::FromStr for MboxDialect {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "mboxo" => Ok(Self::Mboxo),
+            "mboxrd" => Ok(Self::Mboxrd),
+            "mboxcl" => Ok(Self::Mboxcl),
+            "mboxcl2" => Ok(Self::Mboxcl2),
+            _ => Err(format!(
+                "unknown mbox dialect {s:?}: give auto, mboxo, mboxrd, mboxcl or mboxcl2"
+            )),
+        }
+    }
+}
+
 impl MboxDialect {
     fn uses_content_length(self) -> bool {
         matches!(self, Self::Auto | Self::Mboxcl | Self::Mboxcl2)

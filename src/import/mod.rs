@@ -1,7 +1,8 @@
-//! Sources of a historic mailbox import: readers that turn an mbox, a Maildir, a folder of
-//! .eml files or an IMAP account into a stream of raw messages, each with a stable position
-//! to checkpoint and resume from. No parsing beyond the Date header, no store access: the
-//! import pipeline builds on these (see docs/IMPORT-SOURCES.md).
+//! Historic mailbox import. The sources (one file each) turn an mbox, a Maildir, a folder
+//! of .eml files or an IMAP account into a stream of raw messages, each with a stable
+//! position to checkpoint and resume from, and touch no store (docs/IMPORT-SOURCES.md);
+//! `pipeline` parses them in parallel and commits them in batches with a checkpoint
+//! (docs/IMPORT.md).
 //!
 //! Every source is a blocking `Iterator<Item = Result<SourceMessage, SourceError>>`
 //! ([`MessageSource`]), meant to run on a thread of its own; the IMAP one drives its own
@@ -13,15 +14,23 @@ pub mod eml;
 mod headers;
 pub mod imap;
 pub mod imap_connect;
+pub mod job_lock;
 pub mod maildir;
 pub mod mbox;
 mod message_file;
+pub mod pipeline;
+pub mod progress;
 pub mod source;
 
 pub use date_range::{BadDate, DateRange};
 pub use eml::EmlSource;
 pub use imap::{list_imap_folders, ImapFolder, ImapSource};
 pub use imap_connect::{ImapAuth, ImapConfig, ImapSecurity};
+pub use job_lock::{ImportLock, LockError};
+pub use pipeline::{
+    run_import, ImportCounters, ImportError, ImportProgress, ImportRequest, ImportSummary,
+    QuietProgress, SourceSpec,
+};
 pub use maildir::{MaildirFolder, MaildirSource};
 pub use mbox::{MboxDialect, MboxSource};
 pub use source::{

@@ -187,6 +187,49 @@ fn storage_error(e: StoreError) -> DeliveryError {
     }
 }
 
+/// The rows of one parsed message for one account.
+#[allow(clippy::too_many_arguments)]
+fn new_message(
+    p: ParsedMessage,
+    account: AccountId,
+    support: Option<SupportAddressId>,
+    raw: Arc<Vec<u8>>,
+    raw_sha256: String,
+    envelope_json: String,
+    received_at: i64,
+    source: &'static str,
+) -> NewMessage {
+    NewMessage {
+        account_id: account,
+        support_address_id: support,
+        message_id: p.message_id,
+        dedup_key: p.dedup_key,
+        in_reply_to: p.in_reply_to,
+        references: p.references,
+        from: p.from,
+        to: p.to,
+        cc: p.cc,
+        reply_to: p.reply_to,
+        subject: p.subject,
+        sent_at: p.sent_at,
+        received_at,
+        text_body: p.text_body,
+        html_body: p.html_body,
+        raw,
+        raw_sha256,
+        envelope_json,
+        source,
+        attachments: p.attachments,
+        kind: p.kind,
+        forwarded_from: p.forwarded_from,
+        stripped_text: p.stripped_text,
+        spoof_suspected: false,
+        dmarc_pass_domain: None,
+        auth_results: None,
+        import_job: None,
+    }
+}
+
 /// Builds the rows for every account the message is for (or the quarantine entries).
 #[allow(clippy::too_many_arguments)]
 pub fn intake_items(
@@ -204,35 +247,16 @@ pub fn intake_items(
         Ok(parsed) => routes
             .iter()
             .map(|&(account, support)| {
-                let p = parsed.clone();
-                Intake::Message(Box::new(NewMessage {
-                    account_id: account,
-                    support_address_id: Some(support),
-                    message_id: p.message_id,
-                    dedup_key: p.dedup_key,
-                    in_reply_to: p.in_reply_to,
-                    references: p.references,
-                    from: p.from,
-                    to: p.to,
-                    cc: p.cc,
-                    reply_to: p.reply_to,
-                    subject: p.subject,
-                    sent_at: p.sent_at,
+                Intake::Message(Box::new(new_message(
+                    parsed.clone(),
+                    account,
+                    Some(support),
+                    raw.clone(),
+                    raw_sha256.clone(),
+                    envelope_json.to_string(),
                     received_at,
-                    text_body: p.text_body,
-                    html_body: p.html_body,
-                    raw: raw.clone(),
-                    raw_sha256: raw_sha256.clone(),
-                    envelope_json: envelope_json.to_string(),
                     source,
-                    attachments: p.attachments,
-                    kind: p.kind,
-                    forwarded_from: p.forwarded_from,
-                    stripped_text: p.stripped_text,
-                    spoof_suspected: false,
-                    dmarc_pass_domain: None,
-                    auth_results: None,
-                }))
+                )))
             })
             .collect(),
         Err(unusable) => routes
@@ -251,6 +275,64 @@ pub fn intake_items(
                 })
             })
             .collect(),
+    }
+}
+
+/// Where a historic message comes from, for its rows and its quarantine entry.
+pub struct ImportOrigin<'a> {
+    pub job: i64,
+    /// Checkpoint form of its position (`mbox:1234`).
+    pub position: String,
+    /// What a human reads (`old.mbox at byte 1234`).
+    pub origin: &'a str,
+    pub folder: Option<&'a str>,
+}
+
+/// The row for one historic message of an import (or its quarantine entry). Its date is
+/// the message's own; nothing about it can act on the present: a forwarding confirmation
+/// from years ago is a plain message.
+pub fn import_item(
+    inbound_domain: &str,
+    raw: Arc<Vec<u8>>,
+    account: AccountId,
+    date: i64,
+    from: &ImportOrigin<'_>,
+) -> Intake {
+    let raw_sha256 = hex::encode(Sha256::digest(raw.as_slice()));
+    let envelope_json = serde_json::json!({
+        "import": {"job": from.job, "origin": from.origin, "folder": from.folder}
+    })
+    .to_string();
+    let context = ClassifyContext::new(inbound_domain);
+    match parse_inbound(&raw, None, Some(&context)) {
+        Ok(parsed) => {
+            let mut m = new_message(
+                parsed,
+                account,
+                None,
+                raw,
+                raw_sha256,
+                envelope_json,
+                date,
+                "import",
+            );
+            if matches!(m.kind, MessageKind::ForwardingConfirmation { .. }) {
+                m.kind = MessageKind::Normal;
+            }
+            m.import_job = Some(from.job);
+            Intake::Message(Box::new(m))
+        }
+        Err(unusable) => Intake::Quarantine(NewQuarantine {
+            account_id: Some(account),
+            reason: unusable.reason.to_string(),
+            detail: Some(format!("{} ({})", unusable.detail, from.origin)),
+            raw,
+            raw_sha256,
+            envelope_json: Some(envelope_json),
+            source: "import",
+            source_position: Some(from.position.clone()),
+            received_at: date,
+        }),
     }
 }
 
@@ -359,6 +441,7 @@ impl Delivery for MailIntake {
                 IntakeOutcome::Stored { message, .. } => format!("m{message}"),
                 IntakeOutcome::Duplicate { message, .. } => format!("m{message}-duplicate"),
                 IntakeOutcome::Quarantined { id } => format!("q{id}"),
+                IntakeOutcome::Checkpointed => String::new(),
             })
             .collect::<Vec<_>>()
             .join(",");

@@ -80,6 +80,9 @@ pub struct NewMessage {
     pub spoof_suspected: bool,
     pub dmarc_pass_domain: Option<String>,
     pub auth_results: Option<serde_json::Value>,
+    /// Set for historic mail brought in by an import job: filed without side effects (new
+    /// tickets closed, nothing reopened, the brand's own mail stored as outbound).
+    pub import_job: Option<i64>,
 }
 
 /// Accepted mail that cannot become a ticket message: kept whole with the reason.
@@ -96,10 +99,27 @@ pub struct NewQuarantine {
     pub received_at: i64,
 }
 
+/// An import job's progress, committed in the same transaction as the batch it closes.
+/// `imported`, `duplicates` and `quarantined` are the totals before the items that come
+/// before it in the same submission: the writer adds what became of those.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportCheckpoint {
+    pub job: i64,
+    /// Source position of the last message of the batch.
+    pub position: Option<String>,
+    pub seen: i64,
+    pub imported: i64,
+    pub duplicates: i64,
+    pub quarantined: i64,
+    pub skipped: i64,
+    pub bytes: i64,
+}
+
 #[derive(Debug, Clone)]
 pub enum Intake {
     Message(Box<NewMessage>),
     Quarantine(NewQuarantine),
+    ImportCheckpoint(ImportCheckpoint),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,4 +136,6 @@ pub enum IntakeOutcome {
     Quarantined {
         id: i64,
     },
+    /// An import checkpoint was recorded.
+    Checkpointed,
 }

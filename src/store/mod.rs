@@ -3,6 +3,7 @@
 mod accounts;
 mod api_queries;
 mod customers;
+mod import_jobs;
 mod intake;
 mod sessions;
 mod sso;
@@ -18,8 +19,10 @@ pub use api_queries::{
     MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET, MAX_TAG_CHARS,
 };
 pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
+pub use import_jobs::{status as import_status, ImportJobView, NewImportJob};
 pub use intake::{
-    Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
+    ImportCheckpoint, Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage,
+    NewQuarantine,
 };
 pub use sessions::SESSION_COOKIE;
 pub use sso::{

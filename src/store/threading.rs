@@ -6,7 +6,9 @@
 //! Synchronous on purpose: the writer thread owns its connection and runs every
 //! statement prepared and cached, with no hand-off between threads per statement.
 
-use super::intake::{IntakeOutcome, Mailbox, MessageKind, NewMessage, NewQuarantine};
+use super::intake::{
+    ImportCheckpoint, IntakeOutcome, Mailbox, MessageKind, NewMessage, NewQuarantine,
+};
 use super::{now_ms, StoreError};
 use crate::domain::{normalize_subject, verify_reply_token, MessageId, TicketId};
 use rusqlite::{params, OptionalExtension};
@@ -33,6 +35,7 @@ mod reason {
     pub const UNVERIFIED_REPLY: &str = "unverified_reply";
     pub const SPOOF_SUSPECTED: &str = "spoof_suspected";
     pub const PARENT_OF_EXISTING: &str = "parent_of_existing";
+    pub const SHARED_PARENT: &str = "shared_parent";
     pub const BOUNCE: &str = "bounce_of_our_message";
 }
 
@@ -139,6 +142,33 @@ fn header_match(
     Ok(None)
 }
 
+/// Step 2, continued: a message whose parent we never saw joins the conversation of a message
+/// that referred to the same parent (JWZ's empty container: two replies to one missing
+/// message are one thread). Taken only when the sender may join; otherwise it is no match
+/// at all, as if the ids were unknown.
+fn sibling_match(
+    conn: &Conn,
+    m: &NewMessage,
+    sender: &str,
+) -> Result<Option<i64>, StoreError> {
+    let account = m.account_id.0;
+    let mut st = conn.prepare_cached(
+        "SELECT m.ticket_id FROM message_references r JOIN messages m ON m.id = r.message_id
+         WHERE r.account_id = ? AND r.referenced = ? AND m.direction <> 'note'
+         ORDER BY m.id LIMIT 1",
+    )?;
+    let newest_first = m.in_reply_to.iter().chain(m.references.iter().rev());
+    for id in newest_first {
+        let found: Option<i64> = st.query_row(params![account, id], |r| r.get(0)).optional()?;
+        if let Some(t) = found.map(|t| live_ticket(conn, account, t)).transpose()?.flatten() {
+            if may_join(conn, m, t, sender)? {
+                return Ok(Some(t));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Step 3: may `sender` join `ticket`?
 fn may_join(conn: &Conn, m: &NewMessage, ticket: i64, sender: &str) -> Result<bool, StoreError> {
     if is_participant(conn, ticket, sender)? || is_brand(conn, m.account_id.0, sender)? {
@@ -170,10 +200,18 @@ fn subject_match(
     if normalized.is_empty() {
         return Ok(None);
     }
+    // Live mail arrives in date order: a ticket updated within the window before it. An
+    // import reads its mailbox in file order, so the window holds on both sides: the
+    // ticket's span, widened by the window, must contain the message's date.
+    let not_after = if m.import_job.is_some() {
+        m.received_at + cfg.subject_window_ms
+    } else {
+        i64::MAX
+    };
     let mut st = conn.prepare_cached(
         "SELECT t.id FROM tickets t JOIN customers c ON c.id = t.customer_id
          WHERE t.account_id = ? AND c.email = ? AND t.normalized_subject = ?
-           AND t.merged_into IS NULL AND t.updated_at >= ?
+           AND t.merged_into IS NULL AND t.updated_at >= ? AND t.created_at <= ?
          ORDER BY t.updated_at DESC LIMIT 1",
     )?;
     Ok(st
@@ -182,7 +220,8 @@ fn subject_match(
                 m.account_id.0,
                 customer,
                 normalized,
-                m.received_at - cfg.subject_window_ms
+                m.received_at - cfg.subject_window_ms,
+                not_after
             ],
             |r| r.get(0),
         )
@@ -305,6 +344,47 @@ fn add_participant(conn: &Conn, ticket: i64, email: &str, role: &str) -> Result<
     Ok(())
 }
 
+/// The customer of a message the brand sent: its first recipient that is neither the brand
+/// nor one of our forwarding addresses.
+fn first_customer_recipient(
+    conn: &Conn,
+    cfg: &ThreadingConfig,
+    m: &NewMessage,
+) -> Result<Option<Mailbox>, StoreError> {
+    for p in m.to.iter().chain(m.cc.iter()) {
+        if !domain_of(&p.address).eq_ignore_ascii_case(&cfg.inbound_domain)
+            && !is_brand(conn, m.account_id.0, &p.address)?
+        {
+            return Ok(Some(p.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Records an import job's checkpoint and counters (inside the batch's transaction).
+pub(super) fn store_import_checkpoint(
+    conn: &Conn,
+    c: &ImportCheckpoint,
+) -> Result<IntakeOutcome, StoreError> {
+    conn.prepare_cached(
+        "UPDATE import_jobs SET checkpoint = COALESCE(?, checkpoint), seen = ?, imported = ?,
+                duplicates = ?, quarantined = ?, skipped = ?, bytes = ?, updated_at = ?
+         WHERE id = ?",
+    )?
+    .execute(params![
+        c.position,
+        c.seen,
+        c.imported,
+        c.duplicates,
+        c.quarantined,
+        c.skipped,
+        c.bytes,
+        now_ms(),
+        c.job
+    ])?;
+    Ok(IntakeOutcome::Checkpointed)
+}
+
 /// Where the message goes, and why. `None` ticket means a new one.
 struct Placement {
     ticket: Option<i64>,
@@ -364,6 +444,14 @@ fn place(
         return Ok(Placement {
             ticket: Some(first),
             reason: reason::PARENT_OF_EXISTING,
+            flag: None,
+            orphans,
+        });
+    }
+    if let Some(ticket) = sibling_match(conn, m, sender)? {
+        return Ok(Placement {
+            ticket: Some(ticket),
+            reason: reason::SHARED_PARENT,
             flag: None,
             orphans,
         });
@@ -547,6 +635,7 @@ pub(super) fn store_message(
                 m,
                 ticket,
                 &dedup_key,
+                "inbound",
                 "bounce",
                 reason::BOUNCE,
                 &["bounce".to_string()],
@@ -563,16 +652,33 @@ pub(super) fn store_message(
         MessageKind::Normal => {}
     }
     let sender = m.from.address.clone();
+    let importing = m.import_job.is_some();
+    let sender_is_brand = is_brand(conn, account, &sender)?;
+    // Historic mail the brand sent is an agent's reply; its customer is whom it went to.
+    let outbound = importing && sender_is_brand;
     // Forwarded by hand by the brand or an agent: the customer is the original sender.
     let customer = match &m.forwarded_from {
-        Some(original) if original.address != sender && is_brand(conn, account, &sender)? => {
-            original.clone()
-        }
+        Some(original) if original.address != sender && sender_is_brand => original.clone(),
+        _ if outbound => first_customer_recipient(conn, cfg, m)?.unwrap_or_else(|| m.from.clone()),
         _ => m.from.clone(),
     };
     let placement = place(conn, cfg, m, &sender, &customer.address)?;
     let now = now_ms();
     let ticket = match placement.ticket {
+        Some(t) if importing => {
+            // History never reopens a ticket; it only extends its span.
+            conn.prepare_cached(
+                "UPDATE tickets SET updated_at = max(updated_at, ?1),
+                    created_at = min(created_at, ?1),
+                    last_customer_message_at = CASE WHEN ?2 THEN last_customer_message_at
+                        ELSE max(COALESCE(last_customer_message_at, 0), ?1) END,
+                    last_agent_reply_at = CASE WHEN ?2 THEN max(COALESCE(last_agent_reply_at, 0), ?1)
+                        ELSE last_agent_reply_at END
+                 WHERE id = ?3",
+            )?
+            .execute(params![m.received_at, outbound, t])?;
+            t
+        }
         Some(t) => {
             // A person writing again reopens the ticket; an auto-reply does not.
             conn.prepare_cached(
@@ -593,10 +699,15 @@ pub(super) fn store_message(
                 m.subject.as_str()
             };
             let ticket_flags: Vec<&str> = placement.flag.into_iter().collect();
+            // Imported history opens its tickets closed (the import reopens the newest
+            // ones it is asked to at its end).
             conn.prepare_cached(
                 "INSERT INTO tickets (account_id, subject, normalized_subject, status, customer_id, support_address_id,
-                                      flags, created_at, updated_at, last_customer_message_at)
-                 VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?) RETURNING id",
+                                      flags, created_at, updated_at, last_customer_message_at,
+                                      last_agent_reply_at, closed_at, import_job_id)
+                 VALUES (?1, ?2, ?3, CASE WHEN ?9 IS NULL THEN 'open' ELSE 'closed' END, ?4, ?5, ?6, ?7, ?7,
+                         CASE WHEN ?8 THEN NULL ELSE ?7 END, CASE WHEN ?8 THEN ?7 END,
+                         CASE WHEN ?9 IS NOT NULL THEN ?7 END, ?9) RETURNING id",
             )?
             .query_row(
                 params![
@@ -607,8 +718,8 @@ pub(super) fn store_message(
                     m.support_address_id.map(|s| s.0),
                     json(&ticket_flags),
                     m.received_at,
-                    m.received_at,
-                    m.received_at
+                    outbound,
+                    m.import_job
                 ],
                 |r| r.get(0),
             )?
@@ -620,7 +731,7 @@ pub(super) fn store_message(
     let customer_is_sender = customer.address == sender;
     add_participant(conn, ticket, &customer.address, "customer")?;
     if !customer_is_sender {
-        let role = if is_brand(conn, account, &sender)? {
+        let role = if sender_is_brand {
             "brand"
         } else {
             "cc"
@@ -638,6 +749,7 @@ pub(super) fn store_message(
         m,
         ticket,
         &dedup_key,
+        if outbound { "outbound" } else { "inbound" },
         classification,
         placement.reason,
         &flags,
@@ -664,7 +776,7 @@ pub(super) fn store_message(
         )?;
         winner = keep;
     }
-    if let Some(support) = m.support_address_id {
+    if let Some(support) = m.support_address_id.filter(|_| !importing) {
         conn.prepare_cached(
             "UPDATE support_addresses SET status = 'active' WHERE id = ? AND status <> 'active'",
         )?
@@ -676,11 +788,13 @@ pub(super) fn store_message(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn insert_message(
     conn: &Conn,
     m: &NewMessage,
     ticket: i64,
     dedup_key: &str,
+    direction: &str,
     classification: &str,
     thread_reason: &str,
     flags: &[String],
@@ -692,14 +806,15 @@ fn insert_message(
                                    in_reply_to, references_list, from_address, from_name, to_list,
                                    cc_list, reply_to, subject, sent_at, received_at, text_body,
                                    html_body, stripped_text, raw_sha256, size, envelope, support_address_id,
-                                   auth_results, classification, thread_reason, flags)
-             VALUES (?, ?, 'inbound', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                   auth_results, classification, thread_reason, flags, import_job_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              RETURNING id",
         )?
         .query_row(
             params![
                 m.account_id.0,
                 ticket,
+                direction,
                 m.source,
                 m.message_id,
                 dedup_key,
@@ -730,7 +845,8 @@ fn insert_message(
                 m.auth_results.as_ref().map(|v| v.to_string()),
                 classification,
                 thread_reason,
-                json(&flags)
+                json(&flags),
+                m.import_job
             ],
             |r| r.get(0),
         )?;

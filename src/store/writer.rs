@@ -9,7 +9,9 @@
 //! thread so that commits never wait for pages to be copied into the database file.
 
 use super::intake::{Intake, IntakeOutcome};
-use super::threading::{store_message, store_quarantine, ThreadingConfig};
+use super::threading::{
+    store_import_checkpoint, store_message, store_quarantine, ThreadingConfig,
+};
 use super::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -165,13 +167,32 @@ fn store_items(
     items: &[Intake],
     threading: &ThreadingConfig,
 ) -> Result<Vec<IntakeOutcome>, StoreError> {
-    items
-        .iter()
-        .map(|item| match item {
-            Intake::Message(m) => store_message(conn, threading, m),
-            Intake::Quarantine(q) => store_quarantine(conn, q, "held"),
-        })
-        .collect()
+    // An import checkpoint carries the job's totals before this job's items; what became of
+    // those (stored, duplicate, quarantined) is only known here, in the same transaction.
+    let mut tally = [0i64; 3];
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let outcome = match item {
+            Intake::Message(m) => store_message(conn, threading, m)?,
+            Intake::Quarantine(q) => store_quarantine(conn, q, "held")?,
+            Intake::ImportCheckpoint(c) => {
+                let mut c = c.clone();
+                c.imported += tally[0];
+                c.duplicates += tally[1];
+                c.quarantined += tally[2];
+                tally = [0; 3];
+                store_import_checkpoint(conn, &c)?
+            }
+        };
+        match outcome {
+            IntakeOutcome::Stored { .. } => tally[0] += 1,
+            IntakeOutcome::Duplicate { .. } => tally[1] += 1,
+            IntakeOutcome::Quarantined { .. } => tally[2] += 1,
+            IntakeOutcome::Checkpointed => {}
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// One transaction for the whole batch. Jobs almost never fail, so the batch first runs
@@ -337,6 +358,7 @@ mod tests {
             spoof_suspected: false,
             dmarc_pass_domain: None,
             auth_results: None,
+            import_job: None,
         }))
     }
 

@@ -1,0 +1,344 @@
+//! Import jobs: one row per historic mailbox import, with its checkpoint and counters (the
+//! writer updates those with each batch, see `ImportCheckpoint`), its status and its result.
+
+use super::{now_ms, Store, StoreError};
+use crate::domain::AccountId;
+use serde::Serialize;
+
+/// Where an import job stands.
+pub mod status {
+    pub const QUEUED: &str = "queued";
+    pub const RUNNING: &str = "running";
+    /// Its process stopped without finishing (killed, crashed, server shut down): run the
+    /// same import again to resume.
+    pub const INTERRUPTED: &str = "interrupted";
+    pub const CANCELLED: &str = "cancelled";
+    pub const FAILED: &str = "failed";
+    pub const COMPLETED: &str = "completed";
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ImportJobView {
+    pub id: i64,
+    pub account_id: i64,
+    /// mbox, maildir, eml or imap.
+    pub kind: String,
+    /// The file, folder or server (never a password).
+    pub source: String,
+    /// queued, running, interrupted, cancelled, failed, completed.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+    /// Source position of the last committed batch: where a resumed import continues.
+    pub checkpoint: Option<String>,
+    pub seen: i64,
+    pub imported: i64,
+    pub duplicates: i64,
+    pub quarantined: i64,
+    /// Outside `since`/`until`.
+    pub skipped: i64,
+    pub bytes: i64,
+    /// Known when the job has finished.
+    pub tickets_created: Option<i64>,
+    pub tickets_merged: Option<i64>,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: i64,
+    account_id: i64,
+    kind: String,
+    source: String,
+    status: String,
+    options: String,
+    checkpoint: Option<String>,
+    seen: i64,
+    imported: i64,
+    duplicates: i64,
+    quarantined: i64,
+    skipped: i64,
+    bytes: i64,
+    tickets_created: Option<i64>,
+    tickets_merged: Option<i64>,
+    cancel_requested: bool,
+    error: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    updated_at: i64,
+}
+
+const COLUMNS: &str = "id, account_id, kind, source, status, options, checkpoint, seen, imported,
+    duplicates, quarantined, skipped, bytes, tickets_created, tickets_merged, cancel_requested,
+    error, created_at, started_at, finished_at, updated_at";
+
+fn time(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn view(r: JobRow) -> ImportJobView {
+    ImportJobView {
+        id: r.id,
+        account_id: r.account_id,
+        kind: r.kind,
+        source: r.source,
+        status: r.status,
+        options: serde_json::from_str(&r.options).unwrap_or(serde_json::Value::Null),
+        checkpoint: r.checkpoint,
+        seen: r.seen,
+        imported: r.imported,
+        duplicates: r.duplicates,
+        quarantined: r.quarantined,
+        skipped: r.skipped,
+        bytes: r.bytes,
+        tickets_created: r.tickets_created,
+        tickets_merged: r.tickets_merged,
+        cancel_requested: r.cancel_requested,
+        error: r.error,
+        created_at: time(r.created_at),
+        started_at: r.started_at.map(time),
+        finished_at: r.finished_at.map(time),
+        updated_at: time(r.updated_at),
+    }
+}
+
+/// What a new job is.
+pub struct NewImportJob<'a> {
+    pub account: AccountId,
+    pub kind: &'a str,
+    pub source: &'a str,
+    pub source_key: &'a str,
+    pub options: &'a serde_json::Value,
+    pub created_by: &'a str,
+}
+
+impl Store {
+    pub async fn create_import_job(&self, job: &NewImportJob<'_>) -> Result<i64, StoreError> {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
+            .bind(job.account.0)
+            .fetch_optional(self.pool())
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "no account with id {}",
+                job.account
+            )));
+        }
+        let now = now_ms();
+        Ok(sqlx::query_scalar(
+            "INSERT INTO import_jobs (account_id, kind, source, source_key, options, status, created_by,
+                                     created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
+        )
+        .bind(job.account.0)
+        .bind(job.kind)
+        .bind(job.source)
+        .bind(job.source_key)
+        .bind(job.options.to_string())
+        .bind(job.created_by)
+        .bind(now)
+        .bind(now)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// The unfinished job of this same import (same account, source and options), if any:
+    /// running it again resumes it.
+    pub async fn resumable_import_job(
+        &self,
+        account: AccountId,
+        source_key: &str,
+    ) -> Result<Option<ImportJobView>, StoreError> {
+        let row: Option<JobRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM import_jobs
+             WHERE account_id = ? AND source_key = ? AND status NOT IN ('completed')
+             ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(account.0)
+        .bind(source_key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(view))
+    }
+
+    /// One job of the account (`None` also for another account's job).
+    pub async fn import_job(
+        &self,
+        account: AccountId,
+        id: i64,
+    ) -> Result<Option<ImportJobView>, StoreError> {
+        let row: Option<JobRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM import_jobs WHERE id = ? AND account_id = ?"
+        ))
+        .bind(id)
+        .bind(account.0)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(view))
+    }
+
+    pub async fn import_jobs(&self, account: AccountId) -> Result<Vec<ImportJobView>, StoreError> {
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM import_jobs WHERE account_id = ? ORDER BY id DESC LIMIT 500"
+        ))
+        .bind(account.0)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(view).collect())
+    }
+
+    /// The job starts (or starts again) running.
+    pub async fn start_import_job(&self, id: i64) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE import_jobs SET status = 'running', error = NULL, cancel_requested = 0,
+                    started_at = COALESCE(started_at, ?1), finished_at = NULL,
+                    tickets_created = NULL, tickets_merged = NULL, updated_at = ?1
+             WHERE id = ?2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Asks a running job to stop after its current batch (it stays resumable). Returns
+    /// `false` when the account has no such job; a finished job is left as it is.
+    pub async fn request_import_cancel(
+        &self,
+        account: AccountId,
+        id: i64,
+    ) -> Result<bool, StoreError> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT status FROM import_jobs WHERE id = ? AND account_id = ?")
+                .bind(id)
+                .bind(account.0)
+                .fetch_optional(self.pool())
+                .await?;
+        let Some(current) = found else {
+            return Ok(false);
+        };
+        let now = now_ms();
+        if current == status::QUEUED {
+            sqlx::query(
+                "UPDATE import_jobs SET status = 'cancelled', cancel_requested = 1, finished_at = ?1,
+                        updated_at = ?1 WHERE id = ?2 AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        } else if current == status::RUNNING {
+            sqlx::query("UPDATE import_jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(true)
+    }
+
+    pub async fn import_cancel_requested(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT cancel_requested FROM import_jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?
+                .unwrap_or(false),
+        )
+    }
+
+    /// Ends a job. A completed job reopens the `open_newest` newest tickets it created, and
+    /// records how many tickets it created and how many existing ones it added history to.
+    pub async fn finish_import_job(
+        &self,
+        id: i64,
+        final_status: &str,
+        error: Option<&str>,
+        open_newest: u32,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let now = now_ms();
+        if final_status == status::COMPLETED && open_newest > 0 {
+            sqlx::query(
+                "UPDATE tickets SET status = 'open', closed_at = NULL
+                 WHERE id IN (SELECT id FROM tickets WHERE import_job_id = ? AND merged_into IS NULL
+                              ORDER BY updated_at DESC, id DESC LIMIT ?)",
+            )
+            .bind(id)
+            .bind(i64::from(open_newest))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let created: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE import_job_id = ? AND merged_into IS NULL",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let merged: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT m.ticket_id) FROM messages m JOIN tickets t ON t.id = m.ticket_id
+             WHERE m.import_job_id = ?1 AND t.import_job_id IS NOT ?1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE import_jobs SET status = ?, error = ?, tickets_created = ?, tickets_merged = ?,
+                    finished_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(final_status)
+        .bind(error)
+        .bind(created)
+        .bind(merged)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// API jobs (run by `postern serve`) left `running` or `queued` by a server that stopped
+    /// become `interrupted`; called at start, before the server runs any. Jobs of the CLI
+    /// are not touched: a `postern import` may be running beside the server.
+    pub async fn mark_server_imports_interrupted(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE import_jobs SET status = 'interrupted', updated_at = ?
+             WHERE status IN ('running', 'queued') AND created_by IS NOT 'cli'",
+        )
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// Which of these dedup keys the account already has (a dry run's duplicate count).
+    pub async fn existing_dedup_keys(
+        &self,
+        account: AccountId,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in keys.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT dedup_key FROM messages WHERE account_id = ? AND dedup_key IN ({placeholders})"
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql).bind(account.0);
+            for k in chunk {
+                q = q.bind(k);
+            }
+            found.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(found)
+    }
+}
