@@ -964,7 +964,9 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     } else if let Some(path) = args.eml {
         SourceSpec::Eml { path }
     } else if let Some(url) = args.imap {
-        let password = match std::env::var("POSTERN_IMAP_PASSWORD") {
+        // The URL first: a mistake in it is reported before any password is asked for.
+        let mut config = ImapConfig::from_url(&url, String::new())?;
+        config.password = match std::env::var("POSTERN_IMAP_PASSWORD") {
             Ok(p) => p,
             Err(_) if std::io::stdin().is_terminal() => {
                 rpassword::prompt_password(format!("IMAP password for {url}: "))
@@ -974,7 +976,6 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
                 "no IMAP password: set POSTERN_IMAP_PASSWORD (it is never taken from the URL or the command line)"
             ),
         };
-        let mut config = ImapConfig::from_url(&url, password)?;
         config.ca_file = args.imap_ca_file;
         SourceSpec::Imap {
             config: Box::new(config),

@@ -222,38 +222,46 @@ async fn replies_before_their_parent_end_up_in_one_ticket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_tickets_of_one_conversation_are_merged_and_the_merge_recorded() {
     let c = Conversation::new().await;
-    // Two replies to the same missing parent, from clients that only set In-Reply-To and
-    // different subjects, arrive as two tickets...
+    // A reply whose parent is not here yet opens a ticket; another message of the customer,
+    // with nothing linking it to that reply, opens a second one...
     let b = c.deliver("out-of-order", "01-reply-b.eml").await;
-    let mut text = c.fixture("out-of-order", "02-reply-c.eml");
-    text = text
-        .replace(
-            "References: <parent-a@customer.test> <reply-b@customer.test>\n",
-            "",
-        )
-        .replace(
-            "In-Reply-To: <reply-b@customer.test>",
-            "In-Reply-To: <parent-a@customer.test>",
-        )
-        .replace(
-            "Subject: Re: Broken zipper (photo 2)",
-            "Subject: zipper photo",
-        );
+    let text = "From: Ana Lima <ana@customer.test>\nTo: support@acme.test\nSubject: order 1234\n\
+                Date: Wed, 04 Nov 2026 09:50:00 +0000\nMessage-ID: <order-z@customer.test>\n\n\
+                About my order 1234.\n";
     let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
     let r = tokio::task::spawn_blocking(move || {
         let (mut s, _) = RawSmtp::connect(addr).unwrap();
         s.cmd("EHLO x").unwrap();
-        s.send_mail("ana@customer.test", &fwd, &text).unwrap()
+        s.send_mail("ana@customer.test", &fwd, text).unwrap()
     })
     .await
     .unwrap();
     assert_eq!(r.code, 250);
     assert_eq!(c.open_tickets().await.len(), 2);
-    // ...and the parent brings them together.
-    let a = c.deliver("out-of-order", "03-parent-a.eml").await;
+    // ...and the parent, an answer to the second, brings them together.
+    let mut parent = c.fixture("out-of-order", "03-parent-a.eml");
+    parent = parent.replace(
+        "Message-ID: <parent-a@customer.test>\n",
+        "Message-ID: <parent-a@customer.test>\nIn-Reply-To: <order-z@customer.test>\n",
+    );
+    let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        let (mut s, _) = RawSmtp::connect(addr).unwrap();
+        s.cmd("EHLO x").unwrap();
+        s.send_mail("ana@customer.test", &fwd, &parent).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 250);
+    let a_ticket: i64 = sqlx::query_scalar(
+        "SELECT ticket_id FROM messages WHERE message_id = 'parent-a@customer.test'",
+    )
+    .fetch_one(c.app.store.pool())
+    .await
+    .unwrap();
     let open = c.open_tickets().await;
     assert_eq!(open, vec![b.ticket], "one ticket left");
-    assert_eq!(a.ticket, b.ticket);
+    assert_eq!(a_ticket, b.ticket);
     let t = c.app.store.ticket(TicketId(b.ticket), None).await.unwrap();
     assert_eq!(t.messages.len(), 3);
     assert!(
@@ -332,5 +340,45 @@ async fn duplicates_and_resends_are_stored_once_but_a_squatted_message_id_is_not
         "the real message is stored despite the squatted Message-ID"
     );
     assert_ne!(ana.ticket, eve.ticket);
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replies_to_one_missing_parent_are_one_conversation_at_once() {
+    let c = Conversation::new().await;
+    let b = c.deliver("out-of-order", "01-reply-b.eml").await;
+    // Another reply to the same parent, from a client that sets only In-Reply-To and writes
+    // its own subject: JWZ's empty container for the missing parent holds both.
+    let text = c
+        .fixture("out-of-order", "02-reply-c.eml")
+        .replace(
+            "References: <parent-a@customer.test> <reply-b@customer.test>\n",
+            "",
+        )
+        .replace(
+            "In-Reply-To: <reply-b@customer.test>",
+            "In-Reply-To: <parent-a@customer.test>",
+        )
+        .replace(
+            "Subject: Re: Broken zipper (photo 2)",
+            "Subject: zipper photo",
+        );
+    let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        let (mut s, _) = RawSmtp::connect(addr).unwrap();
+        s.cmd("EHLO x").unwrap();
+        s.send_mail("ana@customer.test", &fwd, &text).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 250);
+    let (ticket, reason): (i64, String) = sqlx::query_as(
+        "SELECT ticket_id, thread_reason FROM messages WHERE message_id = 'reply-c@customer.test'",
+    )
+    .fetch_one(c.app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!((ticket, reason.as_str()), (b.ticket, "shared_parent"));
+    assert_eq!(c.open_tickets().await, vec![b.ticket]);
     c.app.stop().await;
 }

@@ -75,6 +75,15 @@ pub fn mbox_status_flags(headers: &[u8]) -> Option<MessageFlags> {
 
 /// The date of an mbox `From sender DATE` line: asctime (`Mon Jun  3 12:50:27 1996`),
 /// optionally with a zone before or after the year (`Fri Sep 26 17:18:40 +0000 2025`).
+/// The envelope sender of an mbox `From ` line, when it is an address (`-`, `MAILER-DAEMON`
+/// and other placeholders are not).
+pub fn from_line_sender(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(trim_eol(line)).ok()?;
+    let sender = text.strip_prefix("From ")?.split_whitespace().next()?;
+    let sender = sender.trim_start_matches('<').trim_end_matches('>');
+    (sender.contains('@') && sender.len() <= 320).then(|| sender.to_string())
+}
+
 pub fn from_line_date(line: &[u8]) -> Option<DateTime<Utc>> {
     let text = std::str::from_utf8(trim_eol(line)).ok()?;
     let mut words = text.split_whitespace();

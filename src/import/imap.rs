@@ -408,6 +408,7 @@ impl ImapSource {
                 flags: Some(flags),
                 folder: Some(folder.clone()),
                 truncated: false,
+                envelope_sender: None,
             });
         }
         Ok(())

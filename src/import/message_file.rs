@@ -66,6 +66,7 @@ pub fn read_message_file(
         flags: None,
         folder: None,
         truncated: false,
+        envelope_sender: None,
     })
 }
 

@@ -216,7 +216,10 @@ pub enum ImportError {
     NoAccount(AccountId),
     #[error("no import job {0} in this account")]
     NoJob(i64),
-    #[error("import job {job} is {status}: only a queued, interrupted, cancelled or failed job can run")]
+    #[error(
+        "import job {job} is {status} and does not run again; start the import anew (messages \
+         already imported are recognised as duplicates)"
+    )]
     JobNotRunnable { job: i64, status: String },
     #[error("internal error in the import: {0}")]
     Internal(String),
@@ -290,7 +293,8 @@ pub async fn run_import(
             }
         },
     };
-    if job.status == import_status::COMPLETED || job.status == import_status::RUNNING {
+    // A job marked running whose lock we now hold was left by a process that died.
+    if job.status == import_status::COMPLETED {
         return Err(ImportError::JobNotRunnable {
             job: job.id,
             status: job.status,
@@ -911,6 +915,7 @@ impl ParseContext {
                     position: position.clone(),
                     origin: &message.origin,
                     folder: message.folder.as_deref(),
+                    envelope_sender: message.envelope_sender.as_deref(),
                 },
             )),
             Content::Oversized { size, head } => Work::Store(Intake::Quarantine(NewQuarantine {

@@ -42,6 +42,9 @@ pub struct SourceMessage {
     /// The source ended inside this message (a cut mbox, a short Content-Length): the bytes
     /// are what there was.
     pub truncated: bool,
+    /// The envelope sender the old mailbox recorded (an mbox `From ` line), when it is an
+    /// address: the sender of last resort for a message without From.
+    pub envelope_sender: Option<String>,
 }
 
 impl SourceMessage {

@@ -286,6 +286,8 @@ pub struct ImportOrigin<'a> {
     /// What a human reads (`old.mbox at byte 1234`).
     pub origin: &'a str,
     pub folder: Option<&'a str>,
+    /// What the old mailbox recorded as envelope sender (mbox `From ` line).
+    pub envelope_sender: Option<&'a str>,
 }
 
 /// The row for one historic message of an import (or its quarantine entry). Its date is
@@ -304,7 +306,7 @@ pub fn import_item(
     })
     .to_string();
     let context = ClassifyContext::new(inbound_domain);
-    match parse_inbound(&raw, None, Some(&context)) {
+    match parse_inbound(&raw, from.envelope_sender, Some(&context)) {
         Ok(parsed) => {
             let mut m = new_message(
                 parsed,

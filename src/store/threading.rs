@@ -249,12 +249,11 @@ fn ticket_customer(conn: &Conn, ticket: i64) -> Result<Option<String>, StoreErro
     Ok(st.query_row(params![ticket], |r| r.get(0)).optional()?)
 }
 
-/// May the conversation in `other` be merged with the one `m` belongs to? Only when the
-/// people match: its customer is a participant of `m`, or `m`'s sender is one of `other`'s.
+/// May the conversation in `other` (replies that came before their parent `m`) be merged
+/// into `m`'s? Exactly when the reply would have joined `m`'s ticket had `m` come first (the
+/// participant rule, step 3): its author is `m`'s sender, one of `m`'s recipients or the
+/// brand. The order in which mail arrives, or an import reads it, never changes the result.
 fn may_merge(conn: &Conn, m: &NewMessage, sender: &str, other: i64) -> Result<bool, StoreError> {
-    if is_participant(conn, other, sender)? || is_brand(conn, m.account_id.0, sender)? {
-        return Ok(true);
-    }
     let Some(customer) = ticket_customer(conn, other)? else {
         return Ok(false);
     };
