@@ -12,8 +12,12 @@ CREATE TABLE import_jobs (
     options          TEXT NOT NULL DEFAULT '{}',   -- JSON: folders, since, until, open_newest
     status           TEXT NOT NULL DEFAULT 'queued'
                      CHECK (status IN ('queued', 'running', 'interrupted', 'cancelled', 'failed', 'completed')),
-    -- Source position of the last message of the last committed batch.
+    -- Source position of the last message of the last committed batch (for people: the
+    -- import resumes after the first imported + duplicates + quarantined staged messages).
     checkpoint       TEXT,
+    -- Messages in the staging file once the first pass (reading the source) is complete;
+    -- NULL while it is not.
+    staged           INTEGER,
     seen             INTEGER NOT NULL DEFAULT 0,
     imported         INTEGER NOT NULL DEFAULT 0,
     duplicates       INTEGER NOT NULL DEFAULT 0,

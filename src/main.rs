@@ -929,8 +929,7 @@ async fn wait_for_signal() {
 async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     use postern::import::progress::{LineProgress, TerminalProgress};
     use postern::import::{
-        run_import, DateRange, ImapConfig, ImportProgress, ImportRequest, MboxDialect,
-        SourceSpec,
+        run_import, DateRange, ImapConfig, ImportProgress, ImportRequest, MboxDialect, SourceSpec,
     };
     use std::io::IsTerminal;
     use std::sync::Arc;
@@ -955,7 +954,10 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     }
     let dialect = match args.mbox_dialect.as_deref() {
         None => None,
-        Some(d) => Some(d.parse::<MboxDialect>().map_err(|e| anyhow::anyhow!("{e}"))?),
+        Some(d) => Some(
+            d.parse::<MboxDialect>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
     };
     let source = if let Some(path) = args.mbox {
         SourceSpec::Mbox { path, dialect }

@@ -219,7 +219,11 @@ async fn mu_maildir_imports_cur_and_new_and_never_tmp() {
     let mut files = 0;
     for sub in ["cur", "new"] {
         files += std::fs::read_dir(root.join(sub))
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().is_file()).count())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().is_file())
+                    .count()
+            })
             .unwrap_or(0);
     }
     let tmp_files = std::fs::read_dir(root.join("tmp"))
@@ -229,7 +233,10 @@ async fn mu_maildir_imports_cur_and_new_and_never_tmp() {
         .run(env.request(SourceSpec::Maildir { path: root.clone() }))
         .await
         .expect("import");
-    assert_eq!(s.seen as usize, files, "cur/ and new/ only ({tmp_files} in tmp/): {s:?}");
+    assert_eq!(
+        s.seen as usize, files,
+        "cur/ and new/ only ({tmp_files} in tmp/): {s:?}"
+    );
     assert_accounted(&s);
     assert!(s.imported > 0);
 }
@@ -325,7 +332,10 @@ fn envelope_from(m: &str) -> String {
     let from = m
         .lines()
         .take_while(|l| !l.is_empty())
-        .find_map(|l| l.strip_prefix("From:").or_else(|| l.strip_prefix("Reply-To:")))
+        .find_map(|l| {
+            l.strip_prefix("From:")
+                .or_else(|| l.strip_prefix("Reply-To:"))
+        })
         .unwrap_or("unknown@example.com");
     match (from.rfind('<'), from.rfind('>')) {
         (Some(a), Some(b)) if a < b => from[a + 1..b].trim().to_lowercase(),
@@ -488,8 +498,16 @@ async fn history_joins_the_live_ticket_stays_quiet_and_brand_mail_is_outbound() 
     .await
     .expect("import");
     assert_eq!(s.imported, 6, "{s:?}");
-    assert_eq!(s.tickets_merged, Some(1), "history joined the live ticket: {s:?}");
-    assert_eq!(s.tickets_created, Some(4), "three questions and the outreach: {s:?}");
+    assert_eq!(
+        s.tickets_merged,
+        Some(1),
+        "history joined the live ticket: {s:?}"
+    );
+    assert_eq!(
+        s.tickets_created,
+        Some(4),
+        "three questions and the outreach: {s:?}"
+    );
 
     let rows: Vec<(String, i64, String)> = sqlx::query_as(
         "SELECT message_id, ticket_id, direction FROM messages WHERE account_id = ? ORDER BY sent_at",
@@ -506,7 +524,11 @@ async fn history_joins_the_live_ticket_stays_quiet_and_brand_mail_is_outbound() 
     };
     assert_eq!(of("old-1@alice.test").1, live_ticket);
     assert_eq!(of("old-2@shop.test").1, live_ticket);
-    assert_eq!(of("old-2@shop.test").2, "outbound", "the brand's answer is an agent reply");
+    assert_eq!(
+        of("old-2@shop.test").2,
+        "outbound",
+        "the brand's answer is an agent reply"
+    );
     assert_eq!(of("old-1@alice.test").2, "inbound");
     // The live ticket is still open; of the imported ones only the newest is.
     let statuses: Vec<(i64, String, Option<String>)> = sqlx::query_as(
@@ -522,7 +544,8 @@ async fn history_joins_the_live_ticket_stays_quiet_and_brand_mail_is_outbound() 
     assert_eq!(open.len(), 2, "{statuses:?}");
     assert!(open.iter().any(|t| t.0 == live_ticket));
     assert!(
-        open.iter().any(|t| t.2.as_deref() == Some("bob3@bob3.test")),
+        open.iter()
+            .any(|t| t.2.as_deref() == Some("bob3@bob3.test")),
         "the newest imported ticket is the one left open: {statuses:?}"
     );
     let outreach = of("outreach@shop.test");
@@ -737,13 +760,25 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
     for d in [reference.path(), killed.path()] {
         cli(
             d,
-            &["account", "create", "--name", "Shop", "--support-address", BRAND, "--json"],
+            &[
+                "account",
+                "create",
+                "--name",
+                "Shop",
+                "--support-address",
+                BRAND,
+                "--json",
+            ],
         );
     }
     let out = import_command(reference.path(), &path)
         .output()
         .expect("run import");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(summary["seen"], 6000);
     assert_eq!(summary["imported"], 6000);
@@ -758,21 +793,28 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
     let db = killed.path().join("postern.db");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let seen: i64 = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .and_then(|c| {
-            c.query_row("SELECT COALESCE(max(seen), 0) FROM import_jobs", [], |r| r.get(0))
-        })
-        .unwrap_or(0);
+        let seen: i64 =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| {
+                    c.query_row(
+                "SELECT COALESCE(max(imported + duplicates + quarantined), 0) FROM import_jobs",
+                [],
+                |r| r.get(0),
+            )
+                })
+                .unwrap_or(0);
         if seen >= 1_000 {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("the import ended ({status}) before it could be killed: make the mailbox larger");
+            panic!(
+                "the import ended ({status}) before it could be killed: make the mailbox larger"
+            );
         }
-        assert!(std::time::Instant::now() < deadline, "no checkpoint in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint in time"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("SIGKILL");
@@ -787,10 +829,16 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
     let out = import_command(killed.path(), &path)
         .output()
         .expect("rerun import");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let resumed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert!(
-        resumed["resumed_from"].as_str().is_some_and(|p| p.starts_with("mbox:")),
+        resumed["resumed_after"]
+            .as_i64()
+            .is_some_and(|n| (1_000..6_000).contains(&n)),
         "{resumed}"
     );
     assert_eq!(resumed["seen"], 6000, "{resumed}");
@@ -803,14 +851,14 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
     );
 }
 
-/// Cuts the IMAP connection once, when the first batch is committed.
+/// Cuts the IMAP connection once, while the source is being read.
 struct CutOnce {
     proxy: CuttableProxy,
     done: std::sync::atomic::AtomicBool,
 }
 
 impl ImportProgress for CutOnce {
-    fn advanced(&self, _c: &ImportCounters) {
+    fn reading(&self, _t: &postern::import::staging::StagingTotals) {
         if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
             self.proxy.cut();
         }
@@ -820,7 +868,7 @@ impl ImportProgress for CutOnce {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_import_survives_a_dropped_connection_and_matches_the_same_mail_from_an_mbox() {
     let server = Dovecot::start();
-    let msgs: Vec<String> = generated_mailbox(600);
+    let msgs: Vec<String> = generated_mailbox(2_000);
     let crlf: Vec<(Vec<u8>, &str)> = msgs
         .iter()
         .map(|m| (m.replace('\n', "\r\n").into_bytes(), "S"))
@@ -856,21 +904,27 @@ async fn imap_import_survives_a_dropped_connection_and_matches_the_same_mail_fro
         .await
         .expect("import over IMAP");
     assert!(progress.done.load(std::sync::atomic::Ordering::SeqCst));
-    assert_eq!((s.imported, s.duplicates), (600, 0), "{s:?}");
-    assert_eq!(s.seen, 600, "nothing read twice after the reconnection: {s:?}");
+    assert_eq!((s.imported, s.duplicates), (2_000, 0), "{s:?}");
+    assert_eq!(
+        s.seen, 2_000,
+        "nothing read twice after the reconnection: {s:?}"
+    );
     let distinct = count(
         &env.store,
         "SELECT count(DISTINCT message_id) FROM messages WHERE account_id = ?",
         env.account,
     )
     .await;
-    assert_eq!(distinct, 600);
+    assert_eq!(distinct, 2_000);
     // Dovecot kept its flags: BODY.PEEK changed nothing (they were all \Seen, none lost).
     // The same mail from an mbox is recognised, whatever its line endings.
     let path = env.dir.path().join("same.mbox");
     write_mbox(&path, &msgs);
-    let again = env.run(env.request(mbox(&path))).await.expect("mbox import");
-    assert_eq!((again.imported, again.duplicates), (0, 600), "{again:?}");
+    let again = env
+        .run(env.request(mbox(&path)))
+        .await
+        .expect("mbox import");
+    assert_eq!((again.imported, again.duplicates), (0, 2_000), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -898,7 +952,11 @@ async fn a_cancelled_import_stops_at_a_batch_and_the_same_import_resumes() {
     let rest = env.run(env.request(mbox(&path))).await.expect("resume");
     assert_eq!(rest.status, "completed");
     assert_eq!(rest.job_id, s.job_id, "the same job resumed");
-    assert_eq!((rest.seen, rest.imported, rest.duplicates), (900, 900, 0), "{rest:?}");
+    assert_eq!(
+        (rest.seen, rest.imported, rest.duplicates),
+        (900, 900, 0),
+        "{rest:?}"
+    );
 }
 
 #[test]
@@ -906,7 +964,14 @@ fn the_cli_refuses_bad_sources_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     cli(
         dir.path(),
-        &["account", "create", "--name", "Shop", "--support-address", BRAND],
+        &[
+            "account",
+            "create",
+            "--name",
+            "Shop",
+            "--support-address",
+            BRAND,
+        ],
     );
     let run = |args: &[&str]| {
         let out = std::process::Command::new(postern_bin())
@@ -915,10 +980,16 @@ fn the_cli_refuses_bad_sources_with_a_clear_message() {
             .env_remove("POSTERN_IMAP_PASSWORD")
             .output()
             .expect("run");
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (ok, err) = run(&["import", "--account", "1", "--mbox", "/nonexistent.mbox"]);
-    assert!(!ok && err.contains("/nonexistent.mbox") && err.contains("no such file"), "{err}");
+    assert!(
+        !ok && err.contains("/nonexistent.mbox") && err.contains("no such file"),
+        "{err}"
+    );
     let (ok, err) = run(&["import", "--account", "9", "--mbox", "/etc/hostname"]);
     assert!(!ok && err.contains("no account with id 9"), "{err}");
     let (ok, err) = run(&["import", "--account", "1", "--mbox", "/etc/hostname"]);
@@ -927,6 +998,14 @@ fn the_cli_refuses_bad_sources_with_a_clear_message() {
     assert!(!ok && !err.contains("secret"), "{err}");
     let (ok, err) = run(&["import", "--account", "1", "--imap", "imaps://u@h/"]);
     assert!(!ok && err.contains("POSTERN_IMAP_PASSWORD"), "{err}");
-    let (ok, err) = run(&["import", "--account", "1", "--mbox", "/etc/hostname", "--since", "yesterday"]);
+    let (ok, err) = run(&[
+        "import",
+        "--account",
+        "1",
+        "--mbox",
+        "/etc/hostname",
+        "--since",
+        "yesterday",
+    ]);
     assert!(!ok && err.contains("yesterday"), "{err}");
 }

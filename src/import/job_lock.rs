@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot create the import lock {path}: {source}; check that the data folder is writable")]
+    #[error(
+        "cannot create the import lock {path}: {source}; check that the data folder is writable"
+    )]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -56,7 +58,9 @@ mod tests {
 
     #[test]
     fn a_second_run_of_the_same_import_is_refused_until_the_first_ends() {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir()
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
         let first = ImportLock::acquire(dir.path(), AccountId(1), "mbox:/a");
         assert!(first.is_ok());
         let second = ImportLock::acquire(dir.path(), AccountId(1), "mbox:/a");

@@ -13,7 +13,8 @@
 //! The blank line a writer puts between messages is not part of a message.
 
 use super::headers::{
-    from_line_date, from_line_sender, header_date, looks_like_header_line, mbox_status_flags, HEADER_SCAN_LIMIT,
+    from_line_date, from_line_sender, header_date, looks_like_header_line, mbox_status_flags,
+    HEADER_SCAN_LIMIT,
 };
 use super::source::{
     Content, DateSource, FileSourceOptions, MessageSource, Position, SourceError, SourceItem,

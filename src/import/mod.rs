@@ -21,18 +21,19 @@ mod message_file;
 pub mod pipeline;
 pub mod progress;
 pub mod source;
+pub mod staging;
 
 pub use date_range::{BadDate, DateRange};
 pub use eml::EmlSource;
 pub use imap::{list_imap_folders, ImapFolder, ImapSource};
 pub use imap_connect::{ImapAuth, ImapConfig, ImapSecurity};
 pub use job_lock::{ImportLock, LockError};
+pub use maildir::{MaildirFolder, MaildirSource};
+pub use mbox::{MboxDialect, MboxSource};
 pub use pipeline::{
     run_import, ImportCounters, ImportError, ImportProgress, ImportRequest, ImportSummary,
     QuietProgress, SourceSpec,
 };
-pub use maildir::{MaildirFolder, MaildirSource};
-pub use mbox::{MboxDialect, MboxSource};
 pub use source::{
     Content, DateSource, FileSourceOptions, MessageFlags, MessageSource, Position, SourceError,
     SourceItem, SourceMessage, DEFAULT_MAX_MESSAGE_SIZE, OVERSIZED_HEAD,

@@ -9,9 +9,10 @@
 //! thread), the subject fallback looks both ways in time, and nothing is reopened or sent.
 
 use super::job_lock::{ImportLock, LockError};
+use super::staging::{self, StagedIndex, StagedSource, StagingError, StagingTotals};
 use super::{
-    Content, DateRange, EmlSource, ImapConfig, ImapSource, MaildirSource, MboxDialect,
-    MboxSource, FileSourceOptions, MessageSource, Position, SourceError, SourceMessage,
+    Content, DateRange, EmlSource, FileSourceOptions, ImapConfig, ImapSource, MaildirSource,
+    MboxDialect, MboxSource, MessageSource, Position, SourceError, SourceMessage,
 };
 use crate::domain::AccountId;
 use crate::ingest::{import_item, ImportOrigin};
@@ -173,8 +174,8 @@ pub struct ImportSummary {
     pub status: String,
     pub dry_run: bool,
     pub source: String,
-    /// The checkpoint this run resumed after, when it continued an earlier one.
-    pub resumed_from: Option<String>,
+    /// How many messages an earlier run had already committed, when this run resumed it.
+    pub resumed_after: Option<i64>,
     pub seen: i64,
     pub imported: i64,
     pub duplicates: i64,
@@ -192,8 +193,11 @@ pub struct ImportSummary {
 
 /// Told how an import goes (a progress bar, log lines, nothing).
 pub trait ImportProgress: Send + Sync {
-    /// Once, before the first message. `total_bytes` when the source's size is known.
-    fn started(&self, _source: &str, _total_bytes: Option<u64>, _resumed: &ImportCounters) {}
+    /// Now and then while the source is read (first pass).
+    fn reading(&self, _totals: &StagingTotals) {}
+    /// Once, when committing starts (second pass): `total` messages to commit, of which
+    /// `counters` says how many an earlier run already did.
+    fn started(&self, _source: &str, _total: Option<i64>, _counters: &ImportCounters) {}
     /// After each committed batch.
     fn advanced(&self, _counters: &ImportCounters) {}
     /// Once, at the end.
@@ -212,6 +216,8 @@ pub enum ImportError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Staging(StagingError),
     #[error("no account with id {0}")]
     NoAccount(AccountId),
     #[error("no import job {0} in this account")]
@@ -225,9 +231,6 @@ pub enum ImportError {
     Internal(String),
 }
 
-/// How many IMAP reconnections one run tries after a dropped connection.
-const IMAP_RECONNECTS: u32 = 3;
-
 /// One message on its way: read, then parsed.
 struct Unit {
     seq: u64,
@@ -237,15 +240,20 @@ struct Unit {
 }
 
 enum Work {
+    /// Outside the dates (dry run only: the first pass stages only messages within them).
     Skip,
     Store(Intake),
     /// The source failed after the messages before this one.
     Failed(SourceError),
 }
 
-/// Runs one import to its end (or until cancelled) and returns its summary. A source error
-/// after some messages commits those, marks the job failed with the error and returns the
-/// error; running the same import again resumes after the last committed message.
+/// Runs one import to its end (or until cancelled) and returns its summary.
+///
+/// Two passes: the source is read once, in its own order, into a staging file (see
+/// `staging`); then the staged messages are parsed on every core and committed in date
+/// order, in batches, each with the job's checkpoint in the same transaction. A source error
+/// marks the job failed with the error; running the same import again resumes it: in the
+/// second pass after the last committed batch, in the first from the start of the source.
 pub async fn run_import(
     store: &Store,
     writer: &CommitWriter,
@@ -300,26 +308,7 @@ pub async fn run_import(
             status: job.status,
         });
     }
-    if job.status == import_status::CANCELLED && job.cancel_requested && request.job.is_some() {
-        return Err(ImportError::JobNotRunnable {
-            job: job.id,
-            status: job.status,
-        });
-    }
     store.start_import_job(job.id).await?;
-    let resumed_from = job.checkpoint.clone();
-    let resume_after = match &resumed_from {
-        Some(c) => Some(c.parse::<Position>()?),
-        None => None,
-    };
-    let counters = ImportCounters {
-        seen: job.seen,
-        imported: job.imported,
-        duplicates: job.duplicates,
-        quarantined: job.quarantined,
-        skipped: job.skipped,
-        bytes: job.bytes,
-    };
     let run = Run {
         store,
         writer,
@@ -328,8 +317,10 @@ pub async fn run_import(
         job: job.id,
         progress: progress.as_ref(),
         cancel: &cancel,
+        staging: request.lock_dir.join(format!("job-{}.staging", job.id)),
     };
-    let outcome = run.execute(resume_after, counters).await;
+    let done_before = job.imported + job.duplicates + job.quarantined;
+    let outcome = run.execute(&job).await;
     let (final_status, error) = match &outcome {
         Ok(Ending::Done) => (import_status::COMPLETED, None),
         Ok(Ending::Cancelled) if store.import_cancel_requested(job.id).await? => {
@@ -341,11 +332,16 @@ pub async fn run_import(
     store
         .finish_import_job(job.id, final_status, error.as_deref(), request.open_newest)
         .await?;
+    if final_status == import_status::COMPLETED {
+        // The staged copy is not needed any more; a failed or stopped job keeps it to resume.
+        let _ = std::fs::remove_file(&run.staging);
+    }
     let view = store
         .import_job(request.account, job.id)
         .await?
         .ok_or(ImportError::NoJob(job.id))?;
-    let summary = summary_of(&view, resumed_from, started.elapsed());
+    let resumed = (job.staged.is_some() && done_before > 0).then_some(done_before);
+    let summary = summary_of(&view, resumed, started.elapsed());
     progress.finished(&summary);
     match outcome {
         Err(e) => Err(e),
@@ -353,13 +349,13 @@ pub async fn run_import(
     }
 }
 
-fn summary_of(view: &ImportJobView, resumed_from: Option<String>, took: Duration) -> ImportSummary {
+fn summary_of(view: &ImportJobView, resumed_after: Option<i64>, took: Duration) -> ImportSummary {
     ImportSummary {
         job_id: Some(view.id),
         status: view.status.clone(),
         dry_run: false,
         source: format!("{} {}", view.kind, view.source),
-        resumed_from,
+        resumed_after,
         seen: view.seen,
         imported: view.imported,
         duplicates: view.duplicates,
@@ -390,56 +386,92 @@ struct Run<'a> {
     job: i64,
     progress: &'a dyn ImportProgress,
     cancel: &'a CancellationToken,
+    staging: PathBuf,
 }
 
 impl Run<'_> {
-    async fn execute(
-        &self,
-        resume_after: Option<Position>,
-        mut counters: ImportCounters,
-    ) -> Result<Ending, ImportError> {
-        let stream = MessageStream::start(
+    async fn execute(&self, job: &ImportJobView) -> Result<Ending, ImportError> {
+        // First pass, unless a complete staging file of this job is still there.
+        let reusable = match job.staged {
+            Some(n) => match staging::index_of(&self.staging) {
+                Ok(index) if index.len() as i64 == n => Some((index, job)),
+                Ok(_) | Err(_) => None,
+            },
+            None => None,
+        };
+        let (index, mut counters) = match reusable {
+            Some((index, job)) => (
+                index,
+                ImportCounters {
+                    seen: job.seen,
+                    imported: job.imported,
+                    duplicates: job.duplicates,
+                    quarantined: job.quarantined,
+                    skipped: job.skipped,
+                    bytes: job.bytes,
+                },
+            ),
+            None => match self.stage().await? {
+                None => return Ok(Ending::Cancelled),
+                Some((index, totals)) => {
+                    self.store
+                        .set_import_staged(
+                            self.job,
+                            index.len() as i64,
+                            totals.seen,
+                            totals.skipped,
+                            totals.bytes,
+                        )
+                        .await?;
+                    (
+                        index,
+                        ImportCounters {
+                            seen: totals.seen,
+                            skipped: totals.skipped,
+                            bytes: totals.bytes,
+                            ..ImportCounters::default()
+                        },
+                    )
+                }
+            },
+        };
+        let total = index.len() as i64;
+        let done = counters.imported + counters.duplicates + counters.quarantined;
+        self.progress
+            .started(&self.request.source.describe(), Some(total), &counters);
+        let source = StagedSource::open(
+            &self.staging,
+            index,
+            done.max(0) as usize,
+            self.request.max_message_size,
+        )
+        .map_err(staging_error)?;
+        let mut stream = MessageStream::start(
             self.request,
-            resume_after,
+            Box::new(source),
+            DateRange::default(),
             self.inbound_domain.to_string(),
             self.job,
-        )
-        .await?;
-        self.progress.started(
-            &self.request.source.describe(),
-            stream.total_bytes,
-            &counters,
-        );
-        let mut stream = stream;
+        )?;
         let mut batch: Vec<Intake> = Vec::with_capacity(self.request.batch_size + 1);
-        let mut batch_start = counters;
         let mut last_position: Option<String> = None;
         let mut failure: Option<SourceError> = None;
         let mut cancelled = false;
-        while let Some(Unit {
-            position,
-            bytes,
-            work,
-            ..
-        }) = stream.next().await
-        {
+        while let Some(Unit { position, work, .. }) = stream.next().await {
             match work {
                 Work::Failed(e) => {
                     failure = Some(e);
                     break;
                 }
-                Work::Skip => counters.skipped += 1,
+                Work::Skip => {}
                 Work::Store(item) => batch.push(item),
             }
-            counters.seen += 1;
-            counters.bytes += bytes as i64;
             last_position = Some(position);
             stream.release(1);
             if batch.len() >= self.request.batch_size {
                 counters = self
-                    .commit(&mut batch, batch_start, counters, last_position.take())
+                    .commit(&mut batch, counters, last_position.take())
                     .await?;
-                batch_start = counters;
                 self.progress.advanced(&counters);
                 if self.should_stop().await? {
                     cancelled = true;
@@ -448,9 +480,9 @@ impl Run<'_> {
             }
         }
         stream.stop();
-        if !batch.is_empty() || last_position.is_some() {
+        if !batch.is_empty() {
             counters = self
-                .commit(&mut batch, batch_start, counters, last_position.take())
+                .commit(&mut batch, counters, last_position.take())
                 .await?;
             self.progress.advanced(&counters);
         }
@@ -464,6 +496,56 @@ impl Run<'_> {
         Ok(Ending::Done)
     }
 
+    /// The first pass, on a thread of its own: `None` when stopped before its end.
+    async fn stage(&self) -> Result<Option<(StagedIndex, StagingTotals)>, ImportError> {
+        let opener = SourceOpener {
+            spec: self.request.source.clone(),
+            folders: self.request.folders.clone(),
+            range: self.request.range,
+            max_message_size: self.request.max_message_size,
+        };
+        let path = self.staging.clone();
+        let range = self.request.range;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tick_tx, mut tick_rx) = tokio::sync::watch::channel(StagingTotals::default());
+        let stopper = stop.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut source = opener.open(None)?;
+            let mut reopen = |resume| opener.open(resume);
+            staging::stage(
+                source.as_mut(),
+                &mut reopen,
+                &path,
+                &range,
+                &stopper,
+                &mut |t| {
+                    let _ = tick_tx.send(*t);
+                },
+            )
+            .map_err(staging_error)
+        });
+        tokio::pin!(reader);
+        loop {
+            tokio::select! {
+                result = &mut reader => {
+                    return result.map_err(|e| ImportError::Internal(format!("reading thread: {e}")))?;
+                }
+                changed = tick_rx.changed() => {
+                    if changed.is_ok() {
+                        let t = *tick_rx.borrow_and_update();
+                        self.progress.reading(&t);
+                    }
+                    if self.should_stop().await? {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                _ = self.cancel.cancelled() => {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     async fn should_stop(&self) -> Result<bool, ImportError> {
         Ok(self.cancel.is_cancelled() || self.store.import_cancel_requested(self.job).await?)
     }
@@ -473,26 +555,19 @@ impl Run<'_> {
         &self,
         batch: &mut Vec<Intake>,
         before: ImportCounters,
-        now: ImportCounters,
         position: Option<String>,
     ) -> Result<ImportCounters, ImportError> {
         let checkpoint = ImportCheckpoint {
             job: self.job,
             position,
-            seen: now.seen,
             imported: before.imported,
             duplicates: before.duplicates,
             quarantined: before.quarantined,
-            skipped: now.skipped,
-            bytes: now.bytes,
         };
         let mut items = std::mem::take(batch);
         items.push(Intake::ImportCheckpoint(checkpoint));
         let outcomes = self.writer.submit(items).await?;
-        let mut after = now;
-        after.imported = before.imported;
-        after.duplicates = before.duplicates;
-        after.quarantined = before.quarantined;
+        let mut after = before;
         for o in outcomes {
             match o {
                 IntakeOutcome::Stored { .. } => after.imported += 1,
@@ -505,6 +580,13 @@ impl Run<'_> {
     }
 }
 
+fn staging_error(e: StagingError) -> ImportError {
+    match e {
+        StagingError::Source(s) => ImportError::Source(s),
+        other => ImportError::Staging(other),
+    }
+}
+
 /// A dry run: everything is read and parsed, duplicates are looked up, nothing is written.
 async fn dry_run(
     store: &Store,
@@ -514,9 +596,24 @@ async fn dry_run(
     cancel: CancellationToken,
     started: Instant,
 ) -> Result<ImportSummary, ImportError> {
-    let mut stream = MessageStream::start(&request, None, inbound_domain.to_string(), 0).await?;
+    let opener = SourceOpener {
+        spec: request.source.clone(),
+        folders: request.folders.clone(),
+        range: request.range,
+        max_message_size: request.max_message_size,
+    };
+    let source = tokio::task::spawn_blocking(move || opener.open(None))
+        .await
+        .map_err(|e| ImportError::Internal(format!("source thread: {e}")))??;
+    let mut stream = MessageStream::start(
+        &request,
+        source,
+        request.range,
+        inbound_domain.to_string(),
+        0,
+    )?;
     let mut counters = ImportCounters::default();
-    progress.started(&request.source.describe(), stream.total_bytes, &counters);
+    progress.started(&request.source.describe(), None, &counters);
     let mut seen_keys: HashSet<String> = HashSet::new();
     let mut pending: Vec<String> = Vec::new();
     let mut failure = None;
@@ -545,12 +642,26 @@ async fn dry_run(
         }
         stream.release(1);
         if pending.len() >= request.batch_size {
-            count_new(store, request.account, &mut pending, &mut seen_keys, &mut counters).await?;
+            count_new(
+                store,
+                request.account,
+                &mut pending,
+                &mut seen_keys,
+                &mut counters,
+            )
+            .await?;
             progress.advanced(&counters);
         }
     }
     stream.stop();
-    count_new(store, request.account, &mut pending, &mut seen_keys, &mut counters).await?;
+    count_new(
+        store,
+        request.account,
+        &mut pending,
+        &mut seen_keys,
+        &mut counters,
+    )
+    .await?;
     if let Some(e) = failure {
         return Err(e.into());
     }
@@ -564,7 +675,7 @@ async fn dry_run(
         },
         dry_run: true,
         source: format!("{} {}", request.source.kind(), request.source.describe()),
-        resumed_from: None,
+        resumed_after: None,
         seen: counters.seen,
         imported: counters.imported,
         duplicates: counters.duplicates,
@@ -610,34 +721,17 @@ struct MessageStream {
     stop: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
     parsers: Vec<std::thread::JoinHandle<()>>,
-    total_bytes: Option<u64>,
 }
 
 impl MessageStream {
-    /// Opens the source (on a thread: IMAP logs in there) and starts reading and parsing.
-    async fn start(
+    /// Starts reading `source` on one thread and parsing on the others.
+    fn start(
         request: &ImportRequest,
-        resume_after: Option<Position>,
+        source: Box<dyn MessageSource>,
+        range: DateRange,
         inbound_domain: String,
         job: i64,
     ) -> Result<Self, ImportError> {
-        let opener = SourceOpener {
-            spec: request.source.clone(),
-            folders: request.folders.clone(),
-            range: request.range,
-            max_message_size: request.max_message_size,
-        };
-        let resume = resume_after.clone();
-        let source = tokio::task::spawn_blocking(move || opener.open(resume))
-            .await
-            .map_err(|e| ImportError::Internal(format!("source thread: {e}")))??;
-        let total_bytes = match &request.source {
-            SourceSpec::Mbox { path, .. } => std::fs::metadata(path)
-                .ok()
-                .map(|m| m.len())
-                .filter(|_| !is_gzip(path)),
-            _ => None,
-        };
         let threads = if request.parse_threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -650,15 +744,9 @@ impl MessageStream {
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let stop = stop.clone();
-            let opener = SourceOpener {
-                spec: request.source.clone(),
-                folders: request.folders.clone(),
-                range: request.range,
-                max_message_size: request.max_message_size,
-            };
             std::thread::Builder::new()
                 .name("postern-import-read".into())
-                .spawn(move || read_source(source, opener, raw_tx, permit_tx, &stop))
+                .spawn(move || read_source(source, raw_tx, permit_tx, &stop))
                 .map_err(|e| ImportError::Internal(format!("cannot start a thread: {e}")))?
         };
         let mut parsers = Vec::with_capacity(threads);
@@ -669,7 +757,7 @@ impl MessageStream {
                 inbound_domain: inbound_domain.clone(),
                 account: request.account,
                 job,
-                range: request.range,
+                range,
                 max_message_size: request.max_message_size,
             };
             parsers.push(
@@ -694,7 +782,6 @@ impl MessageStream {
             stop,
             reader: Some(reader),
             parsers,
-            total_bytes,
         })
     }
 
@@ -749,15 +836,6 @@ impl Drop for MessageStream {
     }
 }
 
-fn is_gzip(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 2];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == [0x1f, 0x8b]
-}
-
 enum SourceItemOrEnd {
     Message(SourceMessage),
     Failed(SourceError),
@@ -799,17 +877,14 @@ impl SourceOpener {
     }
 }
 
-/// The reading thread: numbers the messages, waits for room (so memory stays bounded), and
-/// reconnects a dropped IMAP connection a few times, resuming after the last message read.
+/// The reading thread: numbers the messages and waits for room, so memory stays bounded.
 fn read_source(
     mut source: Box<dyn MessageSource>,
-    opener: SourceOpener,
     out: crossbeam_channel::Sender<(u64, SourceItemOrEnd)>,
     permits: crossbeam_channel::Sender<()>,
     stop: &AtomicBool,
 ) {
     let mut seq = 0u64;
-    let mut reconnects = 0;
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -817,25 +892,7 @@ fn read_source(
         let item = match source.next() {
             None => return,
             Some(Ok(m)) => SourceItemOrEnd::Message(m),
-            Some(Err(e)) => {
-                let retry = matches!(e, SourceError::ImapConnectionLost { .. })
-                    && reconnects < IMAP_RECONNECTS;
-                if retry {
-                    reconnects += 1;
-                    tracing::warn!(error = %e, attempt = reconnects, "IMAP connection lost: reconnecting");
-                    std::thread::sleep(Duration::from_millis(500 * u64::from(reconnects)));
-                    let resume = e.resume_position().or_else(|| last_resume(&e));
-                    match opener.open(resume) {
-                        Ok(s) => {
-                            source = s;
-                            continue;
-                        }
-                        Err(again) => SourceItemOrEnd::Failed(again),
-                    }
-                } else {
-                    SourceItemOrEnd::Failed(e)
-                }
-            }
+            Some(Err(e)) => SourceItemOrEnd::Failed(e),
         };
         let failed = matches!(item, SourceItemOrEnd::Failed(_));
         if permits.send(()).is_err() || out.send((seq, item)).is_err() {
@@ -845,24 +902,6 @@ fn read_source(
         if failed {
             return;
         }
-    }
-}
-
-/// A lost connection before any message of its folder was delivered: start that folder
-/// again (its earlier folders are done: resume "after UID 0" of it).
-fn last_resume(e: &SourceError) -> Option<Position> {
-    match e {
-        SourceError::ImapConnectionLost {
-            folder,
-            uid_validity,
-            last_uid: None,
-            ..
-        } => Some(Position::Imap {
-            folder: folder.clone(),
-            uid_validity: *uid_validity,
-            uid: 0,
-        }),
-        _ => None,
     }
 }
 

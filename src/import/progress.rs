@@ -1,15 +1,28 @@
-//! How `postern import` shows its progress: a bar on a terminal (messages, bytes, rate, ETA
-//! when the size is known), plain lines on stderr otherwise (a log, a pipe, CI).
+//! How `postern import` shows its progress: a bar on a terminal (messages, bytes, rate, ETA),
+//! plain lines on stderr otherwise (a log, a pipe, CI). First the source is read (a spinner:
+//! messages and bytes read), then the messages are committed in date order (a bar with ETA).
 
 use super::pipeline::{ImportCounters, ImportProgress, ImportSummary};
+use super::staging::StagingTotals;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+fn done(c: &ImportCounters) -> u64 {
+    (c.imported + c.duplicates + c.quarantined).max(0) as u64
+}
+
+fn outcome(c: &ImportCounters) -> String {
+    format!(
+        "{} imported, {} duplicates, {} quarantined, {} outside the dates",
+        c.imported, c.duplicates, c.quarantined, c.skipped
+    )
+}
+
 /// A progress bar on stderr.
 pub struct TerminalProgress {
     bar: ProgressBar,
-    started: Mutex<Option<(Instant, ImportCounters)>>,
+    committing: Mutex<bool>,
 }
 
 impl Default for TerminalProgress {
@@ -21,58 +34,56 @@ impl Default for TerminalProgress {
 impl TerminalProgress {
     pub fn new() -> Self {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] reading: {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
         Self {
             bar,
-            started: Mutex::new(None),
+            committing: Mutex::new(false),
         }
-    }
-
-    fn message(&self, c: &ImportCounters) -> String {
-        let rate = self
-            .started
-            .lock()
-            .ok()
-            .and_then(|s| *s)
-            .map(|(t, first)| {
-                let secs = t.elapsed().as_secs_f64().max(0.001);
-                (c.seen - first.seen) as f64 / secs
-            })
-            .unwrap_or(0.0);
-        format!(
-            "{} messages ({:.0}/s): {} imported, {} duplicates, {} quarantined, {} skipped",
-            c.seen, rate, c.imported, c.duplicates, c.quarantined, c.skipped
-        )
     }
 }
 
 impl ImportProgress for TerminalProgress {
-    fn started(&self, source: &str, total_bytes: Option<u64>, resumed: &ImportCounters) {
-        if let Ok(mut s) = self.started.lock() {
-            *s = Some((Instant::now(), *resumed));
+    fn reading(&self, t: &StagingTotals) {
+        self.bar.set_message(format!(
+            "{} messages, {} ({} outside the dates)",
+            t.seen,
+            HumanBytes(t.bytes.max(0) as u64),
+            t.skipped
+        ));
+    }
+
+    fn started(&self, source: &str, total: Option<i64>, c: &ImportCounters) {
+        if let Ok(mut committing) = self.committing.lock() {
+            *committing = true;
         }
-        let style = match total_bytes {
-            Some(total) => {
-                self.bar.set_length(total);
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})\n{msg}",
-                )
-            }
-            None => ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec})\n{msg}",
-            ),
+        self.bar.println(format!(
+            "read {source}: {} messages, {}",
+            c.seen,
+            HumanBytes(c.bytes.max(0) as u64)
+        ));
+        let template = match total {
+            Some(_) => "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} messages ({per_sec}, ETA {eta})\n{msg}",
+            None => "{spinner} [{elapsed_precise}] {pos} messages ({per_sec})\n{msg}",
         };
-        if let Ok(style) = style {
+        if let Ok(style) = ProgressStyle::with_template(template) {
             self.bar.set_style(style);
         }
-        self.bar.set_position(resumed.bytes.max(0) as u64);
-        self.bar.println(format!("importing {source}"));
-        self.bar.set_message(self.message(resumed));
-        self.bar.enable_steady_tick(Duration::from_millis(200));
+        if let Some(total) = total {
+            self.bar.set_length(total.max(0) as u64);
+        }
+        self.bar.reset_eta();
+        self.bar.set_position(done(c));
+        self.bar.set_message(outcome(c));
     }
 
     fn advanced(&self, c: &ImportCounters) {
-        self.bar.set_position(c.bytes.max(0) as u64);
-        self.bar.set_message(self.message(c));
+        self.bar.set_position(done(c));
+        self.bar.set_message(outcome(c));
     }
 
     fn finished(&self, _summary: &ImportSummary) {
@@ -80,7 +91,7 @@ impl ImportProgress for TerminalProgress {
     }
 }
 
-/// One line on stderr at most every `every`, and at the end.
+/// One line on stderr at most every `every`, and at each step.
 pub struct LineProgress {
     every: Duration,
     last: Mutex<Instant>,
@@ -95,54 +106,74 @@ impl LineProgress {
             started: Instant::now(),
         }
     }
-}
 
-fn line(c: &ImportCounters, secs: f64) -> String {
-    format!(
-        "import: {} messages, {} read in {secs:.1} s: {} imported, {} duplicates, {} quarantined, {} skipped",
-        c.seen,
-        HumanBytes(c.bytes.max(0) as u64),
-        c.imported,
-        c.duplicates,
-        c.quarantined,
-        c.skipped
-    )
+    fn due(&self) -> bool {
+        match self.last.lock() {
+            Ok(mut last) if last.elapsed() >= self.every => {
+                *last = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn secs(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
 }
 
 impl ImportProgress for LineProgress {
-    fn started(&self, source: &str, total_bytes: Option<u64>, resumed: &ImportCounters) {
-        let size = total_bytes
-            .map(|t| format!(" ({})", HumanBytes(t)))
-            .unwrap_or_default();
-        if resumed.seen > 0 {
+    fn reading(&self, t: &StagingTotals) {
+        if self.due() {
             eprintln!(
-                "import: {source}{size}: resuming after {} messages already done",
-                resumed.seen
+                "import: reading: {} messages, {} in {:.1} s",
+                t.seen,
+                HumanBytes(t.bytes.max(0) as u64),
+                self.secs()
             );
+        }
+    }
+
+    fn started(&self, source: &str, total: Option<i64>, c: &ImportCounters) {
+        let resumed = if done(c) > 0 {
+            format!(" (resuming: {} already done)", done(c))
         } else {
-            eprintln!("import: {source}{size}");
+            String::new()
+        };
+        match total {
+            Some(total) => eprintln!(
+                "import: {source}: {} messages read, {} to commit in date order{resumed}",
+                c.seen, total
+            ),
+            None => eprintln!("import: {source}{resumed}"),
         }
     }
 
     fn advanced(&self, c: &ImportCounters) {
-        let Ok(mut last) = self.last.lock() else {
-            return;
-        };
-        if last.elapsed() >= self.every {
-            *last = Instant::now();
-            eprintln!("{}", line(c, self.started.elapsed().as_secs_f64()));
+        if self.due() {
+            eprintln!(
+                "import: {} messages done in {:.1} s: {}",
+                done(c),
+                self.secs(),
+                outcome(c)
+            );
         }
     }
 
     fn finished(&self, s: &ImportSummary) {
-        let c = ImportCounters {
-            seen: s.seen,
-            imported: s.imported,
-            duplicates: s.duplicates,
-            quarantined: s.quarantined,
-            skipped: s.skipped,
-            bytes: s.bytes,
-        };
-        eprintln!("{}", line(&c, self.started.elapsed().as_secs_f64()));
+        eprintln!(
+            "import: {} after {:.1} s: {} messages read, {}",
+            s.status,
+            self.secs(),
+            s.seen,
+            outcome(&ImportCounters {
+                seen: s.seen,
+                imported: s.imported,
+                duplicates: s.duplicates,
+                quarantined: s.quarantined,
+                skipped: s.skipped,
+                bytes: s.bytes,
+            })
+        );
     }
 }

@@ -29,8 +29,10 @@ pub struct ImportJobView {
     pub status: String,
     #[schema(value_type = Object)]
     pub options: serde_json::Value,
-    /// Source position of the last committed batch: where a resumed import continues.
+    /// Source position of the last message of the last committed batch.
     pub checkpoint: Option<String>,
+    /// Messages read from the source and staged for the second pass (once it is read).
+    pub staged: Option<i64>,
     pub seen: i64,
     pub imported: i64,
     pub duplicates: i64,
@@ -58,6 +60,7 @@ struct JobRow {
     status: String,
     options: String,
     checkpoint: Option<String>,
+    staged: Option<i64>,
     seen: i64,
     imported: i64,
     duplicates: i64,
@@ -74,7 +77,8 @@ struct JobRow {
     updated_at: i64,
 }
 
-const COLUMNS: &str = "id, account_id, kind, source, status, options, checkpoint, seen, imported,
+const COLUMNS: &str =
+    "id, account_id, kind, source, status, options, checkpoint, staged, seen, imported,
     duplicates, quarantined, skipped, bytes, tickets_created, tickets_merged, cancel_requested,
     error, created_at, started_at, finished_at, updated_at";
 
@@ -91,6 +95,7 @@ fn view(r: JobRow) -> ImportJobView {
         status: r.status,
         options: serde_json::from_str(&r.options).unwrap_or(serde_json::Value::Null),
         checkpoint: r.checkpoint,
+        staged: r.staged,
         seen: r.seen,
         imported: r.imported,
         duplicates: r.duplicates,
@@ -203,6 +208,31 @@ impl Store {
              WHERE id = ?2",
         )
         .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The first pass is complete: `staged` messages wait in the staging file; `seen`,
+    /// `skipped` and `bytes` are the source's totals. The second pass starts from nothing.
+    pub async fn set_import_staged(
+        &self,
+        id: i64,
+        staged: i64,
+        seen: i64,
+        skipped: i64,
+        bytes: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE import_jobs SET staged = ?, seen = ?, skipped = ?, bytes = ?, imported = 0,
+                    duplicates = 0, quarantined = 0, checkpoint = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(staged)
+        .bind(seen)
+        .bind(skipped)
+        .bind(bytes)
+        .bind(now_ms())
         .bind(id)
         .execute(self.pool())
         .await?;

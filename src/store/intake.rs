@@ -107,12 +107,9 @@ pub struct ImportCheckpoint {
     pub job: i64,
     /// Source position of the last message of the batch.
     pub position: Option<String>,
-    pub seen: i64,
     pub imported: i64,
     pub duplicates: i64,
     pub quarantined: i64,
-    pub skipped: i64,
-    pub bytes: i64,
 }
 
 #[derive(Debug, Clone)]

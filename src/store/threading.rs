@@ -146,11 +146,7 @@ fn header_match(
 /// that referred to the same parent (JWZ's empty container: two replies to one missing
 /// message are one thread). Taken only when the sender may join; otherwise it is no match
 /// at all, as if the ids were unknown.
-fn sibling_match(
-    conn: &Conn,
-    m: &NewMessage,
-    sender: &str,
-) -> Result<Option<i64>, StoreError> {
+fn sibling_match(conn: &Conn, m: &NewMessage, sender: &str) -> Result<Option<i64>, StoreError> {
     let account = m.account_id.0;
     let mut st = conn.prepare_cached(
         "SELECT m.ticket_id FROM message_references r JOIN messages m ON m.id = r.message_id
@@ -159,8 +155,14 @@ fn sibling_match(
     )?;
     let newest_first = m.in_reply_to.iter().chain(m.references.iter().rev());
     for id in newest_first {
-        let found: Option<i64> = st.query_row(params![account, id], |r| r.get(0)).optional()?;
-        if let Some(t) = found.map(|t| live_ticket(conn, account, t)).transpose()?.flatten() {
+        let found: Option<i64> = st
+            .query_row(params![account, id], |r| r.get(0))
+            .optional()?;
+        if let Some(t) = found
+            .map(|t| live_ticket(conn, account, t))
+            .transpose()?
+            .flatten()
+        {
             if may_join(conn, m, t, sender)? {
                 return Ok(Some(t));
             }
@@ -366,18 +368,15 @@ pub(super) fn store_import_checkpoint(
     c: &ImportCheckpoint,
 ) -> Result<IntakeOutcome, StoreError> {
     conn.prepare_cached(
-        "UPDATE import_jobs SET checkpoint = COALESCE(?, checkpoint), seen = ?, imported = ?,
-                duplicates = ?, quarantined = ?, skipped = ?, bytes = ?, updated_at = ?
+        "UPDATE import_jobs SET checkpoint = COALESCE(?, checkpoint), imported = ?,
+                duplicates = ?, quarantined = ?, updated_at = ?
          WHERE id = ?",
     )?
     .execute(params![
         c.position,
-        c.seen,
         c.imported,
         c.duplicates,
         c.quarantined,
-        c.skipped,
-        c.bytes,
         now_ms(),
         c.job
     ])?;
@@ -730,11 +729,7 @@ pub(super) fn store_message(
     let customer_is_sender = customer.address == sender;
     add_participant(conn, ticket, &customer.address, "customer")?;
     if !customer_is_sender {
-        let role = if sender_is_brand {
-            "brand"
-        } else {
-            "cc"
-        };
+        let role = if sender_is_brand { "brand" } else { "cc" };
         add_participant(conn, ticket, &sender, role)?;
     }
     for p in m.to.iter().chain(m.cc.iter()) {

@@ -9,9 +9,7 @@
 //! thread so that commits never wait for pages to be copied into the database file.
 
 use super::intake::{Intake, IntakeOutcome};
-use super::threading::{
-    store_import_checkpoint, store_message, store_quarantine, ThreadingConfig,
-};
+use super::threading::{store_import_checkpoint, store_message, store_quarantine, ThreadingConfig};
 use super::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
