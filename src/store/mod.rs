@@ -4,6 +4,7 @@ mod accounts;
 mod api_queries;
 mod customers;
 mod intake;
+mod outbound;
 mod sessions;
 mod sso;
 mod threading;
@@ -20,6 +21,11 @@ pub use api_queries::{
 pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
 pub use intake::{
     Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
+};
+pub use outbound::{
+    ClaimedDelivery, ClaimedRecipient, DeliveryOutcome, DeliveryView, NewOutboundAttachment,
+    NewOutboundReply, NewSendingDomain, ParentMessage, ReplyContext, SendingDomainKeys,
+    SendingDomainView,
 };
 pub use sessions::SESSION_COOKIE;
 pub use sso::{
