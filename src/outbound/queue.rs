@@ -134,6 +134,8 @@ impl OutboundQueue {
         id: i64,
     ) -> Result<DomainReport, OutboundError> {
         let view = self.store.sending_domain_view(account, id).await?;
+        // An operator who just fixed a record checks again at once: ask the DNS afresh.
+        self.resolver.resolver().clear_cache();
         let report = domains::check(self.resolver.resolver(), &view, &self.cfg).await;
         self.store
             .set_domain_check(
