@@ -8,7 +8,7 @@
 use postern::config::Settings;
 use postern::domain::{AccountId, EmailAddress, TicketId};
 use postern::outbound::dkim::{generate_keys, DomainSigner};
-use postern::outbound::{OutboundQueue, ReplyDraft};
+use postern::outbound::ReplyDraft;
 use postern::store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let port: u16 = args.get(1).ok_or("usage: outbound_bench RELAY_PORT [REPLIES] [WORKERS]")?.parse()?;
+    let port: u16 = args
+        .get(1)
+        .ok_or("usage: outbound_bench RELAY_PORT [REPLIES] [WORKERS]")?
+        .parse()?;
     let replies: i64 = args.get(2).map_or(Ok(10_000), |s| s.parse())?;
     let workers: usize = args.get(3).map_or(Ok(4), |s| s.parse())?;
     let dir = tempfile::tempdir()?;
@@ -57,7 +60,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = generate_keys(true)?;
     let (ed_priv, _) = keys.ed25519.clone().ok_or("no ed25519 key")?;
     let sample = b"From: \"Bench Shop\" <support@brand.test>\r\nTo: customer@example.test\r\nSubject: Re: Order\r\nDate: Mon, 16 Nov 2026 10:00:00 +0000\r\nMessage-ID: <a.1.b@in.bench.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour order left this morning.\r\n";
-    let both = DomainSigner::new("brand.test", "s", &keys.rsa_private, Some(("s-ed", &ed_priv)))?;
+    let both = DomainSigner::new(
+        "brand.test",
+        "s",
+        &keys.rsa_private,
+        Some(("s-ed", &ed_priv)),
+    )?;
     let rsa_only = DomainSigner::new("brand.test", "s", &keys.rsa_private, None)?;
     let n_sign = 2000;
     let t = Instant::now();
