@@ -14,6 +14,8 @@ pkg-config --exists xmlsec1 2>/dev/null || need_pkgs+=(libxmlsec1-dev)
 ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 if [ "$mode" = test ]; then
   have swaks || need_pkgs+=(swaks)
+  # swaks --tls needs Perl's Net::SSLeay (a Recommends of swaks, skipped by --no-install-recommends).
+  perl -MNet::SSLeay -e 1 2>/dev/null || need_pkgs+=(libnet-ssleay-perl)
   # smtp-source / smtp-sink (benchmarks) come with Postfix.
   have smtp-source || need_pkgs+=(postfix)
   have python3 || need_pkgs+=(python3)
@@ -45,16 +47,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   [ -z "$added_policy" ] || $sudo rm -f "$policy"
 fi
 
-# Python peers of the tests (dkimpy signs and ARC-seals independently of Postern; pysaml2 is
+# Python peers of the tests (dkimpy signs and ARC-seals independently of Postern, and checks
+# our outbound signatures, Ed25519 ones with pynacl; pysaml2 is
 # the SAML identity provider), in a venv under the build folder so nothing is installed
 # system-wide.
 if [ "$mode" = test ]; then
   venv="$(dirname "$0")/../build/venv"
   # openapi-spec-validator checks the API's OpenAPI document independently of utoipa.
-  if ! "$venv/bin/python" -c 'import dkim, dns, authres, openapi_spec_validator, saml2' 2>/dev/null; then
-    echo "setting up $venv (dkimpy, dnspython, authres, openapi-spec-validator, pysaml2)"
+  if ! "$venv/bin/python" -c 'import dkim, dns, nacl, authres, openapi_spec_validator, saml2' 2>/dev/null; then
+    echo "setting up $venv (dkimpy, dnspython, pynacl, authres, openapi-spec-validator, pysaml2)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython authres openapi-spec-validator pysaml2
+    "$venv/bin/pip" install -q --disable-pip-version-check dkimpy dnspython pynacl authres openapi-spec-validator pysaml2
   fi
 fi
 

@@ -4,6 +4,7 @@
 use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::ingest::MailIntake;
+use crate::outbound::OutboundQueue;
 use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
 use crate::store::{CommitWriter, Store, StoreError, ThreadingConfig};
 use std::net::SocketAddr;
@@ -48,6 +49,28 @@ pub struct Application {
     smtp: SmtpServer<MailIntake>,
     http: TcpListener,
     writer: tokio::task::JoinHandle<()>,
+    outbound: Arc<OutboundQueue>,
+}
+
+/// The outbound queue of the configuration: what `postern serve` runs, and what the CLI
+/// uses to add domains and queue replies.
+pub async fn outbound_queue(
+    settings: &Settings,
+    store: &Store,
+) -> Result<Arc<OutboundQueue>, AppError> {
+    let resolver = crate::auth::dns_resolver(
+        &settings.dns.nameservers,
+        settings.dns.timeout,
+        settings.dns.cache_size,
+    )?;
+    Ok(Arc::new(OutboundQueue::new(
+        store.clone(),
+        settings.outbound.clone(),
+        &settings.smtp.hostname,
+        store.reply_token_secret(&settings.threading.secret).await?,
+        &settings.inbound.domain,
+        Arc::new(resolver),
+    )))
 }
 
 impl Application {
@@ -59,6 +82,7 @@ impl Application {
             settings.store.max_size,
         )
         .await?;
+        let outbound = outbound_queue(&settings, &store).await?;
         let threading = threading_config(&store, &settings).await?;
         let (writer, writer_task) = CommitWriter::spawn(
             store.database_file(),
@@ -131,6 +155,7 @@ impl Application {
             smtp,
             http,
             writer: writer_task,
+            outbound,
         })
     }
 
@@ -144,6 +169,10 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn outbound(&self) -> &Arc<OutboundQueue> {
+        &self.outbound
     }
 
     /// The SAML settings, with the public URL derived from the bound address if unset.
@@ -162,13 +191,19 @@ impl Application {
         let smtp_addr = self.smtp_addr()?;
         let http_addr = self.http_addr()?;
         tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
-        // No outbound queue yet: its depth is registered, and zero.
-        crate::metrics::set_queue_depth(0);
+        crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
         let router = crate::http::router(
             self.store.clone(),
             self.saml_config()?,
             &self.settings.inbound.domain,
+            self.outbound.clone(),
         );
+        let outbound = if self.settings.outbound.enabled {
+            let stop = shutdown.clone();
+            Some(tokio::spawn(self.outbound.clone().run(stop)))
+        } else {
+            None
+        };
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(self.http, router)
@@ -187,6 +222,18 @@ impl Application {
             tracing::error!("storage writer did not stop in time");
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+        if let Some(worker) = outbound {
+            // An attempt in flight may finish (it is bounded by outbound.attempt_timeout);
+            // one cut short is delivered again once its lease expires.
+            let grace = self
+                .settings
+                .outbound
+                .attempt_timeout
+                .min(Duration::from_secs(30));
+            if tokio::time::timeout(grace, worker).await.is_err() {
+                tracing::warn!("outbound worker still busy at shutdown; its deliveries resume after their lease");
+            }
+        }
         self.store.close().await;
         tracing::info!("postern stopped");
         Ok(())

@@ -20,6 +20,69 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub store: StoreSettings,
     pub log: LogSettings,
+    pub outbound: OutboundSettings,
+}
+
+/// How replies leave: the queue worker, the route (relay or MX) and the retry schedule.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboundSettings {
+    pub enabled: bool,
+    pub mode: OutboundMode,
+    pub helo_name: String,
+    pub dkim_selector: String,
+    pub dkim_ed25519: bool,
+    pub spf_ips: Vec<String>,
+    pub spf_include: String,
+    pub mx_port: u16,
+    pub allow_private_mx: bool,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub lease: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: std::time::Duration,
+    pub workers: usize,
+    #[serde(with = "humantime_serde")]
+    pub lifetime: std::time::Duration,
+    pub retry_schedule: Vec<String>,
+    pub max_message_size: usize,
+    pub max_attachments: usize,
+    pub max_recipients: usize,
+    pub relay: RelaySettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundMode {
+    Mx,
+    Relay,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RelaySettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: RelayTls,
+    pub username: String,
+    pub password: String,
+    pub allow_invalid_certs: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayTls {
+    /// STARTTLS required.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// STARTTLS when offered, else plain text (local relays only).
+    Opportunistic,
+    /// Plain text (a relay on this machine).
+    None,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +191,25 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+impl OutboundSettings {
+    /// The waits between attempts; the last one repeats.
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_schedule
+            .iter()
+            .filter_map(|d| humantime::parse_duration(d).ok())
+            .collect()
+    }
+
+    /// The name given in EHLO: `outbound.helo_name`, else `smtp.hostname`.
+    pub fn helo<'a>(&'a self, smtp_hostname: &'a str) -> &'a str {
+        if self.helo_name.trim().is_empty() {
+            smtp_hostname
+        } else {
+            self.helo_name.trim()
+        }
+    }
+}
+
 impl Settings {
     /// Loads the three layers. `file` is the `--config` argument, if any.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -166,6 +248,8 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("dns.nameservers")
                 .with_list_parse_key("auth.trusted_arc_forwarders")
+                .with_list_parse_key("outbound.spf_ips")
+                .with_list_parse_key("outbound.retry_schedule")
                 .source(Some(env_map)),
         );
         let built = builder.build().map_err(|source| ConfigError::File {
@@ -227,6 +311,33 @@ impl Settings {
                     && !public.contains('?')
                     && !public.contains('#')),
             "http.public_url must be empty or an http(s) URL such as https://helpdesk.example.com",
+        )?;
+        let o = &self.outbound;
+        check(
+            o.mode == OutboundMode::Mx || !o.relay.host.trim().is_empty(),
+            "outbound.relay.host must be set when outbound.mode = \"relay\"",
+        )?;
+        check(
+            o.workers >= 1 && o.max_recipients >= 1,
+            "outbound.workers and outbound.max_recipients must be at least 1",
+        )?;
+        check(
+            o.attempt_timeout < o.lease,
+            "outbound.attempt_timeout must be shorter than outbound.lease (a worker must finish or give up an attempt before another may take the message over)",
+        )?;
+        check(
+            o.retry_schedule
+                .iter()
+                .all(|d| humantime::parse_duration(d).is_ok())
+                && !o.retry_schedule.is_empty(),
+            "outbound.retry_schedule must be a non-empty list of durations such as \"1m\", \"6h\"",
+        )?;
+        check(
+            !o.dkim_selector.is_empty()
+                && o.dkim_selector
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
+            "outbound.dkim_selector must be letters, digits, '-' or '.'",
         )?;
         check(
             self.sso.clock_skew <= Duration::from_secs(600),

@@ -58,6 +58,37 @@ enum Command {
     /// Import past mail (mbox, Maildir, .eml folder, IMAP) into an account's tickets, with
     /// no side effect; running the same import again resumes it and imports nothing twice.
     Import(ImportArgs),
+    /// Sending domains: DKIM keys and the DNS records replies need.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Reply to the customer of a ticket (queued, DKIM-signed, delivered by `postern serve`).
+    Reply {
+        #[arg(long)]
+        ticket: TicketId,
+        /// File with the plain-text reply ("-" for standard input).
+        #[arg(long, value_name = "FILE")]
+        body_file: PathBuf,
+        /// Only if the ticket belongs to this account.
+        #[arg(long)]
+        account: Option<AccountId>,
+        /// File with an HTML alternative.
+        #[arg(long, value_name = "FILE")]
+        html_file: Option<PathBuf>,
+        /// Copy to this address too (repeat for several).
+        #[arg(long, value_name = "ADDR")]
+        cc: Vec<String>,
+        /// Attach this file (repeat for several); its type is guessed from its name.
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
+        /// Quote the customer's last message under the reply.
+        #[arg(long)]
+        quote: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// The outbound queue: one entry per recipient of each reply.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Check SPF, DKIM, ARC and DMARC for a message file, as if it arrived over SMTP.
     Verify {
         /// The message (.eml) exactly as received.
@@ -71,6 +102,59 @@ enum Command {
         /// Envelope sender (MAIL FROM); omit for the null sender <>.
         #[arg(long = "mail-from")]
         mail_from: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    /// Generate the DKIM keys of a domain replies leave from, and print the records to publish.
+    Add {
+        #[arg(long)]
+        account: AccountId,
+        /// The brand's domain, e.g. brand.com.
+        domain: String,
+        /// DKIM selector (default: outbound.dkim_selector).
+        #[arg(long)]
+        selector: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Look the domain's records up and say, for each, ok, missing or wrong.
+    Check {
+        #[arg(long)]
+        account: AccountId,
+        domain: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Sending domains (of one account, or all) with the records to publish.
+    List {
+        #[arg(long)]
+        account: Option<AccountId>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Queue entries, newest first: queued, deferred (with the last error), delivered, bounced.
+    List {
+        #[arg(long)]
+        account: Option<AccountId>,
+        /// Show at most N entries (default 100).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Try a deferred or bounced entry again now (with a fresh lifetime).
+    Retry {
+        id: i64,
+        #[arg(long)]
+        account: Option<AccountId>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -452,6 +536,13 @@ async fn run(cli: Cli) -> Result<()> {
                     println!();
                     println!("{}", m.text.clone().unwrap_or_default().trim_end());
                 }
+                if !t.deliveries.is_empty() {
+                    println!();
+                    println!("--- deliveries ---");
+                    for d in &t.deliveries {
+                        print_delivery(d);
+                    }
+                }
             }
         }
         Command::Message(MessageCommand::Raw {
@@ -506,6 +597,80 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Sso(cmd) => sso(cmd, &settings).await?,
+        Command::Domain(cmd) => domain(cmd, &settings).await?,
+        Command::Queue(cmd) => queue(cmd, &settings).await?,
+        Command::Reply {
+            ticket,
+            body_file,
+            account,
+            html_file,
+            cc,
+            attach,
+            quote,
+            out,
+        } => {
+            let text = if body_file.as_os_str() == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+                t
+            } else {
+                std::fs::read_to_string(&body_file)
+                    .with_context(|| format!("reading {}", body_file.display()))?
+            };
+            let html = html_file
+                .map(|f| {
+                    std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))
+                })
+                .transpose()?;
+            let mut attachments = Vec::new();
+            for f in attach {
+                let data = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                let filename = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "attachment".into());
+                attachments.push(postern::outbound::DraftAttachment {
+                    content_type: guess_type(&filename).to_string(),
+                    filename,
+                    data,
+                });
+            }
+            let store = open_store(&settings).await?;
+            let account = match account {
+                Some(a) => a,
+                None => AccountId(store.ticket(ticket, None).await?.ticket.account_id),
+            };
+            let outbound = postern::app::outbound_queue(&settings, &store).await?;
+            let draft = postern::outbound::ReplyDraft {
+                text,
+                html,
+                attachments,
+                cc,
+                author_user_id: None,
+                quote,
+            };
+            let q = outbound
+                .enqueue_reply(account, ticket, draft, false)
+                .await?;
+            if out.json {
+                print_json(&q)?;
+            } else {
+                println!(
+                    "reply {} queued in ticket {} ({}): {}",
+                    q.message,
+                    q.ticket_id,
+                    q.subject,
+                    q.deliveries
+                        .iter()
+                        .map(|d| format!("{} [queue {}]", d.recipient, d.id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                if !settings.outbound.enabled {
+                    eprintln!("postern: note: outbound.enabled is false; `postern serve` will not deliver it");
+                }
+            }
+        }
         Command::Quarantine(QuarantineCommand::List { account, out }) => {
             let store = open_store(&settings).await?;
             let items = store.quarantine(account).await?;
@@ -816,6 +981,202 @@ async fn token(cmd: TokenCommand, settings: &Settings) -> Result<()> {
                 print_json(&t)?;
             } else {
                 println!("token {} revoked", t.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn guess_type(filename: &str) -> &'static str {
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+fn print_delivery(d: &postern::store::DeliveryView) {
+    let when = match d.status.as_str() {
+        "delivered" => d
+            .delivered_at
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| format!(" at {}", t.to_rfc3339()))
+            .unwrap_or_default(),
+        "queued" | "deferred" => d
+            .next_attempt_at
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| format!(", next attempt {}", t.to_rfc3339()))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    println!(
+        "queue {:<6} ticket {:<6} message {:<6} {:<32} {:<9} attempts {}{}{}",
+        d.id,
+        d.ticket_id,
+        d.message_id,
+        d.recipient,
+        d.status,
+        d.attempts,
+        when,
+        d.last_error
+            .as_deref()
+            .map(|e| format!("  last error: {e}"))
+            .unwrap_or_default()
+    );
+}
+
+fn print_records(records: &[postern::outbound::RecordCheck]) {
+    for r in records {
+        println!();
+        println!(
+            "{} record{}",
+            r.kind.to_uppercase(),
+            match r.status {
+                Some(s) => format!(
+                    ": {}",
+                    serde_json::to_value(s)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ),
+                None => String::new(),
+            }
+        );
+        println!("  name:  {} (TXT)", r.name);
+        println!("  value: {}", r.expected);
+        for f in &r.found {
+            println!("  found: {f}");
+        }
+        if let Some(n) = &r.note {
+            println!("  note:  {n}");
+        }
+    }
+}
+
+async fn domain(cmd: DomainCommand, settings: &Settings) -> Result<()> {
+    let store = open_store(settings).await?;
+    let outbound = postern::app::outbound_queue(settings, &store).await?;
+    match cmd {
+        DomainCommand::Add {
+            account,
+            domain,
+            selector,
+            out,
+        } => {
+            let (d, records) = outbound
+                .add_domain(account, &domain, selector.as_deref())
+                .await?;
+            if out.json {
+                print_json(&serde_json::json!({"domain": d, "records": records}))?;
+            } else {
+                println!(
+                    "Sending domain {} added to account {} (id {}). Publish these DNS records, then run `postern domain check --account {} {}`:",
+                    d.domain, d.account_id, d.id, d.account_id, d.domain
+                );
+                print_records(&records);
+            }
+        }
+        DomainCommand::Check {
+            account,
+            domain,
+            out,
+        } => {
+            let name = postern::outbound::dns_name(&domain)?;
+            let keys = store.sending_domain(account, None, Some(&name)).await?;
+            let report = outbound.check_domain(account, keys.id).await?;
+            if out.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{}: {}",
+                    report.domain,
+                    if report.verified {
+                        "verified: replies may leave from it"
+                    } else {
+                        "not verified: publish the DKIM record below, then check again"
+                    }
+                );
+                print_records(&report.records);
+            }
+        }
+        DomainCommand::List { account, out } => {
+            let list = store.sending_domains(account).await?;
+            if out.json {
+                let docs: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|d| {
+                        let mut v = serde_json::to_value(d).unwrap_or_default();
+                        v["records"] =
+                            serde_json::to_value(outbound.records(d)).unwrap_or_default();
+                        v
+                    })
+                    .collect();
+                print_json(&docs)?;
+            } else if list.is_empty() {
+                println!(
+                    "no sending domains (add one with `postern domain add --account ID DOMAIN`)"
+                );
+            } else {
+                for d in list {
+                    println!(
+                        "{:<6} account {:<6} {:<30} selector {:<12} {}",
+                        d.id,
+                        d.account_id,
+                        d.domain,
+                        d.selector,
+                        if d.verified {
+                            "verified"
+                        } else {
+                            "not verified"
+                        }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn queue(cmd: QueueCommand, settings: &Settings) -> Result<()> {
+    let store = open_store(settings).await?;
+    match cmd {
+        QueueCommand::List {
+            account,
+            limit,
+            out,
+        } => {
+            let entries = store.queue_entries(account, limit).await?;
+            if out.json {
+                print_json(&entries)?;
+            } else if entries.is_empty() {
+                println!("the queue is empty");
+            } else {
+                for d in &entries {
+                    print_delivery(d);
+                }
+            }
+        }
+        QueueCommand::Retry { id, account, out } => {
+            let lifetime =
+                i64::try_from(settings.outbound.lifetime.as_millis()).unwrap_or(i64::MAX / 2);
+            let d = store.retry_delivery(id, account, lifetime).await?;
+            if out.json {
+                print_json(&d)?;
+            } else {
+                println!(
+                    "queue entry {} to {} will be tried again now",
+                    d.id, d.recipient
+                );
             }
         }
     }

@@ -244,6 +244,8 @@ struct Fixture {
     token_id: i64,
     support_address: i64,
     tag: String,
+    sending_domain: i64,
+    sending_domain_name: String,
     markers: Vec<String>,
 }
 
@@ -305,6 +307,16 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{c}");
+    let domain_name = format!("mail-{lower}.test");
+    let (s, d) = api
+        .call(
+            Method::POST,
+            "/api/v1/domains",
+            json!({"domain": domain_name, "selector": format!("sel-{lower}")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let sending_domain = d["id"].as_i64().expect("domain id");
     let me = api.get("/api/v1/me").await;
     let support_address = api.get("/api/v1/account").await["support_addresses"][0]["id"]
         .as_i64()
@@ -322,7 +334,11 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         token_id: me["token_id"].as_i64().expect("token id"),
         support_address,
         tag: tag.clone(),
+        sending_domain,
+        sending_domain_name: domain_name.clone(),
         markers: vec![
+            domain_name,
+            format!("sel-{lower}"),
             subject,
             format!("Body of {name}"),
             customer_email,
@@ -355,6 +371,7 @@ fn fill(path: &str, other: &Fixture) -> String {
         "users" => other.user,
         "tokens" => other.token_id,
         "account" => other.support_address,
+        "domains" => other.sending_domain,
         r => panic!("the isolation test does not know the resource of {path} ({r}): add it"),
     };
     path.replace("{id}", &id.to_string())
@@ -431,6 +448,10 @@ fn sample_body(method: &str, path: &str, other: &Fixture) -> Option<Value> {
         ("patch", "/api/v1/tickets/{id}") => Some(json!({"status": "closed"})),
         ("post", "/api/v1/tickets/{id}/tags") => Some(json!({"tag": "sneaky"})),
         ("post", "/api/v1/tickets/{id}/notes") => Some(json!({"body": "sneaky note"})),
+        ("post", "/api/v1/tickets/{id}/replies") => Some(json!({"text": "sneaky reply"})),
+        ("post", "/api/v1/domains/{id}/check") => None,
+        // The same domain name in another account is allowed and tells nothing.
+        ("post", "/api/v1/domains") => Some(json!({"domain": other.sending_domain_name})),
         ("patch", "/api/v1/customers/{id}") => Some(json!({"name": "sneaky"})),
         ("patch", "/api/v1/users/{id}") => Some(json!({"role": "admin"})),
         // Creating things with the other account's addresses must work and say nothing

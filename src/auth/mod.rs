@@ -152,6 +152,54 @@ type CachedParameters<'x, P> = Parameters<
     BoundedCache<IpAddr, RecordSet<Box<str>>>,
 >;
 
+/// The DNS resolver of the configuration (`dns.nameservers`, `dns.timeout`,
+/// `dns.cache_size`), for sender authentication and for outbound mail (MX lookups, the
+/// checks of sending domains).
+pub fn dns_resolver(
+    nameservers: &[String],
+    timeout: Duration,
+    cache_size: usize,
+) -> Result<MessageAuthenticator, AuthError> {
+    let mut opts = ResolverOpts::default();
+    opts.timeout = timeout;
+    opts.attempts = 1;
+    // Our caches hold parsed records but mail-auth never caches a missing record; the
+    // resolver's cache keeps NXDOMAIN/NODATA for the zone's negative TTL (RFC 2308), so
+    // a sender domain without SPF or DMARC is not asked about again for every message.
+    opts.cache_size = cache_size as u64;
+    opts.negative_max_ttl = Some(NEGATIVE_TTL_CAP);
+    let resolver = if nameservers.is_empty() {
+        let (config, mut sys_opts) = mail_auth::hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| AuthError::Resolver(e.to_string()))?;
+        sys_opts.timeout = timeout;
+        sys_opts.attempts = 1;
+        sys_opts.cache_size = cache_size as u64;
+        sys_opts.negative_max_ttl = Some(NEGATIVE_TTL_CAP);
+        MessageAuthenticator::new(config, sys_opts)
+    } else {
+        let mut servers = Vec::new();
+        for ns in nameservers {
+            let addr: SocketAddr = ns
+                .parse()
+                .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| AuthError::BadNameserver(ns.clone()))?;
+            servers.push(addr);
+        }
+        let name_servers = servers
+            .into_iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        MessageAuthenticator::new(ResolverConfig::from_parts(None, vec![], name_servers), opts)
+    };
+    resolver.map_err(|e| AuthError::Resolver(e.to_string()))
+}
+
 pub struct Authenticator {
     resolver: MessageAuthenticator,
     hostname: String,
@@ -243,45 +291,7 @@ impl Authenticator {
         cache_size: usize,
         hostname: &str,
     ) -> Result<Self, AuthError> {
-        let mut opts = ResolverOpts::default();
-        opts.timeout = timeout;
-        opts.attempts = 1;
-        // Our caches hold parsed records but mail-auth never caches a missing record; the
-        // resolver's cache keeps NXDOMAIN/NODATA for the zone's negative TTL (RFC 2308), so
-        // a sender domain without SPF or DMARC is not asked about again for every message.
-        opts.cache_size = cache_size as u64;
-        opts.negative_max_ttl = Some(NEGATIVE_TTL_CAP);
-        let resolver = if nameservers.is_empty() {
-            let (config, mut sys_opts) =
-                mail_auth::hickory_resolver::system_conf::read_system_conf()
-                    .map_err(|e| AuthError::Resolver(e.to_string()))?;
-            sys_opts.timeout = timeout;
-            sys_opts.attempts = 1;
-            sys_opts.cache_size = cache_size as u64;
-            sys_opts.negative_max_ttl = Some(NEGATIVE_TTL_CAP);
-            MessageAuthenticator::new(config, sys_opts)
-        } else {
-            let mut servers = Vec::new();
-            for ns in nameservers {
-                let addr: SocketAddr = ns
-                    .parse()
-                    .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                    .map_err(|_| AuthError::BadNameserver(ns.clone()))?;
-                servers.push(addr);
-            }
-            let name_servers = servers
-                .into_iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            MessageAuthenticator::new(ResolverConfig::from_parts(None, vec![], name_servers), opts)
-        }
-        .map_err(|e| AuthError::Resolver(e.to_string()))?;
+        let resolver = dns_resolver(nameservers, timeout, cache_size)?;
         Ok(Self {
             resolver,
             hostname: hostname.to_string(),

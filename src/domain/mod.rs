@@ -9,7 +9,8 @@ pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
 pub use principal::{Principal, Role};
 pub use threading::{
-    is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, verify_reply_token,
+    is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, reply_subject,
+    verify_reply_token,
 };
 
 use serde::{Deserialize, Serialize};

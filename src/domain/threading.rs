@@ -124,6 +124,36 @@ pub fn is_forward_subject(subject: &str) -> bool {
     }
 }
 
+/// The subject of a reply: `Re: ` once in front of the subject without its reply prefixes
+/// in any language (`Re: RE: AW: Order` gives `Re: Order`). Forward prefixes stay: the
+/// conversation is about the forwarded message. Control characters become spaces.
+pub fn reply_subject(subject: &str) -> String {
+    let clean: String = subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut s = clean.trim();
+    while let Some(rest) = strip_one_prefix(s) {
+        let lower = s.to_lowercase();
+        let is_forward = FORWARD_PREFIXES.iter().any(|p| {
+            lower.starts_with(p)
+                && lower[p.len()..]
+                    .trim_start()
+                    .starts_with([':', '：', '[', '('])
+        });
+        if is_forward {
+            break;
+        }
+        s = rest;
+    }
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.is_empty() {
+        "Re: (no subject)".to_string()
+    } else {
+        format!("Re: {s}")
+    }
+}
+
 /// Removes one leading bracketed tag: a mailing-list tag `[acme-users]` or a ticket tag
 /// `[#123]`, `[Ticket #123]`.
 fn strip_one_tag(s: &str) -> Option<&str> {
@@ -284,6 +314,21 @@ mod tests {
         assert_eq!(normalize_subject("Ireland order"), "ireland order");
         assert_eq!(normalize_subject("Re:"), "");
         assert_eq!(normalize_subject("[draft] notes [v2]"), "notes [v2]");
+    }
+
+    #[test]
+    fn reply_subjects_do_not_pile_up() {
+        for (input, want) in [
+            ("Order 1234", "Re: Order 1234"),
+            ("Re: Order 1234", "Re: Order 1234"),
+            ("RE: Re: AW: Re[2]: Order 1234", "Re: Order 1234"),
+            ("Re: Fwd: Order", "Re: Fwd: Order"),
+            ("回复：订单", "Re: 订单"),
+            ("Order\r\nBcc: evil@x.test", "Re: Order Bcc: evil@x.test"),
+            ("", "Re: (no subject)"),
+        ] {
+            assert_eq!(reply_subject(input), want, "{input}");
+        }
     }
 
     #[test]

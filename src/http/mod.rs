@@ -14,7 +14,7 @@ pub mod saml;
 pub mod sanitize;
 
 use crate::store::Store;
-use api::{account, customers, messages, system, tickets, tokens, users};
+use api::{account, customers, domains, messages, replies, system, tickets, tokens, users};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
@@ -37,6 +37,8 @@ pub struct ApiState {
     pub inbound_domain: String,
     /// The SAML routes' part (`State<SamlState>` through `FromRef`).
     pub saml: saml::SamlState,
+    /// Replies and sending domains.
+    pub outbound: std::sync::Arc<crate::outbound::OutboundQueue>,
 }
 
 #[derive(OpenApi)]
@@ -58,6 +60,7 @@ pub struct ApiState {
         (name = "customers", description = "The people who write to the store"),
         (name = "account", description = "The caller's account and support addresses"),
         (name = "users", description = "Agents and admins"),
+        (name = "outbound", description = "Replies to customers and the sending domains they leave from"),
         (name = "tokens", description = "API tokens (admins)"),
         (name = "sso", description = "SAML 2.0 single sign-on: SP metadata, sign-in, sign-out, the IdP's metadata (admins)"),
         (name = "system", description = "Health, readiness, metrics, this document"),
@@ -104,6 +107,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tickets::remove_tag))
         .routes(routes!(tickets::add_note))
         .routes(routes!(tickets::ticket_events))
+        .routes(routes!(domains::list_domains, domains::add_domain))
+        .routes(routes!(domains::check_domain))
         .routes(routes!(messages::get_message))
         .routes(routes!(messages::raw_message))
         .routes(routes!(messages::message_html))
@@ -130,6 +135,12 @@ fn routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(saml::routes::upload_idp_metadata))
         .layer(DefaultBodyLimit::max(saml::MAX_SAML_BODY_BYTES));
+    // Replies carry base64 attachments: a larger body limit for that route alone (the
+    // decoded size is then held to outbound.max_message_size).
+    let replies = OpenApiRouter::new()
+        .routes(routes!(replies::send_reply))
+        .layer(DefaultBodyLimit::max(replies::MAX_REPLY_BODY_BYTES));
+    let v1 = v1.merge(replies);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
@@ -143,7 +154,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
 }
 
-pub fn router(store: Store, saml: saml::SamlConfig, inbound_domain: &str) -> Router {
+pub fn router(
+    store: Store,
+    saml: saml::SamlConfig,
+    inbound_domain: &str,
+    outbound: std::sync::Arc<crate::outbound::OutboundQueue>,
+) -> Router {
     let (router, _doc) = routes().split_for_parts();
     let state = ApiState {
         inbound_domain: inbound_domain.to_ascii_lowercase(),
@@ -152,6 +168,7 @@ pub fn router(store: Store, saml: saml::SamlConfig, inbound_domain: &str) -> Rou
             config: saml,
         },
         store,
+        outbound,
     };
     router
         .fallback(not_found)

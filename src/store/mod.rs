@@ -5,6 +5,7 @@ mod api_queries;
 mod customers;
 mod import_jobs;
 mod intake;
+mod outbound;
 mod sessions;
 mod sso;
 mod threading;
@@ -23,6 +24,11 @@ pub use import_jobs::{status as import_status, ImportJobView, NewImportJob};
 pub use intake::{
     ImportCheckpoint, Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage,
     NewQuarantine,
+};
+pub use outbound::{
+    ClaimedDelivery, ClaimedRecipient, DeliveryOutcome, DeliveryView, NewOutboundAttachment,
+    NewOutboundReply, NewSendingDomain, ParentMessage, ReplyContext, SendingDomainKeys,
+    SendingDomainView,
 };
 pub use sessions::SESSION_COOKIE;
 pub use sso::{

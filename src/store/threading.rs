@@ -628,6 +628,9 @@ pub(super) fn store_message(
                 );
             };
             add_event(conn, account, ticket, "bounce", report, now_ms())?;
+            if let Some(id) = original_message_id {
+                mark_bounced_recipients(conn, account, id, report)?;
+            }
             let id = insert_message(
                 conn,
                 m,
@@ -868,6 +871,85 @@ fn insert_message(
         ])?;
     }
     Ok(id)
+}
+
+/// A delivery report about one of our messages: its failed recipients are marked bounced
+/// in the outbound queue (even after a relay accepted them: the report is the later truth).
+/// Delay reports change nothing. A permanent report naming no recipient we know bounces
+/// every recipient of a message that had only one.
+fn mark_bounced_recipients(
+    conn: &Conn,
+    account: i64,
+    original_message_id: &str,
+    report: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let message: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM messages WHERE account_id = ? AND message_id = ? AND direction = 'outbound'
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![account, original_message_id], |r| r.get(0))
+        .optional()?;
+    let Some(message) = message else {
+        return Ok(());
+    };
+    let now = now_ms();
+    let mut mark = conn.prepare_cached(
+        "UPDATE outbound_queue SET status = 'bounced', last_error = ?, lease_owner = NULL, lease_until = NULL,
+             updated_at = ? WHERE account_id = ? AND message_id = ? AND recipient = ? AND status <> 'bounced'",
+    )?;
+    let mut marked = 0;
+    let recipients = report["recipients"].as_array().cloned().unwrap_or_default();
+    for r in &recipients {
+        let failed = r["action"].as_str() == Some("failed")
+            || r["status"].as_str().is_some_and(|s| s.starts_with('5'));
+        let Some(address) = r["address"].as_str() else {
+            continue;
+        };
+        if !failed {
+            continue;
+        }
+        let why = format!(
+            "bounce report: {}{}",
+            r["status"].as_str().unwrap_or("failed"),
+            r["diagnostic"]
+                .as_str()
+                .map(|d| format!(" {d}"))
+                .unwrap_or_default()
+        );
+        marked += mark.execute(params![
+            why,
+            now,
+            account,
+            message,
+            address.to_ascii_lowercase()
+        ])?;
+    }
+    if marked == 0 && report["permanent"].as_bool() == Some(true) {
+        conn.prepare_cached(
+            "UPDATE outbound_queue SET status = 'bounced', last_error = 'bounce report (no recipient named)',
+                 lease_owner = NULL, lease_until = NULL, updated_at = ?
+             WHERE account_id = ? AND message_id = ? AND status <> 'bounced'
+               AND (SELECT COUNT(*) FROM outbound_queue WHERE message_id = ?3) = 1",
+        )?
+        .execute(params![now, account, message])?;
+    }
+    Ok(())
+}
+
+/// [`put_blob`] inside an sqlx transaction (the outbound queue writes through the pool).
+pub(super) async fn put_blob_sqlx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    sha256: &str,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO blobs (sha256, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+        .bind(sha256)
+        .bind(data.len() as i64)
+        .bind(data)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Content-addressed bytes: stored once whatever the number of messages using them.

@@ -84,6 +84,9 @@ pub struct TicketDetail {
     pub messages: Vec<MessageView>,
     /// Merges, bounces and other history, oldest first.
     pub events: Vec<TicketEvent>,
+    /// Delivery of the replies: one entry per recipient (queued, deferred with the last
+    /// error, delivered, bounced).
+    pub deliveries: Vec<super::DeliveryView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,10 +245,12 @@ impl Store {
         .bind(id.0)
         .fetch_all(self.pool())
         .await?;
+        let deliveries = self.ticket_deliveries(id.0).await?;
         Ok(TicketDetail {
             ticket,
             tags,
             messages,
+            deliveries,
             events: events
                 .into_iter()
                 .map(|(kind, data, at)| TicketEvent {

@@ -2,7 +2,9 @@
 
 pub mod account;
 pub mod customers;
+pub mod domains;
 pub mod messages;
+pub mod replies;
 pub mod system;
 pub mod tickets;
 pub mod tokens;
