@@ -11,6 +11,7 @@ pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod metrics;
+pub mod rules;
 pub mod smtp;
 pub mod store;
 pub mod telemetry;

@@ -4,6 +4,7 @@ mod accounts;
 mod api_queries;
 mod customers;
 mod intake;
+mod rules;
 mod sessions;
 mod sso;
 mod threading;
@@ -20,6 +21,10 @@ pub use api_queries::{
 pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
 pub use intake::{
     Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage, NewQuarantine,
+};
+pub use rules::{
+    MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,
+    RuleRunView, RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
 };
 pub use sessions::SESSION_COOKIE;
 pub use sso::{
