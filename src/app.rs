@@ -4,6 +4,7 @@
 use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::ingest::MailIntake;
+use crate::rules::{RecordOnlySender, ReplySender, RulesConfig, RulesEngine, SystemClock};
 use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
 use crate::store::{CommitWriter, Store, StoreError, ThreadingConfig};
 use std::net::SocketAddr;
@@ -36,6 +37,8 @@ pub struct Application {
     smtp: SmtpServer<MailIntake>,
     http: TcpListener,
     writer: tokio::task::JoinHandle<()>,
+    /// The rules engine and the wake-up intake gives it after each commit.
+    rules: Option<(Arc<RulesEngine>, Arc<tokio::sync::Notify>)>,
 }
 
 impl Application {
@@ -52,6 +55,26 @@ impl Application {
             inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
             subject_window_ms: settings.threading.subject_window.as_millis() as i64,
         };
+        // The seam for automated replies: until the outbound queue lands, replies are
+        // recorded in the ticket and logged as not sent. Wire the queue's ReplySender here.
+        let reply_sender: Arc<dyn ReplySender> = Arc::new(RecordOnlySender {
+            store: store.clone(),
+            secret: threading.secret.clone(),
+            inbound_domain: threading.inbound_domain.clone(),
+        });
+        let rules = settings.rules.enabled.then(|| {
+            let engine = Arc::new(RulesEngine::new(
+                store.clone(),
+                reply_sender,
+                RulesConfig {
+                    reply_window_ms: settings.rules.reply_window.as_millis() as i64,
+                    max_depth: settings.rules.max_depth,
+                    scheduler_batch: settings.rules.scheduler_batch,
+                },
+                Arc::new(SystemClock),
+            ));
+            (engine, Arc::new(tokio::sync::Notify::new()))
+        });
         let (writer, writer_task) = CommitWriter::spawn(
             store.database_file(),
             settings.store.batch_max,
@@ -68,7 +91,7 @@ impl Application {
         } else {
             None
         };
-        let intake = Arc::new(MailIntake::new(
+        let mut intake = MailIntake::new(
             store.clone(),
             writer,
             &settings.inbound.domain,
@@ -78,7 +101,11 @@ impl Application {
                 strict_dmarc: settings.auth.strict_dmarc,
             },
             settings.inbound.lookup_cache,
-        ));
+        );
+        if let Some((_, wake)) = &rules {
+            intake = intake.with_after_commit(wake.clone());
+        }
+        let intake = Arc::new(intake);
         let s = &settings.smtp;
         let tls = if s.tls.enabled {
             Some(smtp::tls::acceptor(&s.tls.cert, &s.tls.key, &s.hostname)?)
@@ -123,6 +150,7 @@ impl Application {
             smtp,
             http,
             writer: writer_task,
+            rules,
         })
     }
 
@@ -161,6 +189,22 @@ impl Application {
             self.saml_config()?,
             &self.settings.inbound.domain,
         );
+        let mut workers = Vec::new();
+        if let Some((engine, wake)) = &self.rules {
+            workers.push(tokio::spawn(crate::rules::worker::run_worker(
+                engine.clone(),
+                wake.clone(),
+                self.settings.rules.poll_interval,
+                shutdown.clone(),
+            )));
+            if !self.settings.rules.scheduler_interval.is_zero() {
+                workers.push(tokio::spawn(crate::rules::worker::run_scheduler(
+                    engine.clone(),
+                    self.settings.rules.scheduler_interval,
+                    shutdown.clone(),
+                )));
+            }
+        }
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(self.http, router)
@@ -179,6 +223,9 @@ impl Application {
             tracing::error!("storage writer did not stop in time");
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+        for w in workers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+        }
         self.store.close().await;
         tracing::info!("postern stopped");
         Ok(())

@@ -518,7 +518,8 @@ mod tests {
             last_auto_reply_at: None,
             reply_window_ms: 24 * 3_600_000,
         };
-        let cases: Vec<(Box<dyn Fn(&mut Facts)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Facts)>;
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|f| f.message.as_mut().unwrap().classification = "auto_generated".into()),
                 "auto-generated",

@@ -270,6 +270,8 @@ pub struct RulesEngine {
     pub sender: Arc<dyn ReplySender>,
     pub config: RulesConfig,
     pub clock: Arc<dyn Clock>,
+    /// Failed attempts at the item the worker is stuck on: (cursor name, id, attempts).
+    pub(super) failures: std::sync::Mutex<Option<(&'static str, i64, u32)>>,
 }
 
 /// What one scheduler pass did.
@@ -281,6 +283,21 @@ pub struct PassReport {
 }
 
 impl RulesEngine {
+    pub fn new(
+        store: Store,
+        sender: Arc<dyn ReplySender>,
+        config: RulesConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            sender,
+            config,
+            clock,
+            failures: std::sync::Mutex::new(None),
+        }
+    }
+
     fn by(rule: &RuleRecord, depth: i64) -> serde_json::Value {
         serde_json::json!({"rule": rule.id, "rule_name": rule.name, "depth": depth})
     }

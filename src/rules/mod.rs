@@ -143,3 +143,27 @@ pub async fn save_macro(
         .create_macro(account, name, subject, body, missing, fallback)
         .await?)
 }
+
+/// Renders a macro on a ticket of the account, without sending anything.
+pub async fn preview_macro(
+    store: &Store,
+    account: AccountId,
+    macro_id: i64,
+    ticket: i64,
+) -> Result<macros::Rendered, RulesError> {
+    let record = store.macro_record(macro_id, account).await?;
+    let ctx = live::account_rules(store, account, false).await?;
+    let state = store
+        .ticket_state(account, ticket)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no ticket with id {ticket}")))?;
+    let facts = facts::Facts {
+        now: crate::store::now_ms(),
+        account: ctx.account.clone(),
+        ticket: live::ticket_facts(&state),
+        message: None,
+        business_hours: ctx.business_hours.clone(),
+    };
+    macros::render(&live::macro_from_record(&record), &facts)
+        .map_err(|e| RulesError::Refused(format!("the macro does not render: {e}")))
+}

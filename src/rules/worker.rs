@@ -17,6 +17,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: u32 = 200;
+/// Tries at one item before it is logged as failed and passed over.
+const ATTEMPTS: u32 = 3;
 
 /// Ticket events that mean "the ticket changed" for ticket_updated rules. Intake's own
 /// events (merges, bounces) come with the message that caused them.
@@ -63,7 +65,7 @@ impl RulesEngine {
                     triggers,
                     depth: 0,
                 };
-                self.run_logged(&event).await;
+                self.run_logged(&event, "messages", m.id).await?;
             }
             self.store.set_rule_cursor("messages", m.id).await?;
         }
@@ -97,16 +99,36 @@ impl RulesEngine {
                 triggers: vec![Trigger::TicketUpdated],
                 depth,
             };
-            self.run_logged(&event).await;
+            self.run_logged(&event, "ticket_events", last).await?;
         }
         self.store.set_rule_cursor("ticket_events", last).await?;
         Ok(batch.len())
     }
 
-    /// Runs an event; a failure is logged (in the rule log too) and does not stop the
-    /// worker: the mail itself is safe in the store whatever rules do.
-    async fn run_logged(&self, event: &RuleEvent) {
+    /// Runs an event. A failure stops the pass without moving the cursor, so the item is
+    /// tried again (a busy database, a full disk); after [`ATTEMPTS`] failures it is logged
+    /// in the rule log and passed over, so one bad item cannot block the rest. The mail
+    /// itself is safe in the store whatever rules do.
+    async fn run_logged(
+        &self,
+        event: &RuleEvent,
+        cursor: &'static str,
+        id: i64,
+    ) -> Result<(), RulesError> {
         if let Err(e) = self.run_event(event).await {
+            {
+                let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+                let attempts = match *failures {
+                    Some((c, i, n)) if c == cursor && i == id => n + 1,
+                    _ => 1,
+                };
+                if attempts < ATTEMPTS {
+                    *failures = Some((cursor, id, attempts));
+                    tracing::warn!(cursor, id, attempts, error = %e, "rules failed; will retry");
+                    return Err(e);
+                }
+                *failures = None;
+            }
             tracing::error!(account = event.account.0, ticket = event.ticket, error = %e, "rules failed for an event");
             let _ = self
                 .store
@@ -126,6 +148,7 @@ impl RulesEngine {
                 })
                 .await;
         }
+        Ok(())
     }
 }
 
