@@ -53,6 +53,13 @@ fn environment(missing: &Missing) -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(50);
+    // A mail body ends with its newline as written.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
     // Plain text mail: nothing to escape.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     let fallback = match missing {
