@@ -796,7 +796,8 @@ macro = "ack"
     );
 
     // The same generated history into both accounts: the live one with the rule enabled.
-    let history: Vec<(String, String, String, Vec<(&str, &str)>)> = (0..12)
+    type Mail = (String, String, String, Vec<(&'static str, &'static str)>);
+    let history: Vec<Mail> = (0..12)
         .map(|i| {
             let who = format!("Client{} <c{}@client.test>", i % 5, i % 5);
             let subject = format!("Message {i}");
