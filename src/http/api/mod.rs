@@ -3,6 +3,7 @@
 pub mod account;
 pub mod customers;
 pub mod messages;
+pub mod rules;
 pub mod system;
 pub mod tickets;
 pub mod tokens;
