@@ -27,6 +27,16 @@ pub fn evaluate(c: &Condition, facts: &Facts) -> (bool, Vec<TestResult>) {
     (ok, trace)
 }
 
+/// Whether `c` holds, without a trace (short-circuits): the simulation's first look.
+pub fn holds(c: &Condition, f: &Facts) -> bool {
+    match c {
+        Condition::All(list) => list.iter().all(|c| holds(c, f)),
+        Condition::Any(list) => list.is_empty() || list.iter().any(|c| holds(c, f)),
+        Condition::Not(inner) => !holds(inner, f),
+        Condition::Test(t) => test(t, f).0,
+    }
+}
+
 fn eval(c: &Condition, f: &Facts, path: &str, trace: &mut Vec<TestResult>) -> bool {
     match c {
         Condition::All(list) => list

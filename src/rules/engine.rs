@@ -19,6 +19,9 @@ pub struct PlanContext<'a> {
     pub last_auto_reply_at: Option<i64>,
     /// At most one automated reply per customer per rule within this window (ms).
     pub reply_window_ms: i64,
+    /// Render notes and replies and trace the conditions (off: the simulation's matches
+    /// beyond those it lists, which nobody reads; templates compiled when saved).
+    pub render: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,7 +152,14 @@ fn planned(action: &Action, step: Step, rendered: Option<Rendered>) -> ActionRes
 /// Evaluates the rule and plans its actions. `facts` is updated as each planned action
 /// would change the ticket, so that later actions (and later rules) see the result.
 pub fn plan(rule: &Rule, facts: &mut Facts, ctx: &PlanContext) -> Plan {
-    let (matched, conditions) = evaluate(&rule.conditions, facts);
+    let (matched, conditions) = if ctx.render {
+        evaluate(&rule.conditions, facts)
+    } else {
+        (
+            super::conditions::holds(&rule.conditions, facts),
+            Vec::new(),
+        )
+    };
     let mut actions = Vec::new();
     let mut stop = false;
     if !matched {
@@ -294,6 +304,9 @@ fn plan_one(
                 planned(action, Step::SetPriority(priority.clone()), None)
             }
         }
+        Action::AddNote { .. } if !ctx.render => {
+            planned(action, Step::AddNote(String::new()), None)
+        }
         Action::AddNote { text } => {
             let ctx_vars = macros::context(facts);
             match macros::render_template(text, &macros::Missing::Empty, &ctx_vars) {
@@ -330,7 +343,15 @@ fn plan_one(
                     format!("no macro named {macro_name:?} in this account"),
                 );
             };
-            let rendered = match macros::render(m, facts) {
+            let rendered = if !ctx.render {
+                Ok(Rendered {
+                    subject: String::new(),
+                    body: String::new(),
+                })
+            } else {
+                macros::render(m, facts)
+            };
+            let rendered = match rendered {
                 Ok(r) => r,
                 Err(e) => {
                     return skip(
@@ -342,7 +363,7 @@ fn plan_one(
             };
             if let Some(reason) = reply_guard(facts, ctx) {
                 let mut r = skip(action, Outcome::Blocked, reason);
-                r.rendered = Some(rendered);
+                r.rendered = ctx.render.then_some(rendered);
                 return r;
             }
             *replied = true;
@@ -358,7 +379,7 @@ fn plan_one(
                     subject: rendered.subject.clone(),
                     body: rendered.body.clone(),
                 },
-                Some(rendered),
+                ctx.render.then_some(rendered),
             )
         }
         Action::StopProcessing => {
@@ -475,6 +496,7 @@ mod tests {
             agents: &agents,
             last_auto_reply_at: None,
             reply_window_ms: 24 * 3_600_000,
+            render: true,
         };
         let mut f = facts(23);
         assert!(
@@ -517,6 +539,7 @@ mod tests {
             agents: &agents,
             last_auto_reply_at: None,
             reply_window_ms: 24 * 3_600_000,
+            render: true,
         };
         type Change = Box<dyn Fn(&mut Facts)>;
         let cases: Vec<(Change, &str)> = vec![

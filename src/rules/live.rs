@@ -304,6 +304,16 @@ impl RulesEngine {
 
     /// Runs the enabled rules of the event's triggers on its ticket, in order.
     pub async fn run_event(&self, event: &RuleEvent) -> Result<(), RulesError> {
+        // Most events concern accounts without rules for them: one indexed query decides.
+        let any = self
+            .store
+            .enabled_rules(event.account)
+            .await?
+            .iter()
+            .any(|r| Trigger::parse(&r.trigger).is_some_and(|t| event.triggers.contains(&t)));
+        if !any {
+            return Ok(());
+        }
         let ctx = account_rules(&self.store, event.account, true).await?;
         let rules: Vec<&LoadedRule> = ctx
             .rules
@@ -411,6 +421,7 @@ impl RulesEngine {
                 .rule
                 .reply_window_minutes
                 .map_or(self.config.reply_window_ms, |m| m * 60_000),
+            render: true,
         };
         let mut p = plan(&r.rule, facts, &pctx);
         if p.matched {

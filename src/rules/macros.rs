@@ -173,17 +173,45 @@ fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// Templates compiled per thread, by what missing variables render as and by source: a
+/// simulation renders the same macro for every ticket it acts on.
+const CACHED_TEMPLATES: usize = 256;
+
+thread_local! {
+    static ENVIRONMENTS: std::cell::RefCell<std::collections::HashMap<String, (Environment<'static>, usize)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// Renders one template.
 pub fn render_template(
     source: &str,
     missing: &Missing,
     ctx: &JValue,
 ) -> Result<String, TemplateError> {
-    let env = environment(missing);
-    let tmpl = env
-        .template_from_str(source)
-        .map_err(|e| template_error(source, &e))?;
-    let out = tmpl.render(ctx).map_err(|e| template_error(source, &e))?;
+    let key = match missing {
+        Missing::Empty => "\0empty".to_string(),
+        Missing::Fallback(f) => f.clone(),
+    };
+    let out = ENVIRONMENTS.with(|cell| {
+        let mut envs = cell.borrow_mut();
+        if envs.len() > 16 {
+            envs.clear();
+        }
+        let (env, count) = envs.entry(key).or_insert_with(|| (environment(missing), 0));
+        if env.get_template(source).is_err() {
+            if *count >= CACHED_TEMPLATES {
+                *env = environment(missing);
+                *count = 0;
+            }
+            env.add_template_owned(source.to_string(), source.to_string())
+                .map_err(|e| template_error(source, &e))?;
+            *count += 1;
+        }
+        let tmpl = env
+            .get_template(source)
+            .map_err(|e| template_error(source, &e))?;
+        tmpl.render(ctx).map_err(|e| template_error(source, &e))
+    })?;
     if out.len() > MAX_OUTPUT_BYTES {
         return Err(TemplateError {
             line: 1,

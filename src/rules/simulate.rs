@@ -279,12 +279,16 @@ pub async fn simulate(
             business_hours: ctx.business_hours.clone(),
         };
         totals.evaluations += 1;
+        if !super::conditions::holds(&rule.conditions, &facts) {
+            continue;
+        }
         let customer = facts.ticket.customer.as_ref().map(|c| c.email.clone());
         let pctx = PlanContext {
             macros: &ctx.macros,
             agents: &ctx.agents,
             last_auto_reply_at: customer.as_ref().and_then(|c| replied.get(c).copied()),
             reply_window_ms,
+            render: matches.len() < MAX_LISTED,
         };
         let p = plan(rule, &mut facts, &pctx);
         if !p.matched {
@@ -293,7 +297,7 @@ pub async fn simulate(
         if trigger == "time" {
             r.fired_episode = Some(r.facts.episode());
         }
-        r.facts = facts.ticket.clone();
+        r.facts = std::mem::take(&mut facts.ticket);
         totals.matches += 1;
         matched_tickets.insert(r.facts.id);
         let day = match tz {
