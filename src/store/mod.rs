@@ -176,6 +176,16 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that writes. BEGIN IMMEDIATE takes the write lock at once (waiting up
+    /// to the busy timeout): a deferred transaction that reads first and writes later fails
+    /// at once with "database is locked" when another connection (the intake writer, the
+    /// rules worker) commits in between.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// The database file, for the group-commit writer's own connection.
     pub fn database_file(&self) -> &DatabaseFile {
         &self.file

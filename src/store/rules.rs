@@ -452,7 +452,7 @@ impl Store {
     /// Deletes a rule; its log entries stay, with the name.
     pub async fn delete_rule(&self, id: i64, account: AccountId) -> Result<(), StoreError> {
         self.rule(id, account).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE rule_runs SET rule_id = NULL WHERE rule_id = ? AND account_id = ?")
             .bind(id)
             .bind(account.0)
@@ -720,7 +720,7 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let found: Option<i64> =
             sqlx::query_scalar("SELECT id FROM tickets WHERE id = ? AND account_id = ?")
                 .bind(ticket)
@@ -866,7 +866,7 @@ impl Store {
         inbound_domain: &str,
         now: i64,
     ) -> Result<MessageId, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let from: Option<String> = sqlx::query_scalar(
             "SELECT COALESCE(s.from_address, a.from_address) FROM tickets t
              JOIN accounts a ON a.id = t.account_id
