@@ -14,6 +14,8 @@ pkg-config --exists xmlsec1 2>/dev/null || need_pkgs+=(libxmlsec1-dev)
 ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 if [ "$mode" = test ]; then
   have swaks || need_pkgs+=(swaks)
+  # swaks --tls needs Net::SSLeay, which swaks only recommends.
+  perl -MNet::SSLeay -e1 2>/dev/null || need_pkgs+=(libnet-ssleay-perl)
   # smtp-source / smtp-sink (benchmarks) come with Postfix.
   have smtp-source || need_pkgs+=(postfix)
   have python3 || need_pkgs+=(python3)
