@@ -923,11 +923,20 @@ fn print_simulation(r: &postern::rules::simulate::SimulationReport) {
             m.customer.clone().unwrap_or_default(),
             m.trigger
         );
-        for c in m.conditions.iter().filter(|c| c.matched) {
-            println!(
-                "      matched {} {:?} {} (was {})",
-                c.field, c.operator, c.value, c.actual
-            );
+        for c in &m.conditions {
+            // A test under `not` holds for the rule when it does not match.
+            let negated = c.path.contains(".not");
+            if c.matched != negated {
+                let op = serde_json::to_value(c.operator).unwrap_or_default();
+                println!(
+                    "      matched {}{} {} {} (was {})",
+                    if negated { "not " } else { "" },
+                    c.field,
+                    op.as_str().unwrap_or("?"),
+                    c.value,
+                    c.actual
+                );
+            }
         }
         for a in &m.actions {
             println!(

@@ -1172,3 +1172,75 @@ async fn rules_and_macros_through_the_api() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth() {
+    use reqwest::Method;
+    let app = spawn_app(&[]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let admin = api_token(&dir, acct, "admin");
+    // Two rules that undo each other: each change triggers the other, forever but for
+    // rules.max_depth (3).
+    add_rule(
+        &dir,
+        acct,
+        "ping.json",
+        r#"{"name": "ping", "trigger": "ticket_updated", "enabled": true,
+        "conditions": {"field": "priority", "operator": "equals", "value": "urgent"},
+        "actions": [{"type": "add_tag", "tag": "ping"}, {"type": "remove_tag", "tag": "pong"}]}"#,
+    );
+    add_rule(
+        &dir,
+        acct,
+        "pong.json",
+        r#"{"name": "pong", "trigger": "ticket_updated", "enabled": true,
+        "conditions": {"field": "tags", "operator": "contains", "value": "ping"},
+        "actions": [{"type": "remove_tag", "tag": "ping"}, {"type": "add_tag", "tag": "pong"}]}"#,
+    );
+    send(&app, "Ana <ana@client.test>", &fwd, "Hello", "Hi", &[]).await;
+    let account = AccountId(acct);
+    let ticket = app.store.tickets(account, None).await.unwrap()[0].id;
+    // The agent raises the priority through the API: a ticket update.
+    let (s, v) = call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v1/tickets/{ticket}"),
+        Some(json!({"priority": "urgent"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let mut stopped = None;
+    for _ in 0..200 {
+        let runs = app
+            .store
+            .rule_runs(account, &Default::default(), 100)
+            .await
+            .unwrap();
+        if let Some(r) = runs.iter().find(|r| r.error.is_some()) {
+            stopped = Some((r.clone(), runs.clone()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (stop, runs) = stopped.expect("the loop was stopped and logged");
+    assert_eq!(stop.depth, 4, "{runs:#?}");
+    assert!(
+        stop.error.as_deref().unwrap().contains("rules.max_depth"),
+        "{stop:?}"
+    );
+    // Depth 0 (the agent's change) to 3 ran; nothing deeper.
+    assert!(runs.iter().all(|r| r.depth <= 4));
+    assert!(runs
+        .iter()
+        .any(|r| r.depth == 0 && r.rule_name == "ping" && r.matched));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = app
+        .store
+        .rule_runs(account, &Default::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), runs.len(), "nothing runs after the stop");
+    app.stop().await;
+}
