@@ -25,6 +25,8 @@ if [ "$mode" = test ]; then
   have dovecot || need_pkgs+=(dovecot-imapd)
   # The SAML identity provider of the tests (pysaml2) signs with the xmlsec1 program.
   have xmlsec1 || need_pkgs+=(xmlsec1)
+  # The sqlite3 shell is the peer of the rules benchmark (bench/rules.sh).
+  have sqlite3 || need_pkgs+=(sqlite3)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -5,6 +5,7 @@ use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::ingest::MailIntake;
 use crate::outbound::OutboundQueue;
+use crate::rules::{RecordOnlySender, ReplySender, RulesConfig, RulesEngine, SystemClock};
 use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
 use crate::store::{CommitWriter, Store, StoreError, ThreadingConfig};
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub struct Application {
     http: TcpListener,
     writer: tokio::task::JoinHandle<()>,
     outbound: Arc<OutboundQueue>,
+    /// The rules engine and the wake-up intake gives it after each commit.
+    rules: Option<(Arc<RulesEngine>, Arc<tokio::sync::Notify>)>,
 }
 
 /// The outbound queue of the configuration: what `postern serve` runs, and what the CLI
@@ -84,6 +87,26 @@ impl Application {
         .await?;
         let outbound = outbound_queue(&settings, &store).await?;
         let threading = threading_config(&store, &settings).await?;
+        // The seam for automated replies: until the outbound queue lands, replies are
+        // recorded in the ticket and logged as not sent. Wire the queue's ReplySender here.
+        let reply_sender: Arc<dyn ReplySender> = Arc::new(RecordOnlySender {
+            store: store.clone(),
+            secret: threading.secret.clone(),
+            inbound_domain: threading.inbound_domain.clone(),
+        });
+        let rules = settings.rules.enabled.then(|| {
+            let engine = Arc::new(RulesEngine::new(
+                store.clone(),
+                reply_sender,
+                RulesConfig {
+                    reply_window_ms: settings.rules.reply_window.as_millis() as i64,
+                    max_depth: settings.rules.max_depth,
+                    scheduler_batch: settings.rules.scheduler_batch,
+                },
+                Arc::new(SystemClock),
+            ));
+            (engine, Arc::new(tokio::sync::Notify::new()))
+        });
         let (writer, writer_task) = CommitWriter::spawn(
             store.database_file(),
             settings.store.batch_max,
@@ -100,7 +123,7 @@ impl Application {
         } else {
             None
         };
-        let intake = Arc::new(MailIntake::new(
+        let mut intake = MailIntake::new(
             store.clone(),
             writer,
             &settings.inbound.domain,
@@ -110,7 +133,11 @@ impl Application {
                 strict_dmarc: settings.auth.strict_dmarc,
             },
             settings.inbound.lookup_cache,
-        ));
+        );
+        if let Some((_, wake)) = &rules {
+            intake = intake.with_after_commit(wake.clone());
+        }
+        let intake = Arc::new(intake);
         let s = &settings.smtp;
         let tls = if s.tls.enabled {
             Some(smtp::tls::acceptor(&s.tls.cert, &s.tls.key, &s.hostname)?)
@@ -156,6 +183,7 @@ impl Application {
             http,
             writer: writer_task,
             outbound,
+            rules,
         })
     }
 
@@ -204,6 +232,22 @@ impl Application {
         } else {
             None
         };
+        let mut workers = Vec::new();
+        if let Some((engine, wake)) = &self.rules {
+            workers.push(tokio::spawn(crate::rules::worker::run_worker(
+                engine.clone(),
+                wake.clone(),
+                self.settings.rules.poll_interval,
+                shutdown.clone(),
+            )));
+            if !self.settings.rules.scheduler_interval.is_zero() {
+                workers.push(tokio::spawn(crate::rules::worker::run_scheduler(
+                    engine.clone(),
+                    self.settings.rules.scheduler_interval,
+                    shutdown.clone(),
+                )));
+            }
+        }
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(self.http, router)
@@ -233,6 +277,9 @@ impl Application {
             if tokio::time::timeout(grace, worker).await.is_err() {
                 tracing::warn!("outbound worker still busy at shutdown; its deliveries resume after their lease");
             }
+        }
+        for w in workers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
         }
         self.store.close().await;
         tracing::info!("postern stopped");

@@ -19,6 +19,7 @@ pub struct Settings {
     pub dns: DnsSettings,
     pub auth: AuthSettings,
     pub store: StoreSettings,
+    pub rules: RulesSettings,
     pub log: LogSettings,
     pub outbound: OutboundSettings,
 }
@@ -83,6 +84,19 @@ pub enum RelayTls {
     Opportunistic,
     /// Plain text (a relay on this machine).
     None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RulesSettings {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub scheduler_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reply_window: Duration,
+    pub max_depth: i64,
+    pub scheduler_batch: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,6 +352,23 @@ impl Settings {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
             "outbound.dkim_selector must be letters, digits, '-' or '.'",
+        )?;
+        check(
+            self.rules.scheduler_interval.is_zero()
+                || self.rules.scheduler_interval >= Duration::from_secs(1),
+            "rules.scheduler_interval must be 0s (off) or at least 1s",
+        )?;
+        check(
+            self.rules.poll_interval >= Duration::from_millis(50),
+            "rules.poll_interval must be at least 50ms",
+        )?;
+        check(
+            (0..=10).contains(&self.rules.max_depth),
+            "rules.max_depth must be between 0 and 10",
+        )?;
+        check(
+            self.rules.scheduler_batch >= 1,
+            "rules.scheduler_batch must be at least 1",
         )?;
         check(
             self.sso.clock_skew <= Duration::from_secs(600),

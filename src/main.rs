@@ -55,6 +55,12 @@ enum Command {
     /// API tokens for the HTTP API (shown once; only their hash is stored).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Rules: add, list, enable, simulate on past tickets, and their log (docs/RULES.md).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Macros: reply templates for rules and agents.
+    #[command(subcommand)]
+    Macros(MacrosCommand),
     /// Import past mail (mbox, Maildir, .eml folder, IMAP) into an account's tickets, with
     /// no side effect; running the same import again resumes it and imports nothing twice.
     Import(ImportArgs),
@@ -155,6 +161,167 @@ enum QueueCommand {
         id: i64,
         #[arg(long)]
         account: Option<AccountId>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Add a rule from a JSON or TOML file (.toml is TOML); it starts disabled unless it says
+    /// `enabled = true`.
+    Add {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Replace the rule with this id instead of adding one.
+        #[arg(long, value_name = "ID")]
+        replace: Option<i64>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// The account's rules in the order they run.
+    List {
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// One rule as stored.
+    Show {
+        id: i64,
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Switch a rule on.
+    Enable {
+        id: i64,
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Switch a rule off.
+    Disable {
+        id: i64,
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Delete a rule (its log stays).
+    Delete {
+        id: i64,
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// What a rule would have done on past tickets, without changing anything.
+    Simulate {
+        #[arg(long)]
+        account: AccountId,
+        /// A rule file (JSON or TOML), not stored.
+        #[arg(
+            long,
+            alias = "rule-file",
+            value_name = "FILE",
+            conflicts_with = "rule"
+        )]
+        file: Option<PathBuf>,
+        /// A stored rule, enabled or not.
+        #[arg(long, value_name = "ID", required_unless_present = "file")]
+        rule: Option<i64>,
+        /// How far back: 90d, 12w, 48h...
+        #[arg(long, default_value = "90d")]
+        since: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// The rule log: every run, what matched, what was done or skipped and why.
+    Log {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        rule: Option<i64>,
+        #[arg(long)]
+        ticket: Option<i64>,
+        /// Only runs whose conditions matched.
+        #[arg(long)]
+        matched: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show or set the account's business hours (a JSON file, see docs/RULES.md).
+    BusinessHours {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long, value_name = "FILE", conflicts_with = "clear")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Run the scheduler's pass once now (what `postern serve` does every minute).
+    Tick {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum MacrosCommand {
+    /// Add a macro; a template that does not compile is refused with its line and column.
+    Add {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        name: String,
+        /// The body template (a text file).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Subject template (default: "Re: " and the ticket's subject).
+        #[arg(long)]
+        subject: Option<String>,
+        /// What missing variables render as (default: nothing).
+        #[arg(long, value_name = "TEXT")]
+        fallback: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    List {
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    Show {
+        id: i64,
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    Delete {
+        id: i64,
+        #[arg(long)]
+        account: AccountId,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Render a macro on a ticket without sending anything.
+    Preview {
+        id: i64,
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        ticket: i64,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -597,6 +764,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Sso(cmd) => sso(cmd, &settings).await?,
+        Command::Rules(cmd) => rules_cli(cmd, &settings).await?,
+        Command::Macros(cmd) => macros_cli(cmd, &settings).await?,
         Command::Domain(cmd) => domain(cmd, &settings).await?,
         Command::Queue(cmd) => queue(cmd, &settings).await?,
         Command::Reply {
@@ -687,6 +856,419 @@ async fn run(cli: Cli) -> Result<()> {
                         q.detail.unwrap_or_default()
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_text(path: &std::path::Path) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > 1024 * 1024 {
+        bail!("{} is larger than 1 MiB", path.display());
+    }
+    std::fs::read_to_string(path)
+        .with_context(|| format!("reading {} (UTF-8 text)", path.display()))
+}
+
+fn print_rule(r: &postern::store::RuleRecord) {
+    println!(
+        "{:<5} {:<9} pos {:<5} {:<17} {}",
+        r.id,
+        if r.enabled { "enabled" } else { "disabled" },
+        r.position,
+        r.trigger,
+        r.name
+    );
+}
+
+async fn rules_cli(cmd: RulesCommand, settings: &Settings) -> Result<()> {
+    use postern::rules;
+    let store = open_store(settings).await?;
+    match cmd {
+        RulesCommand::Add {
+            account,
+            file,
+            replace,
+            out,
+        } => {
+            let text = read_text(&file)?;
+            let r = rules::save_rule(
+                &store,
+                account,
+                &text,
+                rules::Format::of_path(&file),
+                replace,
+            )
+            .await?;
+            if out.json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "rule {} {}: {} ({}, {})",
+                    r.id,
+                    if replace.is_some() {
+                        "replaced"
+                    } else {
+                        "added"
+                    },
+                    r.name,
+                    r.trigger,
+                    if r.enabled {
+                        "enabled"
+                    } else {
+                        "disabled: `postern rules enable` switches it on"
+                    }
+                );
+            }
+        }
+        RulesCommand::List { account, out } => {
+            let list = store.rules(account).await?;
+            if out.json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no rules");
+            } else {
+                list.iter().for_each(print_rule);
+            }
+        }
+        RulesCommand::Show { id, account, out } => {
+            let r = store.rule(id, account).await?;
+            if out.json {
+                print_json(&r)?;
+            } else {
+                print_rule(&r);
+                println!("{}", serde_json::to_string_pretty(&r.definition)?);
+            }
+        }
+        RulesCommand::Enable { id, account, out } => {
+            let r = store.set_rule_enabled(id, account, true).await?;
+            if out.json {
+                print_json(&r)?;
+            } else {
+                print_rule(&r);
+            }
+        }
+        RulesCommand::Disable { id, account, out } => {
+            let r = store.set_rule_enabled(id, account, false).await?;
+            if out.json {
+                print_json(&r)?;
+            } else {
+                print_rule(&r);
+            }
+        }
+        RulesCommand::Delete { id, account, out } => {
+            store.delete_rule(id, account).await?;
+            if out.json {
+                print_json(&serde_json::json!({"deleted": id}))?;
+            } else {
+                println!("rule {id} deleted");
+            }
+        }
+        RulesCommand::Simulate {
+            account,
+            file,
+            rule,
+            since,
+            out,
+        } => {
+            let minutes = rules::schema::parse_minutes(&since)
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let (parsed, id) = match (file, rule) {
+                (Some(f), _) => {
+                    let text = read_text(&f)?;
+                    (
+                        rules::parse_rule_text(&text, rules::Format::of_path(&f))?,
+                        None,
+                    )
+                }
+                (None, Some(id)) => {
+                    let r = store.rule(id, account).await?;
+                    (rules::parse_rule(&r.definition)?, Some(id))
+                }
+                (None, None) => bail!("give --file FILE or --rule ID"),
+            };
+            let now = postern::store::now_ms();
+            let report = rules::simulate::simulate(
+                &store,
+                account,
+                &parsed,
+                id,
+                now - minutes * 60_000,
+                now,
+                settings.rules.reply_window.as_millis() as i64,
+            )
+            .await?;
+            if out.json {
+                print_json(&report)?;
+            } else {
+                print_simulation(&report);
+            }
+        }
+        RulesCommand::Log {
+            account,
+            rule,
+            ticket,
+            matched,
+            limit,
+            out,
+        } => {
+            let filter = postern::store::RunFilter {
+                rule_id: rule,
+                ticket_id: ticket,
+                matched_only: matched,
+                before: None,
+            };
+            let runs = store
+                .rule_runs(account, &filter, limit.clamp(1, 1000))
+                .await?;
+            if out.json {
+                print_json(&runs)?;
+            } else if runs.is_empty() {
+                println!("no rule runs");
+            } else {
+                for r in runs {
+                    println!(
+                        "{} run {} rule {:?} ticket {} {} depth {}: {}",
+                        r.created_at.to_rfc3339(),
+                        r.id,
+                        r.rule_name,
+                        r.ticket_id.map_or("-".into(), |t| t.to_string()),
+                        r.trigger,
+                        r.depth,
+                        if r.matched { "matched" } else { "no match" }
+                    );
+                    if let Some(e) = &r.error {
+                        println!("    error: {e}");
+                    }
+                    for a in r.actions.as_array().into_iter().flatten() {
+                        println!(
+                            "    {} {}{}",
+                            a["outcome"].as_str().unwrap_or("?"),
+                            a["action"]["type"].as_str().unwrap_or("?"),
+                            a["reason"]
+                                .as_str()
+                                .map(|x| format!(": {x}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+        RulesCommand::BusinessHours {
+            account,
+            file,
+            clear,
+            out,
+        } => {
+            if let Some(f) = file {
+                let v: serde_json::Value = serde_json::from_str(&read_text(&f)?)
+                    .with_context(|| format!("{} is not JSON", f.display()))?;
+                rules::business_hours::BusinessHours::parse(&v).map_err(|e| anyhow::anyhow!(e))?;
+                store
+                    .set_account_setting(account, "business_hours", v)
+                    .await?;
+            } else if clear {
+                store
+                    .set_account_setting(account, "business_hours", serde_json::Value::Null)
+                    .await?;
+            }
+            let v = store.account_settings(account).await?["business_hours"].clone();
+            if out.json {
+                print_json(&v)?;
+            } else if v.is_null() {
+                println!("no business hours: every hour counts as within business hours");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        RulesCommand::Tick { out } => {
+            let engine = rules::RulesEngine::new(
+                store.clone(),
+                std::sync::Arc::new(rules::RecordOnlySender {
+                    store: store.clone(),
+                    secret: store.reply_token_secret(&settings.threading.secret).await?,
+                    inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
+                }),
+                rules::RulesConfig {
+                    reply_window_ms: settings.rules.reply_window.as_millis() as i64,
+                    max_depth: settings.rules.max_depth,
+                    scheduler_batch: settings.rules.scheduler_batch,
+                },
+                std::sync::Arc::new(rules::SystemClock),
+            );
+            let report = engine.scheduler_pass().await?;
+            if out.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} time-based rules, {} candidate tickets, {} fired",
+                    report.rules, report.candidates, report.fired
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_simulation(r: &postern::rules::simulate::SimulationReport) {
+    println!(
+        "Simulation of {:?} ({}) from {} to {}",
+        r.rule,
+        r.trigger.as_str(),
+        r.since.format("%Y-%m-%d %H:%M"),
+        r.until.format("%Y-%m-%d %H:%M")
+    );
+    let t = &r.totals;
+    println!(
+        "{} tickets and {} messages replayed, {} evaluations: {} matches on {} tickets; {} actions would be taken ({} replies), {} blocked or failed",
+        t.tickets_examined, t.messages_replayed, t.evaluations, t.matches, t.tickets_matched,
+        t.actions_planned, t.replies_planned, t.actions_blocked
+    );
+    if !r.per_day.is_empty() {
+        println!();
+        println!("Per day:");
+        for (day, n) in &r.per_day {
+            println!("  {day}  {n:>5}  {}", "#".repeat((*n).min(60)));
+        }
+    }
+    if !r.matches.is_empty() {
+        println!();
+        println!("Would have acted on:");
+    }
+    for m in &r.matches {
+        println!(
+            "  {} ticket #{} {:?} ({}) on {}",
+            m.at.format("%Y-%m-%d %H:%M"),
+            m.ticket_id,
+            m.subject,
+            m.customer.clone().unwrap_or_default(),
+            m.trigger
+        );
+        for c in &m.conditions {
+            // A test under `not` holds for the rule when it does not match.
+            let negated = c.path.contains(".not");
+            if c.matched != negated {
+                let op = serde_json::to_value(c.operator).unwrap_or_default();
+                println!(
+                    "      matched {}{} {} {} (was {})",
+                    if negated { "not " } else { "" },
+                    c.field,
+                    op.as_str().unwrap_or("?"),
+                    c.value,
+                    c.actual
+                );
+            }
+        }
+        for a in &m.actions {
+            println!(
+                "      {:?} {}{}",
+                a.outcome,
+                a.action["type"].as_str().unwrap_or("?"),
+                a.reason
+                    .as_deref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
+            );
+            if let Some(rendered) = &a.rendered {
+                for line in rendered.body.lines().take(6) {
+                    println!("        | {line}");
+                }
+            }
+        }
+    }
+    if !r.blocked.is_empty() {
+        println!();
+        println!("Stopped by a guard or failed:");
+        for b in &r.blocked {
+            println!(
+                "  {} ticket #{} {}: {}",
+                b.at.format("%Y-%m-%d %H:%M"),
+                b.ticket_id,
+                b.action["type"].as_str().unwrap_or("?"),
+                b.reason
+            );
+        }
+    }
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+}
+
+async fn macros_cli(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
+    use postern::rules;
+    let store = open_store(settings).await?;
+    let show = |m: &postern::store::MacroRecord| {
+        println!("{:<5} {}", m.id, m.name);
+    };
+    match cmd {
+        MacrosCommand::Add {
+            account,
+            name,
+            file,
+            subject,
+            fallback,
+            out,
+        } => {
+            let body = read_text(&file)?;
+            let m = rules::save_macro(
+                &store,
+                account,
+                &name,
+                subject.as_deref(),
+                &body,
+                fallback.as_deref(),
+            )
+            .await?;
+            if out.json {
+                print_json(&m)?;
+            } else {
+                println!("macro {} added: {}", m.id, m.name);
+            }
+        }
+        MacrosCommand::List { account, out } => {
+            let list = store.macros(account).await?;
+            if out.json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no macros");
+            } else {
+                list.iter().for_each(show);
+            }
+        }
+        MacrosCommand::Show { id, account, out } => {
+            let m = store.macro_record(id, account).await?;
+            if out.json {
+                print_json(&m)?;
+            } else {
+                show(&m);
+                if let Some(s) = &m.subject {
+                    println!("Subject: {s}");
+                }
+                println!("{}", m.body);
+            }
+        }
+        MacrosCommand::Delete { id, account, out } => {
+            store.delete_macro(id, account).await?;
+            if out.json {
+                print_json(&serde_json::json!({"deleted": id}))?;
+            } else {
+                println!("macro {id} deleted");
+            }
+        }
+        MacrosCommand::Preview {
+            id,
+            account,
+            ticket,
+            out,
+        } => {
+            let rendered = rules::preview_macro(&store, account, id, ticket).await?;
+            if out.json {
+                print_json(&rendered)?;
+            } else {
+                println!("Subject: {}", rendered.subject);
+                println!();
+                println!("{}", rendered.body);
             }
         }
     }

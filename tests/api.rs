@@ -246,6 +246,8 @@ struct Fixture {
     tag: String,
     sending_domain: i64,
     sending_domain_name: String,
+    rule: i64,
+    macro_id: i64,
     markers: Vec<String>,
 }
 
@@ -317,6 +319,28 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
     let sending_domain = d["id"].as_i64().expect("domain id");
+    let macro_body = format!("Macro of {name}: hello {{{{ customer.first_name }}}}");
+    let (s, m) = api
+        .call(
+            Method::POST,
+            "/api/v1/macros",
+            json!({"name": format!("macro-{lower}"), "body": macro_body}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    let macro_id = m["id"].as_i64().expect("macro id");
+    let rule_name = format!("Rule of {name}");
+    let (s, r) = api
+        .call(
+            Method::POST,
+            "/api/v1/rules",
+            json!({"name": rule_name, "trigger": "ticket_created", "enabled": false,
+                   "conditions": {"field": "subject", "operator": "contains", "value": format!("Secret of {name}")},
+                   "actions": [{"type": "reply_with_macro", "macro": format!("macro-{lower}")}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let rule = r["id"].as_i64().expect("rule id");
     let me = api.get("/api/v1/me").await;
     let support_address = api.get("/api/v1/account").await["support_addresses"][0]["id"]
         .as_i64()
@@ -336,9 +360,14 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         tag: tag.clone(),
         sending_domain,
         sending_domain_name: domain_name.clone(),
+        rule,
+        macro_id,
         markers: vec![
             domain_name,
             format!("sel-{lower}"),
+            rule_name,
+            format!("Macro of {name}"),
+            format!("macro-{lower}"),
             subject,
             format!("Body of {name}"),
             customer_email,
@@ -372,6 +401,8 @@ fn fill(path: &str, other: &Fixture) -> String {
         "tokens" => other.token_id,
         "account" => other.support_address,
         "domains" => other.sending_domain,
+        "rules" => other.rule,
+        "macros" => other.macro_id,
         r => panic!("the isolation test does not know the resource of {path} ({r}): add it"),
     };
     path.replace("{id}", &id.to_string())
@@ -459,6 +490,14 @@ fn sample_body(method: &str, path: &str, other: &Fixture) -> Option<Value> {
         ("post", "/api/v1/customers") => Some(json!({"email": other.customer_email})),
         ("post", "/api/v1/users") => Some(json!({"email": other.user_email, "role": "agent"})),
         ("post", "/api/v1/tokens") => Some(json!({"role": "agent"})),
+        ("post", "/api/v1/rules") | ("put", "/api/v1/rules/{id}") => Some(json!({
+            "name": "sneaky rule", "trigger": "message_received",
+            "actions": [{"type": "add_tag", "tag": "sneaky"}]})),
+        ("patch", "/api/v1/rules/{id}") => Some(json!({"enabled": true})),
+        ("post", "/api/v1/rules/simulate") => Some(json!({"since": "2d", "rule": {
+            "name": "sneaky simulation", "trigger": "message_received",
+            "actions": [{"type": "add_tag", "tag": "sneaky"}]}})),
+        ("post", "/api/v1/macros") => Some(json!({"name": "sneaky", "body": "hi"})),
         ("post", "/api/v1/account/support-addresses") => {
             Some(json!({"address": other.customer_email}))
         }

@@ -3,11 +3,13 @@
 mod email_address;
 mod forwarding_address;
 mod principal;
+mod text_fold;
 mod threading;
 
 pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
 pub use principal::{Principal, Role};
+pub use text_fold::{fold as fold_text, strip_marks};
 pub use threading::{
     is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, reply_subject,
     verify_reply_token,

@@ -14,7 +14,7 @@ pub mod saml;
 pub mod sanitize;
 
 use crate::store::Store;
-use api::{account, customers, domains, messages, replies, system, tickets, tokens, users};
+use api::{account, customers, domains, messages, replies, rules, system, tickets, tokens, users};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
@@ -62,6 +62,7 @@ pub struct ApiState {
         (name = "users", description = "Agents and admins"),
         (name = "outbound", description = "Replies to customers and the sending domains they leave from"),
         (name = "tokens", description = "API tokens (admins)"),
+        (name = "rules", description = "Rules, macros, the rule log and simulations (writes: admins)"),
         (name = "sso", description = "SAML 2.0 single sign-on: SP metadata, sign-in, sign-out, the IdP's metadata (admins)"),
         (name = "system", description = "Health, readiness, metrics, this document"),
     )
@@ -122,6 +123,18 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(users::get_user, users::patch_user))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::get_token, tokens::revoke_token))
+        .routes(routes!(rules::list_rules, rules::create_rule))
+        .routes(routes!(rules::simulate_rule))
+        .routes(routes!(rules::rule_log))
+        .routes(routes!(
+            rules::get_rule,
+            rules::replace_rule,
+            rules::patch_rule,
+            rules::delete_rule
+        ))
+        .routes(routes!(rules::list_macros, rules::create_macro))
+        .routes(routes!(rules::get_macro, rules::delete_macro))
+        .routes(routes!(rules::preview_macro))
         .routes(routes!(system::openapi_json));
     // The ACS form and the IdP metadata are larger than API bodies: the innermost body
     // limit wins, so this one overrides the API's for these routes only.

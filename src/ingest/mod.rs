@@ -36,6 +36,9 @@ pub struct MailIntake {
     /// Forwarding address (normalised) -> its account and support address.
     routes: LookupCache<String, (AccountId, SupportAddressId)>,
     settings: LookupCache<AccountId, Arc<serde_json::Value>>,
+    /// Told after each commit that stored a message: the rules worker runs then, after the
+    /// 250 is decided and never in its way (it reads the committed rows itself).
+    after_commit: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// How many addresses and accounts the lookup caches remember at most.
@@ -76,7 +79,14 @@ impl MailIntake {
             default_policy,
             routes: LookupCache::new(lookup_cache_ttl, LOOKUP_CACHE_CAPACITY),
             settings: LookupCache::new(lookup_cache_ttl, LOOKUP_CACHE_CAPACITY),
+            after_commit: None,
         }
+    }
+
+    /// Wakes `notify` after each commit that stored a message (the rules worker).
+    pub fn with_after_commit(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.after_commit = Some(notify);
+        self
     }
 
     /// The account and support address behind a forwarding address, if we host it.
@@ -437,6 +447,14 @@ impl Delivery for MailIntake {
             })
             .collect();
         let outcomes = self.writer.submit(items).await.map_err(storage_error)?;
+        if let Some(wake) = &self.after_commit {
+            if outcomes
+                .iter()
+                .any(|o| matches!(o, IntakeOutcome::Stored { .. }))
+            {
+                wake.notify_one();
+            }
+        }
         let queue_id = outcomes
             .iter()
             .map(|o| match o {

@@ -56,7 +56,7 @@ impl Store {
         })?;
         let from = from.unwrap_or(first).to_string();
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (name, from_address, created_at) VALUES (?, ?, ?) RETURNING id",
         )

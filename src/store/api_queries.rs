@@ -241,7 +241,7 @@ impl Store {
         };
         let now = now_ms();
         let who = actor(by);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let (old_status, old_priority, old_assignee): (String, String, Option<i64>) =
             sqlx::query_as("SELECT status, priority, assignee_id FROM tickets WHERE id = ?")
                 .bind(id.0)
@@ -421,7 +421,7 @@ impl Store {
             None => None,
         };
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let subject: String = sqlx::query_scalar("SELECT subject FROM tickets WHERE id = ?")
             .bind(id.0)
             .fetch_one(&mut *tx)

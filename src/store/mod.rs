@@ -6,6 +6,7 @@ mod customers;
 mod import_jobs;
 mod intake;
 mod outbound;
+mod rules;
 mod sessions;
 mod sso;
 mod threading;
@@ -29,6 +30,10 @@ pub use outbound::{
     ClaimedDelivery, ClaimedRecipient, DeliveryOutcome, DeliveryView, NewOutboundAttachment,
     NewOutboundReply, NewSendingDomain, ParentMessage, ReplyContext, SendingDomainKeys,
     SendingDomainView,
+};
+pub use rules::{
+    MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,
+    RuleRunView, RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
 };
 pub use sessions::SESSION_COOKIE;
 pub use sso::{
@@ -178,6 +183,16 @@ impl Store {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// A transaction that writes. BEGIN IMMEDIATE takes the write lock at once (waiting up
+    /// to the busy timeout): a deferred transaction that reads first and writes later fails
+    /// at once with "database is locked" when another connection (the intake writer, the
+    /// rules worker) commits in between.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The database file, for the group-commit writer's own connection.

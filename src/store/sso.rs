@@ -106,7 +106,7 @@ impl Store {
             )));
         }
         let certs = serde_json::to_string(&idp.signing_certs).unwrap_or_else(|_| "[]".into());
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO sso_providers
                  (account_id, idp_entity_id, sso_url, slo_url, signing_certs, metadata_xml, updated_at)
@@ -185,7 +185,7 @@ impl Store {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM sso_requests WHERE account_id = ? AND expires_at <= ?")
             .bind(account.0)
             .bind(now)
@@ -251,7 +251,7 @@ impl Store {
         assertion_expires_at: i64,
     ) -> Result<SsoFinish, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM sso_seen_assertions WHERE account_id = ? AND expires_at <= ?")
             .bind(account.0)
             .bind(now)

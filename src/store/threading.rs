@@ -975,7 +975,7 @@ impl super::Store {
         subject: &str,
         text: &str,
     ) -> Result<MessageId, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let owner: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM tickets WHERE id = ? AND account_id = ? AND merged_into IS NULL",
         )

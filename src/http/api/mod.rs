@@ -5,6 +5,7 @@ pub mod customers;
 pub mod domains;
 pub mod messages;
 pub mod replies;
+pub mod rules;
 pub mod system;
 pub mod tickets;
 pub mod tokens;

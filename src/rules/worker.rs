@@ -1,0 +1,199 @@
+//! The rules worker of `postern serve`: runs rules after intake has committed, never before
+//! the 250 and never in its way. It reads what was committed after its cursors (messages,
+//! ticket events) in id order, so nothing is lost: mail that arrived while it was busy,
+//! stopped or failing is picked up on the next pass, and a crash between the commit and
+//! the rules only delays them. Intake wakes it (a [`tokio::sync::Notify`]); it also looks
+//! every `rules.poll_interval`.
+
+use super::live::{RuleEvent, RulesEngine};
+use super::schema::Trigger;
+use super::RulesError;
+use crate::domain::AccountId;
+use crate::store::NewRuleRun;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const BATCH: u32 = 200;
+/// Tries at one item before it is logged as failed and passed over.
+const ATTEMPTS: u32 = 3;
+
+/// Ticket events that mean "the ticket changed" for ticket_updated rules. Intake's own
+/// events (merges, bounces) come with the message that caused them.
+const UPDATE_KINDS: &[&str] = &[
+    "status_changed",
+    "priority_changed",
+    "assigned",
+    "tags_set",
+    "note_added",
+    "tag_added",
+    "tag_removed",
+    "team_assigned",
+];
+
+impl RulesEngine {
+    /// Processes everything committed since the cursors; returns how many items it read.
+    pub async fn catch_up(&self) -> Result<usize, RulesError> {
+        let mut seen = 0;
+        loop {
+            let n = self.messages_pass().await? + self.events_pass().await?;
+            seen += n;
+            if n == 0 {
+                return Ok(seen);
+            }
+        }
+    }
+
+    async fn messages_pass(&self) -> Result<usize, RulesError> {
+        let cursor = self.store.rule_cursor("messages").await?;
+        let batch = self.store.messages_after(cursor, BATCH).await?;
+        for m in &batch {
+            // Imported history and what we wrote ourselves fire no rule; agents' replies
+            // and notes arrive as ticket events.
+            if m.direction == "inbound" && m.source != "import" && m.source != "rule" {
+                let triggers = if m.first_in_ticket {
+                    vec![Trigger::TicketCreated, Trigger::MessageReceived]
+                } else {
+                    vec![Trigger::MessageReceived, Trigger::TicketUpdated]
+                };
+                let event = RuleEvent {
+                    account: AccountId(m.account_id),
+                    ticket: m.ticket_id,
+                    message: Some(m.id),
+                    triggers,
+                    depth: 0,
+                };
+                self.run_logged(&event, "messages", m.id).await?;
+            }
+            self.store.set_rule_cursor("messages", m.id).await?;
+        }
+        Ok(batch.len())
+    }
+
+    async fn events_pass(&self) -> Result<usize, RulesError> {
+        let cursor = self.store.rule_cursor("ticket_events").await?;
+        let batch = self.store.ticket_events_after(cursor, BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.id) else {
+            return Ok(0);
+        };
+        // One ticket_updated run per ticket and depth for the whole batch (a PATCH that
+        // changes status and priority is one update).
+        let mut updates: BTreeMap<(i64, i64, i64), ()> = BTreeMap::new();
+        for e in &batch {
+            if !UPDATE_KINDS.contains(&e.kind.as_str()) {
+                continue;
+            }
+            let depth = match e.data["by"]["rule"].as_i64() {
+                Some(_) => e.data["by"]["depth"].as_i64().unwrap_or(0) + 1,
+                None => 0,
+            };
+            updates.insert((e.account_id, e.ticket_id, depth), ());
+        }
+        for (account, ticket, depth) in updates.into_keys() {
+            let event = RuleEvent {
+                account: AccountId(account),
+                ticket,
+                message: None,
+                triggers: vec![Trigger::TicketUpdated],
+                depth,
+            };
+            self.run_logged(&event, "ticket_events", last).await?;
+        }
+        self.store.set_rule_cursor("ticket_events", last).await?;
+        Ok(batch.len())
+    }
+
+    /// Runs an event. A failure stops the pass without moving the cursor, so the item is
+    /// tried again (a busy database, a full disk); after [`ATTEMPTS`] failures it is logged
+    /// in the rule log and passed over, so one bad item cannot block the rest. The mail
+    /// itself is safe in the store whatever rules do.
+    async fn run_logged(
+        &self,
+        event: &RuleEvent,
+        cursor: &'static str,
+        id: i64,
+    ) -> Result<(), RulesError> {
+        if let Err(e) = self.run_event(event).await {
+            {
+                let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+                let attempts = match *failures {
+                    Some((c, i, n)) if c == cursor && i == id => n + 1,
+                    _ => 1,
+                };
+                if attempts < ATTEMPTS {
+                    *failures = Some((cursor, id, attempts));
+                    tracing::warn!(cursor, id, attempts, error = %e, "rules failed; will retry");
+                    return Err(e);
+                }
+                *failures = None;
+            }
+            tracing::error!(account = event.account.0, ticket = event.ticket, error = %e, "rules failed for an event");
+            let _ = self
+                .store
+                .insert_rule_run(&NewRuleRun {
+                    account: event.account,
+                    rule_id: None,
+                    rule_name: "(rules)",
+                    ticket_id: Some(event.ticket),
+                    message_id: event.message,
+                    trigger: event.triggers.first().map_or("", |t| t.as_str()),
+                    matched: false,
+                    conditions: serde_json::json!([]),
+                    actions: serde_json::json!([]),
+                    depth: event.depth,
+                    error: Some(format!("rules could not run: {e}")),
+                    at: self.clock.now_ms(),
+                })
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the worker until `shutdown`: catch-up on wake-ups and every `poll`.
+pub async fn run_worker(
+    engine: Arc<RulesEngine>,
+    wake: Arc<Notify>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if let Err(e) = engine.catch_up().await {
+            tracing::error!(error = %e, "rules worker pass failed; retrying");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// Runs the scheduler until `shutdown`: a pass every `interval`.
+pub async fn run_scheduler(
+    engine: Arc<RulesEngine>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let started = std::time::Instant::now();
+        match engine.scheduler_pass().await {
+            Ok(r) => tracing::debug!(
+                rules = r.rules,
+                candidates = r.candidates,
+                fired = r.fired,
+                millis = started.elapsed().as_millis() as u64,
+                "scheduler pass"
+            ),
+            Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
+        }
+    }
+}

@@ -1,0 +1,1194 @@
+//! What the rules part keeps and reads: rules, macros, the run log, the scheduler's
+//! bookkeeping (fires, automated replies, cursors), the state of tickets as rules see it,
+//! and the changes rules make. Always within one account.
+
+use super::{now_ms, Store, StoreError};
+use crate::domain::{AccountId, MessageId, TicketId};
+use serde::Serialize;
+use sqlx::Row;
+
+fn ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RuleRecord {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    /// message_received, ticket_created, ticket_updated or time.
+    pub trigger: String,
+    pub position: i64,
+    pub enabled: bool,
+    /// The rule as written (canonical JSON; see docs/RULES.md).
+    #[schema(value_type = Object)]
+    pub definition: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+type RuleRow = (i64, i64, String, String, i64, bool, String, i64, i64);
+
+fn rule_record(r: RuleRow) -> RuleRecord {
+    RuleRecord {
+        id: r.0,
+        account_id: r.1,
+        name: r.2,
+        trigger: r.3,
+        position: r.4,
+        enabled: r.5,
+        definition: serde_json::from_str(&r.6).unwrap_or_default(),
+        created_at: ms(r.7),
+        updated_at: ms(r.8),
+    }
+}
+
+const RULE_SELECT: &str = "SELECT id, account_id, name, trigger, position, enabled != 0, definition, created_at, updated_at FROM rules";
+
+/// A rule to store: its checked, canonical definition and the columns taken from it.
+pub struct NewRule<'a> {
+    pub name: &'a str,
+    pub trigger: &'a str,
+    pub position: i64,
+    pub enabled: bool,
+    pub definition: &'a serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MacroRecord {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub subject: Option<String>,
+    pub body: String,
+    /// empty or fallback
+    pub missing: String,
+    pub fallback: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+type MacroRow = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+);
+
+fn macro_record(r: MacroRow) -> MacroRecord {
+    MacroRecord {
+        id: r.0,
+        account_id: r.1,
+        name: r.2,
+        subject: r.3,
+        body: r.4,
+        missing: r.5,
+        fallback: r.6,
+        created_at: ms(r.7),
+        updated_at: ms(r.8),
+    }
+}
+
+const MACRO_SELECT: &str =
+    "SELECT id, account_id, name, subject, body, missing, fallback, created_at, updated_at FROM macros";
+
+/// One entry of the rule log.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RuleRunView {
+    pub id: i64,
+    pub rule_id: Option<i64>,
+    pub rule_name: String,
+    pub ticket_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub trigger: String,
+    pub matched: bool,
+    /// Each condition with what the field held and whether it matched.
+    #[schema(value_type = Vec<Object>)]
+    pub conditions: serde_json::Value,
+    /// Each action: planned/done/skipped/blocked/failed, with the reason.
+    #[schema(value_type = Vec<Object>)]
+    pub actions: serde_json::Value,
+    pub depth: i64,
+    pub error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub struct NewRuleRun<'a> {
+    pub account: AccountId,
+    pub rule_id: Option<i64>,
+    pub rule_name: &'a str,
+    pub ticket_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub trigger: &'a str,
+    pub matched: bool,
+    pub conditions: serde_json::Value,
+    pub actions: serde_json::Value,
+    pub depth: i64,
+    pub error: Option<String>,
+    pub at: i64,
+}
+
+/// Which entries of the log to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub rule_id: Option<i64>,
+    pub ticket_id: Option<i64>,
+    pub matched_only: bool,
+    /// Entries older than this id (paging backwards from the newest).
+    pub before: Option<i64>,
+}
+
+/// A ticket as rules see it.
+#[derive(Debug, Clone, Default)]
+pub struct TicketState {
+    pub id: i64,
+    pub account_id: i64,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+    pub assignee_email: Option<String>,
+    pub assignee_name: Option<String>,
+    pub team: Option<String>,
+    pub flags: Vec<String>,
+    pub created_at: i64,
+    pub last_customer_message_at: Option<i64>,
+    pub last_agent_reply_at: Option<i64>,
+    pub customer_email: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_attributes: serde_json::Value,
+    pub tags: Vec<String>,
+}
+
+/// A message as rules see it.
+#[derive(Debug, Clone, Default)]
+pub struct MessageState {
+    pub id: i64,
+    pub ticket_id: i64,
+    pub direction: String,
+    pub source: String,
+    pub subject: String,
+    pub text_body: Option<String>,
+    pub stripped_text: Option<String>,
+    pub from_address: Option<String>,
+    pub to: Vec<String>,
+    pub classification: String,
+    pub flags: Vec<String>,
+    pub auth_results: Option<String>,
+    pub has_attachment: bool,
+    pub received_at: i64,
+}
+
+/// A change a rule makes to a ticket.
+#[derive(Debug, Clone)]
+pub enum RuleChange {
+    AddTag(String),
+    RemoveTag(String),
+    SetStatus {
+        status: String,
+        snoozed_until: Option<i64>,
+    },
+    Assign(Option<i64>),
+    Team(String),
+    Priority(String),
+    Note(String),
+}
+
+/// The SQL side of a time-based rule's conditions: a superset of the tickets it can match,
+/// so that the scheduler only looks at those (with the indexes of migration 0007).
+#[derive(Debug, Clone, Default)]
+pub struct TimeFilter {
+    pub statuses: Option<Vec<String>>,
+    pub customer_message_before: Option<i64>,
+    pub agent_reply_before: Option<i64>,
+    pub created_before: Option<i64>,
+    pub customer_wrote_last: Option<bool>,
+    pub without_tags: Vec<String>,
+}
+
+/// A message committed after the rules worker's cursor.
+#[derive(Debug, Clone)]
+pub struct NewMessageEvent {
+    pub id: i64,
+    pub account_id: i64,
+    pub ticket_id: i64,
+    pub direction: String,
+    pub source: String,
+    /// The message opened its ticket.
+    pub first_in_ticket: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TicketEventRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub ticket_id: i64,
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// Everything the simulation replays for one ticket.
+#[derive(Debug, Clone, Default)]
+pub struct SimTicket {
+    pub state: TicketState,
+    pub messages: Vec<MessageState>,
+    pub events: Vec<TicketEventRow>,
+}
+
+fn list<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+const STATE_SELECT: &str = "SELECT t.id, t.account_id, t.subject, t.status, t.priority,
+        u.email, u.name, t.team, t.flags, t.created_at, t.last_customer_message_at,
+        t.last_agent_reply_at, c.email, c.name, COALESCE(c.attributes, '{}')
+    FROM tickets t LEFT JOIN customers c ON c.id = t.customer_id
+    LEFT JOIN users u ON u.id = t.assignee_id";
+
+fn ticket_state(r: &sqlx::sqlite::SqliteRow) -> Result<TicketState, sqlx::Error> {
+    Ok(TicketState {
+        id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        subject: r.try_get(2)?,
+        status: r.try_get(3)?,
+        priority: r.try_get(4)?,
+        assignee_email: r.try_get(5)?,
+        assignee_name: r.try_get(6)?,
+        team: r.try_get(7)?,
+        flags: list(&r.try_get::<String, _>(8)?),
+        created_at: r.try_get(9)?,
+        last_customer_message_at: r.try_get(10)?,
+        last_agent_reply_at: r.try_get(11)?,
+        customer_email: r.try_get(12)?,
+        customer_name: r.try_get(13)?,
+        customer_attributes: serde_json::from_str(&r.try_get::<String, _>(14)?)
+            .unwrap_or_else(|_| serde_json::json!({})),
+        tags: Vec::new(),
+    })
+}
+
+fn message_state(
+    r: &sqlx::sqlite::SqliteRow,
+    with_text: bool,
+) -> Result<MessageState, sqlx::Error> {
+    let to: Vec<super::Mailbox> = list(&r.try_get::<String, _>(8)?);
+    Ok(MessageState {
+        id: r.try_get(0)?,
+        ticket_id: r.try_get(1)?,
+        direction: r.try_get(2)?,
+        source: r.try_get(3)?,
+        subject: r.try_get(4)?,
+        text_body: if with_text { r.try_get(5)? } else { None },
+        stripped_text: if with_text { r.try_get(6)? } else { None },
+        from_address: r.try_get(7)?,
+        to: to.into_iter().map(|m| m.address).collect(),
+        classification: r.try_get(9)?,
+        flags: list(&r.try_get::<String, _>(10)?),
+        auth_results: r.try_get(11)?,
+        has_attachment: r.try_get::<i64, _>(12)? != 0,
+        received_at: r.try_get(13)?,
+    })
+}
+
+fn message_select(with_text: bool) -> String {
+    let text = if with_text {
+        "m.text_body, m.stripped_text"
+    } else {
+        "NULL, NULL"
+    };
+    let attachments = if with_text {
+        "EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id AND a.disposition = 'attachment')"
+    } else {
+        "0"
+    };
+    format!(
+        "SELECT m.id, m.ticket_id, m.direction, m.source, m.subject, {text}, m.from_address,
+                m.to_list, m.classification, m.flags, m.auth_results, {attachments}, m.received_at
+         FROM messages m"
+    )
+}
+
+impl Store {
+    pub async fn create_rule(
+        &self,
+        account: AccountId,
+        rule: &NewRule<'_>,
+    ) -> Result<RuleRecord, StoreError> {
+        self.account(account).await?;
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO rules (account_id, name, trigger, position, enabled, definition, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(account.0)
+        .bind(rule.name)
+        .bind(rule.trigger)
+        .bind(rule.position)
+        .bind(rule.enabled)
+        .bind(rule.definition.to_string())
+        .bind(now)
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Conflict(format!(
+                    "a rule named {:?} already exists in this account; choose another name or replace it",
+                    rule.name
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        self.rule(id, account).await
+    }
+
+    /// Replaces a rule's definition (same id, log kept).
+    pub async fn replace_rule(
+        &self,
+        id: i64,
+        account: AccountId,
+        rule: &NewRule<'_>,
+    ) -> Result<RuleRecord, StoreError> {
+        self.rule(id, account).await?;
+        sqlx::query(
+            "UPDATE rules SET name = ?, trigger = ?, position = ?, enabled = ?, definition = ?, updated_at = ?
+             WHERE id = ? AND account_id = ?",
+        )
+        .bind(rule.name)
+        .bind(rule.trigger)
+        .bind(rule.position)
+        .bind(rule.enabled)
+        .bind(rule.definition.to_string())
+        .bind(now_ms())
+        .bind(id)
+        .bind(account.0)
+        .execute(self.pool())
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Conflict(format!("another rule is named {:?}", rule.name))
+            } else {
+                StoreError::from(e)
+            }
+        })?;
+        self.rule(id, account).await
+    }
+
+    pub async fn rule(&self, id: i64, account: AccountId) -> Result<RuleRecord, StoreError> {
+        let row: Option<RuleRow> =
+            sqlx::query_as(&format!("{RULE_SELECT} WHERE id = ? AND account_id = ?"))
+                .bind(id)
+                .bind(account.0)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(rule_record)
+            .ok_or_else(|| StoreError::NotFound(format!("no rule with id {id}")))
+    }
+
+    /// The account's rules in the order they run.
+    pub async fn rules(&self, account: AccountId) -> Result<Vec<RuleRecord>, StoreError> {
+        self.account(account).await?;
+        let rows: Vec<RuleRow> = sqlx::query_as(&format!(
+            "{RULE_SELECT} WHERE account_id = ? ORDER BY position, id"
+        ))
+        .bind(account.0)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(rule_record).collect())
+    }
+
+    /// Enabled rules of the account, in order.
+    pub async fn enabled_rules(&self, account: AccountId) -> Result<Vec<RuleRecord>, StoreError> {
+        let rows: Vec<RuleRow> = sqlx::query_as(&format!(
+            "{RULE_SELECT} WHERE account_id = ? AND enabled = 1 ORDER BY position, id"
+        ))
+        .bind(account.0)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(rule_record).collect())
+    }
+
+    /// Enabled time-based rules of every account, in order.
+    pub async fn enabled_time_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
+        let rows: Vec<RuleRow> = sqlx::query_as(&format!(
+            "{RULE_SELECT} WHERE trigger = 'time' AND enabled = 1 ORDER BY account_id, position, id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(rule_record).collect())
+    }
+
+    pub async fn set_rule_enabled(
+        &self,
+        id: i64,
+        account: AccountId,
+        enabled: bool,
+    ) -> Result<RuleRecord, StoreError> {
+        let mut rule = self.rule(id, account).await?;
+        rule.definition["enabled"] = enabled.into();
+        sqlx::query(
+            "UPDATE rules SET enabled = ?, definition = ?, updated_at = ? WHERE id = ? AND account_id = ?",
+        )
+        .bind(enabled)
+        .bind(rule.definition.to_string())
+        .bind(now_ms())
+        .bind(id)
+        .bind(account.0)
+        .execute(self.pool())
+        .await?;
+        self.rule(id, account).await
+    }
+
+    /// Deletes a rule; its log entries stay, with the name.
+    pub async fn delete_rule(&self, id: i64, account: AccountId) -> Result<(), StoreError> {
+        self.rule(id, account).await?;
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE rule_runs SET rule_id = NULL WHERE rule_id = ? AND account_id = ?")
+            .bind(id)
+            .bind(account.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM rules WHERE id = ? AND account_id = ?")
+            .bind(id)
+            .bind(account.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_macro(
+        &self,
+        account: AccountId,
+        name: &str,
+        subject: Option<&str>,
+        body: &str,
+        missing: &str,
+        fallback: &str,
+    ) -> Result<MacroRecord, StoreError> {
+        self.account(account).await?;
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO macros (account_id, name, subject, body, missing, fallback, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(account.0)
+        .bind(name)
+        .bind(subject)
+        .bind(body)
+        .bind(missing)
+        .bind(fallback)
+        .bind(now)
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Conflict(format!(
+                    "a macro named {name:?} already exists in this account"
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        self.macro_record(id, account).await
+    }
+
+    pub async fn macro_record(
+        &self,
+        id: i64,
+        account: AccountId,
+    ) -> Result<MacroRecord, StoreError> {
+        let row: Option<MacroRow> =
+            sqlx::query_as(&format!("{MACRO_SELECT} WHERE id = ? AND account_id = ?"))
+                .bind(id)
+                .bind(account.0)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(macro_record)
+            .ok_or_else(|| StoreError::NotFound(format!("no macro with id {id}")))
+    }
+
+    pub async fn macros(&self, account: AccountId) -> Result<Vec<MacroRecord>, StoreError> {
+        self.account(account).await?;
+        let rows: Vec<MacroRow> = sqlx::query_as(&format!(
+            "{MACRO_SELECT} WHERE account_id = ? ORDER BY name"
+        ))
+        .bind(account.0)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(macro_record).collect())
+    }
+
+    /// Deletes a macro unless a rule replies with it.
+    pub async fn delete_macro(&self, id: i64, account: AccountId) -> Result<(), StoreError> {
+        let m = self.macro_record(id, account).await?;
+        for r in self.rules(account).await? {
+            let uses = r.definition["actions"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|a| a["type"] == "reply_with_macro" && a["macro"] == m.name.as_str())
+            });
+            if uses {
+                return Err(StoreError::Conflict(format!(
+                    "the rule {:?} (id {}) replies with the macro {:?}: change or delete the rule first",
+                    r.name, r.id, m.name
+                )));
+            }
+        }
+        sqlx::query("DELETE FROM macros WHERE id = ? AND account_id = ?")
+            .bind(id)
+            .bind(account.0)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_rule_run(&self, run: &NewRuleRun<'_>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO rule_runs (account_id, rule_id, rule_name, ticket_id, message_id, trigger, matched,
+                                    conditions, actions, depth, error, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(run.account.0)
+        .bind(run.rule_id)
+        .bind(run.rule_name)
+        .bind(run.ticket_id)
+        .bind(run.message_id)
+        .bind(run.trigger)
+        .bind(run.matched)
+        .bind(run.conditions.to_string())
+        .bind(run.actions.to_string())
+        .bind(run.depth)
+        .bind(&run.error)
+        .bind(run.at)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// The rule log, newest first.
+    pub async fn rule_runs(
+        &self,
+        account: AccountId,
+        filter: &RunFilter,
+        limit: u32,
+    ) -> Result<Vec<RuleRunView>, StoreError> {
+        self.account(account).await?;
+        let rows = sqlx::query(
+            "SELECT id, rule_id, rule_name, ticket_id, message_id, trigger, matched, conditions, actions,
+                    depth, error, created_at
+             FROM rule_runs
+             WHERE account_id = ?1 AND (?2 IS NULL OR rule_id = ?2) AND (?3 IS NULL OR ticket_id = ?3)
+               AND (NOT ?4 OR matched = 1) AND (?5 IS NULL OR id < ?5)
+             ORDER BY id DESC LIMIT ?6",
+        )
+        .bind(account.0)
+        .bind(filter.rule_id)
+        .bind(filter.ticket_id)
+        .bind(filter.matched_only)
+        .bind(filter.before)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RuleRunView {
+                    id: r.try_get(0)?,
+                    rule_id: r.try_get(1)?,
+                    rule_name: r.try_get(2)?,
+                    ticket_id: r.try_get(3)?,
+                    message_id: r.try_get(4)?,
+                    trigger: r.try_get(5)?,
+                    matched: r.try_get::<i64, _>(6)? != 0,
+                    conditions: serde_json::from_str(&r.try_get::<String, _>(7)?)
+                        .unwrap_or_default(),
+                    actions: serde_json::from_str(&r.try_get::<String, _>(8)?).unwrap_or_default(),
+                    depth: r.try_get(9)?,
+                    error: r.try_get(10)?,
+                    created_at: ms(r.try_get(11)?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// A ticket as rules see it, with its tags.
+    pub async fn ticket_state(
+        &self,
+        account: AccountId,
+        ticket: i64,
+    ) -> Result<Option<TicketState>, StoreError> {
+        let row = sqlx::query(&format!(
+            "{STATE_SELECT} WHERE t.id = ? AND t.account_id = ? AND t.merged_into IS NULL"
+        ))
+        .bind(ticket)
+        .bind(account.0)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut state = ticket_state(&row)?;
+        state.tags =
+            sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
+                .bind(ticket)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(Some(state))
+    }
+
+    pub async fn message_state(
+        &self,
+        account: AccountId,
+        message: i64,
+    ) -> Result<Option<MessageState>, StoreError> {
+        let row = sqlx::query(&format!(
+            "{} WHERE m.id = ? AND m.account_id = ?",
+            message_select(true)
+        ))
+        .bind(message)
+        .bind(account.0)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| message_state(&r, true)).transpose()?)
+    }
+
+    /// The ticket's latest inbound message.
+    pub async fn last_inbound_state(
+        &self,
+        account: AccountId,
+        ticket: i64,
+    ) -> Result<Option<MessageState>, StoreError> {
+        let row = sqlx::query(&format!(
+            "{} WHERE m.ticket_id = ? AND m.account_id = ? AND m.direction = 'inbound'
+             ORDER BY m.received_at DESC, m.id DESC LIMIT 1",
+            message_select(true)
+        ))
+        .bind(ticket)
+        .bind(account.0)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| message_state(&r, true)).transpose()?)
+    }
+
+    /// The account's enabled users: (id, e-mail, name).
+    pub async fn rule_agents(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, email, name FROM users WHERE account_id = ? AND disabled = 0 ORDER BY id",
+        )
+        .bind(account.0)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// When `rule` last replied automatically to `customer`.
+    pub async fn last_auto_reply(
+        &self,
+        rule: i64,
+        customer: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(sent_at) FROM rule_auto_replies WHERE rule_id = ? AND customer = ?",
+        )
+        .bind(rule)
+        .bind(customer)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Applies a rule's changes to a ticket in one transaction, with one history event per
+    /// change (marked with the rule and the depth, which the worker reads back).
+    pub async fn apply_rule_changes(
+        &self,
+        account: AccountId,
+        ticket: i64,
+        by: &serde_json::Value,
+        changes: &[RuleChange],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM tickets WHERE id = ? AND account_id = ?")
+                .bind(ticket)
+                .bind(account.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
+        }
+        for change in changes {
+            let (kind, data) = match change {
+                RuleChange::AddTag(tag) => {
+                    sqlx::query("INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
+                        .bind(ticket)
+                        .bind(tag)
+                        .execute(&mut *tx)
+                        .await?;
+                    ("tag_added", serde_json::json!({"tag": tag}))
+                }
+                RuleChange::RemoveTag(tag) => {
+                    // Tags match as rules compare them (case and accents aside): remove
+                    // every stored spelling the rule saw.
+                    let stored: Vec<String> =
+                        sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ?")
+                            .bind(ticket)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    let wanted = crate::domain::fold_text(tag);
+                    for s in stored
+                        .iter()
+                        .filter(|s| crate::domain::fold_text(s) == wanted)
+                    {
+                        sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ? AND tag = ?")
+                            .bind(ticket)
+                            .bind(s)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    ("tag_removed", serde_json::json!({"tag": tag}))
+                }
+                RuleChange::SetStatus {
+                    status,
+                    snoozed_until,
+                } => {
+                    sqlx::query(
+                        "UPDATE tickets SET status = ?, snoozed_until = ?,
+                            closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE id = ?",
+                    )
+                    .bind(status)
+                    .bind(snoozed_until)
+                    .bind(status)
+                    .bind(now)
+                    .bind(ticket)
+                    .execute(&mut *tx)
+                    .await?;
+                    (
+                        "status_changed",
+                        serde_json::json!({"to": status, "snoozed_until": snoozed_until}),
+                    )
+                }
+                RuleChange::Assign(user) => {
+                    sqlx::query("UPDATE tickets SET assignee_id = ? WHERE id = ?")
+                        .bind(user)
+                        .bind(ticket)
+                        .execute(&mut *tx)
+                        .await?;
+                    ("assigned", serde_json::json!({"to": user}))
+                }
+                RuleChange::Team(team) => {
+                    sqlx::query("UPDATE tickets SET team = ? WHERE id = ?")
+                        .bind(team)
+                        .bind(ticket)
+                        .execute(&mut *tx)
+                        .await?;
+                    ("team_assigned", serde_json::json!({"to": team}))
+                }
+                RuleChange::Priority(p) => {
+                    sqlx::query("UPDATE tickets SET priority = ? WHERE id = ?")
+                        .bind(p)
+                        .bind(ticket)
+                        .execute(&mut *tx)
+                        .await?;
+                    ("priority_changed", serde_json::json!({"to": p}))
+                }
+                RuleChange::Note(text) => {
+                    let subject: String =
+                        sqlx::query_scalar("SELECT subject FROM tickets WHERE id = ?")
+                            .bind(ticket)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    let note: i64 = sqlx::query_scalar(
+                        "INSERT INTO messages (account_id, ticket_id, direction, source, dedup_key, subject,
+                                               received_at, text_body, size, classification, thread_reason)
+                         VALUES (?, ?, 'note', 'rule', ?, ?, ?, ?, ?, 'normal', 'note') RETURNING id",
+                    )
+                    .bind(account.0)
+                    .bind(ticket)
+                    .bind(format!("rule-note:{}", super::tokens::random_secret()))
+                    .bind(subject)
+                    .bind(now)
+                    .bind(text)
+                    .bind(text.len() as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    ("note_added", serde_json::json!({"message_id": note}))
+                }
+            };
+            let mut data = data;
+            data["by"] = by.clone();
+            sqlx::query(
+                "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(account.0)
+            .bind(ticket)
+            .bind(kind)
+            .bind(data.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
+            .bind(now)
+            .bind(ticket)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records an automated reply of a rule as an outbound message of the ticket (source
+    /// `rule`). It does not count as an agent's reply (`last_agent_reply_at` is unchanged:
+    /// "no agent has answered" stays true), and it is remembered for the reply window.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_rule_reply(
+        &self,
+        account: AccountId,
+        ticket: TicketId,
+        rule: i64,
+        to: &str,
+        subject: &str,
+        text: &str,
+        secret: &[u8],
+        inbound_domain: &str,
+        now: i64,
+    ) -> Result<MessageId, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let from: Option<String> = sqlx::query_scalar(
+            "SELECT COALESCE(s.from_address, a.from_address) FROM tickets t
+             JOIN accounts a ON a.id = t.account_id
+             LEFT JOIN support_addresses s ON s.id = t.support_address_id
+             WHERE t.id = ? AND t.account_id = ? AND t.merged_into IS NULL",
+        )
+        .bind(ticket.0)
+        .bind(account.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let from =
+            from.ok_or_else(|| StoreError::NotFound(format!("no ticket with id {ticket}")))?;
+        let message_id = crate::domain::mint_reply_token(secret, ticket.0, inbound_domain);
+        let to_list = serde_json::json!([{"name": null, "address": to}]).to_string();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key, from_address,
+                                   to_list, subject, received_at, sent_at, text_body, size, thread_reason, flags)
+             VALUES (?, ?, 'outbound', 'rule', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'rule_reply', ?) RETURNING id",
+        )
+        .bind(account.0)
+        .bind(ticket.0)
+        .bind(&message_id)
+        .bind(format!("mid:{message_id}"))
+        .bind(&from)
+        .bind(to_list)
+        .bind(subject)
+        .bind(now)
+        .bind(now)
+        .bind(text)
+        .bind(text.len() as i64)
+        .bind(serde_json::json!(["automated", "not_sent"]).to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO rule_auto_replies (account_id, rule_id, customer, ticket_id, message_id, sent_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(account.0)
+        .bind(rule)
+        .bind(to)
+        .bind(ticket.0)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
+            .bind(now)
+            .bind(ticket.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(MessageId(id))
+    }
+
+    /// Remembers that an automated reply went out through another path (the outbound queue).
+    pub async fn note_auto_reply(
+        &self,
+        account: AccountId,
+        rule: i64,
+        customer: &str,
+        ticket: i64,
+        message: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO rule_auto_replies (account_id, rule_id, customer, ticket_id, message_id, sent_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(account.0)
+        .bind(rule)
+        .bind(customer)
+        .bind(ticket)
+        .bind(message)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A time-based rule fired on a ticket in this episode.
+    pub async fn record_fire(
+        &self,
+        rule: i64,
+        ticket: i64,
+        episode: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO rule_fires (rule_id, ticket_id, episode, fired_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (rule_id, ticket_id) DO UPDATE SET episode = excluded.episode, fired_at = excluded.fired_at",
+        )
+        .bind(rule)
+        .bind(ticket)
+        .bind(episode)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Tickets a time-based rule may match now, not yet fired on in their current episode.
+    pub async fn time_candidates(
+        &self,
+        account: AccountId,
+        rule: i64,
+        filter: &TimeFilter,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut sql = String::from(
+            "SELECT t.id FROM tickets t WHERE t.account_id = ? AND t.merged_into IS NULL AND t.id > ?",
+        );
+        if let Some(statuses) = &filter.statuses {
+            let marks = vec!["?"; statuses.len()].join(", ");
+            sql.push_str(&format!(" AND t.status IN ({marks})"));
+        }
+        if filter.customer_message_before.is_some() {
+            sql.push_str(" AND t.last_customer_message_at <= ?");
+        }
+        if filter.agent_reply_before.is_some() {
+            sql.push_str(" AND COALESCE(t.last_agent_reply_at, t.created_at) <= ?");
+        }
+        if filter.created_before.is_some() {
+            sql.push_str(" AND t.created_at <= ?");
+        }
+        match filter.customer_wrote_last {
+            Some(true) => sql.push_str(
+                " AND t.last_customer_message_at IS NOT NULL AND t.last_customer_message_at >= COALESCE(t.last_agent_reply_at, 0)",
+            ),
+            Some(false) => sql.push_str(
+                " AND t.last_agent_reply_at IS NOT NULL AND t.last_agent_reply_at > COALESCE(t.last_customer_message_at, 0)",
+            ),
+            None => {}
+        }
+        for _ in &filter.without_tags {
+            sql.push_str(
+                " AND NOT EXISTS (SELECT 1 FROM ticket_tags g WHERE g.ticket_id = t.id AND g.tag = ?)",
+            );
+        }
+        sql.push_str(
+            " AND NOT EXISTS (SELECT 1 FROM rule_fires f WHERE f.rule_id = ? AND f.ticket_id = t.id
+                 AND f.episode >= MAX(t.created_at, COALESCE(t.last_customer_message_at, 0), COALESCE(t.last_agent_reply_at, 0)))
+             ORDER BY t.id LIMIT ?",
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(account.0)
+            .bind(after);
+        if let Some(statuses) = &filter.statuses {
+            for s in statuses {
+                q = q.bind(s.clone());
+            }
+        }
+        for v in [
+            filter.customer_message_before,
+            filter.agent_reply_before,
+            filter.created_before,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            q = q.bind(v);
+        }
+        for tag in &filter.without_tags {
+            q = q.bind(tag.clone());
+        }
+        Ok(q.bind(rule)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn rule_cursor(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT last_id FROM rule_cursors WHERE name = ?")
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    pub async fn set_rule_cursor(&self, name: &str, last_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO rule_cursors (name, last_id) VALUES (?, ?)
+             ON CONFLICT (name) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
+        )
+        .bind(name)
+        .bind(last_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Messages committed after `after`, oldest first.
+    pub async fn messages_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<NewMessageEvent>, StoreError> {
+        let rows: Vec<(i64, i64, i64, String, String, bool)> = sqlx::query_as(
+            "SELECT m.id, m.account_id, m.ticket_id, m.direction, m.source,
+                    NOT EXISTS (SELECT 1 FROM messages p WHERE p.ticket_id = m.ticket_id AND p.id < m.id)
+             FROM messages m WHERE m.id > ? ORDER BY m.id LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| NewMessageEvent {
+                id: r.0,
+                account_id: r.1,
+                ticket_id: r.2,
+                direction: r.3,
+                source: r.4,
+                first_in_ticket: r.5,
+            })
+            .collect())
+    }
+
+    /// Ticket events recorded after `after`, oldest first.
+    pub async fn ticket_events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<TicketEventRow>, StoreError> {
+        let rows: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT id, account_id, ticket_id, kind, data, created_at FROM ticket_events
+             WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TicketEventRow {
+                id: r.0,
+                account_id: r.1,
+                ticket_id: r.2,
+                kind: r.3,
+                data: serde_json::from_str(&r.4).unwrap_or_default(),
+                created_at: r.5,
+            })
+            .collect())
+    }
+
+    /// The history the simulation replays: tickets with activity since `since`, with their
+    /// messages (text only when asked) and events, in time order. Read-only.
+    pub async fn simulation_history(
+        &self,
+        account: AccountId,
+        since: i64,
+        with_text: bool,
+    ) -> Result<Vec<SimTicket>, StoreError> {
+        self.account(account).await?;
+        let rows = sqlx::query(&format!(
+            "{STATE_SELECT} WHERE t.account_id = ? AND t.merged_into IS NULL
+               AND (t.created_at >= ? OR t.updated_at >= ?) ORDER BY t.id"
+        ))
+        .bind(account.0)
+        .bind(since)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        let mut tickets: Vec<SimTicket> = Vec::with_capacity(rows.len());
+        let mut index = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let state = ticket_state(r)?;
+            index.insert(state.id, tickets.len());
+            tickets.push(SimTicket {
+                state,
+                ..Default::default()
+            });
+        }
+        drop(rows);
+        let tags: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT g.ticket_id, g.tag FROM ticket_tags g JOIN tickets t ON t.id = g.ticket_id
+             WHERE t.account_id = ? ORDER BY g.ticket_id, g.tag",
+        )
+        .bind(account.0)
+        .fetch_all(self.pool())
+        .await?;
+        for (ticket, tag) in tags {
+            if let Some(&i) = index.get(&ticket) {
+                tickets[i].state.tags.push(tag);
+            }
+        }
+        let messages = sqlx::query(&format!(
+            "{} WHERE m.account_id = ? ORDER BY m.received_at, m.id",
+            message_select(with_text)
+        ))
+        .bind(account.0)
+        .fetch_all(self.pool())
+        .await?;
+        for r in &messages {
+            let m = message_state(r, with_text)?;
+            if let Some(&i) = index.get(&m.ticket_id) {
+                tickets[i].messages.push(m);
+            }
+        }
+        drop(messages);
+        let events: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT id, account_id, ticket_id, kind, data, created_at FROM ticket_events
+             WHERE account_id = ? ORDER BY created_at, id",
+        )
+        .bind(account.0)
+        .fetch_all(self.pool())
+        .await?;
+        for r in events {
+            if let Some(&i) = index.get(&r.2) {
+                tickets[i].events.push(TicketEventRow {
+                    id: r.0,
+                    account_id: r.1,
+                    ticket_id: r.2,
+                    kind: r.3,
+                    data: serde_json::from_str(&r.4).unwrap_or_default(),
+                    created_at: r.5,
+                });
+            }
+        }
+        Ok(tickets)
+    }
+}
