@@ -334,10 +334,16 @@ impl MboxSource {
     }
 
     /// Whether the `From ` line just read in `self.piece` starts a message: the line after it
-    /// looks like a header field, or the file ends.
-    fn candidate_starts_message(&mut self) -> Result<bool, SourceError> {
+    /// looks like a header field, or the line before it was blank and it is a complete From_
+    /// line (sender and asctime date). The second case keeps a message whose header block is
+    /// garbage (a damaged export) as its own message, to be quarantined, instead of gluing it
+    /// to the message before; an unescaped "From Russia with love" has no date and stays body.
+    fn candidate_starts_message(&mut self, after_blank: bool) -> Result<bool, SourceError> {
         if !self.piece.ends_with(b"\n") {
             return Ok(false);
+        }
+        if after_blank && from_line_date(&self.piece).is_some() {
+            return Ok(true);
         }
         let candidate = std::mem::take(&mut self.piece);
         let next = self.piece(PIECE)?;
@@ -390,7 +396,10 @@ impl MboxSource {
                 truncated = true; // the file ends inside the header block
                 break;
             };
-            if starts_line && self.piece.starts_with(b"From ") && self.candidate_starts_message()? {
+            if starts_line
+                && self.piece.starts_with(b"From ")
+                && self.candidate_starts_message(false)?
+            {
                 self.next_from = Some((piece_offset, std::mem::take(&mut self.piece)));
                 break;
             }
@@ -438,6 +447,8 @@ impl MboxSource {
         // Body delimited by the next From_ line.
         if body_ready && !delimited {
             let mut body_len: u64 = 0;
+            // The body starts after the blank line that ends the header block.
+            let mut after_blank = true;
             loop {
                 let piece_offset = self.reader.pos;
                 let Some(starts_line) = self.piece(PIECE)? else {
@@ -447,11 +458,12 @@ impl MboxSource {
                 };
                 if starts_line
                     && self.piece.starts_with(b"From ")
-                    && self.candidate_starts_message()?
+                    && self.candidate_starts_message(after_blank)?
                 {
                     self.next_from = Some((piece_offset, std::mem::take(&mut self.piece)));
                     break;
                 }
+                after_blank = starts_line && (self.piece == b"\n" || self.piece == b"\r\n");
                 last_piece_ended_line = self.piece.ends_with(b"\n");
                 body_len += self.piece.len() as u64;
                 if starts_line && unescape_default.applies(&self.piece) {
