@@ -211,9 +211,14 @@ fn subject_match(
         i64::MAX
     };
     let mut st = conn.prepare_cached(
-        "SELECT t.id FROM tickets t JOIN customers c ON c.id = t.customer_id
-         WHERE t.account_id = ? AND c.email = ? AND t.normalized_subject = ?
-           AND t.merged_into IS NULL AND t.updated_at >= ? AND t.created_at <= ?
+        // Customer first, then that customer's tickets by subject: left to itself, SQLite
+        // walked every ticket of the account updated within the window (for its ORDER BY),
+        // a sixth of an import's time at 100,000 messages.
+        "SELECT t.id FROM customers c CROSS JOIN tickets t INDEXED BY tickets_customer
+           ON t.customer_id = c.id
+         WHERE c.account_id = ?1 AND c.email = ?2 AND t.account_id = ?1
+           AND t.normalized_subject = ?3
+           AND t.merged_into IS NULL AND t.updated_at >= ?4 AND t.created_at <= ?5
          ORDER BY t.updated_at DESC LIMIT 1",
     )?;
     Ok(st
