@@ -1546,3 +1546,90 @@ async fn an_admin_adds_a_support_address_and_mail_to_its_forwarding_address_arri
     assert!(text.contains("not a valid e-mail address"), "{text}");
     app.stop().await;
 }
+
+/// Blobs are stored compressed when that pays (text) and as they are otherwise (random
+/// bytes), and both come back byte for byte through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
+    use base64::Engine;
+    let app = spawn_app(&[]).await;
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let mut noise = vec![0u8; 6000];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&noise);
+    let b64_lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    let text = "My order 1234 has not arrived, could you look into it please?\r\n".repeat(80);
+    let message = format!(
+        "From: Ana <ana@customer.test>\r\nTo: {fwd}\r\nSubject: Parcel\r\n\
+         Message-ID: <blob-1@client.test>\r\nDate: Mon, 2 Jun 2025 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\
+         --b\r\nContent-Type: application/octet-stream\r\n\
+         Content-Disposition: attachment; filename=\"noise.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        b64_lines.join("\r\n")
+    );
+    deliver(&app, "ana@customer.test", &fwd, message.clone()).await;
+
+    let rows: Vec<(i64, i64, Option<String>)> =
+        sqlx::query_as("SELECT size, length(data), compression FROM blobs ORDER BY size")
+            .fetch_all(app.store.pool())
+            .await
+            .expect("blobs");
+    assert_eq!(rows.len(), 2, "the message and its attachment: {rows:?}");
+    assert_eq!(
+        rows[0],
+        (6000, 6000, None),
+        "random bytes stored as they are"
+    );
+    let (size, stored, compression) = rows[1].clone();
+    assert_eq!(size as usize, message.len(), "size is the size as received");
+    assert_eq!(compression.as_deref(), Some("zstd"));
+    assert!(
+        stored < size / 2,
+        "text compressed: {stored} of {size} bytes"
+    );
+
+    let secret = token(app.dir.path(), acct, "agent");
+    let api = Api::new(&app, &secret);
+    let list = api.get("/api/v1/tickets").await;
+    let id = list["items"][0]["id"].as_i64().expect("ticket id");
+    let detail = api.get(&format!("/api/v1/tickets/{id}")).await;
+    let m = &detail["messages"][0];
+    let raw = api
+        .client
+        .get(format!("{}/api/v1/messages/{}/raw", api.base, m["id"]))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("raw")
+        .bytes()
+        .await
+        .expect("raw body");
+    assert!(
+        raw.ends_with(message.as_bytes()),
+        "the raw download ends with the message exactly as received"
+    );
+    let att = &m["attachments"][0];
+    let got = api
+        .client
+        .get(format!("{}/api/v1/attachments/{}", api.base, att["id"]))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("attachment")
+        .bytes()
+        .await
+        .expect("attachment body");
+    assert_eq!(got.as_ref(), noise.as_slice());
+}

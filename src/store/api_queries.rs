@@ -118,6 +118,8 @@ type AttachmentRow = (
     String,
     i64,
     Vec<u8>,
+    Option<String>,
+    i64,
 );
 
 impl Store {
@@ -472,7 +474,7 @@ impl Store {
     ) -> Result<(AttachmentView, i64, Vec<u8>), StoreError> {
         let row: Option<AttachmentRow> = sqlx::query_as(
             "SELECT a.id, a.filename, a.content_type, a.size, a.content_id, a.disposition,
-                        a.message_id, b.data
+                        a.message_id, b.data, b.compression, b.size
                  FROM attachments a
                  JOIN messages m ON m.id = a.message_id
                  JOIN blobs b ON b.sha256 = a.blob_sha256
@@ -482,8 +484,19 @@ impl Store {
         .bind(account.0)
         .fetch_optional(self.pool())
         .await?;
-        let (id, filename, content_type, size, content_id, disposition, message, data) =
-            row.ok_or_else(|| StoreError::NotFound(format!("no attachment with id {id}")))?;
+        let (
+            id,
+            filename,
+            content_type,
+            size,
+            content_id,
+            disposition,
+            message,
+            data,
+            compression,
+            stored_size,
+        ) = row.ok_or_else(|| StoreError::NotFound(format!("no attachment with id {id}")))?;
+        let data = super::blob_codec::decode(data, compression.as_deref(), stored_size)?;
         Ok((
             AttachmentView {
                 id,

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod api_queries;
+mod blob_codec;
 mod customers;
 mod import_jobs;
 mod intake;

@@ -694,12 +694,18 @@ impl Store {
         };
         let (message_id, account_id, ticket_id, mail_from) =
             (first.1, first.2, first.3, first.4.clone());
-        let raw: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT b.data FROM messages m JOIN blobs b ON b.sha256 = m.raw_sha256 WHERE m.id = ?",
+        let raw: Option<(Vec<u8>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT b.data, b.compression, b.size FROM messages m
+             JOIN blobs b ON b.sha256 = m.raw_sha256 WHERE m.id = ?",
         )
         .bind(message_id)
         .fetch_optional(self.pool())
         .await?;
+        let raw = raw
+            .map(|(data, compression, size)| {
+                super::blob_codec::decode(data, compression.as_deref(), size)
+            })
+            .transpose()?;
         let mut recipients: Vec<ClaimedRecipient> = rows
             .into_iter()
             .map(|r| ClaimedRecipient {

@@ -948,21 +948,33 @@ pub(super) async fn put_blob_sqlx(
     sha256: &str,
     data: &[u8],
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO blobs (sha256, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-        .bind(sha256)
-        .bind(data.len() as i64)
-        .bind(data)
-        .execute(&mut **tx)
-        .await?;
+    let stored = super::blob_codec::encode(data);
+    sqlx::query(
+        "INSERT INTO blobs (sha256, size, data, compression) VALUES (?, ?, ?, ?)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(data.len() as i64)
+    .bind(&*stored.data)
+    .bind(stored.compression)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 /// Content-addressed bytes: stored once whatever the number of messages using them.
 pub(super) fn put_blob(conn: &Conn, sha256: &str, data: &[u8]) -> Result<(), StoreError> {
+    let stored = super::blob_codec::encode(data);
     conn.prepare_cached(
-        "INSERT INTO blobs (sha256, size, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO blobs (sha256, size, data, compression) VALUES (?, ?, ?, ?)
+         ON CONFLICT DO NOTHING",
     )?
-    .execute(params![sha256, data.len() as i64, data])?;
+    .execute(params![
+        sha256,
+        data.len() as i64,
+        &*stored.data,
+        stored.compression
+    ])?;
     Ok(())
 }
 

@@ -332,15 +332,18 @@ impl Store {
         message: i64,
         account: AccountId,
     ) -> Result<Vec<u8>, StoreError> {
-        let data: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT b.data FROM messages m JOIN blobs b ON b.sha256 = m.raw_sha256
+        let row: Option<(Vec<u8>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT b.data, b.compression, b.size FROM messages m
+             JOIN blobs b ON b.sha256 = m.raw_sha256
              WHERE m.id = ? AND m.account_id = ?",
         )
         .bind(message)
         .bind(account.0)
         .fetch_optional(self.pool())
         .await?;
-        data.ok_or_else(|| StoreError::NotFound(format!("no message with id {message}")))
+        let (data, compression, size) =
+            row.ok_or_else(|| StoreError::NotFound(format!("no message with id {message}")))?;
+        super::blob_codec::decode(data, compression.as_deref(), size)
     }
 
     /// The message as agents download it: Postern's Authentication-Results header (when the
