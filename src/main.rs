@@ -815,8 +815,8 @@ async fn run(cli: Cli) -> Result<()> {
                 html,
                 attachments,
                 cc,
-                author_user_id: None,
                 quote,
+                ..Default::default()
             };
             let q = outbound
                 .enqueue_reply(account, ticket, draft, false)
@@ -1083,20 +1083,8 @@ async fn rules_cli(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             }
         }
         RulesCommand::Tick { out } => {
-            let engine = rules::RulesEngine::new(
-                store.clone(),
-                std::sync::Arc::new(rules::RecordOnlySender {
-                    store: store.clone(),
-                    secret: store.reply_token_secret(&settings.threading.secret).await?,
-                    inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
-                }),
-                rules::RulesConfig {
-                    reply_window_ms: settings.rules.reply_window.as_millis() as i64,
-                    max_depth: settings.rules.max_depth,
-                    scheduler_batch: settings.rules.scheduler_batch,
-                },
-                std::sync::Arc::new(rules::SystemClock),
-            );
+            let outbound = postern::app::outbound_queue(settings, &store).await?;
+            let engine = postern::app::rules_engine(settings, &store, outbound);
             let report = engine.scheduler_pass().await?;
             if out.json {
                 print_json(&report)?;

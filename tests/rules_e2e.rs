@@ -1,12 +1,18 @@
 //! Rules end to end: mail over real SMTP clients (Python's smtplib, the raw client), rules
 //! and macros written through the CLI, the rules worker of the running server, the
-//! scheduler driven by a clock the test moves, the simulation, and the rule log.
+//! scheduler driven by a clock the test moves, the simulation, and the rule log. Automated
+//! replies go through the outbound queue to Postfix's smtp-sink (relay mode), and dkimpy
+//! checks their signatures against the loopback DNS server.
 
 mod common;
 
-use common::{cli, cli_json, spawn_app, test_env, TestApp};
+use common::dns::{TestDns, Zone};
+use common::outbound::{
+    dkimpy_verify, header, outbound_env, pairs, set_up_domain, wait_deliveries, Sink, BRAND,
+};
+use common::{cli, cli_json, cli_output, spawn_app, TestApp};
 use postern::domain::{AccountId, EmailAddress, Role};
-use postern::rules::{ManualClock, RecordOnlySender, RulesConfig, RulesEngine};
+use postern::rules::{ManualClock, QueueReplySender, RulesConfig, RulesEngine};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,11 +76,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Runs the CLI and returns (success, stdout, stderr).
 fn cli_raw(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(common::postern_bin())
-        .args(args)
-        .envs(test_env(dir, &[]))
-        .output()
-        .expect("run postern");
+    let out = cli_output(dir, &[], args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -150,6 +152,43 @@ async fn ticket_by_subject(
         .ticket(postern::domain::TicketId(t.id), Some(AccountId(account)))
         .await
         .expect("ticket")
+}
+
+/// A server whose outbound queue relays to smtp-sink, with a loopback DNS server for the
+/// DKIM records: (app, dns, sink, environment for the CLI).
+async fn relaying_app(extra: &[(&str, &str)]) -> (TestApp, TestDns, Sink, Vec<(String, String)>) {
+    let sink = Sink::start();
+    let dns = TestDns::start_in_thread(Zone::default());
+    let port = sink.port.to_string();
+    let mut all = vec![
+        ("POSTERN__OUTBOUND__MODE", "relay"),
+        ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
+        ("POSTERN__OUTBOUND__RELAY__PORT", port.as_str()),
+        ("POSTERN__OUTBOUND__RELAY__TLS", "opportunistic"),
+    ];
+    all.extend_from_slice(extra);
+    let env = outbound_env(&dns, &all);
+    let app = spawn_app(&pairs(&env)).await;
+    (app, dns, sink, env)
+}
+
+/// The delivered messages whose To header names `who`, CRLF made LF.
+fn delivered_to(sink: &Sink, who: &str) -> Vec<(String, Vec<u8>)> {
+    sink.messages()
+        .into_iter()
+        .map(|raw| (String::from_utf8_lossy(&raw).replace("\r\n", "\n"), raw))
+        .filter(|(text, _)| header(text, "To").is_some_and(|t| t.contains(who)))
+        .collect()
+}
+
+/// The ticket's last agent reply as the scheduler sees it.
+async fn last_agent_reply_at(app: &TestApp, account: i64, ticket: i64) -> Option<i64> {
+    app.store
+        .ticket_state(AccountId(account), ticket)
+        .await
+        .expect("state")
+        .expect("ticket")
+        .last_agent_reply_at
 }
 
 const REFUND_RULE: &str = r#"
@@ -311,7 +350,7 @@ async fn seed_rules_tag_assign_note_and_auto_reply_over_smtp() {
     assert_eq!(reply.subject, "Re: Demande de REMBOURSÉMENT");
     assert_eq!(
         reply.text.as_deref(),
-        Some("Bonjour Ana,\nnous sommes fermés ;  vous répondra.\n")
+        Some("Bonjour Ana,\nnous sommes fermés ;  vous répondra.")
     );
     assert!(ana
         .events
@@ -376,9 +415,9 @@ async fn seed_rules_tag_assign_note_and_auto_reply_over_smtp() {
     assert_eq!(
         reasons
             .iter()
-            .filter(
-                |r| r.starts_with("done") && r.contains("not sent: outbound queue not available")
-            )
+            .filter(|r| r.starts_with("done")
+                && r.contains("not sent, recorded in the ticket only")
+                && r.contains("postern domain add --account"))
             .count(),
         3,
         "{reasons:?}"
@@ -444,10 +483,12 @@ text = "Automatic follow-up sent to {{ customer.email }}; please answer ticket #
 
 #[tokio::test]
 async fn follow_up_workflow_driven_by_the_scheduler_clock() {
-    // The server's own scheduler is off: the test's clock drives the passes.
-    let app = spawn_app(&[("POSTERN__RULES__SCHEDULER_INTERVAL", "0s")]).await;
+    // The server's own scheduler is off: the test's clock drives the passes. Replies go
+    // through the queue to smtp-sink.
+    let (app, dns, sink, env) = relaying_app(&[("POSTERN__RULES__SCHEDULER_INTERVAL", "0s")]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let (acct, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
+    set_up_domain(&dir, &pairs(&env), &dns, acct);
     add_macro(
         &dir,
         acct,
@@ -515,10 +556,9 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
     let clock = Arc::new(ManualClock::new(start));
     let engine = RulesEngine::new(
         app.store.clone(),
-        Arc::new(RecordOnlySender {
+        Arc::new(QueueReplySender {
             store: app.store.clone(),
-            secret: app.store.reply_token_secret("").await.unwrap(),
-            inbound_domain: common::INBOUND_DOMAIN.into(),
+            queue: app.outbound.clone(),
         }),
         RulesConfig::default(),
         clock.clone(),
@@ -548,6 +588,30 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
     assert_eq!(
         reply.text.as_deref(),
         Some("Hi Ana, we are on it (order A-1001).")
+    );
+    assert_eq!(reply.author_rule_id, Some(rule), "written by the rule");
+    assert_eq!(reply.author_user_id, None, "not by an agent");
+    // Delivered: signed, automated, the macro's text.
+    wait_deliveries(&app.store, ana.ticket.id, &["delivered"], 30).await;
+    let delivered = delivered_to(&sink, "ana@client.test");
+    assert_eq!(delivered.len(), 1);
+    let (text, raw) = &delivered[0];
+    assert_eq!(header(text, "Auto-Submitted"), Some("auto-replied"));
+    assert_eq!(header(text, "Subject"), Some("Re: VIP parcel"));
+    assert!(
+        text.contains("Hi Ana, we are on it (order A-1001)."),
+        "{text}"
+    );
+    let verdicts = dkimpy_verify(&dns, raw);
+    assert!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| v["ok"] == true && v["d"] == BRAND),
+        "{verdicts:?}"
+    );
+    // Not an agent's reply: "no agent has answered" stays true.
+    assert_eq!(
+        last_agent_reply_at(&app, acct, ana.ticket.id).await,
+        None,
+        "the automated reply moved last_agent_reply_at"
     );
     let note = ana
         .messages
@@ -628,10 +692,18 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
         .unwrap();
     assert_eq!(runs.len(), 3, "only matches of time-based rules are logged");
     assert!(runs.iter().all(|r| r.trigger == "time" && r.matched));
-    assert!(runs[0].actions[0]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("not sent: outbound queue not available"));
+    for r in &runs {
+        let reason = r.actions[0]["reason"].as_str().unwrap();
+        assert!(reason.ends_with(" queued"), "{reason}");
+    }
+    // Three follow-ups, three deliveries: Ana twice, Bob once.
+    for t in ["VIP parcel", "Regular parcel"] {
+        let t = ticket_by_subject(&app, acct, t).await;
+        wait_deliveries(&app.store, t.ticket.id, &["delivered"], 30).await;
+        assert_eq!(last_agent_reply_at(&app, acct, t.ticket.id).await, None);
+    }
+    assert_eq!(delivered_to(&sink, "ana@client.test").len(), 2);
+    assert_eq!(delivered_to(&sink, "bob@client.test").len(), 1);
     app.stop().await;
 }
 
@@ -1218,7 +1290,9 @@ async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth(
             .rule_runs(account, &Default::default(), 100)
             .await
             .unwrap();
-        if let Some(r) = runs.iter().find(|r| r.error.is_some()) {
+        // Both rules (ping and pong) are logged as stopped.
+        if runs.iter().filter(|r| r.error.is_some()).count() >= 2 {
+            let r = runs.iter().find(|r| r.error.is_some()).unwrap();
             stopped = Some((r.clone(), runs.clone()));
             break;
         }
