@@ -766,6 +766,16 @@ impl Store {
     /// Wakes the snoozed tickets whose time has come (`snoozed_until <= now`): open again,
     /// with a status_changed event (which ticket_updated rules see). Returns how many.
     pub async fn wake_snoozed(&self, now: i64, limit: u32) -> Result<usize, StoreError> {
+        // Most passes have nothing to wake: a read, without taking the write lock.
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE status = 'snoozed' AND snoozed_until <= ? LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.write_tx().await?;
         let due: Vec<(i64, i64, i64)> = sqlx::query_as(
             "SELECT id, account_id, snoozed_until FROM tickets
