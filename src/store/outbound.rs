@@ -469,7 +469,9 @@ impl Store {
         r: &NewOutboundReply<'_>,
     ) -> Result<(MessageId, Vec<DeliveryView>), StoreError> {
         use sha2::{Digest, Sha256};
-        let mut tx = self.pool().begin().await?;
+        // It reads before it writes: take the write lock first, or a commit by another
+        // connection in between (the rules worker, intake) fails it with "database is locked".
+        let mut tx = self.write_tx().await?;
         let owner: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM tickets WHERE id = ? AND account_id = ? AND merged_into IS NULL",
         )

@@ -388,26 +388,56 @@ impl Store {
     }
 
     pub async fn rule(&self, id: i64, account: AccountId) -> Result<RuleRecord, StoreError> {
-        let row: Option<RuleRow> =
-            sqlx::query_as(&format!("{RULE_SELECT} WHERE id = ? AND account_id = ?"))
-                .bind(id)
-                .bind(account.0)
-                .fetch_optional(self.pool())
-                .await?;
-        row.map(rule_record)
-            .ok_or_else(|| StoreError::NotFound(format!("no rule with id {id}")))
+        self.one_of_account(RULE_SELECT, id, account, "rule", rule_record)
+            .await
     }
 
     /// The account's rules in the order they run.
     pub async fn rules(&self, account: AccountId) -> Result<Vec<RuleRecord>, StoreError> {
+        self.all_of_account(RULE_SELECT, "position, id", account, rule_record)
+            .await
+    }
+
+    /// The row `id` of `select`'s table when it belongs to the account; NotFound naming
+    /// `what` otherwise (another account's ids are not found).
+    async fn one_of_account<R, T>(
+        &self,
+        select: &str,
+        id: i64,
+        account: AccountId,
+        what: &str,
+        record: fn(R) -> T,
+    ) -> Result<T, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let row: Option<R> = sqlx::query_as(&format!("{select} WHERE id = ? AND account_id = ?"))
+            .bind(id)
+            .bind(account.0)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(record)
+            .ok_or_else(|| StoreError::NotFound(format!("no {what} with id {id}")))
+    }
+
+    /// Every row of `select`'s table in the account, in `order`; NotFound without the account.
+    async fn all_of_account<R, T>(
+        &self,
+        select: &str,
+        order: &str,
+        account: AccountId,
+        record: fn(R) -> T,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
         self.account(account).await?;
-        let rows: Vec<RuleRow> = sqlx::query_as(&format!(
-            "{RULE_SELECT} WHERE account_id = ? ORDER BY position, id"
-        ))
-        .bind(account.0)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(rule_record).collect())
+        let rows: Vec<R> =
+            sqlx::query_as(&format!("{select} WHERE account_id = ? ORDER BY {order}"))
+                .bind(account.0)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(record).collect())
     }
 
     /// Enabled rules of the account, in order.
@@ -513,25 +543,13 @@ impl Store {
         id: i64,
         account: AccountId,
     ) -> Result<MacroRecord, StoreError> {
-        let row: Option<MacroRow> =
-            sqlx::query_as(&format!("{MACRO_SELECT} WHERE id = ? AND account_id = ?"))
-                .bind(id)
-                .bind(account.0)
-                .fetch_optional(self.pool())
-                .await?;
-        row.map(macro_record)
-            .ok_or_else(|| StoreError::NotFound(format!("no macro with id {id}")))
+        self.one_of_account(MACRO_SELECT, id, account, "macro", macro_record)
+            .await
     }
 
     pub async fn macros(&self, account: AccountId) -> Result<Vec<MacroRecord>, StoreError> {
-        self.account(account).await?;
-        let rows: Vec<MacroRow> = sqlx::query_as(&format!(
-            "{MACRO_SELECT} WHERE account_id = ? ORDER BY name"
-        ))
-        .bind(account.0)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(macro_record).collect())
+        self.all_of_account(MACRO_SELECT, "name", account, macro_record)
+            .await
     }
 
     /// Deletes a macro unless a rule replies with it.
