@@ -446,6 +446,32 @@ mod tests {
     }
 
     #[test]
+    fn a_macro_subject_is_kept_on_one_line() {
+        let draft = ReplyDraft {
+            text: "We are closed.".into(),
+            subject: Some("Closed until Monday\r\nBcc: x@evil.test".into()),
+            author_rule_id: Some(3),
+            ..Default::default()
+        };
+        let c = compose(&ctx(), &draft, &[], "x.7.y@in.test", true, 0).unwrap();
+        assert_eq!(c.subject, "Closed until Monday  Bcc: x@evil.test");
+        let raw = String::from_utf8(c.raw).unwrap();
+        assert!(
+            raw.contains("Subject: Closed until Monday  Bcc: x@evil.test\r\n"),
+            "{raw}"
+        );
+        assert!(!raw.contains("\nBcc:"), "{raw}");
+        // The conversation keeps the ticket's topic.
+        assert!(raw.contains("Thread-Topic: Order 77\r\n"), "{raw}");
+        let blank = ReplyDraft {
+            subject: Some("  ".into()),
+            ..draft
+        };
+        let c = compose(&ctx(), &blank, &[], "x.7.y@in.test", true, 0).unwrap();
+        assert_eq!(c.subject, "Re: Order 77");
+    }
+
+    #[test]
     fn injection_is_refused() {
         for draft in [
             ReplyDraft {
