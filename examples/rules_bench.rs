@@ -10,7 +10,7 @@
 //! Usage: rules_bench DIR [TICKETS] [MESSAGES]. Prints one JSON document.
 
 use postern::domain::{AccountId, EmailAddress};
-use postern::rules::{self, ManualClock, RecordOnlySender, RulesConfig, RulesEngine};
+use postern::rules::{self, ManualClock, QueueReplySender, RulesConfig, RulesEngine};
 use postern::store::Store;
 use std::sync::Arc;
 use std::time::Instant;
@@ -233,13 +233,20 @@ async fn run(
     .execute(store.pool())
     .await?
     .rows_affected();
+    let settings = postern::config::Settings::load_with_env(
+        None,
+        vec![
+            ("POSTERN__INBOUND__DOMAIN".into(), "in.bench.test".into()),
+            ("POSTERN__DNS__NAMESERVERS".into(), "127.0.0.1:9".into()),
+        ],
+    )?;
     let clock = Arc::new(ManualClock::new(now));
     let engine = RulesEngine::new(
         store.clone(),
-        Arc::new(RecordOnlySender {
+        // No sending domain: replies are recorded in their tickets, not sent.
+        Arc::new(QueueReplySender {
             store: store.clone(),
-            secret: b"bench".to_vec(),
-            inbound_domain: "in.bench.test".into(),
+            queue: postern::app::outbound_queue(&settings, &store).await?,
         }),
         RulesConfig::default(),
         clock.clone(),

@@ -5,7 +5,7 @@ use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::ingest::MailIntake;
 use crate::outbound::OutboundQueue;
-use crate::rules::{RecordOnlySender, ReplySender, RulesConfig, RulesEngine, SystemClock};
+use crate::rules::{QueueReplySender, RulesConfig, RulesEngine, SystemClock};
 use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
 use crate::store::{CommitWriter, Store, StoreError, ThreadingConfig};
 use std::net::SocketAddr;
@@ -76,6 +76,28 @@ pub async fn outbound_queue(
     )))
 }
 
+/// The rules engine of the configuration, on the system clock: its automated replies go
+/// through `outbound` (what `postern serve` runs, and `postern rules tick`).
+pub fn rules_engine(
+    settings: &Settings,
+    store: &Store,
+    outbound: Arc<OutboundQueue>,
+) -> RulesEngine {
+    RulesEngine::new(
+        store.clone(),
+        Arc::new(QueueReplySender {
+            store: store.clone(),
+            queue: outbound,
+        }),
+        RulesConfig {
+            reply_window_ms: settings.rules.reply_window.as_millis() as i64,
+            max_depth: settings.rules.max_depth,
+            scheduler_batch: settings.rules.scheduler_batch,
+        },
+        Arc::new(SystemClock),
+    )
+}
+
 impl Application {
     /// Opens the store, binds both listeners; nothing is served until [`Application::run`].
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
@@ -87,24 +109,8 @@ impl Application {
         .await?;
         let outbound = outbound_queue(&settings, &store).await?;
         let threading = threading_config(&store, &settings).await?;
-        // The seam for automated replies: until the outbound queue lands, replies are
-        // recorded in the ticket and logged as not sent. Wire the queue's ReplySender here.
-        let reply_sender: Arc<dyn ReplySender> = Arc::new(RecordOnlySender {
-            store: store.clone(),
-            secret: threading.secret.clone(),
-            inbound_domain: threading.inbound_domain.clone(),
-        });
         let rules = settings.rules.enabled.then(|| {
-            let engine = Arc::new(RulesEngine::new(
-                store.clone(),
-                reply_sender,
-                RulesConfig {
-                    reply_window_ms: settings.rules.reply_window.as_millis() as i64,
-                    max_depth: settings.rules.max_depth,
-                    scheduler_batch: settings.rules.scheduler_batch,
-                },
-                Arc::new(SystemClock),
-            ));
+            let engine = Arc::new(rules_engine(&settings, &store, outbound.clone()));
             (engine, Arc::new(tokio::sync::Notify::new()))
         });
         let (writer, writer_task) = CommitWriter::spawn(

@@ -567,6 +567,40 @@ fn print_json<T: Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// A listing: one JSON array with --json, else a line per item (`line`), or `empty`.
+fn print_list<T: Serialize>(
+    out: &JsonFlag,
+    items: &[T],
+    empty: &str,
+    line: impl FnMut(&T),
+) -> Result<()> {
+    if out.json {
+        print_json(&items)
+    } else {
+        if items.is_empty() {
+            println!("{empty}");
+        }
+        items.iter().for_each(line);
+        Ok(())
+    }
+}
+
+/// One record: JSON with --json, else as `text` shows it.
+fn print_one<T: Serialize>(out: &JsonFlag, value: &T, text: impl FnOnce(&T)) -> Result<()> {
+    if out.json {
+        print_json(value)
+    } else {
+        text(value);
+        Ok(())
+    }
+}
+
+fn print_deleted(out: &JsonFlag, what: &str, id: i64) -> Result<()> {
+    print_one(out, &serde_json::json!({ "deleted": id }), |_| {
+        println!("{what} {id} deleted")
+    })
+}
+
 fn parse_address(s: &str, what: &str) -> Result<EmailAddress> {
     EmailAddress::parse(s).with_context(|| format!("{what} {s:?} is not a valid address"))
 }
@@ -815,8 +849,8 @@ async fn run(cli: Cli) -> Result<()> {
                 html,
                 attachments,
                 cc,
-                author_user_id: None,
                 quote,
+                ..Default::default()
             };
             let q = outbound
                 .enqueue_reply(account, ticket, draft, false)
@@ -882,6 +916,33 @@ fn print_rule(r: &postern::store::RuleRecord) {
     );
 }
 
+fn print_rule_run(r: &postern::store::RuleRunView) {
+    println!(
+        "{} run {} rule {:?} ticket {} {} depth {}: {}",
+        r.created_at.to_rfc3339(),
+        r.id,
+        r.rule_name,
+        r.ticket_id.map_or("-".into(), |t| t.to_string()),
+        r.trigger,
+        r.depth,
+        if r.matched { "matched" } else { "no match" }
+    );
+    if let Some(e) = &r.error {
+        println!("    error: {e}");
+    }
+    for a in r.actions.as_array().into_iter().flatten() {
+        println!(
+            "    {} {}{}",
+            a["outcome"].as_str().unwrap_or("?"),
+            a["action"]["type"].as_str().unwrap_or("?"),
+            a["reason"]
+                .as_str()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
 async fn rules_cli(cmd: RulesCommand, settings: &Settings) -> Result<()> {
     use postern::rules;
     let store = open_store(settings).await?;
@@ -923,47 +984,31 @@ async fn rules_cli(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             }
         }
         RulesCommand::List { account, out } => {
-            let list = store.rules(account).await?;
-            if out.json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no rules");
-            } else {
-                list.iter().for_each(print_rule);
-            }
+            print_list(&out, &store.rules(account).await?, "no rules", print_rule)?;
         }
         RulesCommand::Show { id, account, out } => {
-            let r = store.rule(id, account).await?;
-            if out.json {
-                print_json(&r)?;
-            } else {
-                print_rule(&r);
-                println!("{}", serde_json::to_string_pretty(&r.definition)?);
-            }
+            print_one(&out, &store.rule(id, account).await?, |r| {
+                print_rule(r);
+                println!("{:#}", r.definition);
+            })?;
         }
         RulesCommand::Enable { id, account, out } => {
-            let r = store.set_rule_enabled(id, account, true).await?;
-            if out.json {
-                print_json(&r)?;
-            } else {
-                print_rule(&r);
-            }
+            print_one(
+                &out,
+                &store.set_rule_enabled(id, account, true).await?,
+                print_rule,
+            )?;
         }
         RulesCommand::Disable { id, account, out } => {
-            let r = store.set_rule_enabled(id, account, false).await?;
-            if out.json {
-                print_json(&r)?;
-            } else {
-                print_rule(&r);
-            }
+            print_one(
+                &out,
+                &store.set_rule_enabled(id, account, false).await?,
+                print_rule,
+            )?;
         }
         RulesCommand::Delete { id, account, out } => {
             store.delete_rule(id, account).await?;
-            if out.json {
-                print_json(&serde_json::json!({"deleted": id}))?;
-            } else {
-                println!("rule {id} deleted");
-            }
+            print_deleted(&out, "rule", id)?;
         }
         RulesCommand::Simulate {
             account,
@@ -1022,38 +1067,7 @@ async fn rules_cli(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             let runs = store
                 .rule_runs(account, &filter, limit.clamp(1, 1000))
                 .await?;
-            if out.json {
-                print_json(&runs)?;
-            } else if runs.is_empty() {
-                println!("no rule runs");
-            } else {
-                for r in runs {
-                    println!(
-                        "{} run {} rule {:?} ticket {} {} depth {}: {}",
-                        r.created_at.to_rfc3339(),
-                        r.id,
-                        r.rule_name,
-                        r.ticket_id.map_or("-".into(), |t| t.to_string()),
-                        r.trigger,
-                        r.depth,
-                        if r.matched { "matched" } else { "no match" }
-                    );
-                    if let Some(e) = &r.error {
-                        println!("    error: {e}");
-                    }
-                    for a in r.actions.as_array().into_iter().flatten() {
-                        println!(
-                            "    {} {}{}",
-                            a["outcome"].as_str().unwrap_or("?"),
-                            a["action"]["type"].as_str().unwrap_or("?"),
-                            a["reason"]
-                                .as_str()
-                                .map(|x| format!(": {x}"))
-                                .unwrap_or_default()
-                        );
-                    }
-                }
-            }
+            print_list(&out, &runs, "no rule runs", print_rule_run)?;
         }
         RulesCommand::BusinessHours {
             account,
@@ -1083,20 +1097,8 @@ async fn rules_cli(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             }
         }
         RulesCommand::Tick { out } => {
-            let engine = rules::RulesEngine::new(
-                store.clone(),
-                std::sync::Arc::new(rules::RecordOnlySender {
-                    store: store.clone(),
-                    secret: store.reply_token_secret(&settings.threading.secret).await?,
-                    inbound_domain: settings.inbound.domain.to_ascii_lowercase(),
-                }),
-                rules::RulesConfig {
-                    reply_window_ms: settings.rules.reply_window.as_millis() as i64,
-                    max_depth: settings.rules.max_depth,
-                    scheduler_batch: settings.rules.scheduler_batch,
-                },
-                std::sync::Arc::new(rules::SystemClock),
-            );
+            let outbound = postern::app::outbound_queue(settings, &store).await?;
+            let engine = postern::app::rules_engine(settings, &store, outbound);
             let report = engine.scheduler_pass().await?;
             if out.json {
                 print_json(&report)?;
@@ -1227,14 +1229,7 @@ async fn macros_cli(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
             }
         }
         MacrosCommand::List { account, out } => {
-            let list = store.macros(account).await?;
-            if out.json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no macros");
-            } else {
-                list.iter().for_each(show);
-            }
+            print_list(&out, &store.macros(account).await?, "no macros", show)?;
         }
         MacrosCommand::Show { id, account, out } => {
             let m = store.macro_record(id, account).await?;
@@ -1250,11 +1245,7 @@ async fn macros_cli(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
         }
         MacrosCommand::Delete { id, account, out } => {
             store.delete_macro(id, account).await?;
-            if out.json {
-                print_json(&serde_json::json!({"deleted": id}))?;
-            } else {
-                println!("macro {id} deleted");
-            }
+            print_deleted(&out, "macro", id)?;
         }
         MacrosCommand::Preview {
             id,
@@ -1738,15 +1729,7 @@ async fn queue(cmd: QueueCommand, settings: &Settings) -> Result<()> {
             out,
         } => {
             let entries = store.queue_entries(account, limit).await?;
-            if out.json {
-                print_json(&entries)?;
-            } else if entries.is_empty() {
-                println!("the queue is empty");
-            } else {
-                for d in &entries {
-                    print_delivery(d);
-                }
-            }
+            print_list(&out, &entries, "the queue is empty", print_delivery)?;
         }
         QueueCommand::Retry { id, account, out } => {
             let lifetime =

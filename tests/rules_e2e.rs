@@ -1,12 +1,18 @@
 //! Rules end to end: mail over real SMTP clients (Python's smtplib, the raw client), rules
 //! and macros written through the CLI, the rules worker of the running server, the
-//! scheduler driven by a clock the test moves, the simulation, and the rule log.
+//! scheduler driven by a clock the test moves, the simulation, and the rule log. Automated
+//! replies go through the outbound queue to Postfix's smtp-sink (relay mode), and dkimpy
+//! checks their signatures against the loopback DNS server.
 
 mod common;
 
-use common::{cli, cli_json, spawn_app, test_env, TestApp};
+use common::dns::{TestDns, Zone};
+use common::outbound::{
+    dkimpy_verify, header, outbound_env, pairs, set_up_domain, wait_deliveries, Sink, BRAND,
+};
+use common::{cli, cli_json, cli_ok, cli_output, spawn_app, TestApp};
 use postern::domain::{AccountId, EmailAddress, Role};
-use postern::rules::{ManualClock, RecordOnlySender, RulesConfig, RulesEngine};
+use postern::rules::{ManualClock, QueueReplySender, RulesConfig, RulesEngine};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,11 +76,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Runs the CLI and returns (success, stdout, stderr).
 fn cli_raw(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(common::postern_bin())
-        .args(args)
-        .envs(test_env(dir, &[]))
-        .output()
-        .expect("run postern");
+    let out = cli_output(dir, &[], args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -150,6 +152,43 @@ async fn ticket_by_subject(
         .ticket(postern::domain::TicketId(t.id), Some(AccountId(account)))
         .await
         .expect("ticket")
+}
+
+/// A server whose outbound queue relays to smtp-sink, with a loopback DNS server for the
+/// DKIM records: (app, dns, sink, environment for the CLI).
+async fn relaying_app(extra: &[(&str, &str)]) -> (TestApp, TestDns, Sink, Vec<(String, String)>) {
+    let sink = Sink::start();
+    let dns = TestDns::start_in_thread(Zone::default());
+    let port = sink.port.to_string();
+    let mut all = vec![
+        ("POSTERN__OUTBOUND__MODE", "relay"),
+        ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
+        ("POSTERN__OUTBOUND__RELAY__PORT", port.as_str()),
+        ("POSTERN__OUTBOUND__RELAY__TLS", "opportunistic"),
+    ];
+    all.extend_from_slice(extra);
+    let env = outbound_env(&dns, &all);
+    let app = spawn_app(&pairs(&env)).await;
+    (app, dns, sink, env)
+}
+
+/// The delivered messages whose To header names `who`, CRLF made LF.
+fn delivered_to(sink: &Sink, who: &str) -> Vec<(String, Vec<u8>)> {
+    sink.messages()
+        .into_iter()
+        .map(|raw| (String::from_utf8_lossy(&raw).replace("\r\n", "\n"), raw))
+        .filter(|(text, _)| header(text, "To").is_some_and(|t| t.contains(who)))
+        .collect()
+}
+
+/// The ticket's last agent reply as the scheduler sees it.
+async fn last_agent_reply_at(app: &TestApp, account: i64, ticket: i64) -> Option<i64> {
+    app.store
+        .ticket_state(AccountId(account), ticket)
+        .await
+        .expect("state")
+        .expect("ticket")
+        .last_agent_reply_at
 }
 
 const REFUND_RULE: &str = r#"
@@ -311,7 +350,7 @@ async fn seed_rules_tag_assign_note_and_auto_reply_over_smtp() {
     assert_eq!(reply.subject, "Re: Demande de REMBOURSÉMENT");
     assert_eq!(
         reply.text.as_deref(),
-        Some("Bonjour Ana,\nnous sommes fermés ;  vous répondra.\n")
+        Some("Bonjour Ana,\nnous sommes fermés ;  vous répondra.")
     );
     assert!(ana
         .events
@@ -376,9 +415,9 @@ async fn seed_rules_tag_assign_note_and_auto_reply_over_smtp() {
     assert_eq!(
         reasons
             .iter()
-            .filter(
-                |r| r.starts_with("done") && r.contains("not sent: outbound queue not available")
-            )
+            .filter(|r| r.starts_with("done")
+                && r.contains("not sent, recorded in the ticket only")
+                && r.contains("postern domain add --account"))
             .count(),
         3,
         "{reasons:?}"
@@ -444,10 +483,12 @@ text = "Automatic follow-up sent to {{ customer.email }}; please answer ticket #
 
 #[tokio::test]
 async fn follow_up_workflow_driven_by_the_scheduler_clock() {
-    // The server's own scheduler is off: the test's clock drives the passes.
-    let app = spawn_app(&[("POSTERN__RULES__SCHEDULER_INTERVAL", "0s")]).await;
+    // The server's own scheduler is off: the test's clock drives the passes. Replies go
+    // through the queue to smtp-sink.
+    let (app, dns, sink, env) = relaying_app(&[("POSTERN__RULES__SCHEDULER_INTERVAL", "0s")]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let (acct, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
+    set_up_domain(&dir, &pairs(&env), &dns, acct);
     add_macro(
         &dir,
         acct,
@@ -515,10 +556,9 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
     let clock = Arc::new(ManualClock::new(start));
     let engine = RulesEngine::new(
         app.store.clone(),
-        Arc::new(RecordOnlySender {
+        Arc::new(QueueReplySender {
             store: app.store.clone(),
-            secret: app.store.reply_token_secret("").await.unwrap(),
-            inbound_domain: common::INBOUND_DOMAIN.into(),
+            queue: app.outbound.clone(),
         }),
         RulesConfig::default(),
         clock.clone(),
@@ -548,6 +588,30 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
     assert_eq!(
         reply.text.as_deref(),
         Some("Hi Ana, we are on it (order A-1001).")
+    );
+    assert_eq!(reply.author_rule_id, Some(rule), "written by the rule");
+    assert_eq!(reply.author_user_id, None, "not by an agent");
+    // Delivered: signed, automated, the macro's text.
+    wait_deliveries(&app.store, ana.ticket.id, &["delivered"], 30).await;
+    let delivered = delivered_to(&sink, "ana@client.test");
+    assert_eq!(delivered.len(), 1);
+    let (text, raw) = &delivered[0];
+    assert_eq!(header(text, "Auto-Submitted"), Some("auto-replied"));
+    assert_eq!(header(text, "Subject"), Some("Re: VIP parcel"));
+    assert!(
+        text.contains("Hi Ana, we are on it (order A-1001)."),
+        "{text}"
+    );
+    let verdicts = dkimpy_verify(&dns, raw);
+    assert!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| v["ok"] == true && v["d"] == BRAND),
+        "{verdicts:?}"
+    );
+    // Not an agent's reply: "no agent has answered" stays true.
+    assert_eq!(
+        last_agent_reply_at(&app, acct, ana.ticket.id).await,
+        None,
+        "the automated reply moved last_agent_reply_at"
     );
     let note = ana
         .messages
@@ -628,10 +692,18 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
         .unwrap();
     assert_eq!(runs.len(), 3, "only matches of time-based rules are logged");
     assert!(runs.iter().all(|r| r.trigger == "time" && r.matched));
-    assert!(runs[0].actions[0]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("not sent: outbound queue not available"));
+    for r in &runs {
+        let reason = r.actions[0]["reason"].as_str().unwrap();
+        assert!(reason.ends_with(" queued"), "{reason}");
+    }
+    // Three follow-ups, three deliveries: Ana twice, Bob once.
+    for t in ["VIP parcel", "Regular parcel"] {
+        let t = ticket_by_subject(&app, acct, t).await;
+        wait_deliveries(&app.store, t.ticket.id, &["delivered"], 30).await;
+        assert_eq!(last_agent_reply_at(&app, acct, t.ticket.id).await, None);
+    }
+    assert_eq!(delivered_to(&sink, "ana@client.test").len(), 2);
+    assert_eq!(delivered_to(&sink, "bob@client.test").len(), 1);
     app.stop().await;
 }
 
@@ -1218,7 +1290,9 @@ async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth(
             .rule_runs(account, &Default::default(), 100)
             .await
             .unwrap();
-        if let Some(r) = runs.iter().find(|r| r.error.is_some()) {
+        // Both rules (ping and pong) are logged as stopped.
+        if runs.iter().filter(|r| r.error.is_some()).count() >= 2 {
+            let r = runs.iter().find(|r| r.error.is_some()).unwrap();
             stopped = Some((r.clone(), runs.clone()));
             break;
         }
@@ -1242,5 +1316,422 @@ async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth(
         .await
         .unwrap();
     assert_eq!(after.len(), runs.len(), "nothing runs after the stop");
+    app.stop().await;
+}
+
+/// Sets business hours that never open: every message arrives out of hours.
+fn always_closed(dir: &Path, account: i64) {
+    let hours = write(
+        dir,
+        "hours.json",
+        r#"{"timezone": "Europe/Paris", "week": {}}"#,
+    );
+    cli(
+        dir,
+        &[
+            "rules",
+            "business-hours",
+            "--account",
+            &account.to_string(),
+            "--file",
+            hours.to_str().unwrap(),
+        ],
+    );
+}
+
+/// The reason logged for the first action of each run of `rule`, oldest first.
+async fn reply_reasons(app: &TestApp, account: i64, rule: i64) -> Vec<String> {
+    let runs = app
+        .store
+        .rule_runs(
+            AccountId(account),
+            &postern::store::RunFilter {
+                rule_id: Some(rule),
+                ..Default::default()
+            },
+            100,
+        )
+        .await
+        .expect("runs");
+    runs.iter()
+        .rev()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.actions[0]["outcome"].as_str().unwrap_or(""),
+                r.actions[0]["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn out_of_hours_auto_reply_is_delivered_signed_and_once_per_window() {
+    let (app, dns, sink, env) = relaying_app(&[]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
+    set_up_domain(&dir, &pairs(&env), &dns, acct);
+    always_closed(&dir, acct);
+    let body = write(
+        &dir,
+        "closed.j2",
+        "Bonjour {{ customer.first_name }},\nnous sommes fermés jusqu'à lundi.\n",
+    );
+    cli(
+        &dir,
+        &[
+            "macros",
+            "add",
+            "--account",
+            &acct.to_string(),
+            "--name",
+            "closed",
+            "--subject",
+            "Fermé : ticket {{ ticket.id }} bien reçu",
+            "--file",
+            body.to_str().unwrap(),
+        ],
+    );
+    let rule = add_rule(&dir, acct, "closed.toml", CLOSED_RULE);
+
+    send(
+        &app,
+        "Ana Lima <ana@client.test>",
+        &fwd,
+        "Colis perdu",
+        "Où est mon colis ?",
+        &[],
+    )
+    .await;
+    // A robot's mail gets no reply; Ana again within the window neither.
+    send(
+        &app,
+        "Dan <dan@client.test>",
+        &fwd,
+        "Absence du bureau",
+        "Je suis absent.",
+        &[("Auto-Submitted", "auto-replied")],
+    )
+    .await;
+    send(
+        &app,
+        "Ana Lima <ana@client.test>",
+        &fwd,
+        "Autre question",
+        "Et la facture ?",
+        &[],
+    )
+    .await;
+    wait_runs(&app, acct, 3).await;
+
+    let ana = ticket_by_subject(&app, acct, "Colis perdu").await;
+    let delivered = wait_deliveries(&app.store, ana.ticket.id, &["delivered"], 30).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].recipient, "ana@client.test");
+    let msgs = delivered_to(&sink, "ana@client.test");
+    assert_eq!(msgs.len(), 1, "one message reached smtp-sink");
+    let (text, raw) = &msgs[0];
+    assert_eq!(header(text, "Auto-Submitted"), Some("auto-replied"));
+    // Not ASCII: MIME-encoded in the header; decoded by mail-parser.
+    let parsed = mail_parser::MessageParser::default()
+        .parse(raw.as_slice())
+        .expect("the delivered message parses");
+    assert_eq!(
+        parsed.subject(),
+        Some(&*format!("Fermé : ticket {} bien reçu", ana.ticket.id)),
+        "the macro's subject: {text}"
+    );
+    assert_eq!(
+        header(text, "From"),
+        Some(&*format!("\"Acme\" <support@{BRAND}>"))
+    );
+    assert_eq!(
+        header(text, "X-Mail-Args"),
+        Some(&*format!("<support@{BRAND}>"))
+    );
+    assert_eq!(
+        parsed
+            .body_text(0)
+            .as_deref()
+            .map(|b| b.replace("\r\n", "\n").trim_end().to_string()),
+        Some("Bonjour Ana,\nnous sommes fermés jusqu'à lundi.".to_string()),
+        "{text}"
+    );
+    let verdicts = dkimpy_verify(&dns, raw);
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    assert!(
+        verdicts.iter().all(|v| v["ok"] == true && v["d"] == BRAND),
+        "dkimpy: {verdicts:?}"
+    );
+
+    // Written by the rule, not an agent: the scheduler still sees no agent reply.
+    let reply = ana
+        .messages
+        .iter()
+        .find(|m| m.direction == "outbound")
+        .expect("the reply is in the ticket");
+    assert_eq!(reply.author_rule_id, Some(rule));
+    assert_eq!(reply.author_user_id, None);
+    assert_eq!(last_agent_reply_at(&app, acct, ana.ticket.id).await, None);
+
+    // Nothing else was queued: one queue entry in the account.
+    let queue = app
+        .store
+        .queue_entries(Some(AccountId(acct)), 100)
+        .await
+        .unwrap();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    for subject in ["Absence du bureau", "Autre question"] {
+        let t = ticket_by_subject(&app, acct, subject).await;
+        assert!(
+            t.messages.iter().all(|m| m.direction != "outbound"),
+            "{subject}"
+        );
+    }
+    let reasons = reply_reasons(&app, acct, rule).await;
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("done message ") && reasons[0].ends_with(" queued"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("blocked guard: the message is auto-generated"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].starts_with("blocked guard: this rule already replied to this customer"),
+        "{reasons:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_verified_domain_the_auto_reply_is_recorded_with_the_reason() {
+    let (app, _dns, sink, env) = relaying_app(&[]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
+    always_closed(&dir, acct);
+    add_macro(&dir, acct, "closed", "Bonjour {{ customer.first_name }}.");
+    let rule = add_rule(&dir, acct, "closed.toml", CLOSED_RULE);
+
+    // No sending domain at all.
+    send(&app, "Ana <ana@client.test>", &fwd, "Colis", "Où ?", &[]).await;
+    wait_runs(&app, acct, 1).await;
+    // A sending domain added but its DKIM record not published: not verified.
+    cli_ok(
+        &dir,
+        &pairs(&env),
+        &["domain", "add", "--account", &acct.to_string(), BRAND],
+    );
+    send(&app, "Bob <bob@client.test>", &fwd, "Facture", "Où ?", &[]).await;
+    wait_runs(&app, acct, 2).await;
+
+    let reasons = reply_reasons(&app, acct, rule).await;
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    for r in &reasons {
+        assert!(
+            r.starts_with("done message ") && r.contains("not sent, recorded in the ticket only"),
+            "{r}"
+        );
+    }
+    assert!(
+        reasons[0].contains(&format!(
+            "{BRAND} is not a sending domain of this account: run `postern domain add --account {acct} {BRAND}`"
+        )),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains(&format!("the sending domain {BRAND} is not verified yet"))
+            && reasons[1].contains("postern domain check"),
+        "{reasons:?}"
+    );
+    for (subject, name) in [("Colis", "Ana"), ("Facture", "Bob")] {
+        let t = ticket_by_subject(&app, acct, subject).await;
+        let reply = t
+            .messages
+            .iter()
+            .find(|m| m.direction == "outbound")
+            .expect("recorded in the ticket");
+        assert_eq!(reply.text.as_deref(), Some(&*format!("Bonjour {name}.")));
+        assert_eq!(reply.author_rule_id, Some(rule));
+        assert!(
+            t.deliveries.is_empty(),
+            "nothing queued: {:?}",
+            t.deliveries
+        );
+        let ev = t
+            .events
+            .iter()
+            .find(|e| e.kind == "reply_not_sent")
+            .expect("the ticket's history says it was not sent");
+        assert!(ev.data["reason"].as_str().unwrap().contains(BRAND));
+        assert_eq!(last_agent_reply_at(&app, acct, t.ticket.id).await, None);
+    }
+    assert!(app
+        .store
+        .queue_entries(Some(AccountId(acct)), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.messages().is_empty(), "nothing reached smtp-sink");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn snoozed_tickets_wake_at_their_time_and_when_the_customer_writes() {
+    let app = spawn_app(&[("POSTERN__RULES__SCHEDULER_INTERVAL", "0s")]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    add_rule(
+        &dir,
+        acct,
+        "snooze.json",
+        r#"{"name": "Snooze new tickets", "trigger": "ticket_created", "enabled": true,
+        "actions": [{"type": "set_status", "status": "snoozed", "until": "2h"}]}"#,
+    );
+    let start = postern::store::now_ms();
+    send(&app, "Ana <ana@client.test>", &fwd, "Colis", "Où ?", &[]).await;
+    send(&app, "Bob <bob@client.test>", &fwd, "Facture", "Où ?", &[]).await;
+    wait_runs(&app, acct, 2).await;
+    let status = |t: &postern::store::TicketDetail| t.ticket.status.clone();
+    let ana = ticket_by_subject(&app, acct, "Colis").await;
+    assert_eq!(status(&ana), "snoozed");
+
+    // Bob answers before the time: his ticket opens again, its snooze over.
+    send(
+        &app,
+        "Bob <bob@client.test>",
+        &fwd,
+        "Re: Facture",
+        "Alors ?",
+        &[],
+    )
+    .await;
+    let db = dir.join("postern.db");
+    let snooze = |ticket: i64| -> (String, Option<i64>) {
+        let conn = rusqlite::Connection::open(&db).expect("open db");
+        conn.query_row(
+            "SELECT status, snoozed_until FROM tickets WHERE id = ?",
+            [ticket],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("ticket row")
+    };
+    let bob = ticket_by_subject(&app, acct, "Facture").await;
+    assert_eq!(bob.messages.len(), 2, "Bob's answer joins his ticket");
+    assert_eq!(snooze(bob.ticket.id), ("open".to_string(), None));
+
+    let clock = Arc::new(ManualClock::new(start));
+    let engine = RulesEngine::new(
+        app.store.clone(),
+        Arc::new(QueueReplySender {
+            store: app.store.clone(),
+            queue: app.outbound.clone(),
+        }),
+        RulesConfig::default(),
+        clock.clone(),
+    );
+    clock.advance_minutes(60);
+    assert_eq!(engine.scheduler_pass().await.unwrap().woken, 0);
+    assert_eq!(snooze(ana.ticket.id).0, "snoozed", "1 hour: still snoozed");
+    clock.advance_minutes(61);
+    assert_eq!(engine.scheduler_pass().await.unwrap().woken, 1, "2 hours");
+    assert_eq!(snooze(ana.ticket.id), ("open".to_string(), None));
+    let ana = ticket_by_subject(&app, acct, "Colis").await;
+    assert!(
+        ana.events.iter().any(|e| e.kind == "status_changed"
+            && e.data["from"] == "snoozed"
+            && e.data["to"] == "open"),
+        "{:?}",
+        ana.events
+    );
+    assert_eq!(engine.scheduler_pass().await.unwrap().woken, 0, "once");
+
+    // The scheduler finds them by the index, not by reading every ticket.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id, account_id, snoozed_until FROM tickets
+             WHERE status = 'snoozed' AND snoozed_until <= 1 ORDER BY snoozed_until, id LIMIT 10",
+        )
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.iter().any(|p| p.contains("tickets_snoozed")),
+        "{plan:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_event_does_not_run_a_rules_actions_twice() {
+    let app = spawn_app(&[("POSTERN__RULES__POLL_INTERVAL", "100ms")]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    add_rule(
+        &dir,
+        acct,
+        "note.json",
+        r#"{"name": "note", "trigger": "message_received", "enabled": true, "position": 10,
+        "actions": [{"type": "add_note", "text": "Seen by the rules"}, {"type": "add_tag", "tag": "seen"}]}"#,
+    );
+    add_rule(
+        &dir,
+        acct,
+        "second.json",
+        r#"{"name": "second", "trigger": "message_received", "enabled": true, "position": 20,
+        "actions": [{"type": "add_tag", "tag": "second"}]}"#,
+    );
+    // The second rule's run cannot be written (as with a full disk): the event fails after
+    // the first rule's note was written, and the worker tries it again, three times.
+    let db = dir.join("postern.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER fail_second BEFORE INSERT ON rule_runs WHEN NEW.rule_name = 'second'
+             BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END;",
+        )
+        .unwrap();
+    send(&app, "Ana <ana@client.test>", &fwd, "Colis", "Où ?", &[]).await;
+    let mut failed = None;
+    for _ in 0..200 {
+        let runs = app
+            .store
+            .rule_runs(AccountId(acct), &Default::default(), 100)
+            .await
+            .unwrap();
+        if let Some(r) = runs.iter().find(|r| r.rule_name == "(rules)") {
+            failed = Some((r.clone(), runs));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (failure, runs) = failed.expect("the event failed three times and was logged");
+    assert!(
+        failure
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("simulated storage failure"),
+        "{failure:?}"
+    );
+    let note_runs: Vec<_> = runs.iter().filter(|r| r.rule_name == "note").collect();
+    assert_eq!(note_runs.len(), 1, "{runs:#?}");
+    let ana = ticket_by_subject(&app, acct, "Colis").await;
+    let notes = ana
+        .messages
+        .iter()
+        .filter(|m| m.direction == "note")
+        .count();
+    assert_eq!(notes, 1, "the note was written once across the retries");
+    assert_eq!(ana.tags, vec!["seen"], "the failed rule changed nothing");
+    assert_eq!(
+        ana.events.iter().filter(|e| e.kind == "note_added").count(),
+        1
+    );
     app.stop().await;
 }

@@ -29,6 +29,10 @@ pub struct ReplyDraft {
     pub cc: Vec<String>,
     /// The agent who wrote it, when known.
     pub author_user_id: Option<i64>,
+    /// The rule that wrote it (automated replies; not an agent's reply).
+    pub author_rule_id: Option<i64>,
+    /// The subject (a macro's, rendered); None: `Re: ` and the ticket's subject.
+    pub subject: Option<String>,
     /// Quote the customer's last message under the reply.
     pub quote: bool,
 }
@@ -253,8 +257,15 @@ pub fn compose(
         })
         .filter(|m| m.address != to.address.to_ascii_lowercase())
         .collect();
-    let subject = reply_subject(&ctx.ticket_subject);
-    let topic = subject.trim_start_matches("Re: ").to_string();
+    // A macro's subject comes from the store's data: one line, control characters flattened.
+    let subject = match draft.subject.as_deref().map(flat) {
+        Some(s) if !s.is_empty() => s,
+        _ => reply_subject(&ctx.ticket_subject),
+    };
+    // The conversation's topic stays the ticket's, whatever this message's subject.
+    let topic = reply_subject(&ctx.ticket_subject)
+        .trim_start_matches("Re: ")
+        .to_string();
     let in_reply_to = ctx
         .parent
         .as_ref()
@@ -432,6 +443,32 @@ mod tests {
         assert!(String::from_utf8(auto.raw)
             .unwrap()
             .contains("Auto-Submitted: auto-replied\r\n"));
+    }
+
+    #[test]
+    fn a_macro_subject_is_kept_on_one_line() {
+        let draft = ReplyDraft {
+            text: "We are closed.".into(),
+            subject: Some("Closed until Monday\r\nBcc: x@evil.test".into()),
+            author_rule_id: Some(3),
+            ..Default::default()
+        };
+        let c = compose(&ctx(), &draft, &[], "x.7.y@in.test", true, 0).unwrap();
+        assert_eq!(c.subject, "Closed until Monday  Bcc: x@evil.test");
+        let raw = String::from_utf8(c.raw).unwrap();
+        assert!(
+            raw.contains("Subject: Closed until Monday  Bcc: x@evil.test\r\n"),
+            "{raw}"
+        );
+        assert!(!raw.contains("\nBcc:"), "{raw}");
+        // The conversation keeps the ticket's topic.
+        assert!(raw.contains("Thread-Topic: Order 77\r\n"), "{raw}");
+        let blank = ReplyDraft {
+            subject: Some("  ".into()),
+            ..draft
+        };
+        let c = compose(&ctx(), &blank, &[], "x.7.y@in.test", true, 0).unwrap();
+        assert_eq!(c.subject, "Re: Order 77");
     }
 
     #[test]

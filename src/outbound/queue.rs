@@ -11,7 +11,7 @@ use super::{clean_domain, dns, OutboundError};
 use crate::config::{OutboundMode, OutboundSettings, RelayTls};
 use crate::domain::{mint_reply_token, AccountId, EmailAddress, TicketId};
 use crate::store::{
-    now_ms, ClaimedDelivery, DeliveryOutcome, DeliveryView, NewOutboundAttachment,
+    now_ms, ClaimedDelivery, DeliveryOutcome, DeliveryView, Disposition, NewOutboundAttachment,
     NewOutboundReply, NewSendingDomain, SendingDomainView, Store,
 };
 use mail_auth::MessageAuthenticator;
@@ -181,7 +181,9 @@ impl OutboundQueue {
 
     /// Composes the reply in `ticket`, signs it, stores it as an outbound message of the
     /// ticket and queues it for every recipient. `automated` marks replies sent by rules
-    /// (macro auto-replies): they carry `Auto-Submitted: auto-replied`.
+    /// (macro auto-replies): they carry `Auto-Submitted: auto-replied` and do not count as
+    /// an agent's reply. Refused with [`OutboundError::DomainNotReady`] while the sending
+    /// address's domain is not a verified sending domain of the account.
     pub async fn enqueue_reply(
         &self,
         account: AccountId,
@@ -189,12 +191,7 @@ impl OutboundQueue {
         draft: ReplyDraft,
         automated: bool,
     ) -> Result<QueuedReply, OutboundError> {
-        let limits = DraftLimits {
-            max_message_size: self.cfg.max_message_size,
-            max_attachments: self.cfg.max_attachments,
-            max_recipients: self.cfg.max_recipients,
-        };
-        let cc = compose::validate(&draft, &limits)?;
+        let cc = compose::validate(&draft, &self.draft_limits())?;
         let ctx = self.store.reply_context(account, ticket).await?;
         let from = EmailAddress::parse(&ctx.from_address).map_err(|e| {
             OutboundError::DomainNotReady(format!(
@@ -231,6 +228,73 @@ impl OutboundQueue {
                 .map_err(|e| OutboundError::Dkim(e.to_string()))??
         };
         let lifetime = i64::try_from(self.cfg.lifetime.as_millis()).unwrap_or(i64::MAX / 2);
+        let queued = self
+            .record(
+                account,
+                ticket,
+                &draft,
+                &composed,
+                message_id,
+                automated,
+                Disposition::Queue {
+                    raw: &signed,
+                    mail_from: &from.normalized(),
+                    expires_at: now.saturating_add(lifetime),
+                },
+            )
+            .await?;
+        crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
+        self.wake.notify_waiters();
+        Ok(queued)
+    }
+
+    /// Records a reply in its ticket without sending it: flagged `not_sent`, no queue
+    /// entry, `reason` in the ticket's history. What an automated reply becomes when
+    /// [`Self::enqueue_reply`] refuses it (sending domain not ready), so that agents see
+    /// what the customer did not get.
+    pub async fn record_unsent_reply(
+        &self,
+        account: AccountId,
+        ticket: TicketId,
+        draft: ReplyDraft,
+        automated: bool,
+        reason: &str,
+    ) -> Result<QueuedReply, OutboundError> {
+        let cc = compose::validate(&draft, &self.draft_limits())?;
+        let ctx = self.store.reply_context(account, ticket).await?;
+        let message_id = mint_reply_token(&self.secret, ticket.0, &self.inbound_domain);
+        let composed = compose::compose(&ctx, &draft, &cc, &message_id, automated, now_ms())?;
+        self.record(
+            account,
+            ticket,
+            &draft,
+            &composed,
+            message_id,
+            automated,
+            Disposition::NotSent { reason },
+        )
+        .await
+    }
+
+    fn draft_limits(&self) -> DraftLimits {
+        DraftLimits {
+            max_message_size: self.cfg.max_message_size,
+            max_attachments: self.cfg.max_attachments,
+            max_recipients: self.cfg.max_recipients,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        account: AccountId,
+        ticket: TicketId,
+        draft: &ReplyDraft,
+        composed: &compose::Composed,
+        message_id: String,
+        automated: bool,
+        disposition: Disposition<'_>,
+    ) -> Result<QueuedReply, OutboundError> {
         let (message, deliveries) = self
             .store
             .record_outbound_reply(&NewOutboundReply {
@@ -254,20 +318,17 @@ impl OutboundQueue {
                         data: &a.data,
                     })
                     .collect(),
-                raw: &signed,
                 author_user_id: draft.author_user_id,
+                author_rule_id: draft.author_rule_id,
                 automated,
-                mail_from: &from.normalized(),
-                expires_at: now.saturating_add(lifetime),
+                disposition,
             })
             .await?;
-        crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
-        self.wake.notify_waiters();
         Ok(QueuedReply {
             message: message.0,
             ticket_id: ticket.0,
             message_id,
-            subject: composed.subject,
+            subject: composed.subject.clone(),
             deliveries,
         })
     }

@@ -253,6 +253,42 @@ pub fn time_filter(c: &Condition, now: i64) -> TimeFilter {
     f
 }
 
+/// The ticket changes of a matched plan, marked done (they are committed with the run's
+/// log entry, or not at all), with the index of each one's action.
+fn ticket_changes(p: &mut Plan) -> (Vec<RuleChange>, Vec<usize>) {
+    let mut changes = Vec::new();
+    let mut slots = Vec::new();
+    for (i, a) in p.actions.iter_mut().enumerate() {
+        let change = match &a.step {
+            Some(Step::AddTag(t)) => RuleChange::AddTag(t.clone()),
+            Some(Step::RemoveTag(t)) => RuleChange::RemoveTag(t.clone()),
+            Some(Step::SetStatus {
+                status,
+                snoozed_until,
+            }) => RuleChange::SetStatus {
+                status: status.clone(),
+                snoozed_until: *snoozed_until,
+            },
+            Some(Step::Assign { user_id, .. }) => RuleChange::Assign(*user_id),
+            Some(Step::AssignTeam(t)) => RuleChange::Team(t.clone()),
+            Some(Step::SetPriority(x)) => RuleChange::Priority(x.clone()),
+            Some(Step::AddNote(n)) => RuleChange::Note(n.clone()),
+            Some(Step::Reply { .. }) => continue,
+            None => {
+                if a.outcome == Outcome::Planned {
+                    // stop_processing
+                    a.outcome = Outcome::Done;
+                }
+                continue;
+            }
+        };
+        a.outcome = Outcome::Done;
+        changes.push(change);
+        slots.push(i);
+    }
+    (changes, slots)
+}
+
 /// One event for the rules of a ticket.
 #[derive(Debug, Clone)]
 pub struct RuleEvent {
@@ -263,6 +299,9 @@ pub struct RuleEvent {
     /// by position).
     pub triggers: Vec<Trigger>,
     pub depth: i64,
+    /// What the event is, stably across retries ('message:ID', 'events:FIRST_ID:DEPTH'):
+    /// a rule runs once per ticket and key.
+    pub key: String,
 }
 
 pub struct RulesEngine {
@@ -280,6 +319,8 @@ pub struct PassReport {
     pub rules: usize,
     pub candidates: usize,
     pub fired: usize,
+    /// Snoozed tickets woken (their snooze ended).
+    pub woken: usize,
 }
 
 impl RulesEngine {
@@ -348,6 +389,7 @@ impl RulesEngine {
                             self.config.max_depth
                         )),
                         at: self.clock.now_ms(),
+                        run_key: Some(event.key.clone()),
                     })
                     .await?;
             }
@@ -365,6 +407,7 @@ impl RulesEngine {
                     &trigger_name,
                     event.message,
                     event.depth,
+                    &event.key,
                 )
                 .await?;
             if stop {
@@ -398,6 +441,13 @@ impl RulesEngine {
     }
 
     /// Plans, executes and logs one rule; returns whether it asked to stop processing.
+    ///
+    /// Once per rule, ticket and `key`: a retry of the event (a failure later in the pass)
+    /// finds the run logged and does nothing again. The reply goes first, then the ticket's
+    /// changes and the log entry in one transaction: a failure between the two leaves no
+    /// change, and the retry's reply is stopped by the rule's reply window (logged as such)
+    /// while its changes are made once.
+    #[allow(clippy::too_many_arguments)]
     async fn run_rule(
         &self,
         ctx: &AccountRules,
@@ -406,8 +456,23 @@ impl RulesEngine {
         trigger: &str,
         message: Option<i64>,
         depth: i64,
+        key: &str,
     ) -> Result<bool, RulesError> {
         let account = AccountId(ctx.account.id);
+        let stops = |matched: bool| {
+            matched
+                && r.rule
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, super::schema::Action::StopProcessing))
+        };
+        if let Some(matched) = self
+            .store
+            .rule_run_for_key(account, r.record.id, facts.ticket.id, key)
+            .await?
+        {
+            return Ok(stops(matched));
+        }
         let customer = facts.ticket.customer.as_ref().map(|c| c.email.clone());
         let last_auto_reply_at = match (&customer, r.rule.macros().is_empty()) {
             (Some(c), false) => self.store.last_auto_reply(r.record.id, c).await?,
@@ -424,89 +489,61 @@ impl RulesEngine {
             render: true,
         };
         let mut p = plan(&r.rule, facts, &pctx);
-        if p.matched {
-            self.execute(
-                account,
-                &r.record,
-                facts.ticket.id,
-                &mut p,
-                depth,
-                facts.now,
-            )
-            .await;
+        let changes = if p.matched {
+            self.send_replies(account, &r.record, facts.ticket.id, &mut p, facts.now)
+                .await;
+            ticket_changes(&mut p)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let mut run = NewRuleRun {
+            account,
+            rule_id: Some(r.record.id),
+            rule_name: &r.record.name,
+            ticket_id: Some(facts.ticket.id),
+            message_id: message,
+            trigger,
+            matched: p.matched,
+            conditions: serde_json::to_value(&p.conditions).unwrap_or_default(),
+            actions: serde_json::to_value(&p.actions).unwrap_or_default(),
+            depth,
+            error: None,
+            at: facts.now,
+            run_key: Some(key.to_string()),
+        };
+        let by = Self::by(&r.record, depth);
+        if let Err(e) = self
+            .store
+            .commit_rule_run(facts.ticket.id, &by, &changes.0, &run)
+            .await
+        {
+            if changes.0.is_empty() {
+                return Err(e.into());
+            }
+            // The changes cannot be made (the ticket is gone, a constraint): log the run
+            // with them failed, as a retry would fail the same way. If even that cannot be
+            // written, the event is tried again as a whole.
+            for &i in &changes.1 {
+                p.actions[i].outcome = Outcome::Failed;
+                p.actions[i].reason = Some(format!("not applied: {e}"));
+            }
+            run.actions = serde_json::to_value(&p.actions).unwrap_or_default();
+            self.store.insert_rule_run(&run).await?;
         }
-        self.store
-            .insert_rule_run(&NewRuleRun {
-                account,
-                rule_id: Some(r.record.id),
-                rule_name: &r.record.name,
-                ticket_id: Some(facts.ticket.id),
-                message_id: message,
-                trigger,
-                matched: p.matched,
-                conditions: serde_json::to_value(&p.conditions).unwrap_or_default(),
-                actions: serde_json::to_value(&p.actions).unwrap_or_default(),
-                depth,
-                error: None,
-                at: facts.now,
-            })
-            .await?;
         Ok(p.stop)
     }
 
-    /// Carries out the planned steps: the ticket's changes in one transaction, then the reply.
-    async fn execute(
+    /// Hands the planned replies to the sender; their outcome goes to the log.
+    async fn send_replies(
         &self,
         account: AccountId,
         rule: &RuleRecord,
         ticket: i64,
         p: &mut Plan,
-        depth: i64,
         now: i64,
     ) {
-        let mut changes = Vec::new();
-        let mut change_slots = Vec::new();
-        for (i, a) in p.actions.iter().enumerate() {
-            let change = match &a.step {
-                Some(Step::AddTag(t)) => RuleChange::AddTag(t.clone()),
-                Some(Step::RemoveTag(t)) => RuleChange::RemoveTag(t.clone()),
-                Some(Step::SetStatus {
-                    status,
-                    snoozed_until,
-                }) => RuleChange::SetStatus {
-                    status: status.clone(),
-                    snoozed_until: *snoozed_until,
-                },
-                Some(Step::Assign { user_id, .. }) => RuleChange::Assign(*user_id),
-                Some(Step::AssignTeam(t)) => RuleChange::Team(t.clone()),
-                Some(Step::SetPriority(x)) => RuleChange::Priority(x.clone()),
-                Some(Step::AddNote(n)) => RuleChange::Note(n.clone()),
-                Some(Step::Reply { .. }) | None => continue,
-            };
-            changes.push(change);
-            change_slots.push(i);
-        }
-        let by = Self::by(rule, depth);
-        let applied = self
-            .store
-            .apply_rule_changes(account, ticket, &by, &changes, now)
-            .await;
-        for i in change_slots {
-            let a = &mut p.actions[i];
-            match &applied {
-                Ok(()) => a.outcome = Outcome::Done,
-                Err(e) => {
-                    a.outcome = Outcome::Failed;
-                    a.reason = Some(format!("not applied: {e}"));
-                }
-            }
-        }
         for a in p.actions.iter_mut() {
             let Some(Step::Reply { to, subject, body }) = &a.step else {
-                if a.step.is_none() && a.outcome == Outcome::Planned {
-                    // stop_processing
-                    a.outcome = Outcome::Done;
-                }
                 continue;
             };
             let reply = AutoReply {
@@ -539,6 +576,17 @@ impl RulesEngine {
     pub async fn scheduler_pass(&self) -> Result<PassReport, RulesError> {
         let now = self.clock.now_ms();
         let mut report = PassReport::default();
+        // Snoozes that have ended first: the tickets are open again for the rules below.
+        loop {
+            let n = self
+                .store
+                .wake_snoozed(now, self.config.scheduler_batch)
+                .await?;
+            report.woken += n;
+            if n < self.config.scheduler_batch as usize {
+                break;
+            }
+        }
         let records = self.store.enabled_time_rules().await?;
         let mut by_account: Vec<(AccountId, Vec<i64>)> = Vec::new();
         for r in &records {
@@ -589,7 +637,10 @@ impl RulesEngine {
                             continue;
                         }
                         report.fired += 1;
-                        let stop = self.run_rule(&ctx, r, &mut facts, "time", None, 0).await?;
+                        let key = format!("time:{episode}");
+                        let stop = self
+                            .run_rule(&ctx, r, &mut facts, "time", None, 0, &key)
+                            .await?;
                         self.store
                             .record_fire(r.record.id, ticket, episode, now)
                             .await?;

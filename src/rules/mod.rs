@@ -4,7 +4,8 @@
 //! `conditions` and `engine` evaluate a rule on [`facts::Facts`] and plan its actions with
 //! the guards, purely; `live` runs the enabled rules of an account and executes the plans;
 //! `worker` runs them after intake's commit and on the scheduler's ticks; `simulate`
-//! replays history through the same `engine`, read-only. Uses `store` and `domain` only.
+//! replays history through the same `engine`, read-only. Uses `store`, `outbound` (automated
+//! replies go through its queue, [`reply::QueueReplySender`]) and `domain`.
 
 pub mod business_hours;
 pub mod conditions;
@@ -19,7 +20,7 @@ pub mod text;
 pub mod worker;
 
 pub use live::{Clock, ManualClock, RulesConfig, RulesEngine, SystemClock};
-pub use reply::{AutoReply, RecordOnlySender, ReplyError, ReplySender, SentReply};
+pub use reply::{AutoReply, QueueReplySender, ReplyError, ReplySender, SentReply};
 pub use schema::{parse_rule, parse_rule_text, Format, Rule, RuleErrors, Trigger};
 
 use crate::domain::AccountId;

@@ -1,9 +1,10 @@
 //! The seam between rules and the outbound queue: the engine hands an automated reply to a
-//! [`ReplySender`]. `postern serve` wires [`RecordOnlySender`] until the outbound queue
-//! (issue 7) lands; the lead swaps in the queue there (src/app.rs, `reply_sender`).
+//! [`ReplySender`]; `postern serve` and `postern rules tick` wire [`QueueReplySender`].
 
 use crate::domain::{AccountId, MessageId, TicketId};
+use crate::outbound::{OutboundError, OutboundQueue, ReplyDraft};
 use crate::store::{Store, StoreError};
+use std::sync::Arc;
 
 /// An automated reply to a ticket's customer.
 #[derive(Debug, Clone)]
@@ -35,8 +36,8 @@ pub struct SentReply {
 pub enum ReplyError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
 }
 
 #[async_trait::async_trait]
@@ -44,43 +45,65 @@ pub trait ReplySender: Send + Sync {
     async fn send_reply(&self, reply: &AutoReply) -> Result<SentReply, ReplyError>;
 }
 
-/// Records the reply in the ticket as an outbound message written by the rule, without
-/// sending it: what `postern serve` does while there is no outbound queue.
-pub struct RecordOnlySender {
+/// Hands automated replies to the outbound queue: composed with the macro's subject,
+/// DKIM-signed, queued and delivered like an agent's reply, marked `Auto-Submitted:
+/// auto-replied`, written by the rule (not an agent: the ticket's last agent reply does not
+/// move). When the queue refuses because the brand's sending domain is not set up or not
+/// verified, the reply is recorded in the ticket, flagged `not_sent`, and the note returned
+/// for the rule log says why and what the admin should do.
+pub struct QueueReplySender {
     pub store: Store,
-    /// Key and domain of our reply tokens, so the Message-ID threads answers back.
-    pub secret: Vec<u8>,
-    pub inbound_domain: String,
+    pub queue: Arc<OutboundQueue>,
 }
 
-pub const NOT_SENT: &str = "not sent: outbound queue not available";
-
 #[async_trait::async_trait]
-impl ReplySender for RecordOnlySender {
+impl ReplySender for QueueReplySender {
     async fn send_reply(&self, reply: &AutoReply) -> Result<SentReply, ReplyError> {
-        let message = self
-            .store
-            .record_rule_reply(
+        let draft = ReplyDraft {
+            text: reply.text.clone(),
+            subject: Some(reply.subject.clone()),
+            author_rule_id: Some(reply.rule_id),
+            ..Default::default()
+        };
+        let (queued, note) = match self
+            .queue
+            .enqueue_reply(reply.account, reply.ticket, draft.clone(), reply.automated)
+            .await
+        {
+            Ok(q) => (q, None),
+            Err(OutboundError::DomainNotReady(why)) => {
+                let note = format!("not sent, recorded in the ticket only: {why}");
+                let q = self
+                    .queue
+                    .record_unsent_reply(reply.account, reply.ticket, draft, reply.automated, &why)
+                    .await?;
+                tracing::warn!(
+                    ticket = reply.ticket.0,
+                    rule = reply.rule_id,
+                    reason = %why,
+                    "automated reply recorded but not sent"
+                );
+                (q, Some(note))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The window guard (one automated reply per customer per rule) counts replies
+        // recorded unsent too: the rule did answer, as far as the customer's robots and the
+        // agents are concerned.
+        self.store
+            .note_auto_reply(
                 reply.account,
-                reply.ticket,
                 reply.rule_id,
                 &reply.to,
-                &reply.subject,
-                &reply.text,
-                &self.secret,
-                &self.inbound_domain,
+                reply.ticket.0,
+                Some(queued.message),
                 reply.at,
             )
             .await?;
-        tracing::warn!(
-            ticket = reply.ticket.0,
-            rule = reply.rule_id,
-            "automated reply recorded but {NOT_SENT}"
-        );
         Ok(SentReply {
-            message,
-            queued: false,
-            note: Some(NOT_SENT.into()),
+            message: MessageId(queued.message),
+            queued: note.is_none(),
+            note,
         })
     }
 }

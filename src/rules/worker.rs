@@ -64,6 +64,7 @@ impl RulesEngine {
                     message: Some(m.id),
                     triggers,
                     depth: 0,
+                    key: format!("message:{}", m.id),
                 };
                 self.run_logged(&event, "messages", m.id).await?;
             }
@@ -79,8 +80,9 @@ impl RulesEngine {
             return Ok(0);
         };
         // One ticket_updated run per ticket and depth for the whole batch (a PATCH that
-        // changes status and priority is one update).
-        let mut updates: BTreeMap<(i64, i64, i64), ()> = BTreeMap::new();
+        // changes status and priority is one update), known by its first event: the same
+        // key when the batch is read again after a failure.
+        let mut updates: BTreeMap<(i64, i64, i64), i64> = BTreeMap::new();
         for e in &batch {
             if !UPDATE_KINDS.contains(&e.kind.as_str()) {
                 continue;
@@ -89,15 +91,18 @@ impl RulesEngine {
                 Some(_) => e.data["by"]["depth"].as_i64().unwrap_or(0) + 1,
                 None => 0,
             };
-            updates.insert((e.account_id, e.ticket_id, depth), ());
+            updates
+                .entry((e.account_id, e.ticket_id, depth))
+                .or_insert(e.id);
         }
-        for (account, ticket, depth) in updates.into_keys() {
+        for ((account, ticket, depth), first) in updates {
             let event = RuleEvent {
                 account: AccountId(account),
                 ticket,
                 message: None,
                 triggers: vec![Trigger::TicketUpdated],
                 depth,
+                key: format!("events:{first}:{depth}"),
             };
             self.run_logged(&event, "ticket_events", last).await?;
         }
@@ -145,6 +150,7 @@ impl RulesEngine {
                     depth: event.depth,
                     error: Some(format!("rules could not run: {e}")),
                     at: self.clock.now_ms(),
+                    run_key: None,
                 })
                 .await;
         }
@@ -190,6 +196,7 @@ pub async fn run_scheduler(
                 rules = r.rules,
                 candidates = r.candidates,
                 fired = r.fired,
+                woken = r.woken,
                 millis = started.elapsed().as_millis() as u64,
                 "scheduler pass"
             ),

@@ -28,9 +28,9 @@ pub use intake::{
     NewQuarantine,
 };
 pub use outbound::{
-    ClaimedDelivery, ClaimedRecipient, DeliveryOutcome, DeliveryView, NewOutboundAttachment,
-    NewOutboundReply, NewSendingDomain, ParentMessage, ReplyContext, SendingDomainKeys,
-    SendingDomainView,
+    ClaimedDelivery, ClaimedRecipient, DeliveryOutcome, DeliveryView, Disposition,
+    NewOutboundAttachment, NewOutboundReply, NewSendingDomain, ParentMessage, ReplyContext,
+    SendingDomainKeys, SendingDomainView,
 };
 pub use rules::{
     MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,

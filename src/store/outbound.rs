@@ -127,7 +127,7 @@ pub struct NewOutboundAttachment<'a> {
     pub data: &'a [u8],
 }
 
-/// A composed, signed reply to store and queue.
+/// A composed reply to store: signed and queued, or recorded without being sent.
 pub struct NewOutboundReply<'a> {
     pub account: AccountId,
     pub ticket: TicketId,
@@ -141,13 +141,27 @@ pub struct NewOutboundReply<'a> {
     pub text: &'a str,
     pub html: Option<&'a str>,
     pub attachments: Vec<NewOutboundAttachment<'a>>,
-    pub raw: &'a [u8],
     pub author_user_id: Option<i64>,
+    /// The rule that wrote an automated reply.
+    pub author_rule_id: Option<i64>,
+    /// Written by software (a rule): marked `automated`, and not an agent's reply, so
+    /// `last_agent_reply_at` stays as it is.
     pub automated: bool,
-    /// Envelope sender of every queue row.
-    pub mail_from: &'a str,
-    /// Give up (bounce) recipients still failing after this time (ms).
-    pub expires_at: i64,
+    pub disposition: Disposition<'a>,
+}
+
+/// What becomes of a reply once stored.
+pub enum Disposition<'a> {
+    /// Queued for every recipient, these signed bytes.
+    Queue {
+        raw: &'a [u8],
+        /// Envelope sender of every queue row.
+        mail_from: &'a str,
+        /// Give up (bounce) recipients still failing after this time (ms).
+        expires_at: i64,
+    },
+    /// Recorded in the ticket only, flagged `not_sent`, with the reason in its event.
+    NotSent { reason: &'a str },
 }
 
 /// One recipient of one outbound message, as listed.
@@ -447,14 +461,17 @@ impl Store {
         })
     }
 
-    /// Stores the signed reply as an outbound message of its ticket and queues one row per
-    /// recipient, in one transaction: a reply is either queued whole or not at all.
+    /// Stores the reply as an outbound message of its ticket and, when it is to be sent,
+    /// queues one row per recipient, in one transaction: a reply is either queued whole or
+    /// not at all.
     pub async fn record_outbound_reply(
         &self,
         r: &NewOutboundReply<'_>,
     ) -> Result<(MessageId, Vec<DeliveryView>), StoreError> {
         use sha2::{Digest, Sha256};
-        let mut tx = self.pool().begin().await?;
+        // It reads before it writes: take the write lock first, or a commit by another
+        // connection in between (the rules worker, intake) fails it with "database is locked".
+        let mut tx = self.write_tx().await?;
         let owner: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM tickets WHERE id = ? AND account_id = ? AND merged_into IS NULL",
         )
@@ -469,14 +486,27 @@ impl Store {
             )));
         }
         let now = now_ms();
-        let sha = hex::encode(Sha256::digest(r.raw));
-        put_blob_sqlx(&mut tx, &sha, r.raw).await?;
+        let (sha, size) = match &r.disposition {
+            Disposition::Queue { raw, .. } => {
+                let sha = hex::encode(Sha256::digest(raw));
+                put_blob_sqlx(&mut tx, &sha, raw).await?;
+                (Some(sha), raw.len())
+            }
+            Disposition::NotSent { .. } => (None, r.text.len()),
+        };
+        let mut flags: Vec<&str> = Vec::new();
+        if r.automated {
+            flags.push("automated");
+        }
+        if matches!(r.disposition, Disposition::NotSent { .. }) {
+            flags.push("not_sent");
+        }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key, in_reply_to,
                                    references_list, from_address, from_name, to_list, cc_list, subject,
                                    received_at, sent_at, text_body, html_body, raw_sha256, size,
-                                   thread_reason, author_user_id, flags)
-             VALUES (?, ?, 'outbound', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                   thread_reason, author_user_id, author_rule_id, flags)
+             VALUES (?, ?, 'outbound', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(r.account.0)
         .bind(r.ticket.0)
@@ -495,10 +525,11 @@ impl Store {
         .bind(r.text)
         .bind(r.html)
         .bind(&sha)
-        .bind(r.raw.len() as i64)
+        .bind(size as i64)
         .bind(if r.automated { "auto_reply" } else { "agent_reply" })
         .bind(r.author_user_id)
-        .bind(if r.automated { "[\"automated\"]" } else { "[]" })
+        .bind(r.author_rule_id)
+        .bind(json(&flags))
         .fetch_one(&mut *tx)
         .await?;
         for a in &r.attachments {
@@ -528,11 +559,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE tickets SET updated_at = ?1, last_agent_reply_at = ?1 WHERE id = ?2")
-            .bind(now)
-            .bind(r.ticket.0)
-            .execute(&mut *tx)
-            .await?;
+        // An automated reply is not an agent's: "no agent has answered" stays true for the
+        // scheduler (time since the last agent reply, who wrote last, the episode).
+        sqlx::query(
+            "UPDATE tickets SET updated_at = ?1,
+                last_agent_reply_at = CASE WHEN ?2 THEN last_agent_reply_at ELSE ?1 END
+             WHERE id = ?3",
+        )
+        .bind(now)
+        .bind(r.automated)
+        .bind(r.ticket.0)
+        .execute(&mut *tx)
+        .await?;
         let mut recipients: Vec<String> = Vec::new();
         for m in r.to.iter().chain(r.cc.iter()) {
             let a = m.address.to_ascii_lowercase();
@@ -540,33 +578,49 @@ impl Store {
                 recipients.push(a);
             }
         }
-        for rcpt in &recipients {
-            sqlx::query(
-                "INSERT INTO outbound_queue (account_id, ticket_id, message_id, mail_from, recipient, status,
-                     next_attempt_at, created_at, expires_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-            )
-            .bind(r.account.0)
-            .bind(r.ticket.0)
-            .bind(id)
-            .bind(r.mail_from)
-            .bind(rcpt)
-            .bind(now)
-            .bind(now)
-            .bind(r.expires_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let (kind, data) = match &r.disposition {
+            Disposition::Queue {
+                mail_from,
+                expires_at,
+                ..
+            } => {
+                for rcpt in &recipients {
+                    sqlx::query(
+                        "INSERT INTO outbound_queue (account_id, ticket_id, message_id, mail_from, recipient, status,
+                             next_attempt_at, created_at, expires_at, updated_at)
+                         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    )
+                    .bind(r.account.0)
+                    .bind(r.ticket.0)
+                    .bind(id)
+                    .bind(mail_from)
+                    .bind(rcpt)
+                    .bind(now)
+                    .bind(now)
+                    .bind(expires_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                (
+                    "reply_queued",
+                    serde_json::json!({"message": id, "message_id": r.message_id, "recipients": recipients,
+                        "automated": r.automated, "rule": r.author_rule_id}),
+                )
+            }
+            Disposition::NotSent { reason } => (
+                "reply_not_sent",
+                serde_json::json!({"message": id, "message_id": r.message_id, "recipients": recipients,
+                    "automated": r.automated, "rule": r.author_rule_id, "reason": reason}),
+            ),
+        };
         sqlx::query(
-            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, 'reply_queued', ?, ?)",
+            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(r.account.0)
         .bind(r.ticket.0)
-        .bind(
-            serde_json::json!({"message": id, "message_id": r.message_id, "recipients": recipients, "automated": r.automated})
-                .to_string(),
-        )
+        .bind(kind)
+        .bind(data.to_string())
         .bind(now)
         .execute(&mut *tx)
         .await?;

@@ -3,7 +3,7 @@
 //! and the changes rules make. Always within one account.
 
 use super::{now_ms, Store, StoreError};
-use crate::domain::{AccountId, MessageId, TicketId};
+use crate::domain::AccountId;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -135,6 +135,9 @@ pub struct NewRuleRun<'a> {
     pub depth: i64,
     pub error: Option<String>,
     pub at: i64,
+    /// What the run was for ('message:ID', 'time:EPISODE', 'events:ID:DEPTH'): one run per
+    /// rule, ticket and key, so a retried event does not run the rule's actions again.
+    pub run_key: Option<String>,
 }
 
 /// Which entries of the log to list.
@@ -385,26 +388,56 @@ impl Store {
     }
 
     pub async fn rule(&self, id: i64, account: AccountId) -> Result<RuleRecord, StoreError> {
-        let row: Option<RuleRow> =
-            sqlx::query_as(&format!("{RULE_SELECT} WHERE id = ? AND account_id = ?"))
-                .bind(id)
-                .bind(account.0)
-                .fetch_optional(self.pool())
-                .await?;
-        row.map(rule_record)
-            .ok_or_else(|| StoreError::NotFound(format!("no rule with id {id}")))
+        self.one_of_account(RULE_SELECT, id, account, "rule", rule_record)
+            .await
     }
 
     /// The account's rules in the order they run.
     pub async fn rules(&self, account: AccountId) -> Result<Vec<RuleRecord>, StoreError> {
+        self.all_of_account(RULE_SELECT, "position, id", account, rule_record)
+            .await
+    }
+
+    /// The row `id` of `select`'s table when it belongs to the account; NotFound naming
+    /// `what` otherwise (another account's ids are not found).
+    async fn one_of_account<R, T>(
+        &self,
+        select: &str,
+        id: i64,
+        account: AccountId,
+        what: &str,
+        record: fn(R) -> T,
+    ) -> Result<T, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let row: Option<R> = sqlx::query_as(&format!("{select} WHERE id = ? AND account_id = ?"))
+            .bind(id)
+            .bind(account.0)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(record)
+            .ok_or_else(|| StoreError::NotFound(format!("no {what} with id {id}")))
+    }
+
+    /// Every row of `select`'s table in the account, in `order`; NotFound without the account.
+    async fn all_of_account<R, T>(
+        &self,
+        select: &str,
+        order: &str,
+        account: AccountId,
+        record: fn(R) -> T,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
         self.account(account).await?;
-        let rows: Vec<RuleRow> = sqlx::query_as(&format!(
-            "{RULE_SELECT} WHERE account_id = ? ORDER BY position, id"
-        ))
-        .bind(account.0)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(rule_record).collect())
+        let rows: Vec<R> =
+            sqlx::query_as(&format!("{select} WHERE account_id = ? ORDER BY {order}"))
+                .bind(account.0)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(record).collect())
     }
 
     /// Enabled rules of the account, in order.
@@ -510,25 +543,13 @@ impl Store {
         id: i64,
         account: AccountId,
     ) -> Result<MacroRecord, StoreError> {
-        let row: Option<MacroRow> =
-            sqlx::query_as(&format!("{MACRO_SELECT} WHERE id = ? AND account_id = ?"))
-                .bind(id)
-                .bind(account.0)
-                .fetch_optional(self.pool())
-                .await?;
-        row.map(macro_record)
-            .ok_or_else(|| StoreError::NotFound(format!("no macro with id {id}")))
+        self.one_of_account(MACRO_SELECT, id, account, "macro", macro_record)
+            .await
     }
 
     pub async fn macros(&self, account: AccountId) -> Result<Vec<MacroRecord>, StoreError> {
-        self.account(account).await?;
-        let rows: Vec<MacroRow> = sqlx::query_as(&format!(
-            "{MACRO_SELECT} WHERE account_id = ? ORDER BY name"
-        ))
-        .bind(account.0)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(macro_record).collect())
+        self.all_of_account(MACRO_SELECT, "name", account, macro_record)
+            .await
     }
 
     /// Deletes a macro unless a rule replies with it.
@@ -554,26 +575,60 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_rule_run(&self, run: &NewRuleRun<'_>) -> Result<i64, StoreError> {
+    /// Logs a run; `None` when a run with the same rule, ticket and key is already logged.
+    pub async fn insert_rule_run(&self, run: &NewRuleRun<'_>) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        Ok(insert_run(&mut conn, run).await?)
+    }
+
+    /// Whether the rule already ran on the ticket for this key, and if so whether it matched.
+    pub async fn rule_run_for_key(
+        &self,
+        account: AccountId,
+        rule: i64,
+        ticket: i64,
+        key: &str,
+    ) -> Result<Option<bool>, StoreError> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO rule_runs (account_id, rule_id, rule_name, ticket_id, message_id, trigger, matched,
-                                    conditions, actions, depth, error, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "SELECT matched != 0 FROM rule_runs
+             WHERE rule_id = ? AND ticket_id = ? AND run_key = ? AND account_id = ?",
         )
-        .bind(run.account.0)
-        .bind(run.rule_id)
-        .bind(run.rule_name)
-        .bind(run.ticket_id)
-        .bind(run.message_id)
-        .bind(run.trigger)
-        .bind(run.matched)
-        .bind(run.conditions.to_string())
-        .bind(run.actions.to_string())
-        .bind(run.depth)
-        .bind(&run.error)
-        .bind(run.at)
-        .fetch_one(self.pool())
+        .bind(rule)
+        .bind(ticket)
+        .bind(key)
+        .bind(account.0)
+        .fetch_optional(self.pool())
         .await?)
+    }
+
+    /// Applies a rule's changes to a ticket and logs its run in one transaction, so that
+    /// the changes are made once per run key: returns false (and changes nothing) when the
+    /// run is already logged.
+    pub async fn commit_rule_run(
+        &self,
+        ticket: i64,
+        by: &serde_json::Value,
+        changes: &[RuleChange],
+        run: &NewRuleRun<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        if let Some(key) = &run.run_key {
+            let done: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM rule_runs WHERE rule_id IS ? AND ticket_id = ? AND run_key = ?",
+            )
+            .bind(run.rule_id)
+            .bind(ticket)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if done.is_some() {
+                return Ok(false);
+            }
+        }
+        apply_changes(&mut tx, run.account, ticket, by, changes, run.at).await?;
+        let logged = insert_run(&mut tx, run).await?;
+        tx.commit().await?;
+        Ok(logged.is_some())
     }
 
     /// The rule log, newest first.
@@ -721,207 +776,60 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM tickets WHERE id = ? AND account_id = ?")
-                .bind(ticket)
-                .bind(account.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if found.is_none() {
-            return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
-        }
-        for change in changes {
-            let (kind, data) = match change {
-                RuleChange::AddTag(tag) => {
-                    sqlx::query("INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
-                        .bind(ticket)
-                        .bind(tag)
-                        .execute(&mut *tx)
-                        .await?;
-                    ("tag_added", serde_json::json!({"tag": tag}))
-                }
-                RuleChange::RemoveTag(tag) => {
-                    // Tags match as rules compare them (case and accents aside): remove
-                    // every stored spelling the rule saw.
-                    let stored: Vec<String> =
-                        sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ?")
-                            .bind(ticket)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    let wanted = crate::domain::fold_text(tag);
-                    for s in stored
-                        .iter()
-                        .filter(|s| crate::domain::fold_text(s) == wanted)
-                    {
-                        sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ? AND tag = ?")
-                            .bind(ticket)
-                            .bind(s)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    ("tag_removed", serde_json::json!({"tag": tag}))
-                }
-                RuleChange::SetStatus {
-                    status,
-                    snoozed_until,
-                } => {
-                    sqlx::query(
-                        "UPDATE tickets SET status = ?, snoozed_until = ?,
-                            closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE id = ?",
-                    )
-                    .bind(status)
-                    .bind(snoozed_until)
-                    .bind(status)
-                    .bind(now)
-                    .bind(ticket)
-                    .execute(&mut *tx)
-                    .await?;
-                    (
-                        "status_changed",
-                        serde_json::json!({"to": status, "snoozed_until": snoozed_until}),
-                    )
-                }
-                RuleChange::Assign(user) => {
-                    sqlx::query("UPDATE tickets SET assignee_id = ? WHERE id = ?")
-                        .bind(user)
-                        .bind(ticket)
-                        .execute(&mut *tx)
-                        .await?;
-                    ("assigned", serde_json::json!({"to": user}))
-                }
-                RuleChange::Team(team) => {
-                    sqlx::query("UPDATE tickets SET team = ? WHERE id = ?")
-                        .bind(team)
-                        .bind(ticket)
-                        .execute(&mut *tx)
-                        .await?;
-                    ("team_assigned", serde_json::json!({"to": team}))
-                }
-                RuleChange::Priority(p) => {
-                    sqlx::query("UPDATE tickets SET priority = ? WHERE id = ?")
-                        .bind(p)
-                        .bind(ticket)
-                        .execute(&mut *tx)
-                        .await?;
-                    ("priority_changed", serde_json::json!({"to": p}))
-                }
-                RuleChange::Note(text) => {
-                    let subject: String =
-                        sqlx::query_scalar("SELECT subject FROM tickets WHERE id = ?")
-                            .bind(ticket)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                    let note: i64 = sqlx::query_scalar(
-                        "INSERT INTO messages (account_id, ticket_id, direction, source, dedup_key, subject,
-                                               received_at, text_body, size, classification, thread_reason)
-                         VALUES (?, ?, 'note', 'rule', ?, ?, ?, ?, ?, 'normal', 'note') RETURNING id",
-                    )
-                    .bind(account.0)
-                    .bind(ticket)
-                    .bind(format!("rule-note:{}", super::tokens::random_secret()))
-                    .bind(subject)
-                    .bind(now)
-                    .bind(text)
-                    .bind(text.len() as i64)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    ("note_added", serde_json::json!({"message_id": note}))
-                }
-            };
-            let mut data = data;
-            data["by"] = by.clone();
-            sqlx::query(
-                "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(account.0)
-            .bind(ticket)
-            .bind(kind)
-            .bind(data.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
-            .bind(now)
-            .bind(ticket)
-            .execute(&mut *tx)
-            .await?;
+        apply_changes(&mut tx, account, ticket, by, changes, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Records an automated reply of a rule as an outbound message of the ticket (source
-    /// `rule`). It does not count as an agent's reply (`last_agent_reply_at` is unchanged:
-    /// "no agent has answered" stays true), and it is remembered for the reply window.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_rule_reply(
-        &self,
-        account: AccountId,
-        ticket: TicketId,
-        rule: i64,
-        to: &str,
-        subject: &str,
-        text: &str,
-        secret: &[u8],
-        inbound_domain: &str,
-        now: i64,
-    ) -> Result<MessageId, StoreError> {
+    /// Wakes the snoozed tickets whose time has come (`snoozed_until <= now`): open again,
+    /// with a status_changed event (which ticket_updated rules see). Returns how many.
+    pub async fn wake_snoozed(&self, now: i64, limit: u32) -> Result<usize, StoreError> {
+        // Most passes have nothing to wake: a read, without taking the write lock.
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE status = 'snoozed' AND snoozed_until <= ? LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.write_tx().await?;
-        let from: Option<String> = sqlx::query_scalar(
-            "SELECT COALESCE(s.from_address, a.from_address) FROM tickets t
-             JOIN accounts a ON a.id = t.account_id
-             LEFT JOIN support_addresses s ON s.id = t.support_address_id
-             WHERE t.id = ? AND t.account_id = ? AND t.merged_into IS NULL",
+        let due: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, account_id, snoozed_until FROM tickets
+             WHERE status = 'snoozed' AND snoozed_until <= ? ORDER BY snoozed_until, id LIMIT ?",
         )
-        .bind(ticket.0)
-        .bind(account.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let from =
-            from.ok_or_else(|| StoreError::NotFound(format!("no ticket with id {ticket}")))?;
-        let message_id = crate::domain::mint_reply_token(secret, ticket.0, inbound_domain);
-        let to_list = serde_json::json!([{"name": null, "address": to}]).to_string();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key, from_address,
-                                   to_list, subject, received_at, sent_at, text_body, size, thread_reason, flags)
-             VALUES (?, ?, 'outbound', 'rule', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'rule_reply', ?) RETURNING id",
-        )
-        .bind(account.0)
-        .bind(ticket.0)
-        .bind(&message_id)
-        .bind(format!("mid:{message_id}"))
-        .bind(&from)
-        .bind(to_list)
-        .bind(subject)
         .bind(now)
-        .bind(now)
-        .bind(text)
-        .bind(text.len() as i64)
-        .bind(serde_json::json!(["automated", "not_sent"]).to_string())
-        .fetch_one(&mut *tx)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO rule_auto_replies (account_id, rule_id, customer, ticket_id, message_id, sent_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(account.0)
-        .bind(rule)
-        .bind(to)
-        .bind(ticket.0)
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
+        for (ticket, account, until) in &due {
+            sqlx::query(
+                "UPDATE tickets SET status = 'open', snoozed_until = NULL,
+                    updated_at = MAX(updated_at, ?) WHERE id = ?",
+            )
             .bind(now)
-            .bind(ticket.0)
+            .bind(ticket)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(
+                "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, 'status_changed', ?, ?)",
+            )
+            .bind(account)
+            .bind(ticket)
+            .bind(
+                serde_json::json!({"from": "snoozed", "to": "open", "snooze_ended": until})
+                    .to_string(),
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(MessageId(id))
+        Ok(due.len())
     }
 
-    /// Remembers that an automated reply went out through another path (the outbound queue).
+    /// Remembers an automated reply of `rule` to `customer`, for the rule's reply window.
     pub async fn note_auto_reply(
         &self,
         account: AccountId,
@@ -1191,4 +1099,172 @@ impl Store {
         }
         Ok(tickets)
     }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// A rule's changes to a ticket within `tx`, one history event per change.
+async fn apply_changes(
+    tx: &mut Tx,
+    account: AccountId,
+    ticket: i64,
+    by: &serde_json::Value,
+    changes: &[RuleChange],
+    now: i64,
+) -> Result<(), StoreError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM tickets WHERE id = ? AND account_id = ?")
+            .bind(ticket)
+            .bind(account.0)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if found.is_none() {
+        return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
+    }
+    for change in changes {
+        let (kind, data) = match change {
+            RuleChange::AddTag(tag) => {
+                sqlx::query("INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
+                    .bind(ticket)
+                    .bind(tag)
+                    .execute(&mut **tx)
+                    .await?;
+                ("tag_added", serde_json::json!({"tag": tag}))
+            }
+            RuleChange::RemoveTag(tag) => {
+                // Tags match as rules compare them (case and accents aside): remove
+                // every stored spelling the rule saw.
+                let stored: Vec<String> =
+                    sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ?")
+                        .bind(ticket)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                let wanted = crate::domain::fold_text(tag);
+                for s in stored
+                    .iter()
+                    .filter(|s| crate::domain::fold_text(s) == wanted)
+                {
+                    sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ? AND tag = ?")
+                        .bind(ticket)
+                        .bind(s)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                ("tag_removed", serde_json::json!({"tag": tag}))
+            }
+            RuleChange::SetStatus {
+                status,
+                snoozed_until,
+            } => {
+                sqlx::query(
+                    "UPDATE tickets SET status = ?, snoozed_until = ?,
+                        closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE id = ?",
+                )
+                .bind(status)
+                .bind(snoozed_until)
+                .bind(status)
+                .bind(now)
+                .bind(ticket)
+                .execute(&mut **tx)
+                .await?;
+                (
+                    "status_changed",
+                    serde_json::json!({"to": status, "snoozed_until": snoozed_until}),
+                )
+            }
+            RuleChange::Assign(user) => {
+                sqlx::query("UPDATE tickets SET assignee_id = ? WHERE id = ?")
+                    .bind(user)
+                    .bind(ticket)
+                    .execute(&mut **tx)
+                    .await?;
+                ("assigned", serde_json::json!({"to": user}))
+            }
+            RuleChange::Team(team) => {
+                sqlx::query("UPDATE tickets SET team = ? WHERE id = ?")
+                    .bind(team)
+                    .bind(ticket)
+                    .execute(&mut **tx)
+                    .await?;
+                ("team_assigned", serde_json::json!({"to": team}))
+            }
+            RuleChange::Priority(p) => {
+                sqlx::query("UPDATE tickets SET priority = ? WHERE id = ?")
+                    .bind(p)
+                    .bind(ticket)
+                    .execute(&mut **tx)
+                    .await?;
+                ("priority_changed", serde_json::json!({"to": p}))
+            }
+            RuleChange::Note(text) => {
+                let subject: String =
+                    sqlx::query_scalar("SELECT subject FROM tickets WHERE id = ?")
+                        .bind(ticket)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                let note: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (account_id, ticket_id, direction, source, dedup_key, subject,
+                                           received_at, text_body, size, classification, thread_reason)
+                     VALUES (?, ?, 'note', 'rule', ?, ?, ?, ?, ?, 'normal', 'note') RETURNING id",
+                )
+                .bind(account.0)
+                .bind(ticket)
+                .bind(format!("rule-note:{}", super::tokens::random_secret()))
+                .bind(subject)
+                .bind(now)
+                .bind(text)
+                .bind(text.len() as i64)
+                .fetch_one(&mut **tx)
+                .await?;
+                ("note_added", serde_json::json!({"message_id": note}))
+            }
+        };
+        let mut data = data;
+        data["by"] = by.clone();
+        sqlx::query(
+            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(account.0)
+        .bind(ticket)
+        .bind(kind)
+        .bind(data.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
+        .bind(now)
+        .bind(ticket)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_run(
+    conn: &mut sqlx::SqliteConnection,
+    run: &NewRuleRun<'_>,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO rule_runs (account_id, rule_id, rule_name, ticket_id, message_id, trigger, matched,
+                                conditions, actions, depth, error, created_at, run_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(run.account.0)
+    .bind(run.rule_id)
+    .bind(run.rule_name)
+    .bind(run.ticket_id)
+    .bind(run.message_id)
+    .bind(run.trigger)
+    .bind(run.matched)
+    .bind(run.conditions.to_string())
+    .bind(run.actions.to_string())
+    .bind(run.depth)
+    .bind(&run.error)
+    .bind(run.at)
+    .bind(&run.run_key)
+    .fetch_optional(conn)
+    .await
 }

@@ -686,11 +686,13 @@ pub(super) fn store_message(
             t
         }
         Some(t) => {
-            // A person writing again reopens the ticket; an auto-reply does not.
+            // A person writing again reopens the ticket (a snoozed one too, ending its
+            // snooze); an auto-reply does not.
             conn.prepare_cached(
                 "UPDATE tickets SET updated_at = max(updated_at, ?1),
                     last_customer_message_at = max(COALESCE(last_customer_message_at, 0), ?1),
                     status = CASE WHEN ?2 AND status <> 'open' THEN 'open' ELSE status END,
+                    snoozed_until = CASE WHEN ?2 THEN NULL ELSE snoozed_until END,
                     closed_at = CASE WHEN ?2 THEN NULL ELSE closed_at END
                  WHERE id = ?3",
             )?

@@ -51,6 +51,8 @@ pub struct MessageView {
     pub direction: String,
     /// The user who wrote an outbound message or a note.
     pub author_user_id: Option<i64>,
+    /// The rule that wrote an automated reply.
+    pub author_rule_id: Option<i64>,
     pub message_id: Option<String>,
     pub from: Option<String>,
     pub from_name: Option<String>,
@@ -175,6 +177,7 @@ struct MessageRow {
     ticket_id: i64,
     direction: String,
     author_user_id: Option<i64>,
+    author_rule_id: Option<i64>,
     message_id: Option<String>,
     from_address: Option<String>,
     from_name: Option<String>,
@@ -271,7 +274,7 @@ impl Store {
         account: i64,
     ) -> Result<Vec<MessageView>, StoreError> {
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "SELECT id, ticket_id, direction, author_user_id, message_id, from_address, from_name,
+            "SELECT id, ticket_id, direction, author_user_id, author_rule_id, message_id, from_address, from_name,
                     to_list, cc_list, subject, sent_at, received_at, text_body, html_body,
                     COALESCE(stripped_text, rtrim(text_body, ' ' || char(9, 13, 10))) AS stripped_text, size, classification, thread_reason, flags, auth_results,
                     envelope
@@ -295,6 +298,7 @@ impl Store {
                 ticket_id: r.ticket_id,
                 direction: r.direction,
                 author_user_id: r.author_user_id,
+                author_rule_id: r.author_rule_id,
                 message_id: r.message_id,
                 from: r.from_address,
                 from_name: r.from_name,

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod dovecot;
+pub mod outbound;
 
 use postern::app::Application;
 use postern::config::Settings;
@@ -43,6 +44,8 @@ pub struct TestApp {
     pub smtp_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub store: Store,
+    /// The server's outbound queue (rules engines driven by a test clock reply through it).
+    pub outbound: std::sync::Arc<postern::outbound::OutboundQueue>,
     pub shutdown: CancellationToken,
     pub handle: tokio::task::JoinHandle<()>,
     pub dir: tempfile::TempDir,
@@ -60,6 +63,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> Tes
     let smtp_addr = app.smtp_addr().expect("smtp addr");
     let http_addr = app.http_addr().expect("http addr");
     let store = app.store().clone();
+    let outbound = app.outbound().clone();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
@@ -69,6 +73,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> Tes
         smtp_addr,
         http_addr,
         store,
+        outbound,
         shutdown,
         handle,
         dir,
@@ -109,6 +114,26 @@ pub fn cli(dir: &Path, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "postern {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a postern CLI command against `dir` with extra environment; whatever it did.
+pub fn cli_output(dir: &Path, extra: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    Command::new(postern_bin())
+        .args(args)
+        .envs(test_env(dir, extra))
+        .output()
+        .expect("run postern")
+}
+
+/// Like [`cli`], with extra environment; returns stdout (panics on failure).
+pub fn cli_ok(dir: &Path, extra: &[(&str, &str)], args: &[&str]) -> String {
+    let out = cli_output(dir, extra, args);
+    assert!(
+        out.status.success(),
+        "postern {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()

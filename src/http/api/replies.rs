@@ -103,6 +103,7 @@ pub async fn send_reply(
         cc: body.cc,
         author_user_id: principal.user_id,
         quote: body.quote,
+        ..Default::default()
     };
     let queued = state
         .outbound
