@@ -500,11 +500,16 @@ fn a_message_with_a_garbage_header_block_stays_a_message_of_its_own() {
     data.extend_from_slice(b"\x1b[0m\x8f\xfe corrupted export block\nSubject Order question\n\xff\xfe ]]]]\n\nOrder 99999\n\n");
     // An undated "From " line after a blank line is still body text.
     data.extend_from_slice(b"From bob@example.com Wed Jan  7 12:00:00 2026\n");
-    data.extend_from_slice(b"From: bob@example.com\nSubject: third\n\nSee below\n\nFrom the order page, nothing\n");
+    data.extend_from_slice(
+        b"From: bob@example.com\nSubject: third\n\nSee below\n\nFrom the order page, nothing\n",
+    );
     let path = write_file(dir.path(), "damaged.mbox", &data);
     let msgs = read_all(&path, MboxDialect::Auto, &Default::default());
     assert_eq!(msgs.len(), 3, "three entries, three messages");
-    assert_eq!(raw(&msgs[0]), b"From: alice@example.com\nSubject: first\n\nHello\n");
+    assert_eq!(
+        raw(&msgs[0]),
+        b"From: alice@example.com\nSubject: first\n\nHello\n"
+    );
     assert!(raw(&msgs[1]).starts_with(b"\x1b[0m\x8f\xfe corrupted"));
     assert!(raw(&msgs[1]).ends_with(b"Order 99999\n"));
     assert!(String::from_utf8_lossy(raw(&msgs[2])).ends_with("\n\nFrom the order page, nothing\n"));
