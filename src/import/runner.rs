@@ -168,6 +168,8 @@ struct LiveJob {
     account: AccountId,
     dry_run: bool,
     cancel: CancellationToken,
+    /// Cancelled by a user (not by the server's shutdown).
+    user_cancelled: std::sync::atomic::AtomicBool,
     state: Mutex<LiveState>,
 }
 
@@ -416,6 +418,8 @@ impl ImportRunner {
         }
         let live = self.live.lock().ok().and_then(|l| l.get(&id).cloned());
         if let Some(job) = live.filter(|j| j.account == account) {
+            job.user_cancelled
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             job.cancel.cancel();
         }
         Ok(true)
@@ -534,6 +538,7 @@ impl ImportRunner {
             account: job.account,
             dry_run: job.options.dry_run,
             cancel: self.stop.child_token(),
+            user_cancelled: Default::default(),
             state: Mutex::new(LiveState {
                 reading_since: Some(Instant::now()),
                 ..LiveState::default()
@@ -572,6 +577,19 @@ impl ImportRunner {
                         tracing::error!(job = id, error = %e, "cannot record the dry run's result");
                     }
                     summary.status.clone()
+                }
+                Ok(summary)
+                    if summary.status == import_status::INTERRUPTED
+                        && this_live
+                            .user_cancelled
+                            .load(std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    // A cancel that came before the job started running was reset by its
+                    // start; the token stopped it all the same.
+                    if let Err(e) = store.mark_import_cancelled(id).await {
+                        tracing::error!(job = id, error = %e, "cannot mark the import job cancelled");
+                    }
+                    import_status::CANCELLED.to_string()
                 }
                 Ok(summary) => summary.status.clone(),
                 Err(e) => {

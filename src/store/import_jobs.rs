@@ -334,6 +334,19 @@ impl Store {
         Ok(true)
     }
 
+    /// A job stopped by its cancel token on a user's request ends `cancelled`.
+    pub async fn mark_import_cancelled(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE import_jobs SET status = 'cancelled', cancel_requested = 1, updated_at = ?
+             WHERE id = ? AND status = 'interrupted'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     pub async fn import_cancel_requested(&self, id: i64) -> Result<bool, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT cancel_requested FROM import_jobs WHERE id = ?")
@@ -353,7 +366,7 @@ impl Store {
         error: Option<&str>,
         open_newest: u32,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let now = now_ms();
         if final_status == status::COMPLETED && open_newest > 0 {
             sqlx::query(
