@@ -3,6 +3,7 @@
 
 use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
+use crate::import::runner::{ImportRunner, RunnerSettings};
 use crate::ingest::MailIntake;
 use crate::outbound::OutboundQueue;
 use crate::rules::{QueueReplySender, RulesConfig, RulesEngine, SystemClock};
@@ -53,6 +54,8 @@ pub struct Application {
     outbound: Arc<OutboundQueue>,
     /// The rules engine and the wake-up intake gives it after each commit.
     rules: Option<(Arc<RulesEngine>, Arc<tokio::sync::Notify>)>,
+    /// Import jobs of the API, committing through the same writer as intake.
+    imports: Arc<ImportRunner>,
 }
 
 /// The outbound queue of the configuration: what `postern serve` runs, and what the CLI
@@ -119,6 +122,19 @@ impl Application {
             threading,
             Box::new(crate::metrics::observe_commit),
         )?;
+        let imports = Arc::new(ImportRunner::new(
+            store.clone(),
+            writer.clone(),
+            &settings.inbound.domain,
+            settings.data_dir.join("imports"),
+            RunnerSettings {
+                max_concurrent: settings.imports.max_concurrent,
+                batch_size: settings.imports.batch_size,
+                max_message_size: settings.imports.max_message_size,
+            },
+        ));
+        // Before anything runs: jobs a stopped server left running are interrupted.
+        imports.recover().await?;
         let auth = if settings.auth.enabled {
             Some(Arc::new(Authenticator::new(
                 &settings.dns.nameservers,
@@ -190,6 +206,7 @@ impl Application {
             writer: writer_task,
             outbound,
             rules,
+            imports,
         })
     }
 
@@ -231,6 +248,12 @@ impl Application {
             self.saml_config()?,
             &self.settings.inbound.domain,
             self.outbound.clone(),
+            crate::http::ImportsConfig {
+                runner: self.imports.clone(),
+                max_upload_size: self.settings.imports.max_upload_size,
+                allow_plain_imap: self.settings.imports.allow_plain_imap,
+                max_message_size: self.settings.imports.max_message_size,
+            },
         );
         let outbound = if self.settings.outbound.enabled {
             let stop = shutdown.clone();
@@ -263,6 +286,9 @@ impl Application {
         self.smtp
             .run(shutdown.clone(), self.settings.smtp.shutdown_grace)
             .await;
+        // Import jobs stop after their current batch (interrupted, resumable) and let go of
+        // the writer.
+        self.imports.shutdown(Duration::from_secs(20)).await;
         // The SMTP server (and with it the last handle to the writer) is gone: the writer
         // finishes the batch it holds and stops.
         if tokio::time::timeout(Duration::from_secs(30), self.writer)

@@ -22,6 +22,22 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub log: LogSettings,
     pub outbound: OutboundSettings,
+    pub imports: ImportSettings,
+}
+
+/// Import jobs started through the HTTP API (`postern serve`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImportSettings {
+    /// Jobs running at once in the whole server; one more start answers 429.
+    pub max_concurrent: usize,
+    /// Largest upload (mbox, mbox.gz or .eml), in bytes; a larger one answers 413.
+    pub max_upload_size: u64,
+    /// Accept `imap://` URLs (STARTTLS after a plain-text greeting) besides `imaps://`.
+    pub allow_plain_imap: bool,
+    /// Messages per transaction.
+    pub batch_size: usize,
+    /// Per-message size cap; larger messages are quarantined.
+    pub max_message_size: u64,
 }
 
 /// How replies leave: the queue worker, the route (relay or MX) and the retry schedule.
@@ -369,6 +385,18 @@ impl Settings {
         check(
             self.rules.scheduler_batch >= 1,
             "rules.scheduler_batch must be at least 1",
+        )?;
+        check(
+            self.imports.max_concurrent >= 1,
+            "imports.max_concurrent must be at least 1",
+        )?;
+        check(
+            (1..=10_000).contains(&self.imports.batch_size),
+            "imports.batch_size must be between 1 and 10000",
+        )?;
+        check(
+            self.imports.max_message_size >= 1024,
+            "imports.max_message_size is too small (at least 1024 bytes)",
         )?;
         check(
             self.sso.clock_skew <= Duration::from_secs(600),

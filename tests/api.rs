@@ -248,7 +248,35 @@ struct Fixture {
     sending_domain_name: String,
     rule: i64,
     macro_id: i64,
+    import_job: i64,
     markers: Vec<String>,
+}
+
+/// Waits until the account runs no import job (one runs at a time per account).
+async fn imports_idle(api: &Api) {
+    for _ in 0..300 {
+        let page = api.get("/api/v1/imports").await;
+        let busy = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|j| j["status"] == "queued" || j["status"] == "running");
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("an import job did not end");
+}
+
+/// A one-message upload, as the request body of POST /imports/upload.
+fn upload_eml(lower: &str) -> Vec<u8> {
+    format!(
+        "From: archive-{lower}@customer.test\r\nTo: support@{lower}.test\r\n\
+         Subject: Archived secret of {lower}\r\nMessage-ID: <archive-{lower}@client.test>\r\n\
+         Date: Mon, 2 Jun 2025 09:00:00 +0000\r\n\r\nOld mail of {lower}.\r\n"
+    )
+    .into_bytes()
 }
 
 async fn populate(app: &TestApp, name: &str) -> Fixture {
@@ -341,6 +369,18 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     let rule = r["id"].as_i64().expect("rule id");
+    let (s, job) = api
+        .send_raw(
+            Method::POST,
+            &format!("/api/v1/imports/upload?kind=eml&name=archive-of-{lower}.eml"),
+            Some(("message/rfc822", upload_eml(&lower))),
+            true,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let job: Value = serde_json::from_str(&job).expect("job JSON");
+    let import_job = job["id"].as_i64().expect("import job id");
+    imports_idle(&api).await;
     let me = api.get("/api/v1/me").await;
     let support_address = api.get("/api/v1/account").await["support_addresses"][0]["id"]
         .as_i64()
@@ -362,7 +402,10 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         sending_domain_name: domain_name.clone(),
         rule,
         macro_id,
+        import_job,
         markers: vec![
+            format!("archive-of-{lower}"),
+            format!("Archived secret of {lower}"),
             domain_name,
             format!("sel-{lower}"),
             rule_name,
@@ -403,6 +446,7 @@ fn fill(path: &str, other: &Fixture) -> String {
         "domains" => other.sending_domain,
         "rules" => other.rule,
         "macros" => other.macro_id,
+        "imports" => other.import_job,
         r => panic!("the isolation test does not know the resource of {path} ({r}): add it"),
     };
     path.replace("{id}", &id.to_string())
@@ -498,6 +542,13 @@ fn sample_body(method: &str, path: &str, other: &Fixture) -> Option<Value> {
             "name": "sneaky simulation", "trigger": "message_received",
             "actions": [{"type": "add_tag", "tag": "sneaky"}]}})),
         ("post", "/api/v1/macros") => Some(json!({"name": "sneaky", "body": "hi"})),
+        // A dry run against a closed port: accepted (202), then the job fails on its own.
+        ("post", "/api/v1/imports") => Some(json!({
+            "url": "imaps://sneaky@127.0.0.1:9/INBOX", "password": "sneaky", "dry_run": true})),
+        ("post", "/api/v1/imports/{id}/cancel") => None,
+        // Sent as the raw mailbox by the walk, not as JSON.
+        ("post", "/api/v1/imports/upload") => None,
+        ("post", "/api/v1/imports/{id}/resume") => Some(json!({"password": "sneaky"})),
         ("post", "/api/v1/account/support-addresses") => {
             Some(json!({"address": other.customer_email}))
         }
@@ -536,7 +587,22 @@ async fn no_endpoint_reveals_another_accounts_data() {
                 sample_body(method, path, &b)
             };
             let sent = body.as_ref().map(Value::to_string).unwrap_or_default();
-            let (status, text) = api.send(m.clone(), &url, body).await;
+            if path.starts_with("/api/v1/imports") && !has_id && m == Method::POST {
+                // One import at a time per account: the previous one must have ended.
+                imports_idle(&api).await;
+            }
+            let (status, text) = if path == "/api/v1/imports/upload" {
+                // The body of an upload is the mailbox itself, not JSON.
+                api.send_raw(
+                    m.clone(),
+                    "/api/v1/imports/upload?kind=eml&dry_run=true",
+                    Some(("message/rfc822", upload_eml("sneaky"))),
+                    true,
+                )
+                .await
+            } else {
+                api.send(m.clone(), &url, body).await
+            };
             walked += 1;
             if has_id {
                 assert_eq!(
@@ -937,6 +1003,11 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         "/api/v1/messages/{id}/raw",
         "/api/v1/attachments/{id}",
         "/api/v1/tokens/{id}",
+        "/api/v1/imports",
+        "/api/v1/imports/upload",
+        "/api/v1/imports/{id}",
+        "/api/v1/imports/{id}/cancel",
+        "/api/v1/imports/{id}/resume",
         "/saml/{account_id}/metadata",
         "/saml/{account_id}/login",
         "/saml/{account_id}/acs",

@@ -14,7 +14,9 @@ pub mod saml;
 pub mod sanitize;
 
 use crate::store::Store;
-use api::{account, customers, domains, messages, replies, rules, system, tickets, tokens, users};
+use api::{
+    account, customers, domains, imports, messages, replies, rules, system, tickets, tokens, users,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
@@ -24,6 +26,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use api::imports::ImportsConfig;
 pub use principal::require_admin;
 
 /// Request bodies of the API are small JSON documents.
@@ -39,6 +42,8 @@ pub struct ApiState {
     pub saml: saml::SamlState,
     /// Replies and sending domains.
     pub outbound: std::sync::Arc<crate::outbound::OutboundQueue>,
+    /// Import jobs and their limits.
+    pub imports: std::sync::Arc<ImportsConfig>,
 }
 
 #[derive(OpenApi)]
@@ -62,6 +67,7 @@ pub struct ApiState {
         (name = "users", description = "Agents and admins"),
         (name = "outbound", description = "Replies to customers and the sending domains they leave from"),
         (name = "tokens", description = "API tokens (admins)"),
+        (name = "imports", description = "Import jobs: past mail from IMAP or an uploaded mbox/.eml, with progress, cancel and resume (admins)"),
         (name = "rules", description = "Rules, macros, the rule log and simulations (writes: admins)"),
         (name = "sso", description = "SAML 2.0 single sign-on: SP metadata, sign-in, sign-out, the IdP's metadata (admins)"),
         (name = "system", description = "Health, readiness, metrics, this document"),
@@ -135,6 +141,10 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(rules::list_macros, rules::create_macro))
         .routes(routes!(rules::get_macro, rules::delete_macro))
         .routes(routes!(rules::preview_macro))
+        .routes(routes!(imports::list_imports, imports::start_imap_import))
+        .routes(routes!(imports::get_import))
+        .routes(routes!(imports::cancel_import))
+        .routes(routes!(imports::resume_import))
         .routes(routes!(system::openapi_json));
     // The ACS form and the IdP metadata are larger than API bodies: the innermost body
     // limit wins, so this one overrides the API's for these routes only.
@@ -153,7 +163,12 @@ fn routes() -> OpenApiRouter<ApiState> {
     let replies = OpenApiRouter::new()
         .routes(routes!(replies::send_reply))
         .layer(DefaultBodyLimit::max(replies::MAX_REPLY_BODY_BYTES));
-    let v1 = v1.merge(replies);
+    // Uploads are streamed to a file with their own cap (imports.max_upload_size), checked
+    // as the bytes arrive.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(imports::upload_import))
+        .layer(DefaultBodyLimit::disable());
+    let v1 = v1.merge(replies).merge(uploads);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
@@ -172,6 +187,7 @@ pub fn router(
     saml: saml::SamlConfig,
     inbound_domain: &str,
     outbound: std::sync::Arc<crate::outbound::OutboundQueue>,
+    imports: ImportsConfig,
 ) -> Router {
     let (router, _doc) = routes().split_for_parts();
     let state = ApiState {
@@ -182,6 +198,7 @@ pub fn router(
         },
         store,
         outbound,
+        imports: std::sync::Arc::new(imports),
     };
     router
         .fallback(not_found)

@@ -20,6 +20,7 @@ pub mod mbox;
 mod message_file;
 pub mod pipeline;
 pub mod progress;
+pub mod runner;
 pub mod source;
 pub mod staging;
 

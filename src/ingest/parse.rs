@@ -205,8 +205,15 @@ pub fn parse_inbound(
     envelope_sender: Option<&str>,
     context: Option<&ClassifyContext<'_>>,
 ) -> Result<ParsedMessage, Unusable> {
-    let message = MessageParser::default()
-        .parse(raw)
+    // mail-parser 0.11 panics on some malformed MIME structures (seen in the mimekit
+    // corpus: "Invalid part ID, could not find multipart"); such a message is quarantined
+    // like any other unreadable one instead of stopping an import or a session.
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
+    let message = parsed
+        .map_err(|_| Unusable {
+            reason: "unparseable",
+            detail: "the MIME parser failed on this message's structure".into(),
+        })?
         .ok_or_else(|| Unusable {
             reason: "unparseable",
             detail: "no message header could be found".into(),

@@ -113,6 +113,17 @@ fn view(r: JobRow) -> ImportJobView {
     }
 }
 
+/// What a dry run counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DryRunCounts {
+    pub seen: i64,
+    pub imported: i64,
+    pub duplicates: i64,
+    pub quarantined: i64,
+    pub skipped: i64,
+    pub bytes: i64,
+}
+
 /// What a new job is.
 pub struct NewImportJob<'a> {
     pub account: AccountId,
@@ -198,6 +209,54 @@ impl Store {
         Ok(rows.into_iter().map(view).collect())
     }
 
+    /// A page of the account's jobs, newest first: at most `limit` with an id below
+    /// `before` (all when `None`).
+    pub async fn import_jobs_page(
+        &self,
+        account: AccountId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ImportJobView>, StoreError> {
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM import_jobs WHERE account_id = ? AND id < ?
+             ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(account.0)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(view).collect())
+    }
+
+    /// The end of a dry run: what it counted (it wrote nothing else).
+    pub async fn record_dry_run(
+        &self,
+        id: i64,
+        counters: &DryRunCounts,
+        final_status: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE import_jobs SET status = ?, seen = ?, imported = ?, duplicates = ?,
+                    quarantined = ?, skipped = ?, bytes = ?, finished_at = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(final_status)
+        .bind(counters.seen)
+        .bind(counters.imported)
+        .bind(counters.duplicates)
+        .bind(counters.quarantined)
+        .bind(counters.skipped)
+        .bind(counters.bytes)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// The job starts (or starts again) running.
     pub async fn start_import_job(&self, id: i64) -> Result<(), StoreError> {
         let now = now_ms();
@@ -275,6 +334,19 @@ impl Store {
         Ok(true)
     }
 
+    /// A job stopped by its cancel token on a user's request ends `cancelled`.
+    pub async fn mark_import_cancelled(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE import_jobs SET status = 'cancelled', cancel_requested = 1, updated_at = ?
+             WHERE id = ? AND status = 'interrupted'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     pub async fn import_cancel_requested(&self, id: i64) -> Result<bool, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT cancel_requested FROM import_jobs WHERE id = ?")
@@ -294,7 +366,7 @@ impl Store {
         error: Option<&str>,
         open_newest: u32,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let now = now_ms();
         if final_status == status::COMPLETED && open_newest > 0 {
             sqlx::query(

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod customers;
 pub mod domains;
+pub mod imports;
 pub mod messages;
 pub mod replies;
 pub mod rules;
