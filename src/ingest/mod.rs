@@ -204,11 +204,16 @@ fn new_message(
     account: AccountId,
     support: Option<SupportAddressId>,
     raw: Arc<Vec<u8>>,
+    raw_packed: Option<Arc<Vec<u8>>>,
     raw_sha256: String,
     envelope_json: String,
     received_at: i64,
     source: &'static str,
 ) -> NewMessage {
+    let mut attachments = p.attachments;
+    for a in &mut attachments {
+        a.packed = crate::store::pack_blob(&a.data);
+    }
     NewMessage {
         account_id: account,
         support_address_id: support,
@@ -226,10 +231,11 @@ fn new_message(
         text_body: p.text_body,
         html_body: p.html_body,
         raw,
+        raw_packed,
         raw_sha256,
         envelope_json,
         source,
-        attachments: p.attachments,
+        attachments,
         kind: p.kind,
         forwarded_from: p.forwarded_from,
         stripped_text: p.stripped_text,
@@ -253,6 +259,7 @@ pub fn intake_items(
 ) -> Vec<Intake> {
     let raw_sha256 = hex::encode(Sha256::digest(raw.as_slice()));
     let context = ClassifyContext::new(inbound_domain);
+    let raw_packed = crate::store::pack_blob(&raw).map(Arc::new);
     match parse_inbound(&raw, envelope_sender, Some(&context)) {
         Ok(parsed) => routes
             .iter()
@@ -262,6 +269,7 @@ pub fn intake_items(
                     account,
                     Some(support),
                     raw.clone(),
+                    raw_packed.clone(),
                     raw_sha256.clone(),
                     envelope_json.to_string(),
                     received_at,
@@ -322,7 +330,8 @@ pub fn import_item(
                 parsed,
                 account,
                 None,
-                raw,
+                raw.clone(),
+                crate::store::pack_blob(&raw).map(Arc::new),
                 raw_sha256,
                 envelope_json,
                 date,

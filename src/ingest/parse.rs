@@ -181,6 +181,7 @@ fn attachment_rows(part: &mail_parser::MessagePart<'_>) -> Vec<NewAttachment> {
                         content_id: None,
                         inline: false,
                         data: a.data,
+                        packed: None,
                     })
                     .collect();
             }
@@ -196,6 +197,7 @@ fn attachment_rows(part: &mail_parser::MessagePart<'_>) -> Vec<NewAttachment> {
         content_id,
         inline,
         data: data.to_vec(),
+        packed: None,
     }]
 }
 

@@ -38,6 +38,19 @@ pub fn encode(data: &[u8]) -> StoredBlob<'_> {
     }
 }
 
+/// The zstd frame of `data` when compressing pays, computed where there are cores to spare
+/// (the SMTP sessions, the import's parsing threads) so that the writer thread, the serial
+/// part of intake, only stores it.
+pub fn pack(data: &[u8]) -> Option<Vec<u8>> {
+    match encode(data) {
+        StoredBlob {
+            data,
+            compression: Some(_),
+        } => Some(data.into_owned()),
+        _ => None,
+    }
+}
+
 /// The bytes as received from a stored blob of `size` bytes. A frame that does not decode
 /// to exactly `size` bytes is damage, reported as such rather than served.
 pub fn decode(data: Vec<u8>, compression: Option<&str>, size: i64) -> Result<Vec<u8>, StoreError> {

@@ -17,6 +17,8 @@ pub struct NewAttachment {
     pub content_id: Option<String>,
     pub inline: bool,
     pub data: Vec<u8>,
+    /// `data` as a zstd frame when that pays (`store::pack_blob`); `None`: stored as is.
+    pub packed: Option<Vec<u8>>,
 }
 
 /// What classification made of a message; decides how the writer files it.
@@ -65,6 +67,8 @@ pub struct NewMessage {
     pub html_body: Option<String>,
     /// The bytes exactly as received; shared when one message goes to several accounts.
     pub raw: Arc<Vec<u8>>,
+    /// `raw` as a zstd frame when that pays (`store::pack_blob`); `None`: stored as is.
+    pub raw_packed: Option<Arc<Vec<u8>>>,
     pub raw_sha256: String,
     pub envelope_json: String,
     pub source: &'static str,

@@ -514,7 +514,7 @@ pub(super) fn store_quarantine(
     if let Some(id) = existing {
         return Ok(IntakeOutcome::Quarantined { id });
     }
-    put_blob(conn, &q.raw_sha256, &q.raw)?;
+    put_blob(conn, &q.raw_sha256, &q.raw, None)?;
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source,
@@ -803,7 +803,12 @@ fn insert_message(
     thread_reason: &str,
     flags: &[String],
 ) -> Result<i64, StoreError> {
-    put_blob(conn, &m.raw_sha256, &m.raw)?;
+    put_blob(
+        conn,
+        &m.raw_sha256,
+        &m.raw,
+        m.raw_packed.as_deref().map(|v| v.as_slice()),
+    )?;
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key,
@@ -862,7 +867,7 @@ fn insert_message(
     }
     for a in &m.attachments {
         let sha = hex::encode(Sha256::digest(&a.data));
-        put_blob(conn, &sha, &a.data)?;
+        put_blob(conn, &sha, &a.data, a.packed.as_deref())?;
         conn.prepare_cached(
             "INSERT INTO attachments (message_id, filename, content_type, size, content_id, disposition, blob_sha256)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -965,8 +970,24 @@ pub(super) async fn put_blob_sqlx(
 }
 
 /// Content-addressed bytes: stored once whatever the number of messages using them.
-pub(super) fn put_blob(conn: &Conn, sha256: &str, data: &[u8]) -> Result<(), StoreError> {
-    let stored = super::blob_codec::encode(data);
+/// `packed` is their zstd frame when the caller compressed them (off the writer thread);
+/// without it they are stored as they are.
+pub(super) fn put_blob(
+    conn: &Conn,
+    sha256: &str,
+    data: &[u8],
+    packed: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let stored = match packed {
+        Some(frame) => super::blob_codec::StoredBlob {
+            data: frame.into(),
+            compression: Some(super::blob_codec::ZSTD),
+        },
+        None => super::blob_codec::StoredBlob {
+            data: data.into(),
+            compression: None,
+        },
+    };
     conn.prepare_cached(
         "INSERT INTO blobs (sha256, size, data, compression) VALUES (?, ?, ?, ?)
          ON CONFLICT DO NOTHING",

@@ -359,6 +359,7 @@ mod tests {
             html_body: None,
             raw_sha256: format!("{id}-sha"),
             raw,
+            raw_packed: None,
             envelope_json: "{}".into(),
             source: "smtp",
             attachments: vec![],
