@@ -45,6 +45,7 @@ ROUNDS=${ROUNDS:-1}
 BACKLOG=${BACKLOG:-256}
 KEEP_TMP=${KEEP_TMP:-0}
 BENCH_DNS=${BENCH_DNS:-stub}
+REUSE=${REUSE:-"yes no"}
 case "$BENCH_DNS" in
 stub | system | off) ;;
 *)
@@ -252,7 +253,7 @@ export POSTERN__SMTP__MAX_CONNECTIONS_PER_IP=100
 if [ "$BENCH_DNS" = off ]; then export POSTERN__AUTH__ENABLED=false; fi
 
 for sessions in $SESSIONS; do
-    for reuse in yes no; do
+    for reuse in $REUSE; do
         for round in $(seq 1 "$ROUNDS"); do
             name="s${sessions}-reuse-${reuse}-r${round}"
             data="$TMP/$name"

@@ -10,7 +10,7 @@ use common::dns::{TestDns, Zone};
 use common::outbound::{
     dkimpy_verify, header, outbound_env, pairs, set_up_domain, wait_deliveries, Sink, BRAND,
 };
-use common::{cli, cli_json, cli_ok, cli_output, spawn_app, TestApp};
+use common::{cli, cli_json, cli_ok, cli_output, spawn_app, spawn_app_in, TestApp};
 use postern::domain::{AccountId, EmailAddress, Role};
 use postern::rules::{ManualClock, QueueReplySender, RulesConfig, RulesEngine};
 use serde_json::{json, Value};
@@ -1733,5 +1733,74 @@ async fn a_retried_event_does_not_run_a_rules_actions_twice() {
         ana.events.iter().filter(|e| e.kind == "note_added").count(),
         1
     );
+    app.stop().await;
+}
+
+/// The worker keeps its position in memory, saves it at most about once a second while busy
+/// (not once per message, which cost intake a synced write each) and at shutdown. After a
+/// restart it goes on from the saved position: later mail still fires rules, and no rule
+/// runs twice on the same message.
+#[tokio::test]
+async fn the_worker_saves_its_position_at_shutdown_and_runs_nothing_twice_after_a_restart() {
+    let app = spawn_app(&[]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let rule = add_rule(&dir, acct, "refund.toml", REFUND_RULE);
+    for i in 0..3 {
+        let subject = format!("Remboursement {i}");
+        send(
+            &app,
+            "Ana <ana@client.test>",
+            &fwd,
+            &subject,
+            "Bonjour",
+            &[],
+        )
+        .await;
+    }
+    wait_runs(&app, acct, 3).await;
+    let db = app.store.database_file().path.clone();
+    let dir = app.stop().await;
+
+    // Read the stopped server's database directly.
+    let store = postern::store::Store::open(&db, 1).await.expect("open");
+    let last: i64 = sqlx::query_scalar("SELECT MAX(id) FROM messages")
+        .fetch_one(store.pool())
+        .await
+        .expect("max id");
+    assert_eq!(
+        store.rule_cursor("messages").await.expect("cursor"),
+        last,
+        "the position was not saved at shutdown"
+    );
+    store.close().await;
+
+    let app = spawn_app_in(dir, &[]).await;
+    send(
+        &app,
+        "Bruno <bruno@client.test>",
+        &fwd,
+        "Remboursement 3",
+        "Bonjour",
+        &[],
+    )
+    .await;
+    let runs = wait_runs(&app, acct, 4).await;
+    // Give a worker that (wrongly) read old messages again time to log them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs_after = app
+        .store
+        .rule_runs(AccountId(acct), &Default::default(), 1000)
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert_eq!(runs_after.len(), 4, "a rule ran twice: {runs_after:?}");
+    let mut messages: Vec<Option<i64>> = runs_after.iter().map(|r| r.message_id).collect();
+    messages.sort();
+    messages.dedup();
+    assert_eq!(messages.len(), 4, "one run per message: {runs_after:?}");
+    assert!(runs_after
+        .iter()
+        .all(|r| r.rule_id == Some(rule) && r.matched));
     app.stop().await;
 }

@@ -311,6 +311,8 @@ pub struct RulesEngine {
     pub clock: Arc<dyn Clock>,
     /// Failed attempts at the item the worker is stuck on: (cursor name, id, attempts).
     pub(super) failures: std::sync::Mutex<Option<(&'static str, i64, u32)>>,
+    /// The worker's positions in the messages and ticket-event streams.
+    pub(super) cursors: super::cursors::WorkerCursors,
 }
 
 /// What one scheduler pass did.
@@ -336,6 +338,7 @@ impl RulesEngine {
             config,
             clock,
             failures: std::sync::Mutex::new(None),
+            cursors: Default::default(),
         }
     }
 

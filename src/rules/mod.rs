@@ -9,6 +9,7 @@
 
 pub mod business_hours;
 pub mod conditions;
+pub mod cursors;
 pub mod engine;
 pub mod facts;
 pub mod live;

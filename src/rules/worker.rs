@@ -10,7 +10,7 @@ use super::schema::Trigger;
 use super::RulesError;
 use crate::domain::AccountId;
 use crate::store::NewRuleRun;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -40,41 +40,63 @@ impl RulesEngine {
         loop {
             let n = self.messages_pass().await? + self.events_pass().await?;
             seen += n;
+            self.cursors.save(&self.store, false).await?;
             if n == 0 {
                 return Ok(seen);
             }
         }
     }
 
+    /// Saves the worker's positions now (at shutdown).
+    pub async fn save_cursors(&self) -> Result<(), RulesError> {
+        Ok(self.cursors.save(&self.store, true).await?)
+    }
+
     async fn messages_pass(&self) -> Result<usize, RulesError> {
-        let cursor = self.store.rule_cursor("messages").await?;
+        let cursor = self.cursors.get(&self.store, "messages").await?;
         let batch = self.store.messages_after(cursor, BATCH).await?;
+        // Most accounts have no rules: one query per account and batch, not per message.
+        let mut has_rules: HashMap<i64, bool> = HashMap::new();
         for m in &batch {
             // Imported history and what we wrote ourselves fire no rule; agents' replies
             // and notes arrive as ticket events.
             if m.direction == "inbound" && m.source != "import" && m.source != "rule" {
-                let triggers = if m.first_in_ticket {
-                    vec![Trigger::TicketCreated, Trigger::MessageReceived]
-                } else {
-                    vec![Trigger::MessageReceived, Trigger::TicketUpdated]
+                let any = match has_rules.get(&m.account_id) {
+                    Some(&any) => any,
+                    None => {
+                        let any = !self
+                            .store
+                            .enabled_rules(AccountId(m.account_id))
+                            .await?
+                            .is_empty();
+                        has_rules.insert(m.account_id, any);
+                        any
+                    }
                 };
-                let event = RuleEvent {
-                    account: AccountId(m.account_id),
-                    ticket: m.ticket_id,
-                    message: Some(m.id),
-                    triggers,
-                    depth: 0,
-                    key: format!("message:{}", m.id),
-                };
-                self.run_logged(&event, "messages", m.id).await?;
+                if any {
+                    let triggers = if m.first_in_ticket {
+                        vec![Trigger::TicketCreated, Trigger::MessageReceived]
+                    } else {
+                        vec![Trigger::MessageReceived, Trigger::TicketUpdated]
+                    };
+                    let event = RuleEvent {
+                        account: AccountId(m.account_id),
+                        ticket: m.ticket_id,
+                        message: Some(m.id),
+                        triggers,
+                        depth: 0,
+                        key: format!("message:{}", m.id),
+                    };
+                    self.run_logged(&event, "messages", m.id).await?;
+                }
             }
-            self.store.set_rule_cursor("messages", m.id).await?;
+            self.cursors.advance("messages", m.id);
         }
         Ok(batch.len())
     }
 
     async fn events_pass(&self) -> Result<usize, RulesError> {
-        let cursor = self.store.rule_cursor("ticket_events").await?;
+        let cursor = self.cursors.get(&self.store, "ticket_events").await?;
         let batch = self.store.ticket_events_after(cursor, BATCH).await?;
         let Some(last) = batch.last().map(|e| e.id) else {
             return Ok(0);
@@ -106,7 +128,7 @@ impl RulesEngine {
             };
             self.run_logged(&event, "ticket_events", last).await?;
         }
-        self.store.set_rule_cursor("ticket_events", last).await?;
+        self.cursors.advance("ticket_events", last);
         Ok(batch.len())
     }
 
@@ -169,11 +191,20 @@ pub async fn run_worker(
         if let Err(e) = engine.catch_up().await {
             tracing::error!(error = %e, "rules worker pass failed; retrying");
         }
+        // A position not saved yet is saved on the next pass, within a second or so.
+        let wait = if engine.cursors.unsaved() {
+            poll.min(super::cursors::SAVE_EVERY)
+        } else {
+            poll
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
+    }
+    if let Err(e) = engine.save_cursors().await {
+        tracing::warn!(error = %e, "could not save the rules worker's position; it will read again from the last saved one");
     }
 }
 
