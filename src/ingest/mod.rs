@@ -259,24 +259,27 @@ pub fn intake_items(
 ) -> Vec<Intake> {
     let raw_sha256 = hex::encode(Sha256::digest(raw.as_slice()));
     let context = ClassifyContext::new(inbound_domain);
-    let raw_packed = crate::store::pack_blob(&raw).map(Arc::new);
     match parse_inbound(&raw, envelope_sender, Some(&context)) {
-        Ok(parsed) => routes
-            .iter()
-            .map(|&(account, support)| {
-                Intake::Message(Box::new(new_message(
-                    parsed.clone(),
-                    account,
-                    Some(support),
-                    raw.clone(),
-                    raw_packed.clone(),
-                    raw_sha256.clone(),
-                    envelope_json.to_string(),
-                    received_at,
-                    source,
-                )))
-            })
-            .collect(),
+        Ok(parsed) => {
+            // Compressed here, off the writer thread; quarantined mail is stored as it came.
+            let raw_packed = crate::store::pack_blob(&raw).map(Arc::new);
+            routes
+                .iter()
+                .map(|&(account, support)| {
+                    Intake::Message(Box::new(new_message(
+                        parsed.clone(),
+                        account,
+                        Some(support),
+                        raw.clone(),
+                        raw_packed.clone(),
+                        raw_sha256.clone(),
+                        envelope_json.to_string(),
+                        received_at,
+                        source,
+                    )))
+                })
+                .collect()
+        }
         Err(unusable) => routes
             .iter()
             .map(|&(account, _)| {
