@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cli, cli_json, spawn_app, RawSmtp, TestApp};
+use common::{api_token, cli, cli_json, spawn_app, RawSmtp, TestApp};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -55,24 +55,6 @@ fn rich_mail(from: &str, to: &str, subject: &str, html: &str, id: &str) -> Strin
          Content-Disposition: attachment; filename=\"invoice-{id}.pdf\"\r\n\
          Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJSBpbnZvaWNl\r\n--outer--\r\n"
     )
-}
-
-fn token(dir: &Path, account: i64, role: &str) -> String {
-    let v = cli_json(
-        dir,
-        &[
-            "token",
-            "create",
-            "--account",
-            &account.to_string(),
-            "--role",
-            role,
-            "--name",
-            "test",
-            "--json",
-        ],
-    );
-    v["token"].as_str().expect("token in JSON").to_string()
 }
 
 struct Api {
@@ -172,7 +154,7 @@ async fn token_flow_from_cli_to_raw_download_and_revocation() {
         ),
     )
     .await;
-    let secret = token(app.dir.path(), acct, "agent");
+    let secret = api_token(app.dir.path(), acct, "agent");
     assert!(secret.starts_with("pst_"));
 
     let api = Api::new(&app, &secret);
@@ -292,7 +274,7 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         rich_mail(&customer_email, &fwd, &subject, &html, &lower),
     )
     .await;
-    let secret = token(app.dir.path(), acct, "admin");
+    let secret = api_token(app.dir.path(), acct, "admin");
     let api = Api::new(app, &secret);
     let ticket = ticket_ids(&api).await[0];
     let detail = api.get(&format!("/api/v1/tickets/{ticket}")).await;
@@ -682,8 +664,8 @@ async fn no_endpoint_reveals_another_accounts_data() {
 async fn agents_cannot_manage_users_or_tokens() {
     let app = spawn_app(&[]).await;
     let (acct, _) = app.account("Acme", "support@acme.test").await;
-    let admin = Api::new(&app, &token(app.dir.path(), acct, "admin"));
-    let agent = Api::new(&app, &token(app.dir.path(), acct, "agent"));
+    let admin = Api::new(&app, &api_token(app.dir.path(), acct, "admin"));
+    let agent = Api::new(&app, &api_token(app.dir.path(), acct, "agent"));
     let (s, user) = admin
         .call(
             Method::POST,
@@ -805,7 +787,7 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
         rich_mail("ana@customer.test", &fwd, "Fancy mail", &html, "x1"),
     )
     .await;
-    let secret = token(app.dir.path(), acct, "agent");
+    let secret = api_token(app.dir.path(), acct, "agent");
     let api = Api::new(&app, &secret);
     let ticket = ticket_ids(&api).await[0];
     let detail = api.get(&format!("/api/v1/tickets/{ticket}")).await;
@@ -1154,7 +1136,7 @@ async fn bad_input_answers_400_or_422_in_the_error_shape() {
         plain_mail("ana@customer.test", &fwd, "Hello", "hi", "bad-1"),
     )
     .await;
-    let secret = token(app.dir.path(), acct, "admin");
+    let secret = api_token(app.dir.path(), acct, "admin");
     let api = Api::new(&app, &secret);
     let ticket = ticket_ids(&api).await[0];
     let url = format!("{}/api/v1/tickets/{ticket}", api.base);
@@ -1316,7 +1298,7 @@ async fn listing_filters_sorts_and_pages_through_every_ticket() {
         )
         .await;
     }
-    let api = Api::new(&app, &token(app.dir.path(), acct, "admin"));
+    let api = Api::new(&app, &api_token(app.dir.path(), acct, "admin"));
     let (_, user) = api
         .call(
             Method::POST,
@@ -1553,7 +1535,7 @@ async fn session_cookie_signs_a_user_in_until_it_ends() {
 async fn an_admin_adds_a_support_address_and_mail_to_its_forwarding_address_arrives() {
     let app = spawn_app(&[]).await;
     let (acct, _) = app.account("Acme", "support@acme.test").await;
-    let admin = Api::new(&app, &token(app.dir.path(), acct, "admin"));
+    let admin = Api::new(&app, &api_token(app.dir.path(), acct, "admin"));
     let (status, added) = admin
         .call(
             Method::POST,
@@ -1671,7 +1653,7 @@ async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
         "text compressed: {stored} of {size} bytes"
     );
 
-    let secret = token(app.dir.path(), acct, "agent");
+    let secret = api_token(app.dir.path(), acct, "agent");
     let api = Api::new(&app, &secret);
     let list = api.get("/api/v1/tickets").await;
     let id = list["items"][0]["id"].as_i64().expect("ticket id");

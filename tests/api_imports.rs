@@ -17,24 +17,6 @@ use std::time::{Duration, Instant};
 
 const BRAND: &str = "support@shop.test";
 
-fn token(dir: &Path, account: i64, role: &str) -> String {
-    let v = cli_json(
-        dir,
-        &[
-            "token",
-            "create",
-            "--account",
-            &account.to_string(),
-            "--role",
-            role,
-            "--name",
-            "imports",
-            "--json",
-        ],
-    );
-    v["token"].as_str().expect("token").to_string()
-}
-
 fn create_account(dir: &Path, name: &str, support: &str) -> i64 {
     let v = cli_json(
         dir,
@@ -276,7 +258,7 @@ async fn open_store(dir: &Path) -> Store {
 async fn an_uploaded_mbox_imports_like_the_cli_and_its_file_is_deleted() {
     let app = spawn_app(&[]).await;
     let (acct, _) = app.account("Shop", BRAND).await;
-    let api = Api::new(app.http_addr, &token(app.dir.path(), acct, "admin"));
+    let api = Api::new(app.http_addr, &api_token(app.dir.path(), acct, "admin"));
     let file = corpus("mimekit-testdata/UnitTests/TestData/mbox/content-length.mbox.txt");
     let bytes = std::fs::read(&file).expect("corpus mbox");
     let (s, job) = api
@@ -468,9 +450,9 @@ async fn uploads_are_capped_refused_to_agents_and_other_accounts_and_fields_are_
     let data = app.dir.path().to_path_buf();
     let (acct, _) = app.account("Shop", BRAND).await;
     let (other, _) = app.account("Other", "support@other.test").await;
-    let admin = Api::new(app.http_addr, &token(&data, acct, "admin"));
-    let agent = Api::new(app.http_addr, &token(&data, acct, "agent"));
-    let stranger = Api::new(app.http_addr, &token(&data, other, "admin"));
+    let admin = Api::new(app.http_addr, &api_token(&data, acct, "admin"));
+    let agent = Api::new(app.http_addr, &api_token(&data, acct, "agent"));
+    let stranger = Api::new(app.http_addr, &api_token(&data, other, "admin"));
 
     // Too large, announced by Content-Length: 413 before reading, nothing kept.
     let big = vec![b'x'; 2_500_000];
@@ -750,9 +732,9 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
     let cut = create_account(data, "Cut", "support@shop.test");
     let whole = create_account(data, "Whole", "support@shop.test");
     let killed = create_account(data, "Killed", "support@shop.test");
-    let cut_api = Api::new(postern.http_addr, &token(data, cut, "admin"));
-    let whole_api = Api::new(postern.http_addr, &token(data, whole, "admin"));
-    let killed_token = token(data, killed, "admin");
+    let cut_api = Api::new(postern.http_addr, &api_token(data, cut, "admin"));
+    let whole_api = Api::new(postern.http_addr, &api_token(data, whole, "admin"));
+    let killed_token = api_token(data, killed, "admin");
 
     // Plain imap:// is refused unless the operator allows it.
     let (s, v) = cut_api

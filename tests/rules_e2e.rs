@@ -10,7 +10,7 @@ use common::dns::{TestDns, Zone};
 use common::outbound::{
     dkimpy_verify, header, outbound_env, pairs, set_up_domain, wait_deliveries, Sink, BRAND,
 };
-use common::{cli, cli_json, cli_ok, cli_output, spawn_app, spawn_app_in, TestApp};
+use common::{api_token, cli, cli_json, cli_ok, cli_output, spawn_app, spawn_app_in, TestApp};
 use postern::domain::{AccountId, EmailAddress, Role};
 use postern::rules::{ManualClock, QueueReplySender, RulesConfig, RulesEngine};
 use serde_json::{json, Value};
@@ -1026,22 +1026,6 @@ fn documented_examples_parse() {
     }
     assert!(n >= 4, "only {n} examples");
     let _: Value = json!(null);
-}
-
-fn api_token(dir: &Path, account: i64, role: &str) -> String {
-    let v = cli_json(
-        dir,
-        &[
-            "token",
-            "create",
-            "--account",
-            &account.to_string(),
-            "--role",
-            role,
-            "--json",
-        ],
-    );
-    v["token"].as_str().expect("token").to_string()
 }
 
 async fn call(

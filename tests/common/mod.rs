@@ -139,6 +139,25 @@ pub fn cli_ok(dir: &Path, extra: &[(&str, &str)], args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Creates an API token with `role` for `account` through the CLI; returns its secret.
+pub fn api_token(dir: &Path, account: i64, role: &str) -> String {
+    let v = cli_json(
+        dir,
+        &[
+            "token",
+            "create",
+            "--account",
+            &account.to_string(),
+            "--role",
+            role,
+            "--name",
+            "test",
+            "--json",
+        ],
+    );
+    v["token"].as_str().expect("token in JSON").to_string()
+}
+
 pub fn cli_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&cli(dir, args)).expect("JSON output")
 }
