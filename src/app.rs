@@ -131,6 +131,7 @@ impl Application {
                 max_concurrent: settings.imports.max_concurrent,
                 batch_size: settings.imports.batch_size,
                 max_message_size: settings.imports.max_message_size,
+                allow_private_imap: settings.imports.allow_private_imap,
             },
         ));
         // Before anything runs: jobs a stopped server left running are interrupted.

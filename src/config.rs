@@ -34,6 +34,8 @@ pub struct ImportSettings {
     pub max_upload_size: u64,
     /// Accept `imap://` URLs (STARTTLS after a plain-text greeting) besides `imaps://`.
     pub allow_plain_imap: bool,
+    /// Accept IMAP servers on loopback or private networks (tests, an on-premises server).
+    pub allow_private_imap: bool,
     /// Messages per transaction.
     pub batch_size: usize,
     /// Per-message size cap; larger messages are quarantined.

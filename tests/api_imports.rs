@@ -716,6 +716,41 @@ fn imap_body(server: &Dovecot, password: &str) -> Value {
     })
 }
 
+/// By default the API imports only from IMAP servers on the public Internet: a request must
+/// not make Postern connect to a service inside its own network. Dovecot is up and would
+/// accept the login; the job fails before connecting, with the reason and the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_jobs_refuse_servers_on_private_addresses_by_default() {
+    let server = Dovecot::start();
+    server.deliver(
+        "INBOX",
+        &[(b"From: a@b.test\r\nSubject: x\r\n\r\nhi\r\n".to_vec(), "S")],
+    );
+    let work = tempfile::tempdir().expect("temp dir");
+    let data = work.path();
+    let postern = ServerProcess::start(data, &[]);
+    let account = create_account(data, "Acme", "support@shop.test");
+    let api = Api::new(postern.http_addr, &api_token(data, account, "admin"));
+    let (s, job) = api
+        .call(
+            Method::POST,
+            "/api/v1/imports",
+            Some(imap_body(&server, PASSWORD)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_i64().expect("id");
+    let failed = api.wait_ended(id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("non-public addresses") && error.contains("imports.allow_private_imap"),
+        "{failed}"
+    );
+    assert_eq!(failed["imported"].as_i64(), Some(0), "{failed}");
+    postern.terminate();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_kept_nowhere() {
     const N: usize = 2_400;
@@ -727,7 +762,11 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
     server.deliver("INBOX", &crlf);
     let work = tempfile::tempdir().expect("temp dir");
     let data = work.path();
-    let env = [("POSTERN__IMPORTS__BATCH_SIZE", "20")];
+    // Dovecot listens on loopback, which the API refuses unless the operator allows it.
+    let env = [
+        ("POSTERN__IMPORTS__BATCH_SIZE", "20"),
+        ("POSTERN__IMPORTS__ALLOW_PRIVATE_IMAP", "true"),
+    ];
     let mut postern = ServerProcess::start(data, &env);
     let cut = create_account(data, "Cut", "support@shop.test");
     let whole = create_account(data, "Whole", "support@shop.test");

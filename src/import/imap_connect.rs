@@ -63,6 +63,10 @@ pub struct ImapConfig {
     /// Resume strictly after this `Position::Imap`: its folder's earlier folders (in
     /// `folders` order) are skipped, its folder resumes at the next UID.
     pub resume_after: Option<Position>,
+    /// Refuse servers that resolve only to non-public addresses (loopback, private
+    /// networks, ...): set for imports started through the API, so that a web request
+    /// cannot make Postern connect to services inside its own network.
+    pub public_only: bool,
 }
 
 impl std::fmt::Debug for ImapConfig {
@@ -136,6 +140,7 @@ impl ImapConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             timeout: Duration::from_secs(120),
             resume_after: None,
+            public_only: false,
         })
     }
 
@@ -219,6 +224,44 @@ impl AsyncWrite for ImapStream {
 
 pub type ImapSession = Session<ImapStream>;
 
+/// The TCP connection to the server. With `public_only`, the name is resolved here and only
+/// a public address is dialled (the address checked is the address used).
+async fn open_tcp(config: &ImapConfig) -> Result<TcpStream, String> {
+    if !config.public_only {
+        return TcpStream::connect((config.host.as_str(), config.port))
+            .await
+            .map_err(|e| e.to_string());
+    }
+    let resolved: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((config.host.as_str(), config.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", config.host))?
+            .collect();
+    let public: Vec<_> = resolved
+        .iter()
+        .copied()
+        .filter(|a| crate::domain::is_public_ip(a.ip()))
+        .collect();
+    if public.is_empty() {
+        let list: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
+        return Err(format!(
+            "refused: {} resolves only to non-public addresses ({}); this server imports over \
+             IMAP only from hosts on the public Internet (the operator can set \
+             imports.allow_private_imap = true)",
+            config.host,
+            list.join(", ")
+        ));
+    }
+    let mut last = String::new();
+    for addr in public {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
 /// Connects, protects the connection as configured and logs in.
 pub async fn connect_and_login(config: &ImapConfig) -> Result<ImapSession, SourceError> {
     let server = config.server();
@@ -227,13 +270,10 @@ pub async fn connect_and_login(config: &ImapConfig) -> Result<ImapSession, Sourc
         server: server.clone(),
         reason,
     };
-    let tcp = tokio::time::timeout(
-        timeout,
-        TcpStream::connect((config.host.as_str(), config.port)),
-    )
-    .await
-    .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
-    .map_err(|e| connect_error(e.to_string()))?;
+    let tcp = tokio::time::timeout(timeout, open_tcp(config))
+        .await
+        .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
+        .map_err(connect_error)?;
     if config.security == ImapSecurity::Plain {
         let loopback = tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback());
         if !loopback {

@@ -27,6 +27,8 @@ pub struct RunnerSettings {
     pub max_concurrent: usize,
     pub batch_size: usize,
     pub max_message_size: u64,
+    /// `imports.allow_private_imap`: IMAP servers on loopback or private networks allowed.
+    pub allow_private_imap: bool,
 }
 
 /// What an API upload holds.
@@ -506,6 +508,7 @@ impl ImportRunner {
                     other => StartError::Invalid(other.to_string()),
                 })?;
                 config.ca_file = ca_file.clone();
+                config.public_only = !self.settings.allow_private_imap;
                 SourceSpec::Imap {
                     config: Box::new(config),
                 }
