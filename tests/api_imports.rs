@@ -42,6 +42,19 @@ struct Api {
 }
 
 impl Api {
+    /// Starts an import of `server`'s INBOX (over imaps, its CA trusted); returns the job id.
+    async fn start_imap(&self, server: &Dovecot) -> i64 {
+        let (s, job) = self
+            .call(
+                Method::POST,
+                "/api/v1/imports",
+                Some(imap_body(server, PASSWORD)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+        job["id"].as_i64().expect("id")
+    }
+
     fn new(addr: SocketAddr, token: &str) -> Self {
         Self {
             client: Client::new(),
@@ -731,15 +744,7 @@ async fn imap_jobs_refuse_servers_on_private_addresses_by_default() {
     let postern = ServerProcess::start(data, &[]);
     let account = create_account(data, "Acme", "support@shop.test");
     let api = Api::new(postern.http_addr, &api_token(data, account, "admin"));
-    let (s, job) = api
-        .call(
-            Method::POST,
-            "/api/v1/imports",
-            Some(imap_body(&server, PASSWORD)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
-    let id = job["id"].as_i64().expect("id");
+    let id = api.start_imap(&server).await;
     let failed = api.wait_ended(id).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let error = failed["error"].as_str().unwrap_or_default();
@@ -786,15 +791,7 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid", "imaps://");
 
     // Cancelled while committing, then resumed with the password given again.
-    let (s, job) = cut_api
-        .call(
-            Method::POST,
-            "/api/v1/imports",
-            Some(imap_body(&server, PASSWORD)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
-    let id = job["id"].as_i64().expect("id");
+    let id = cut_api.start_imap(&server).await;
     let mid = cut_api
         .wait_job(id, Duration::from_secs(180), |j| {
             j["progress"]["imported"].as_i64().is_some_and(|n| n > 0) || ended(j)
@@ -841,15 +838,8 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
     );
 
     // The same mailbox uninterrupted, into another account.
-    let (s, job) = whole_api
-        .call(
-            Method::POST,
-            "/api/v1/imports",
-            Some(imap_body(&server, PASSWORD)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
-    let whole_done = whole_api.wait_ended(job["id"].as_i64().expect("id")).await;
+    let whole_id = whole_api.start_imap(&server).await;
+    let whole_done = whole_api.wait_ended(whole_id).await;
     assert_eq!(whole_done["status"], "completed", "{whole_done}");
     for k in [
         "imported",
@@ -868,15 +858,7 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
     // The server killed while a job commits: at the next start the job is interrupted,
     // says it can be resumed, and goes on to the end.
     let killed_api = Api::new(postern.http_addr, &killed_token);
-    let (s, job) = killed_api
-        .call(
-            Method::POST,
-            "/api/v1/imports",
-            Some(imap_body(&server, PASSWORD)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
-    let kid = job["id"].as_i64().expect("id");
+    let kid = killed_api.start_imap(&server).await;
     killed_api
         .wait_job(kid, Duration::from_secs(180), |j| {
             j["imported"].as_i64().is_some_and(|n| n > 0) || ended(j)
