@@ -618,23 +618,7 @@ async fn api_replies_and_domains() {
     let (account, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
     let ticket =
         customer_writes(&app.store, app.smtp_addr, account, &fwd, "a1@customer.test").await;
-    let token = |role: &str| -> String {
-        let v: Value = serde_json::from_str(&cli_ok(
-            app.dir.path(),
-            &env,
-            &[
-                "token",
-                "create",
-                "--account",
-                &account.to_string(),
-                "--role",
-                role,
-                "--json",
-            ],
-        ))
-        .unwrap();
-        v["token"].as_str().unwrap().to_string()
-    };
+    let token = |role: &str| api_token(app.dir.path(), account, role);
     let (admin, agent) = (token("admin"), token("agent"));
     let base = format!("http://{}/api/v1", app.http_addr);
     let http = reqwest::Client::new();
