@@ -18,7 +18,6 @@ use crate::store::{
 };
 use classify::ClassifyContext;
 use lookup_cache::LookupCache;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,7 +256,7 @@ pub fn intake_items(
     received_at: i64,
     source: &'static str,
 ) -> Vec<Intake> {
-    let raw_sha256 = hex::encode(Sha256::digest(raw.as_slice()));
+    let raw_sha256 = crate::store::blob_key(&raw);
     let context = ClassifyContext::new(inbound_domain);
     match parse_inbound(&raw, envelope_sender, Some(&context)) {
         Ok(parsed) => {
@@ -321,7 +320,7 @@ pub fn import_item(
     date: i64,
     from: &ImportOrigin<'_>,
 ) -> Intake {
-    let raw_sha256 = hex::encode(Sha256::digest(raw.as_slice()));
+    let raw_sha256 = crate::store::blob_key(&raw);
     let envelope_json = serde_json::json!({
         "import": {"job": from.job, "origin": from.origin, "folder": from.folder}
     })
@@ -392,7 +391,7 @@ impl Delivery for MailIntake {
                 account_id: None,
                 reason: "no_route".into(),
                 detail: Some(format!("no account for {}", envelope.rcpt_to.join(", "))),
-                raw_sha256: hex::encode(Sha256::digest(raw.as_slice())),
+                raw_sha256: crate::store::blob_key(&raw),
                 raw,
                 envelope_json: Some(envelope_json),
                 source: "smtp",

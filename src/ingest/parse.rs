@@ -180,6 +180,7 @@ fn attachment_rows(part: &mail_parser::MessagePart<'_>) -> Vec<NewAttachment> {
                         filename: a.filename,
                         content_id: None,
                         inline: false,
+                        sha256: crate::store::blob_key(&a.data),
                         data: a.data,
                         packed: None,
                     })
@@ -196,6 +197,7 @@ fn attachment_rows(part: &mail_parser::MessagePart<'_>) -> Vec<NewAttachment> {
         content_type,
         content_id,
         inline,
+        sha256: crate::store::blob_key(data),
         data: data.to_vec(),
         packed: None,
     }]

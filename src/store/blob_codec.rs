@@ -23,7 +23,7 @@ pub struct StoredBlob<'a> {
 /// The stored form of `data`.
 pub fn encode(data: &[u8]) -> StoredBlob<'_> {
     if data.len() >= MIN_SIZE {
-        if let Ok(packed) = zstd::bulk::compress(data, LEVEL) {
+        if let Some(packed) = compress(data) {
             if packed.len() <= data.len() - data.len() / 8 {
                 return StoredBlob {
                     data: packed.into(),
@@ -36,6 +36,30 @@ pub fn encode(data: &[u8]) -> StoredBlob<'_> {
         data: data.into(),
         compression: None,
     }
+}
+
+thread_local! {
+    /// One compression context per thread, made once: creating a context (and its tables)
+    /// for every message was a twentieth of an import's CPU time.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `data` as one zstd frame, or `None` when zstd fails (the blob is then stored as is).
+fn compress(data: &[u8]) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Compressor::new(LEVEL).ok()?);
+        }
+        slot.as_mut()?.compress(data).ok()
+    })
+}
+
+/// The content address of `data`: the hex SHA-256 of the bytes as received.
+pub fn key(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// The zstd frame of `data` when compressing pays, computed where there are cores to spare

@@ -17,6 +17,8 @@ pub struct NewAttachment {
     pub content_id: Option<String>,
     pub inline: bool,
     pub data: Vec<u8>,
+    /// `data`'s content address (`store::blob_key`), computed where it is parsed.
+    pub sha256: String,
     /// `data` as a zstd frame when that pays (`store::pack_blob`); `None`: stored as is.
     pub packed: Option<Vec<u8>>,
 }

@@ -3,7 +3,7 @@
 mod accounts;
 mod api_queries;
 mod blob_codec;
-pub use blob_codec::pack as pack_blob;
+pub use blob_codec::{key as blob_key, pack as pack_blob};
 mod customers;
 mod import_jobs;
 mod intake;

@@ -12,7 +12,6 @@ use super::intake::{
 use super::{now_ms, StoreError};
 use crate::domain::{normalize_subject, verify_reply_token, MessageId, TicketId};
 use rusqlite::{params, OptionalExtension};
-use sha2::{Digest, Sha256};
 
 /// What threading needs from the settings.
 #[derive(Clone)]
@@ -866,8 +865,8 @@ fn insert_message(
         reference.execute(params![m.account_id.0, referenced, id])?;
     }
     for a in &m.attachments {
-        let sha = hex::encode(Sha256::digest(&a.data));
-        put_blob(conn, &sha, &a.data, a.packed.as_deref())?;
+        let sha = &a.sha256;
+        put_blob(conn, sha, &a.data, a.packed.as_deref())?;
         conn.prepare_cached(
             "INSERT INTO attachments (message_id, filename, content_type, size, content_id, disposition, blob_sha256)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
