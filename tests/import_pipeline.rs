@@ -1009,3 +1009,138 @@ fn the_cli_refuses_bad_sources_with_a_clear_message() {
     ]);
     assert!(!ok && err.contains("yesterday"), "{err}");
 }
+
+/// Source positions of the records of a staging file, read from its JSON headers.
+fn staged_positions(staging: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(staging);
+    text.match_indices("\"position\":\"")
+        .filter_map(|(at, key)| {
+            let rest = &text[at + key.len()..];
+            rest.find('"').map(|end| rest[..end].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let maildir = work.path().join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    // Bodies of about 2 KB, so that the reading pass writes its staging file in several
+    // steps and lasts long enough to be killed in the middle.
+    let padding: String = (0..20)
+        .map(|i| format!("{i:02} {}\n", "x".repeat(96)))
+        .collect();
+    let total = 6_000;
+    for (i, m) in generated_mailbox(total).iter().enumerate() {
+        std::fs::write(
+            maildir.join("cur").join(format!("{i:06}.gen:2,S")),
+            format!("{m}\n{padding}"),
+        )
+        .expect("write message");
+    }
+    let reference = tempfile::tempdir().expect("temp dir");
+    let killed = tempfile::tempdir().expect("temp dir");
+    for d in [reference.path(), killed.path()] {
+        cli(
+            d,
+            &[
+                "account",
+                "create",
+                "--name",
+                "Shop",
+                "--support-address",
+                BRAND,
+                "--json",
+            ],
+        );
+    }
+    let command = |dir: &Path| {
+        let mut c = std::process::Command::new(postern_bin());
+        c.args(["import", "--account", "1", "--maildir"])
+            .arg(&maildir)
+            .args(["--batch-size", "100", "--json"])
+            .envs(test_env(dir, &[]));
+        c
+    };
+    let out = command(reference.path()).output().expect("run import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Killed once a few megabytes are staged: in the reading pass, nothing committed yet.
+    let mut child = command(killed.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn import");
+    let imports = killed.path().join("imports");
+    let staging_file = || -> Option<PathBuf> {
+        std::fs::read_dir(&imports)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "staging"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let staging = loop {
+        if let Some(path) = staging_file() {
+            if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) >= 3 * 1024 * 1024 {
+                break path;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the import ended ({status}) before it could be killed: make the mailbox larger"
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no staging file in time"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let db = killed.path().join("postern.db");
+    let staged: Option<i64> =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("SELECT staged FROM import_jobs", [], |r| r.get(0)))
+            .expect("job row");
+    assert_eq!(
+        staged, None,
+        "the reading pass had ended before the kill: make the mailbox larger"
+    );
+
+    // Every message staged before the kill (all but the last record, which the kill may
+    // have cut) leaves the source: a run that read the source again from its start would
+    // miss them.
+    let positions = staged_positions(&std::fs::read(&staging).expect("staging file"));
+    assert!(positions.len() > 100, "{} records staged", positions.len());
+    let gone = &positions[..positions.len() - 1];
+    for position in gone {
+        let rel = position.strip_prefix("path:").expect("a Maildir position");
+        std::fs::remove_file(maildir.join(rel)).expect("remove a staged message");
+    }
+
+    let out = command(killed.path()).output().expect("rerun import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(resumed["seen"], total, "{resumed}");
+    assert_eq!(resumed["imported"], total, "{resumed}");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    assert_eq!(
+        rt.block_on(store_fingerprint(killed.path())),
+        rt.block_on(store_fingerprint(reference.path())),
+        "the import resumed in its reading pass left exactly the store of the uninterrupted one ({} messages were read from the staging file only)",
+        gone.len()
+    );
+}

@@ -253,7 +253,7 @@ enum Work {
 /// `staging`); then the staged messages are parsed on every core and committed in date
 /// order, in batches, each with the job's checkpoint in the same transaction. A source error
 /// marks the job failed with the error; running the same import again resumes it: in the
-/// second pass after the last committed batch, in the first from the start of the source.
+/// second pass after the last committed batch, in the first after the last message staged.
 pub async fn run_import(
     store: &Store,
     writer: &CommitWriter,
@@ -510,11 +510,8 @@ impl Run<'_> {
         let (tick_tx, mut tick_rx) = tokio::sync::watch::channel(StagingTotals::default());
         let stopper = stop.clone();
         let reader = tokio::task::spawn_blocking(move || {
-            let mut source = opener.open(None)?;
-            let mut reopen = |resume| opener.open(resume);
             staging::stage(
-                source.as_mut(),
-                &mut reopen,
+                &mut |resume| opener.open(resume),
                 &path,
                 &range,
                 &stopper,

@@ -7,6 +7,12 @@
 //! message's position in its source, origin, folder, envelope sender, date, size when over
 //! the cap), an 8-byte length and the raw bytes. Only the index (date and offset of each
 //! record, 16 bytes a message) is held in memory; the messages are read back one by one.
+//! A message outside the import's dates leaves a record without bytes, so that the file
+//! alone says how far the source was read.
+//!
+//! A first pass that was killed or stopped resumes: the complete records of the file are
+//! kept (a record cut by the kill is dropped), and the source is read again only after the
+//! position of the last of them.
 
 use super::{Content, DateRange, DateSource, MessageSource, Position, SourceError, SourceMessage};
 use serde::{Deserialize, Serialize};
@@ -36,6 +42,9 @@ struct RecordHeader {
     oversized: Option<u64>,
     #[serde(default)]
     truncated: bool,
+    /// Set for a message outside the import's dates: its size (no bytes are kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    skipped: Option<u64>,
 }
 
 /// Where each staged message is, in the order the second pass reads them.
@@ -90,12 +99,16 @@ fn sort_date(date: Option<i64>) -> i64 {
     date.unwrap_or(i64::MAX)
 }
 
-/// Reads `source` to its end into a new staging file at `path`, keeping the messages within
-/// `range`. Calls `tick` every few messages with the totals so far; stops early (returning
-/// `Ok(None)`) when `stop` is set.
+/// Opens the source, after the given position or from its start.
+pub type SourceOpen<'a> =
+    dyn FnMut(Option<Position>) -> Result<Box<dyn MessageSource>, SourceError> + 'a;
+
+/// Reads the source to its end into the staging file at `path`, keeping the messages within
+/// `range`. A staging file already there (a first pass that was killed or stopped) is kept
+/// and the source read after its last message. Calls `tick` every few messages with the
+/// totals so far; stops early (returning `Ok(None)`) when `stop` is set.
 pub fn stage(
-    source: &mut dyn MessageSource,
-    reopen: &mut dyn FnMut(Option<Position>) -> Result<Box<dyn MessageSource>, SourceError>,
+    open: &mut SourceOpen<'_>,
     path: &Path,
     range: &DateRange,
     stop: &AtomicBool,
@@ -105,22 +118,41 @@ pub fn stage(
         path: path.to_path_buf(),
         source,
     };
-    let file = File::create(path).map_err(io)?;
+    let (file, mut source, so_far) = match resume_point(path, open)? {
+        Some((so_far, source)) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io)?;
+            // Whatever a kill cut short after the last complete record goes.
+            file.set_len(so_far.valid_len).map_err(io)?;
+            file.seek(SeekFrom::End(0)).map_err(io)?;
+            (file, source, so_far)
+        }
+        None => (
+            File::create(path).map_err(io)?,
+            open(None)?,
+            Scan::default(),
+        ),
+    };
+    let Scan {
+        mut index,
+        mut totals,
+        valid_len: mut offset,
+        ..
+    } = so_far;
+    if totals.seen > 0 {
+        tick(&totals);
+    }
     let mut out = BufWriter::with_capacity(1024 * 1024, file);
-    let mut offset = 0u64;
-    let mut index = StagedIndex::default();
-    let mut totals = StagingTotals::default();
-    let mut replacement: Option<Box<dyn MessageSource>> = None;
     let mut reconnects = 0;
     loop {
         if stop.load(Ordering::Relaxed) {
+            // Complete records only, so that the next run resumes after them.
+            out.flush().map_err(io)?;
             return Ok(None);
         }
-        let current: &mut dyn MessageSource = match replacement.as_mut() {
-            Some(s) => s.as_mut(),
-            None => &mut *source,
-        };
-        let message = match current.next() {
+        let message = match source.next() {
             None => break,
             Some(Ok(m)) => m,
             Some(Err(e)) => {
@@ -130,7 +162,7 @@ pub fn stage(
                     tracing::warn!(error = %e, attempt = reconnects, "IMAP connection lost: reconnecting");
                     std::thread::sleep(std::time::Duration::from_millis(500 * reconnects));
                     let resume = e.resume_position().or_else(|| folder_start(&e));
-                    replacement = Some(reopen(resume)?);
+                    source = open(resume)?;
                     continue;
                 }
                 return Err(e.into());
@@ -144,6 +176,7 @@ pub fn stage(
         totals.bytes += size as i64;
         if !range.contains(message.date) {
             totals.skipped += 1;
+            offset += write_skip_record(&mut out, &message, size).map_err(io)?;
         } else {
             let date = message.date.map(|d| d.timestamp_millis());
             index.entries.push((sort_date(date), offset));
@@ -158,6 +191,52 @@ pub fn stage(
     tick(&totals);
     index.sort();
     Ok(Some((index, totals)))
+}
+
+/// What an interrupted first pass left, and its source opened after the last message staged.
+type Resumed = (Scan, Box<dyn MessageSource>);
+
+/// Where a first pass left off: what its staging file holds, and the source opened after
+/// the last message staged. `None`: no usable file, start from the beginning. A source that
+/// no longer has that position (the file was replaced, the server renumbered its messages)
+/// is read again from its start, into a new staging file.
+fn resume_point(path: &Path, open: &mut SourceOpen<'_>) -> Result<Option<Resumed>, StagingError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let so_far = match scan(path, false) {
+        Ok(so_far) => so_far,
+        Err(e) => {
+            tracing::warn!(error = %e, "the staging file left by an earlier run is unreadable: reading the source from its start");
+            return Ok(None);
+        }
+    };
+    let Some(last) = so_far.last_position.clone() else {
+        return Ok(None);
+    };
+    let position = match last.parse::<Position>() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "the staging file left by an earlier run ends at an unknown position: reading the source from its start");
+            return Ok(None);
+        }
+    };
+    match open(Some(position)) {
+        Ok(source) => {
+            tracing::info!(
+                staged = so_far.index.len(),
+                seen = so_far.totals.seen,
+                after = %last,
+                "resuming the reading pass of an interrupted import"
+            );
+            Ok(Some((so_far, source)))
+        }
+        Err(SourceError::BadCheckpoint { checkpoint, reason }) => {
+            tracing::warn!(%checkpoint, %reason, "the source changed since the interrupted run: reading it again from its start");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A lost connection before any message of its folder: that folder again from its start.
@@ -194,6 +273,7 @@ fn write_record(
         date,
         oversized,
         truncated: m.truncated,
+        skipped: None,
     })?;
     out.write_all(MAGIC)?;
     out.write_all(&(header.len() as u32).to_le_bytes())?;
@@ -203,35 +283,86 @@ fn write_record(
     Ok((4 + 4 + header.len() + 8 + bytes.len()) as u64)
 }
 
-/// Rebuilds the index of a complete staging file (resuming an import killed in its second
-/// pass): reads the record headers only, skipping the messages.
-pub fn index_of(path: &Path) -> Result<StagedIndex, StagingError> {
+/// A message outside the import's dates: a record with its position and size, no bytes.
+fn write_skip_record(out: &mut impl Write, m: &SourceMessage, size: u64) -> std::io::Result<u64> {
+    let header = serde_json::to_vec(&RecordHeader {
+        position: m.position.to_string(),
+        origin: m.origin.clone(),
+        folder: None,
+        envelope_sender: None,
+        date: None,
+        oversized: None,
+        truncated: false,
+        skipped: Some(size),
+    })?;
+    out.write_all(MAGIC)?;
+    out.write_all(&(header.len() as u32).to_le_bytes())?;
+    out.write_all(&header)?;
+    out.write_all(&0u64.to_le_bytes())?;
+    Ok((4 + 4 + header.len() + 8) as u64)
+}
+
+/// What a staging file holds, read back record by record.
+#[derive(Debug, Default)]
+struct Scan {
+    index: StagedIndex,
+    totals: StagingTotals,
+    /// Bytes of complete records from the start of the file.
+    valid_len: u64,
+    /// Source position of the last complete record.
+    last_position: Option<String>,
+}
+
+/// Reads the record headers of a staging file, skipping the messages. `complete`: the file
+/// must be whole (a finished first pass); otherwise the scan stops at the first record that
+/// is cut short or damaged, and says how far the file was good.
+fn scan(path: &Path, complete: bool) -> Result<Scan, StagingError> {
     let io = |source| StagingError::Io {
         path: path.to_path_buf(),
         source,
     };
     let mut file = std::io::BufReader::new(File::open(path).map_err(io)?);
     let len = file.get_ref().metadata().map_err(io)?.len();
-    let mut index = StagedIndex::default();
+    let mut so_far = Scan::default();
     let mut offset = 0u64;
     while offset < len {
-        let (header, raw_len, header_bytes) =
-            read_header(&mut file).map_err(|_| StagingError::Damaged {
-                path: path.to_path_buf(),
-                offset,
-            })?;
-        index.entries.push((sort_date(header.date), offset));
+        let Ok((header, raw_len, header_bytes)) = read_header(&mut file) else {
+            break;
+        };
+        let end = offset.saturating_add(header_bytes).saturating_add(raw_len);
+        if end > len || raw_len > i64::MAX as u64 {
+            break;
+        }
+        so_far.totals.seen += 1;
+        match header.skipped {
+            Some(size) => {
+                so_far.totals.skipped += 1;
+                so_far.totals.bytes += size as i64;
+            }
+            None => {
+                so_far.totals.bytes += header.oversized.unwrap_or(raw_len) as i64;
+                so_far.index.entries.push((sort_date(header.date), offset));
+            }
+        }
+        so_far.last_position = Some(header.position);
         file.seek(SeekFrom::Current(raw_len as i64)).map_err(io)?;
-        offset += header_bytes + raw_len;
+        offset = end;
     }
-    if offset != len {
+    so_far.valid_len = offset;
+    if complete && offset != len {
         return Err(StagingError::Damaged {
             path: path.to_path_buf(),
             offset,
         });
     }
-    index.sort();
-    Ok(index)
+    so_far.index.sort();
+    Ok(so_far)
+}
+
+/// Rebuilds the index of a complete staging file (resuming an import killed in its second
+/// pass): reads the record headers only, skipping the messages.
+pub fn index_of(path: &Path) -> Result<StagedIndex, StagingError> {
+    Ok(scan(path, true)?.index)
 }
 
 /// Reads a record header; returns it, the message's length and the header's length.
@@ -354,5 +485,191 @@ impl Iterator for StagedSource {
 impl MessageSource for StagedSource {
     fn description(&self) -> String {
         format!("staged messages in {}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::mbox::{MboxDialect, MboxSource};
+    use crate::import::FileSourceOptions;
+    use chrono::NaiveDate;
+    use std::sync::{Arc, Mutex};
+
+    /// An mbox of `n` messages, one a year from 2001 (so that a date range keeps some).
+    fn mbox(dir: &Path, n: usize) -> PathBuf {
+        let mut text = String::new();
+        for i in 0..n {
+            let year = 2001 + i;
+            text.push_str(&format!(
+                "From customer{i}@example.test Mon Jan  1 00:00:00 {year}\n\
+                 From: customer{i}@example.test\nSubject: message {i}\n\
+                 Date: Mon, 1 Jan {year} 00:00:00 +0000\nMessage-ID: <m{i}@example.test>\n\n\
+                 body of message {i}\n\n"
+            ));
+        }
+        let path = dir.join("old.mbox");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Opens the mbox after a position, noting every position it yields; sets `stop` after
+    /// `stop_after` messages (counted over every source it opened).
+    struct Opener {
+        path: PathBuf,
+        yielded: Arc<Mutex<Vec<String>>>,
+        stop_after: Option<usize>,
+        stop: Arc<AtomicBool>,
+    }
+
+    struct Noting {
+        inner: MboxSource,
+        yielded: Arc<Mutex<Vec<String>>>,
+        stop_after: Option<usize>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Iterator for Noting {
+        type Item = crate::import::SourceItem;
+        fn next(&mut self) -> Option<Self::Item> {
+            let item = self.inner.next()?;
+            if let Ok(m) = &item {
+                let mut yielded = self.yielded.lock().unwrap();
+                yielded.push(m.position.to_string());
+                if self.stop_after == Some(yielded.len()) {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+            }
+            Some(item)
+        }
+    }
+
+    impl MessageSource for Noting {
+        fn description(&self) -> String {
+            self.inner.description()
+        }
+    }
+
+    impl Opener {
+        fn new(path: &Path, stop_after: Option<usize>) -> Self {
+            Self {
+                path: path.to_path_buf(),
+                yielded: Arc::default(),
+                stop_after,
+                stop: Arc::default(),
+            }
+        }
+
+        fn stage(&self, staging: &Path, range: &DateRange) -> Option<(StagedIndex, StagingTotals)> {
+            let mut open =
+                |after: Option<Position>| -> Result<Box<dyn MessageSource>, SourceError> {
+                    let options = FileSourceOptions {
+                        resume_after: after,
+                        ..FileSourceOptions::default()
+                    };
+                    Ok(Box::new(Noting {
+                        inner: MboxSource::open(&self.path, MboxDialect::Auto, &options)?,
+                        yielded: self.yielded.clone(),
+                        stop_after: self.stop_after,
+                        stop: self.stop.clone(),
+                    }))
+                };
+            stage(&mut open, staging, range, &self.stop, &mut |_| {}).unwrap()
+        }
+
+        fn yielded(&self) -> Vec<String> {
+            self.yielded.lock().unwrap().clone()
+        }
+    }
+
+    fn range() -> DateRange {
+        DateRange {
+            since: NaiveDate::from_ymd_opt(2003, 1, 1),
+            until: None,
+        }
+    }
+
+    /// The uninterrupted first pass over `source`: its staging file and what it returned.
+    fn reference(dir: &Path, source: &Path) -> (Vec<u8>, Vec<(i64, u64)>, StagingTotals) {
+        let path = dir.join("reference.staging");
+        let (index, totals) = Opener::new(source, None).stage(&path, &range()).unwrap();
+        (std::fs::read(&path).unwrap(), index.entries, totals)
+    }
+
+    #[test]
+    fn a_stopped_first_pass_resumes_after_its_last_staged_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = mbox(dir.path(), 12);
+        let (bytes, entries, totals) = reference(dir.path(), &source);
+        assert_eq!(totals.seen, 12);
+        assert_eq!(totals.skipped, 2, "2001 and 2002 are before the range");
+        assert_eq!(entries.len(), 10);
+
+        let staging = dir.path().join("job.staging");
+        let first = Opener::new(&source, Some(5));
+        assert!(first.stage(&staging, &range()).is_none(), "stopped");
+        let read_first = first.yielded();
+        assert!(read_first.len() >= 5, "{read_first:?}");
+
+        let second = Opener::new(&source, None);
+        let (index, resumed) = second.stage(&staging, &range()).unwrap();
+        let read_again = second.yielded();
+        assert_eq!(
+            read_first.len() + read_again.len(),
+            12,
+            "each message read once: {read_first:?} then {read_again:?}"
+        );
+        assert!(!read_again.iter().any(|p| read_first.contains(p)));
+        assert_eq!(
+            resumed, totals,
+            "the skipped messages of the first run still count"
+        );
+        assert_eq!(index.entries, entries);
+        assert_eq!(
+            std::fs::read(&staging).unwrap(),
+            bytes,
+            "the same staging file"
+        );
+    }
+
+    #[test]
+    fn a_record_cut_by_a_kill_is_read_again_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = mbox(dir.path(), 8);
+        let (bytes, entries, totals) = reference(dir.path(), &source);
+        // A kill in the middle of the sixth record: its header is there, its bytes cut.
+        let mut offsets: Vec<u64> = entries.iter().map(|&(_, o)| o).collect();
+        offsets.sort_unstable();
+        let sixth = offsets[3] as usize; // records 1-2 are skipped ones, 3.. are staged
+        let cut = sixth + 30;
+        let staging = dir.path().join("job.staging");
+        std::fs::write(&staging, &bytes[..cut]).unwrap();
+
+        let again = Opener::new(&source, None);
+        let (index, resumed) = again.stage(&staging, &range()).unwrap();
+        assert_eq!(
+            again.yielded().len(),
+            3,
+            "only the cut message and those after it are read: {:?}",
+            again.yielded()
+        );
+        assert_eq!(resumed, totals);
+        assert_eq!(index.entries, entries);
+        assert_eq!(std::fs::read(&staging).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_staging_file_that_is_not_one_is_made_again_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = mbox(dir.path(), 4);
+        let (bytes, entries, totals) = reference(dir.path(), &source);
+        let staging = dir.path().join("job.staging");
+        std::fs::write(&staging, b"not a staging file at all").unwrap();
+        let again = Opener::new(&source, None);
+        let (index, restaged) = again.stage(&staging, &range()).unwrap();
+        assert_eq!(again.yielded().len(), 4);
+        assert_eq!(restaged, totals);
+        assert_eq!(index.entries, entries);
+        assert_eq!(std::fs::read(&staging).unwrap(), bytes);
     }
 }
