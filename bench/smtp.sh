@@ -11,6 +11,7 @@
 #   SIZE       payload bytes per message, smtp-source -l; smtp-source adds ~170 bytes
 #              of headers (From, To, Date, Message-Id)             (default 10240)
 #   SESSIONS   parallel session counts to try                    (default "1 8 32")
+#   REUSE      connection reuse cases to try (smtp-source -d)     (default "yes no")
 #   ROUNDS     runs per configuration; the table shows medians   (default 1)
 #   BACKLOG    smtp-sink listen backlog                          (default 256)
 #   KEEP_TMP   1 keeps the temp dir (databases, logs) for inspection
@@ -22,6 +23,8 @@
 #              off:    auth.enabled=false, storage path only
 #   BENCH_REV  label for the build measured (default: git commit, "+ uncommitted changes"
 #              when src/ differs from HEAD at build time)
+#   PERF       a file name: records a `perf record -g -F 999` profile of the postern server
+#              while smtp-source drives it, into PERF.<run name> (perf must be installed)
 #
 # smtp-source's -d means "Don't disconnect after sending a message; send the next message
 # over the same connection": -d is connection REUSE. Without it every message has its own
@@ -275,8 +278,19 @@ for sessions in $SESSIONS; do
             }
 
             log "$name: postern, $MESSAGES messages to $rcpt"
+            PERF_PID=""
+            if [ -n "${PERF:-}" ]; then
+                perf record -g -F 999 -p "$SERVER_PID" -o "$PERF.$name" >/dev/null 2>&1 &
+                PERF_PID=$!
+                sleep 1
+            fi
             p=$(drive "$SERVER_PID" "$port" "$sessions" "$reuse" "$rcpt" "$data/source.out") ||
                 die "smtp-source against postern failed ($name)"
+            if [ -n "$PERF_PID" ]; then
+                kill -INT "$PERF_PID"
+                wait "$PERF_PID" || true
+                log "$name: profile in $PERF.$name"
+            fi
             kill -TERM "$SERVER_PID"
             wait "$SERVER_PID" || die "postern exited with an error on SIGTERM ($name)"
             SERVER_PID=""
