@@ -243,7 +243,11 @@ pub(crate) fn is_rule(line: &str) -> bool {
 pub(crate) fn header_field(line: &str) -> Option<(Field, &str)> {
     let s = line.trim_start().trim_start_matches('*');
     // The field name is short: look for the colon in the first few characters only, so a
-    // long line costs no more than a short one.
+    // long line costs no more than a short one. Most lines have none there (26 characters
+    // are at most 104 bytes).
+    if !s.as_bytes()[..s.len().min(26 * 4)].contains(&b':') {
+        return None;
+    }
     let colon = s
         .char_indices()
         .take(26)

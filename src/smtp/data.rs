@@ -69,10 +69,7 @@ impl DotReader {
             let b = input[i];
             match self.state {
                 State::Text => {
-                    let run_end = input[i..]
-                        .iter()
-                        .position(|&c| c == b'\r')
-                        .map_or(input.len(), |p| i + p);
+                    let run_end = memchr::memchr(b'\r', &input[i..]).map_or(input.len(), |p| i + p);
                     if run_end > i {
                         self.emit(out, &input[i..run_end]);
                         i = run_end;
