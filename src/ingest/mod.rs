@@ -447,10 +447,13 @@ impl Delivery for MailIntake {
                         }
                         m.spoof_suspected = outcome.spoof_suspected;
                         m.dmarc_pass_domain = outcome.authenticated_domain.clone();
-                        m.auth_results = Some(serde_json::json!({
-                            "verdicts": verdicts,
-                            "policy": outcome,
-                        }));
+                        m.auth_results = Some(
+                            serde_json::json!({
+                                "verdicts": verdicts,
+                                "policy": outcome,
+                            })
+                            .to_string(),
+                        );
                     }
                     Intake::Message(m)
                 }

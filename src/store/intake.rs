@@ -85,7 +85,9 @@ pub struct NewMessage {
     /// existing ticket; a DMARC pass for a participant's domain counts as participation.
     pub spoof_suspected: bool,
     pub dmarc_pass_domain: Option<String>,
-    pub auth_results: Option<serde_json::Value>,
+    /// The JSON text of the auth verdicts, serialized where the message was checked (the
+    /// writer thread, the serial part of intake, only stores it).
+    pub auth_results: Option<String>,
     /// Set for historic mail brought in by an import job: filed without side effects (new
     /// tickets closed, nothing reopened, the brand's own mail stored as outbound).
     pub import_job: Option<i64>,

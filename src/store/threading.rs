@@ -850,7 +850,7 @@ fn insert_message(
                 m.raw.len() as i64,
                 m.envelope_json,
                 m.support_address_id.map(|s| s.0),
-                m.auth_results.as_ref().map(|v| v.to_string()),
+                m.auth_results,
                 classification,
                 thread_reason,
                 json(&flags),
