@@ -734,6 +734,66 @@ async fn store_fingerprint(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Two data folders, each with the same account (id 1): one for an uninterrupted import,
+/// one for the same import killed and run again.
+fn shop_data_dirs() -> [tempfile::TempDir; 2] {
+    [(); 2].map(|_| shop_data_dir())
+}
+
+/// A data folder with the brand's account (id 1).
+fn shop_data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    cli(
+        dir.path(),
+        &[
+            "account",
+            "create",
+            "--name",
+            "Shop",
+            "--support-address",
+            BRAND,
+            "--json",
+        ],
+    );
+    dir
+}
+
+/// Runs an import to its end and returns its JSON summary.
+fn import_ok(command: &mut std::process::Command) -> serde_json::Value {
+    let out = command.output().expect("run import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON summary")
+}
+
+/// Polls `ready` until it gives something, then kills the child with SIGKILL and returns
+/// it. Fails when the child ends first (the work was too small to be interrupted) or after
+/// two minutes.
+fn kill_when<T>(
+    child: &mut std::process::Child,
+    too_late: &str,
+    mut ready: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(found) = ready() {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            return found;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the import ended ({status}) before it could be killed: make the mailbox larger"
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "{too_late}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn import_command(dir: &Path, mbox: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(postern_bin());
     c.args([
@@ -755,31 +815,8 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
     let work = tempfile::tempdir().expect("temp dir");
     let path = work.path().join("big.mbox");
     write_mbox(&path, &generated_mailbox(6_000));
-    let reference = tempfile::tempdir().expect("temp dir");
-    let killed = tempfile::tempdir().expect("temp dir");
-    for d in [reference.path(), killed.path()] {
-        cli(
-            d,
-            &[
-                "account",
-                "create",
-                "--name",
-                "Shop",
-                "--support-address",
-                BRAND,
-                "--json",
-            ],
-        );
-    }
-    let out = import_command(reference.path(), &path)
-        .output()
-        .expect("run import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let [reference, killed] = shop_data_dirs();
+    let summary = import_ok(&mut import_command(reference.path(), &path));
     assert_eq!(summary["seen"], 6000);
     assert_eq!(summary["imported"], 6000);
     assert_eq!(summary["tickets"], 2000);
@@ -791,8 +828,7 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
         .spawn()
         .expect("spawn import");
     let db = killed.path().join("postern.db");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
+    kill_when(&mut child, "no checkpoint in time", || {
         let seen: i64 =
             rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .and_then(|c| {
@@ -803,22 +839,8 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
             )
                 })
                 .unwrap_or(0);
-        if seen >= 1_000 {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "the import ended ({status}) before it could be killed: make the mailbox larger"
-            );
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint in time"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+        (seen >= 1_000).then_some(())
+    });
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let partial = rt.block_on(store_fingerprint(killed.path()));
     assert!(
@@ -826,15 +848,7 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
         "the killed job is left running: {:?}",
         partial.iter().rev().take(2).collect::<Vec<_>>()
     );
-    let out = import_command(killed.path(), &path)
-        .output()
-        .expect("rerun import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let resumed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let resumed = import_ok(&mut import_command(killed.path(), &path));
     assert!(
         resumed["resumed_after"]
             .as_i64()
@@ -961,18 +975,7 @@ async fn a_cancelled_import_stops_at_a_batch_and_the_same_import_resumes() {
 
 #[test]
 fn the_cli_refuses_bad_sources_with_a_clear_message() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    cli(
-        dir.path(),
-        &[
-            "account",
-            "create",
-            "--name",
-            "Shop",
-            "--support-address",
-            BRAND,
-        ],
-    );
+    let dir = shop_data_dir();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(postern_bin())
             .args(args)
@@ -1041,22 +1044,7 @@ fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() 
         )
         .expect("write message");
     }
-    let reference = tempfile::tempdir().expect("temp dir");
-    let killed = tempfile::tempdir().expect("temp dir");
-    for d in [reference.path(), killed.path()] {
-        cli(
-            d,
-            &[
-                "account",
-                "create",
-                "--name",
-                "Shop",
-                "--support-address",
-                BRAND,
-                "--json",
-            ],
-        );
-    }
+    let [reference, killed] = shop_data_dirs();
     let command = |dir: &Path| {
         let mut c = std::process::Command::new(postern_bin());
         c.args(["import", "--account", "1", "--maildir"])
@@ -1065,12 +1053,7 @@ fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() 
             .envs(test_env(dir, &[]));
         c
     };
-    let out = command(reference.path()).output().expect("run import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_ok(&mut command(reference.path()));
 
     // Killed once a few megabytes are staged: in the reading pass, nothing committed yet.
     let mut child = command(killed.path())
@@ -1086,26 +1069,10 @@ fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() 
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "staging"))
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let staging = loop {
-        if let Some(path) = staging_file() {
-            if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) >= 3 * 1024 * 1024 {
-                break path;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "the import ended ({status}) before it could be killed: make the mailbox larger"
-            );
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no staging file in time"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    let staging = kill_when(&mut child, "no staging file in time", || {
+        staging_file()
+            .filter(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) >= 3 << 20)
+    });
     let db = killed.path().join("postern.db");
     let staged: Option<i64> =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -1127,13 +1094,7 @@ fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() 
         std::fs::remove_file(maildir.join(rel)).expect("remove a staged message");
     }
 
-    let out = command(killed.path()).output().expect("rerun import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let resumed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let resumed = import_ok(&mut command(killed.path()));
     assert_eq!(resumed["seen"], total, "{resumed}");
     assert_eq!(resumed["imported"], total, "{resumed}");
     let rt = tokio::runtime::Runtime::new().expect("runtime");

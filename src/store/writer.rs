@@ -444,6 +444,21 @@ mod tests {
         }))
     }
 
+    /// A new database at `path` with one account.
+    async fn store_with_account(path: &Path) -> (Store, AccountId) {
+        let store = Store::open(path, 1).await.unwrap();
+        let account = store
+            .create_account(
+                "A",
+                &[EmailAddress::parse("support@a.test").unwrap()],
+                None,
+                "in.test",
+            )
+            .await
+            .unwrap();
+        (store, AccountId(account.id))
+    }
+
     fn threading() -> ThreadingConfig {
         ThreadingConfig {
             secret: b"k".to_vec(),
@@ -458,21 +473,11 @@ mod tests {
     async fn a_failing_job_does_not_take_the_batch_down() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        let store = Store::open(&path, 1).await.unwrap();
-        let account = store
-            .create_account(
-                "A",
-                &[EmailAddress::parse("support@a.test").unwrap()],
-                None,
-                "in.test",
-            )
-            .await
-            .unwrap();
+        let (store, account) = store_with_account(&path).await;
         sqlx::query("CREATE TRIGGER no_boom BEFORE INSERT ON messages WHEN NEW.subject = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END")
             .execute(store.pool())
             .await
             .unwrap();
-        let account = AccountId(account.id);
         let mut conn = DatabaseFile::new(&path, 0).open().unwrap();
         let mut waits = vec![];
         let batch: Vec<Job> = [("a", "ok"), ("b", "boom"), ("c", "ok")]
@@ -524,17 +529,7 @@ mod tests {
     async fn the_wal_is_emptied_when_writing_pauses_and_at_stop() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        let store = Store::open(&path, 1).await.unwrap();
-        let account = store
-            .create_account(
-                "A",
-                &[EmailAddress::parse("support@a.test").unwrap()],
-                None,
-                "in.test",
-            )
-            .await
-            .unwrap();
-        let account = AccountId(account.id);
+        let (store, account) = store_with_account(&path).await;
         let wal = dir.path().join("db.sqlite-wal");
         let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         let (writer, stopped) =
