@@ -73,7 +73,7 @@ pub struct ImportJob {
     pub cancel_requested: bool,
     /// Why a failed job stopped.
     pub error: Option<String>,
-    /// `POST /api/v1/imports/{id}/resume` runs it again from its last committed batch.
+    /// `POST /api/v1/imports/{id}/resume` runs it again from where it stopped.
     pub resumable: bool,
     /// What to do next, for people (resume, give the password again...).
     pub next_step: Option<String>,
@@ -112,7 +112,7 @@ fn job_of(view: ImportJobView, runner: &ImportRunner) -> ImportJob {
             ""
         };
         Some(format!(
-            "{why}POST /api/v1/imports/{}/resume{password} goes on from the last committed batch",
+            "{why}POST /api/v1/imports/{}/resume{password} goes on where it stopped",
             view.id
         ))
     } else if stopped && api.is_none() {
@@ -765,8 +765,9 @@ pub struct ResumeImport {
     password: Option<String>,
 }
 
-/// Runs a failed, interrupted or cancelled import job again from its last committed batch
-/// (admins only). An IMAP job needs its password again. The body may be empty.
+/// Runs a failed, interrupted or cancelled import job again from its last committed batch,
+/// or, stopped while reading its source, after the last message staged (admins only). An
+/// IMAP job needs its password again. The body may be empty.
 #[utoipa::path(post, path = "/imports/{id}/resume", tag = "imports",
     params(("id" = i64, Path, description = "Import job id")),
     request_body(content = ResumeImport, description = "Optional: the IMAP password"),
