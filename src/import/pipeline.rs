@@ -20,7 +20,6 @@ use crate::store::{
     import_status, CommitWriter, ImportCheckpoint, ImportJobView, Intake, IntakeOutcome,
     NewImportJob, NewQuarantine, Store, StoreError,
 };
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -963,7 +962,7 @@ impl ParseContext {
                     self.max_message_size,
                     head.len()
                 )),
-                raw_sha256: hex::encode(Sha256::digest(&head)),
+                raw_sha256: crate::store::blob_key(&head),
                 raw: Arc::new(head),
                 envelope_json: Some(
                     serde_json::json!({"import": {"job": self.job, "origin": message.origin}})

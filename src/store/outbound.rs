@@ -468,7 +468,6 @@ impl Store {
         &self,
         r: &NewOutboundReply<'_>,
     ) -> Result<(MessageId, Vec<DeliveryView>), StoreError> {
-        use sha2::{Digest, Sha256};
         // It reads before it writes: take the write lock first, or a commit by another
         // connection in between (the rules worker, intake) fails it with "database is locked".
         let mut tx = self.write_tx().await?;
@@ -488,7 +487,7 @@ impl Store {
         let now = now_ms();
         let (sha, size) = match &r.disposition {
             Disposition::Queue { raw, .. } => {
-                let sha = hex::encode(Sha256::digest(raw));
+                let sha = super::blob_codec::key(raw);
                 put_blob_sqlx(&mut tx, &sha, raw).await?;
                 (Some(sha), raw.len())
             }
@@ -533,7 +532,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         for a in &r.attachments {
-            let asha = hex::encode(Sha256::digest(a.data));
+            let asha = super::blob_codec::key(a.data);
             put_blob_sqlx(&mut tx, &asha, a.data).await?;
             sqlx::query(
                 "INSERT INTO attachments (message_id, filename, content_type, size, disposition, blob_sha256)
