@@ -10,7 +10,7 @@ run: deps-run
 	./target/release/postern serve
 
 test: deps-test lint
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --no-fail-fast
 
 deps-run:
 	@scripts/install-deps.sh run

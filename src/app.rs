@@ -130,6 +130,7 @@ impl Application {
             RunnerSettings {
                 max_concurrent: settings.imports.max_concurrent,
                 batch_size: settings.imports.batch_size,
+                max_rate: settings.imports.max_rate,
                 max_message_size: settings.imports.max_message_size,
                 allow_private_imap: settings.imports.allow_private_imap,
             },

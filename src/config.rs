@@ -38,6 +38,8 @@ pub struct ImportSettings {
     pub allow_private_imap: bool,
     /// Messages per transaction.
     pub batch_size: usize,
+    /// Most messages per second a job reads, and then commits; 0: no limit.
+    pub max_rate: u32,
     /// Per-message size cap; larger messages are quarantined.
     pub max_message_size: u64,
 }

@@ -446,6 +446,10 @@ struct ImportArgs {
     /// Messages per transaction.
     #[arg(long, default_value_t = 500, value_name = "N")]
     batch_size: usize,
+    /// Most messages per second to read, and then to commit (0: no limit). Spares a busy
+    /// server's live mail and an IMAP server that throttles heavy readers.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    max_rate: u32,
     /// Extra CA certificate (PEM) to trust for the IMAP server.
     #[arg(long, value_name = "FILE")]
     imap_ca_file: Option<PathBuf>,
@@ -1925,6 +1929,7 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     request.open_newest = args.open_newest;
     request.dry_run = args.dry_run;
     request.batch_size = args.batch_size.clamp(1, 10_000);
+    request.max_rate = args.max_rate;
     if let Some(max) = args.max_message_size {
         request.max_message_size = max;
     }

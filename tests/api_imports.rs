@@ -458,6 +458,8 @@ async fn uploads_are_capped_refused_to_agents_and_other_accounts_and_fields_are_
         ("POSTERN__IMPORTS__MAX_UPLOAD_SIZE", "2000000"),
         ("POSTERN__IMPORTS__MAX_CONCURRENT", "1"),
         ("POSTERN__IMPORTS__BATCH_SIZE", "10"),
+        // Slow enough that the long job below is still running when it is cancelled.
+        ("POSTERN__IMPORTS__MAX_RATE", "500"),
     ])
     .await;
     let data = app.dir.path().to_path_buf();
@@ -771,6 +773,8 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
     let env = [
         ("POSTERN__IMPORTS__BATCH_SIZE", "20"),
         ("POSTERN__IMPORTS__ALLOW_PRIVATE_IMAP", "true"),
+        // Slow enough that a job is still committing when it is cancelled or killed.
+        ("POSTERN__IMPORTS__MAX_RATE", "800"),
     ];
     let mut postern = ServerProcess::start(data, &env);
     let cut = create_account(data, "Cut", "support@shop.test");

@@ -13,6 +13,7 @@ use postern::import::{
     ImportRequest, ImportSummary, QuietProgress, SourceSpec,
 };
 use postern::store::{CommitWriter, Store};
+use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -811,6 +812,41 @@ fn import_command(dir: &Path, mbox: &Path) -> std::process::Command {
 }
 
 #[test]
+fn max_rate_keeps_each_pass_under_the_limit_and_the_result_the_same() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let path = work.path().join("paced.mbox");
+    write_mbox(&path, &generated_mailbox(300));
+    let data = shop_data_dir();
+    // 300 messages at 200 a second: at least 1.5 s to read them, 1.5 s more to commit them.
+    let started = std::time::Instant::now();
+    let summary = import_ok(import_command(data.path(), &path).args(["--max-rate", "200"]));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2_900),
+        "300 messages at 200/s in each pass took only {took:?}"
+    );
+    assert_eq!(
+        (
+            &summary["status"],
+            &summary["imported"],
+            &summary["tickets"]
+        ),
+        (&json!("completed"), &json!(300), &json!(100)),
+        "{summary}"
+    );
+    // A dry run reads at the same pace.
+    let started = std::time::Instant::now();
+    let dry =
+        import_ok(import_command(data.path(), &path).args(["--dry-run", "--max-rate", "200"]));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_400),
+        "a dry run of 300 messages at 200/s took only {took:?}"
+    );
+    assert_eq!(dry["duplicates"], 300, "{dry}");
+}
+
+#[test]
 fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
     let work = tempfile::tempdir().expect("temp dir");
     let path = work.path().join("big.mbox");
@@ -821,8 +857,10 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
     assert_eq!(summary["imported"], 6000);
     assert_eq!(summary["tickets"], 2000);
 
-    // The same import, killed once a few batches are committed.
+    // The same import, killed once a few batches are committed; slowed down so that it is
+    // still running then, however fast the machine.
     let mut child = import_command(killed.path(), &path)
+        .args(["--max-rate", "3000"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -1057,6 +1095,7 @@ fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() 
 
     // Killed once a few megabytes are staged: in the reading pass, nothing committed yet.
     let mut child = command(killed.path())
+        .args(["--max-rate", "3000"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -18,6 +18,7 @@ pub mod job_lock;
 pub mod maildir;
 pub mod mbox;
 mod message_file;
+pub mod pace;
 pub mod pipeline;
 pub mod progress;
 pub mod runner;

@@ -9,6 +9,7 @@
 //! thread), the subject fallback looks both ways in time, and nothing is reopened or sent.
 
 use super::job_lock::{ImportLock, LockError};
+use super::pace::Pace;
 use super::staging::{self, StagedIndex, StagedSource, StagingError, StagingTotals};
 use super::{
     Content, DateRange, EmlSource, FileSourceOptions, ImapConfig, ImapSource, MaildirSource,
@@ -91,6 +92,8 @@ pub struct ImportRequest {
     pub max_message_size: u64,
     /// Messages per transaction.
     pub batch_size: usize,
+    /// Most messages per second each pass reads or commits; 0: no limit.
+    pub max_rate: u32,
     /// Parsing threads; 0: one per core.
     pub parse_threads: usize,
     /// `cli`, or who started it through the API.
@@ -113,6 +116,7 @@ impl ImportRequest {
             dry_run: false,
             max_message_size: super::DEFAULT_MAX_MESSAGE_SIZE,
             batch_size: 500,
+            max_rate: 0,
             parse_threads: 0,
             created_by: "cli".into(),
             lock_dir,
@@ -456,6 +460,7 @@ impl Run<'_> {
         let mut last_position: Option<String> = None;
         let mut failure: Option<SourceError> = None;
         let mut cancelled = false;
+        let mut pace = Pace::new(self.request.max_rate);
         while let Some(Unit { position, work, .. }) = stream.next().await {
             match work {
                 Work::Failed(e) => {
@@ -468,11 +473,12 @@ impl Run<'_> {
             last_position = Some(position);
             stream.release(1);
             if batch.len() >= self.request.batch_size {
+                let committed = batch.len() as u64;
                 counters = self
                     .commit(&mut batch, counters, last_position.take())
                     .await?;
                 self.progress.advanced(&counters);
-                if self.should_stop().await? {
+                if self.wait_or_stop(pace.advance(committed)).await? {
                     cancelled = true;
                     break;
                 }
@@ -506,6 +512,7 @@ impl Run<'_> {
         let path = self.staging.clone();
         let range = self.request.range;
         let stop = Arc::new(AtomicBool::new(false));
+        let rate = self.request.max_rate;
         let (tick_tx, mut tick_rx) = tokio::sync::watch::channel(StagingTotals::default());
         let stopper = stop.clone();
         let reader = tokio::task::spawn_blocking(move || {
@@ -514,6 +521,7 @@ impl Run<'_> {
                 &path,
                 &range,
                 &stopper,
+                &mut Pace::new(rate),
                 &mut |t| {
                     let _ = tick_tx.send(*t);
                 },
@@ -544,6 +552,25 @@ impl Run<'_> {
 
     async fn should_stop(&self) -> Result<bool, ImportError> {
         Ok(self.cancel.is_cancelled() || self.store.import_cancel_requested(self.job).await?)
+    }
+
+    /// Waits what the speed limit asks, unless the job is stopped meanwhile; true: stop.
+    async fn wait_or_stop(&self, wait: Duration) -> Result<bool, ImportError> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            if self.should_stop().await? {
+                return Ok(true);
+            }
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            // A cancel from another process is only seen in the database: look again each second.
+            tokio::select! {
+                _ = tokio::time::sleep(left.min(Duration::from_secs(1))) => {}
+                _ = self.cancel.cancelled() => return Ok(true),
+            }
+        }
     }
 
     /// Commits the batch with the checkpoint; returns the counters as the database has them.
@@ -613,9 +640,17 @@ async fn dry_run(
     let mut seen_keys: HashSet<String> = HashSet::new();
     let mut pending: Vec<String> = Vec::new();
     let mut failure = None;
+    let mut pace = Pace::new(request.max_rate);
     while let Some(unit) = stream.next().await {
         if cancel.is_cancelled() {
             break;
+        }
+        let wait = pace.advance(1);
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => break,
+            }
         }
         counters.bytes += unit.bytes as i64;
         match unit.work {

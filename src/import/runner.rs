@@ -26,6 +26,8 @@ use tokio_util::task::TaskTracker;
 pub struct RunnerSettings {
     pub max_concurrent: usize,
     pub batch_size: usize,
+    /// `imports.max_rate`: messages per second each pass of a job goes at most; 0: no limit.
+    pub max_rate: u32,
     pub max_message_size: u64,
     /// `imports.allow_private_imap`: IMAP servers on loopback or private networks allowed.
     pub allow_private_imap: bool,
@@ -524,6 +526,7 @@ impl ImportRunner {
         request.dry_run = o.dry_run;
         request.max_message_size = o.max_message_size;
         request.batch_size = self.settings.batch_size;
+        request.max_rate = self.settings.max_rate;
         request.created_by = job.created_by.clone();
         request.job = id;
         Ok(request)

@@ -14,6 +14,7 @@
 //! kept (a record cut by the kill is dropped), and the source is read again only after the
 //! position of the last of them.
 
+use super::pace::Pace;
 use super::{Content, DateRange, DateSource, MessageSource, Position, SourceError, SourceMessage};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -21,6 +22,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 const MAGIC: &[u8; 4] = b"PSTM";
 /// A record header larger than this is damage, not a message.
@@ -106,12 +108,14 @@ pub type SourceOpen<'a> =
 /// Reads the source to its end into the staging file at `path`, keeping the messages within
 /// `range`. A staging file already there (a first pass that was killed or stopped) is kept
 /// and the source read after its last message. Calls `tick` every few messages with the
-/// totals so far; stops early (returning `Ok(None)`) when `stop` is set.
+/// totals so far; stops early (returning `Ok(None)`) when `stop` is set. Reads no faster
+/// than `pace` allows.
 pub fn stage(
     open: &mut SourceOpen<'_>,
     path: &Path,
     range: &DateRange,
     stop: &AtomicBool,
+    pace: &mut Pace,
     tick: &mut dyn FnMut(&StagingTotals),
 ) -> Result<Option<(StagedIndex, StagingTotals)>, StagingError> {
     let io = |source| StagingError::Io {
@@ -160,7 +164,7 @@ pub fn stage(
                 if matches!(e, SourceError::ImapConnectionLost { .. }) && reconnects < 3 {
                     reconnects += 1;
                     tracing::warn!(error = %e, attempt = reconnects, "IMAP connection lost: reconnecting");
-                    std::thread::sleep(std::time::Duration::from_millis(500 * reconnects));
+                    std::thread::sleep(Duration::from_millis(500 * reconnects));
                     let resume = e.resume_position().or_else(|| folder_start(&e));
                     source = open(resume)?;
                     continue;
@@ -185,12 +189,25 @@ pub fn stage(
         if totals.seen % 500 == 0 {
             tick(&totals);
         }
+        wait_or_stop(pace.advance(1), stop);
     }
     out.flush().map_err(io)?;
     out.get_ref().sync_data().map_err(io)?;
     tick(&totals);
     index.sort();
     Ok(Some((index, totals)))
+}
+
+/// Sleeps `wait` on this (blocking) thread, in short steps so that a stop is not delayed.
+fn wait_or_stop(wait: Duration, stop: &AtomicBool) {
+    let until = std::time::Instant::now() + wait;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
 }
 
 /// What an interrupted first pass left, and its source opened after the last message staged.
@@ -574,7 +591,15 @@ mod tests {
                         stop: self.stop.clone(),
                     }))
                 };
-            stage(&mut open, staging, range, &self.stop, &mut |_| {}).unwrap()
+            stage(
+                &mut open,
+                staging,
+                range,
+                &self.stop,
+                &mut Pace::new(0),
+                &mut |_| {},
+            )
+            .unwrap()
         }
 
         fn yielded(&self) -> Vec<String> {
