@@ -262,11 +262,19 @@ pub fn intake_items(
         Ok(parsed) => {
             // Compressed here, off the writer thread; quarantined mail is stored as it came.
             let raw_packed = crate::store::pack_blob(&raw).map(Arc::new);
+            // The last account takes the parsed message itself; only the others need a copy.
+            let mut parsed = Some(parsed);
             routes
                 .iter()
-                .map(|&(account, support)| {
-                    Intake::Message(Box::new(new_message(
-                        parsed.clone(),
+                .enumerate()
+                .filter_map(|(i, &(account, support))| {
+                    let parsed = if i + 1 == routes.len() {
+                        parsed.take()?
+                    } else {
+                        parsed.clone()?
+                    };
+                    Some(Intake::Message(Box::new(new_message(
+                        parsed,
                         account,
                         Some(support),
                         raw.clone(),
@@ -275,7 +283,7 @@ pub fn intake_items(
                         envelope_json.to_string(),
                         received_at,
                         source,
-                    )))
+                    ))))
                 })
                 .collect()
         }
@@ -480,5 +488,58 @@ impl Delivery for MailIntake {
             .collect::<Vec<_>>()
             .join(",");
         Ok(Accepted { queue_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_for_several_accounts_gives_each_its_own_complete_copy() {
+        let raw = Arc::new(
+            b"From: Ana <ana@example.com>\r\nTo: support@shop.test\r\nSubject: Where is my order?\r\nMessage-ID: <1@example.com>\r\n\r\nHello\r\n"
+                .to_vec(),
+        );
+        let routes = [
+            (AccountId(1), SupportAddressId(10)),
+            (AccountId(2), SupportAddressId(20)),
+            (AccountId(3), SupportAddressId(30)),
+        ];
+        let items = intake_items(
+            "in.postern.test",
+            raw,
+            "{}",
+            Some("ana@example.com"),
+            &routes,
+            0,
+            "smtp",
+        );
+        let copies: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                Intake::Message(m) => (
+                    m.account_id,
+                    m.support_address_id,
+                    m.subject.as_str(),
+                    m.from.address.as_str(),
+                    m.text_body.as_deref(),
+                ),
+                _ => panic!("not a message"),
+            })
+            .collect();
+        assert_eq!(
+            copies,
+            routes
+                .iter()
+                .map(|&(a, s)| (
+                    a,
+                    Some(s),
+                    "Where is my order?",
+                    "ana@example.com",
+                    Some("Hello\r\n")
+                ))
+                .collect::<Vec<_>>()
+        );
     }
 }

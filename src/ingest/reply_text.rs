@@ -51,13 +51,13 @@ enum Kind {
 }
 
 fn split_lines(text: &str) -> Vec<Line<'_>> {
-    let mut lines = Vec::new();
+    let mut lines = Vec::with_capacity(text.len() / 40 + 1);
     let mut start = 0;
-    while start < text.len() {
-        let (content_end, end) = match text[start..].find('\n') {
-            Some(nl) => (start + nl, start + nl + 1),
-            None => (text.len(), text.len()),
-        };
+    // One pass of memchr over the whole text: a search per line costs more than the line.
+    let ends = memchr::memchr_iter(b'\n', text.as_bytes())
+        .map(|nl| (nl, nl + 1))
+        .chain((!text.is_empty() && !text.ends_with('\n')).then_some((text.len(), text.len())));
+    for (content_end, end) in ends {
         let content = &text[start..content_end];
         lines.push(Line {
             text: content.strip_suffix('\r').unwrap_or(content),
@@ -405,5 +405,22 @@ mod tests {
         );
         assert_eq!(stripped_reply(""), "");
         assert_eq!(stripped_reply("\n\n"), "");
+    }
+
+    #[test]
+    fn lines_cover_the_text_with_and_without_a_final_line_ending() {
+        for text in ["", "a", "a\n", "a\r\nb", "\n\n", "a\nb\n", "\r\n", "x\n\ny"] {
+            let lines = split_lines(text);
+            // Each line starts where the previous one ended, and the last ends the text.
+            let mut at = 0;
+            for l in &lines {
+                assert_eq!(l.start, at, "{text:?}");
+                assert!(text[l.start..l.end].starts_with(l.text), "{text:?}");
+                assert!(!l.text.ends_with(['\r', '\n']), "{text:?}");
+                at = l.end;
+            }
+            assert_eq!(at, text.len(), "{text:?}");
+            assert_eq!(lines.len(), text.lines().count(), "{text:?}");
+        }
     }
 }
