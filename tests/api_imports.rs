@@ -278,8 +278,9 @@ async fn an_uploaded_mbox_imports_like_the_cli_and_its_file_is_deleted() {
         .upload("kind=mbox&name=content-length.mbox", bytes.clone())
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    // The answer shows the job as it is then: a small mailbox may already be imported.
     assert!(
-        ["queued", "running"].contains(&job["status"].as_str().unwrap_or_default()),
+        ["queued", "running", "completed"].contains(&job["status"].as_str().unwrap_or_default()),
         "{job}"
     );
     assert_eq!(job["kind"], "mbox");
