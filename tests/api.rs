@@ -528,6 +528,7 @@ fn sample_body(method: &str, path: &str, other: &Fixture) -> Option<Value> {
         ("post", "/api/v1/imports") => Some(json!({
             "url": "imaps://sneaky@127.0.0.1:9/INBOX", "password": "sneaky", "dry_run": true})),
         ("post", "/api/v1/imports/{id}/cancel") => None,
+        ("post", "/api/v1/imports/{id}/discard") => None,
         // Sent as the raw mailbox by the walk, not as JSON.
         ("post", "/api/v1/imports/upload") => None,
         ("post", "/api/v1/imports/{id}/resume") => Some(json!({"password": "sneaky"})),
@@ -989,6 +990,7 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         "/api/v1/imports/upload",
         "/api/v1/imports/{id}",
         "/api/v1/imports/{id}/cancel",
+        "/api/v1/imports/{id}/discard",
         "/api/v1/imports/{id}/resume",
         "/saml/{account_id}/metadata",
         "/saml/{account_id}/login",

@@ -953,3 +953,140 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
         leftovers(data, "ca-")
     );
 }
+
+/// A stopped job keeps its upload and staging copy so that it can be resumed; discarding it
+/// deletes them, and it is never resumed after. Running and completed jobs have nothing to
+/// discard; agents and other accounts cannot discard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_job_is_discarded_with_its_files_and_never_resumed() {
+    let app = spawn_app(&[
+        ("POSTERN__IMPORTS__BATCH_SIZE", "10"),
+        // Slow enough that the job is still running when it is discarded and cancelled.
+        ("POSTERN__IMPORTS__MAX_RATE", "300"),
+    ])
+    .await;
+    let data = app.dir.path().to_path_buf();
+    let (acct, _) = app.account("Shop", BRAND).await;
+    let (other, _) = app.account("Other", "support@other.test").await;
+    let admin = Api::new(app.http_addr, &api_token(&data, acct, "admin"));
+    let agent = Api::new(app.http_addr, &api_token(&data, acct, "agent"));
+    let stranger = Api::new(app.http_addr, &api_token(&data, other, "admin"));
+    let mailbox = mbox_of(&generated_mailbox(900, "discard"));
+    async fn discard(api: &Api, id: i64) -> (StatusCode, Value) {
+        api.call(Method::POST, &format!("/api/v1/imports/{id}/discard"), None)
+            .await
+    }
+
+    let (s, job) = admin.upload("kind=mbox", mailbox.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_i64().expect("id");
+    let (s, v) = discard(&admin, id).await;
+    assert_error(s, &v, StatusCode::CONFLICT, "conflict", "cancel it first");
+
+    // Cancelled while committing: its upload and its staging copy are kept for a resume.
+    let running = admin
+        .wait_job(id, Duration::from_secs(120), |j| {
+            j["progress"]["phase"] == "committing" || ended(j)
+        })
+        .await;
+    assert_eq!(running["status"], "running", "{running}");
+    let (s, _) = admin
+        .call(Method::POST, &format!("/api/v1/imports/{id}/cancel"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let cancelled = admin.wait_ended(id).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["resumable"], true, "{cancelled}");
+    let part = cancelled["imported"].as_i64().expect("imported");
+    assert!(part > 0 && part < 900, "{cancelled}");
+    assert_eq!(leftovers(&data, "upload-").len(), 1, "{cancelled}");
+    assert_eq!(leftovers(&data, &format!("job-{id}.staging")).len(), 1);
+
+    // Only the account's admins.
+    let (s, v) = discard(&agent, id).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "forbidden", "admin");
+    let (s, v) = discard(&stranger, id).await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "not_found", "no import job");
+    assert_eq!(
+        leftovers(&data, "upload-").len(),
+        1,
+        "refused: nothing deleted"
+    );
+
+    let (s, discarded) = discard(&admin, id).await;
+    assert_eq!(s, StatusCode::OK, "{discarded}");
+    assert!(discarded["discarded_at"].is_string(), "{discarded}");
+    assert_eq!(discarded["resumable"], false, "{discarded}");
+    assert!(discarded["next_step"].is_null(), "{discarded}");
+    assert_eq!(
+        (discarded["status"].as_str(), discarded["imported"].as_i64()),
+        (Some("cancelled"), Some(part)),
+        "the job stays as history: {discarded}"
+    );
+    assert!(
+        leftovers(&data, "upload-").is_empty(),
+        "the upload is deleted"
+    );
+    assert!(
+        leftovers(&data, &format!("job-{id}.staging")).is_empty(),
+        "the staging copy is deleted"
+    );
+    // Again: answered as it is.
+    let (s, again) = discard(&admin, id).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["discarded_at"], discarded["discarded_at"]);
+    let (s, v) = admin
+        .call(Method::POST, &format!("/api/v1/imports/{id}/resume"), None)
+        .await;
+    assert_error(s, &v, StatusCode::CONFLICT, "conflict", "discarded");
+
+    // The same mailbox uploaded again is a new job; what the first one stored stays and
+    // counts as duplicates.
+    let (s, job) = admin.upload("kind=mbox", mailbox).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let second = job["id"].as_i64().expect("id");
+    assert_ne!(second, id);
+    let done = admin.wait_ended(second).await;
+    assert_eq!(
+        (
+            done["status"].as_str(),
+            done["imported"].as_i64(),
+            done["duplicates"].as_i64()
+        ),
+        (Some("completed"), Some(900 - part), Some(part)),
+        "{done}"
+    );
+    let (s, v) = discard(&admin, second).await;
+    assert_error(s, &v, StatusCode::CONFLICT, "conflict", "completed");
+
+    // A job of `postern import` (found again by its source when the command is run again)
+    // is not found once discarded: the command then starts a new job.
+    let cli_job = app
+        .store
+        .create_import_job(&postern::store::NewImportJob {
+            account: postern::domain::AccountId(acct),
+            kind: "mbox",
+            source: "/srv/old.mbox",
+            source_key: "cli-source-key",
+            options: &json!({}),
+            created_by: "cli",
+        })
+        .await
+        .expect("job");
+    app.store
+        .finish_import_job(cli_job, "failed", Some("disk full"), 0)
+        .await
+        .expect("finish");
+    let found = |store: Store| async move {
+        store
+            .resumable_import_job(postern::domain::AccountId(acct), "cli-source-key")
+            .await
+            .expect("lookup")
+            .map(|j| j.id)
+    };
+    assert_eq!(found(app.store.clone()).await, Some(cli_job));
+    let (s, v) = discard(&admin, cli_job).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(found(app.store.clone()).await, None);
+    app.stop().await;
+}

@@ -144,6 +144,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(imports::list_imports, imports::start_imap_import))
         .routes(routes!(imports::get_import))
         .routes(routes!(imports::cancel_import))
+        .routes(routes!(imports::discard_import))
         .routes(routes!(imports::resume_import))
         .routes(routes!(system::openapi_json));
     // The ACS form and the IdP metadata are larger than API bodies: the innermost body

@@ -120,6 +120,20 @@ pub enum StartError {
     )]
     NotResumable { job: i64, status: String },
     #[error(
+        "import job {0} was discarded (its files are deleted) and cannot be resumed; start the \
+         import again as a new job (POST /api/v1/imports or /api/v1/imports/upload)"
+    )]
+    Discarded(i64),
+    #[error(
+        "import job {job} is {status}: only a stopped job (failed, interrupted or cancelled) \
+         keeps files to discard{hint}"
+    )]
+    NothingToDiscard {
+        job: i64,
+        status: String,
+        hint: String,
+    },
+    #[error(
         "import job {0} was started by `postern import` on the command line: run the same \
          command again to resume it"
     )]
@@ -390,6 +404,9 @@ impl ImportRunner {
             .await?
             .ok_or(StartError::NoJob(id))?;
         let options = JobOptions::of_row(&row.options).ok_or(StartError::NotAnApiJob(id))?;
+        if row.discarded_at.is_some() {
+            return Err(StartError::Discarded(id));
+        }
         if self.is_running(id)
             || ![
                 import_status::FAILED,
@@ -412,6 +429,51 @@ impl ImportRunner {
         let request = self.request(&job, Some(id))?;
         self.check_room(account, &request)?;
         self.spawn(id, job, request)
+    }
+
+    /// Deletes what a stopped job keeps to be resumed (its upload or CA certificate, its
+    /// staging copy) and marks it discarded: it will not be resumed. A job already discarded
+    /// is left as it is. A queued or running job must be cancelled first.
+    pub async fn discard(&self, account: AccountId, id: i64) -> Result<(), StartError> {
+        // Not while a resume of the same job may be starting.
+        let _one_at_a_time = self.starting.lock().await;
+        let row = self
+            .store
+            .import_job(account, id)
+            .await?
+            .ok_or(StartError::NoJob(id))?;
+        if row.discarded_at.is_some() {
+            return Ok(());
+        }
+        let stopped = [
+            import_status::FAILED,
+            import_status::INTERRUPTED,
+            import_status::CANCELLED,
+        ]
+        .contains(&row.status.as_str());
+        if self.is_running(id) || !stopped {
+            let hint = if row.status == import_status::COMPLETED {
+                " (a completed job has deleted its own)".to_string()
+            } else {
+                format!("; cancel it first (POST /api/v1/imports/{id}/cancel)")
+            };
+            return Err(StartError::NothingToDiscard {
+                job: id,
+                status: row.status,
+                hint,
+            });
+        }
+        // Marked first: should deleting fail half-way, the job is not resumed from a part.
+        self.store.discard_import_job(account, id).await?;
+        let mut owned: Vec<PathBuf> = JobOptions::of_row(&row.options)
+            .map(|o| o.source.owned_files())
+            .unwrap_or_default();
+        owned.push(self.dir.join(format!("job-{id}.staging")));
+        // Each failure to delete is logged; the job stays discarded either way.
+        let _ =
+            tokio::task::spawn_blocking(move || owned.iter().for_each(|p| remove_owned(p))).await;
+        tracing::info!(job = id, account = %account, "import job discarded");
+        Ok(())
     }
 
     /// Asks a job to stop after its current batch; `false` when the account has no such job.

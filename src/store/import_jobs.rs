@@ -49,6 +49,8 @@ pub struct ImportJobView {
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// When its kept files were deleted on request; it can no longer be resumed.
+    pub discarded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -75,12 +77,13 @@ struct JobRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     updated_at: i64,
+    discarded_at: Option<i64>,
 }
 
 const COLUMNS: &str =
     "id, account_id, kind, source, status, options, checkpoint, staged, seen, imported,
     duplicates, quarantined, skipped, bytes, tickets_created, tickets_merged, cancel_requested,
-    error, created_at, started_at, finished_at, updated_at";
+    error, created_at, started_at, finished_at, updated_at, discarded_at";
 
 fn time(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
@@ -110,6 +113,7 @@ fn view(r: JobRow) -> ImportJobView {
         started_at: r.started_at.map(time),
         finished_at: r.finished_at.map(time),
         updated_at: time(r.updated_at),
+        discarded_at: r.discarded_at.map(time),
     }
 }
 
@@ -174,6 +178,7 @@ impl Store {
         let row: Option<JobRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM import_jobs
              WHERE account_id = ? AND source_key = ? AND status NOT IN ('completed')
+               AND discarded_at IS NULL
              ORDER BY id DESC LIMIT 1"
         ))
         .bind(account.0)
@@ -332,6 +337,27 @@ impl Store {
                 .await?;
         }
         Ok(true)
+    }
+
+    /// Marks a stopped job (failed, interrupted, cancelled) as discarded: it will not be
+    /// resumed. Returns false when the job is not stopped (or already discarded).
+    pub async fn discard_import_job(
+        &self,
+        account: AccountId,
+        id: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE import_jobs SET discarded_at = ?1, updated_at = ?1
+             WHERE id = ?2 AND account_id = ?3 AND discarded_at IS NULL
+               AND status IN ('failed', 'interrupted', 'cancelled')",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(account.0)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// A job stopped by its cancel token on a user's request ends `cancelled`.

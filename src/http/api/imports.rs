@@ -75,6 +75,9 @@ pub struct ImportJob {
     pub error: Option<String>,
     /// `POST /api/v1/imports/{id}/resume` runs it again from where it stopped.
     pub resumable: bool,
+    /// When its kept files were deleted (`POST /api/v1/imports/{id}/discard`); such a job
+    /// is history only and cannot be resumed.
+    pub discarded_at: Option<chrono::DateTime<chrono::Utc>>,
     /// What to do next, for people (resume, give the password again...).
     pub next_step: Option<String>,
     /// Live figures of a running job: phase, rate, ETA.
@@ -99,7 +102,8 @@ fn job_of(view: ImportJobView, runner: &ImportRunner) -> ImportJob {
         import_status::CANCELLED,
     ]
     .contains(&view.status.as_str());
-    let resumable = stopped && api.is_some() && progress.is_none();
+    let discarded = view.discarded_at.is_some();
+    let resumable = stopped && api.is_some() && progress.is_none() && !discarded;
     let next_step = if resumable {
         let why = if view.status == import_status::INTERRUPTED {
             "the server stopped while this import ran; "
@@ -115,6 +119,8 @@ fn job_of(view: ImportJobView, runner: &ImportRunner) -> ImportJob {
             "{why}POST /api/v1/imports/{}/resume{password} goes on where it stopped",
             view.id
         ))
+    } else if discarded {
+        None
     } else if stopped && api.is_none() {
         Some("started by `postern import`: run the same command again to resume it".to_string())
     } else {
@@ -163,6 +169,7 @@ fn job_of(view: ImportJobView, runner: &ImportRunner) -> ImportJob {
         cancel_requested: view.cancel_requested,
         error: view.error,
         resumable,
+        discarded_at: view.discarded_at,
         next_step,
         progress,
         created_at: view.created_at,
@@ -179,6 +186,8 @@ fn start_error(e: StartError) -> ApiError {
         StartError::AccountBusy { .. }
         | StartError::SourceBusy(_)
         | StartError::NotResumable { .. }
+        | StartError::Discarded(_)
+        | StartError::NothingToDiscard { .. }
         | StartError::NotAnApiJob(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
         StartError::TooMany(_) => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_imports", message)
@@ -756,6 +765,34 @@ pub async fn cancel_import(
         )));
     }
     answer_job(&state, principal.account_id, id, StatusCode::ACCEPTED).await
+}
+
+/// Discards a stopped import job (admins only): deletes what it keeps to be resumed (the
+/// uploaded mailbox, the staging copy, the CA certificate given) and marks it discarded. The
+/// job stays in the list as history; it cannot be resumed, and the same import started again
+/// is a new job. Messages it already imported stay. A queued or running job must be
+/// cancelled first; a job already discarded is answered as it is.
+#[utoipa::path(post, path = "/imports/{id}/discard", tag = "imports",
+    params(("id" = i64, Path, description = "Import job id")),
+    responses(
+        (status = 200, description = "The job, discarded", body = ImportJob),
+        (status = 403, description = "Agents cannot import", body = ErrorBody),
+        (status = 404, description = "No such import job in this account", body = ErrorBody),
+        (status = 409, description = "The job is queued, running or completed: nothing to discard", body = ErrorBody),
+    ))]
+pub async fn discard_import(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    require_admin(&principal)?;
+    state
+        .imports
+        .runner
+        .discard(principal.account_id, id)
+        .await
+        .map_err(start_error)?;
+    answer_job(&state, principal.account_id, id, StatusCode::OK).await
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
