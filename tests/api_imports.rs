@@ -463,12 +463,13 @@ async fn uploads_are_capped_refused_to_agents_and_other_accounts_and_fields_are_
         ("POSTERN__IMPORTS__MAX_RATE", "500"),
     ])
     .await;
-    let data = app.dir.path().to_path_buf();
-    let (acct, _) = app.account("Shop", BRAND).await;
-    let (other, _) = app.account("Other", "support@other.test").await;
-    let admin = Api::new(app.http_addr, &api_token(&data, acct, "admin"));
-    let agent = Api::new(app.http_addr, &api_token(&data, acct, "agent"));
-    let stranger = Api::new(app.http_addr, &api_token(&data, other, "admin"));
+    let Callers {
+        data,
+        admin,
+        agent,
+        stranger,
+        ..
+    } = callers(&app).await;
 
     // Too large, announced by Content-Length: 413 before reading, nothing kept.
     let big = vec![b'x'; 2_500_000];
@@ -724,6 +725,28 @@ async fn uploads_are_capped_refused_to_agents_and_other_accounts_and_fields_are_
     app.stop().await;
 }
 
+/// The shop account's admin and agent, and the admin of another account.
+struct Callers {
+    data: PathBuf,
+    acct: i64,
+    admin: Api,
+    agent: Api,
+    stranger: Api,
+}
+
+async fn callers(app: &TestApp) -> Callers {
+    let data = app.dir.path().to_path_buf();
+    let (acct, _) = app.account("Shop", BRAND).await;
+    let (other, _) = app.account("Other", "support@other.test").await;
+    Callers {
+        admin: Api::new(app.http_addr, &api_token(&data, acct, "admin")),
+        agent: Api::new(app.http_addr, &api_token(&data, acct, "agent")),
+        stranger: Api::new(app.http_addr, &api_token(&data, other, "admin")),
+        acct,
+        data,
+    }
+}
+
 fn imap_body(server: &Dovecot, password: &str) -> Value {
     json!({
         "url": format!("imaps://{USER}@localhost:{}/INBOX", server.imaps_port),
@@ -965,12 +988,13 @@ async fn a_stopped_job_is_discarded_with_its_files_and_never_resumed() {
         ("POSTERN__IMPORTS__MAX_RATE", "300"),
     ])
     .await;
-    let data = app.dir.path().to_path_buf();
-    let (acct, _) = app.account("Shop", BRAND).await;
-    let (other, _) = app.account("Other", "support@other.test").await;
-    let admin = Api::new(app.http_addr, &api_token(&data, acct, "admin"));
-    let agent = Api::new(app.http_addr, &api_token(&data, acct, "agent"));
-    let stranger = Api::new(app.http_addr, &api_token(&data, other, "admin"));
+    let Callers {
+        data,
+        acct,
+        admin,
+        agent,
+        stranger,
+    } = callers(&app).await;
     let mailbox = mbox_of(&generated_mailbox(900, "discard"));
     async fn discard(api: &Api, id: i64) -> (StatusCode, Value) {
         api.call(Method::POST, &format!("/api/v1/imports/{id}/discard"), None)

@@ -407,14 +407,7 @@ impl ImportRunner {
         if row.discarded_at.is_some() {
             return Err(StartError::Discarded(id));
         }
-        if self.is_running(id)
-            || ![
-                import_status::FAILED,
-                import_status::INTERRUPTED,
-                import_status::CANCELLED,
-            ]
-            .contains(&row.status.as_str())
-        {
+        if self.is_running(id) || !import_status::is_stopped(&row.status) {
             return Err(StartError::NotResumable {
                 job: id,
                 status: row.status,
@@ -445,13 +438,7 @@ impl ImportRunner {
         if row.discarded_at.is_some() {
             return Ok(());
         }
-        let stopped = [
-            import_status::FAILED,
-            import_status::INTERRUPTED,
-            import_status::CANCELLED,
-        ]
-        .contains(&row.status.as_str());
-        if self.is_running(id) || !stopped {
+        if self.is_running(id) || !import_status::is_stopped(&row.status) {
             let hint = if row.status == import_status::COMPLETED {
                 " (a completed job has deleted its own)".to_string()
             } else {

@@ -15,6 +15,11 @@ pub mod status {
     pub const CANCELLED: &str = "cancelled";
     pub const FAILED: &str = "failed";
     pub const COMPLETED: &str = "completed";
+
+    /// Ended without completing: such a job can be resumed (or discarded).
+    pub fn is_stopped(status: &str) -> bool {
+        [FAILED, INTERRUPTED, CANCELLED].contains(&status)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]

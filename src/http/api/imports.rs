@@ -96,12 +96,7 @@ fn job_of(view: ImportJobView, runner: &ImportRunner) -> ImportJob {
         Some(JobSource::Imap { .. })
     );
     let progress = runner.progress(view.id);
-    let stopped = [
-        import_status::FAILED,
-        import_status::INTERRUPTED,
-        import_status::CANCELLED,
-    ]
-    .contains(&view.status.as_str());
+    let stopped = import_status::is_stopped(&view.status);
     let discarded = view.discarded_at.is_some();
     let resumable = stopped && api.is_some() && progress.is_none() && !discarded;
     let next_step = if resumable {
