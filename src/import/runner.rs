@@ -12,7 +12,9 @@ use super::pipeline::{run_import, ImportCounters, ImportProgress, ImportSummary,
 use super::staging::StagingTotals;
 use super::{DateRange, ImapConfig, ImportRequest, SourceError};
 use crate::domain::AccountId;
-use crate::store::{import_status, CommitWriter, DryRunCounts, NewImportJob, Store, StoreError};
+use crate::store::{
+    import_status, CommitWriter, DryRunCounts, ImportJobView, NewImportJob, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -398,11 +400,7 @@ impl ImportRunner {
         password: Option<String>,
     ) -> Result<(), StartError> {
         let _one_at_a_time = self.starting.lock().await;
-        let row = self
-            .store
-            .import_job(account, id)
-            .await?
-            .ok_or(StartError::NoJob(id))?;
+        let row = self.job_row(account, id).await?;
         let options = JobOptions::of_row(&row.options).ok_or(StartError::NotAnApiJob(id))?;
         if row.discarded_at.is_some() {
             return Err(StartError::Discarded(id));
@@ -424,17 +422,20 @@ impl ImportRunner {
         self.spawn(id, job, request)
     }
 
+    async fn job_row(&self, account: AccountId, id: i64) -> Result<ImportJobView, StartError> {
+        self.store
+            .import_job(account, id)
+            .await?
+            .ok_or(StartError::NoJob(id))
+    }
+
     /// Deletes what a stopped job keeps to be resumed (its upload or CA certificate, its
     /// staging copy) and marks it discarded: it will not be resumed. A job already discarded
     /// is left as it is. A queued or running job must be cancelled first.
     pub async fn discard(&self, account: AccountId, id: i64) -> Result<(), StartError> {
         // Not while a resume of the same job may be starting.
         let _one_at_a_time = self.starting.lock().await;
-        let row = self
-            .store
-            .import_job(account, id)
-            .await?
-            .ok_or(StartError::NoJob(id))?;
+        let row = self.job_row(account, id).await?;
         if row.discarded_at.is_some() {
             return Ok(());
         }
