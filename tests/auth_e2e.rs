@@ -215,6 +215,104 @@ async fn signed_mail_passes_dmarc_through_dkim_even_when_spf_fails() {
     app.stop().await;
 }
 
+/// RFC 8301 3.1: rsa-sha1 signatures must not be considered valid. A DKIM signature with a
+/// good rsa-sha1 signature is a permerror, left out of DMARC; an ARC chain sealed with
+/// rsa-sha1, even by a trusted forwarder, vouches for nothing. The signatures come from
+/// dkimpy, and the stored Authentication-Results header says the same as the verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_sha1_signatures_and_seals_are_refused() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k)).await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let sign = |algorithm: &str| {
+        hop(
+            &[
+                "sign",
+                "--domain",
+                "customer.test",
+                "--selector",
+                "s1",
+                "--key",
+                k.customer.to_str().unwrap(),
+                "--algorithm",
+                algorithm,
+            ],
+            ORIGINAL.as_bytes(),
+        )
+    };
+    let sha1 = sign("rsa-sha1");
+    assert!(
+        String::from_utf8_lossy(&sha1).contains("a=rsa-sha1"),
+        "dkimpy signed with SHA-1"
+    );
+    let r = send(&app, "ana@customer.test", &fwd, sha1).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let (t, auth) = last_message(&app, account).await;
+    let v = &auth["verdicts"];
+    assert_eq!(v["dkim"][0]["result"], "permerror", "{v}");
+    assert_eq!(v["dkim"][0]["domain"], "customer.test", "{v}");
+    assert!(
+        v["dkim"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("RFC 8301")),
+        "{v}"
+    );
+    assert_eq!(v["dmarc"]["dkim_aligned"], false, "{v}");
+    assert_eq!(v["dmarc"]["result"], "fail", "SPF fails too: {v}");
+    let header = v["header"].as_str().unwrap();
+    assert!(
+        header.contains("dkim=permerror (unsupported algorithm)") && !header.contains("dkim=pass"),
+        "{header}"
+    );
+    assert_eq!(auth["policy"]["spoof_suspected"], true, "{auth}");
+    assert_eq!(t.ticket.flags, vec!["spoof_suspected"]);
+
+    // The same message forwarded by Google (trusted) with an rsa-sha1 ARC set, to another
+    // server (the first one would take it as a duplicate).
+    let app2 = app_with_dns(&dns).await;
+    let (account2, fwd2) = app2.account("Acme", "support@acme.test").await;
+    let via_google = hop(
+        &[
+            "forward",
+            "--domain",
+            "google.com",
+            "--selector",
+            "arc",
+            "--key",
+            k.google.to_str().unwrap(),
+            "--authserv-id",
+            "mx.google.com",
+            "--footer",
+            "-- forwarded by the shop's Gmail",
+            "--algorithm",
+            "rsa-sha1",
+        ],
+        &sign("rsa-sha256"),
+    );
+    let r = send(&app2, "support+caf_=fwd@acme.test", &fwd2, via_google).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let (t, auth) = last_message(&app2, account2).await;
+    let v = &auth["verdicts"];
+    assert_eq!(v["arc"]["result"], "fail", "{v}");
+    assert!(
+        v["arc"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("rsa-sha1")),
+        "{v}"
+    );
+    let header = v["header"].as_str().unwrap();
+    assert!(
+        header.contains("arc=fail") && !header.contains("arc=pass"),
+        "{header}"
+    );
+    assert!(auth["policy"]["via_trusted_arc"].is_null(), "{auth}");
+    assert_eq!(auth["policy"]["spoof_suspected"], true, "{auth}");
+    assert_eq!(t.ticket.flags, vec!["spoof_suspected"]);
+    app.stop().await;
+    app2.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_mail_is_flagged_and_never_joins_the_real_customers_ticket() {
     let k = keys();

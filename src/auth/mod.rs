@@ -13,7 +13,7 @@ use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
 };
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, IprevResult,
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult, IprevResult,
     MessageAuthenticator, Parameters, RecordSet, SpfResult, Txt, MX,
 };
 use serde::{Deserialize, Serialize};
@@ -414,7 +414,7 @@ impl Authenticator {
 
         let from = message.from().to_string();
         let header = AuthenticationResults::new(host)
-            .with_dkim_results(&dkim, &from)
+            .with_dkim_results(&dkim_as_reported(&dkim), &from)
             .with_spf_ehlo_result(&spf_helo, facts.ip, helo)
             .with_spf_mailfrom_result(&spf_mail, facts.ip, facts.mail_from.unwrap_or(""), helo)
             .with_arc_result(&arc, facts.ip)
@@ -432,7 +432,7 @@ impl Authenticator {
                             // RFC 6376 6.1.1: such a signature must be ignored whatever its
                             // cryptography says; mail-auth does not check these rules.
                             Some(defect) if v.result == "pass" => {
-                                Verdict::new("permerror").reason(defect)
+                                Verdict::new("permerror").reason(defect.reason)
                             }
                             _ => v,
                         };
@@ -459,7 +459,17 @@ impl Authenticator {
             dkim_v.push(Verdict::new("none").reason("no DKIM signature"));
         }
         let arc_v = {
-            let v = dkim_verdict(arc.result());
+            let mut v = dkim_verdict(arc.result());
+            // RFC 8301 3.1 for DKIM holds for ARC's signatures too (RFC 8617 names only
+            // rsa-sha256): a chain that verifies only thanks to SHA-1 is not trusted.
+            let sha1 = mail_auth::common::crypto::Algorithm::RsaSha1;
+            if v.result == "pass"
+                && (message.as_headers.iter().any(|h| h.header.a == sha1)
+                    || message.ams_headers.iter().any(|h| h.header.a == sha1))
+            {
+                v = Verdict::new("fail")
+                    .reason("the ARC chain is signed with rsa-sha1 (RFC 8301 3.1)");
+            }
             let mut seals: Vec<(u32, String)> = message
                 .as_headers
                 .iter()
@@ -510,7 +520,8 @@ impl Authenticator {
             .to_ascii_lowercase();
         // mail-auth writes dmarc=none when neither identifier produced a result, even with a
         // record published; the header must say what we concluded.
-        let header = rewrite_dmarc_clause(&header, result);
+        let header = rewrite_clause(&header, "dmarc", result);
+        let header = rewrite_clause(&header, "arc", &arc_v.result);
         AuthVerdicts {
             iprev: iprev_v,
             spf_helo: spf_helo_v,
@@ -530,11 +541,29 @@ impl Authenticator {
     }
 }
 
-/// RFC 6376 rules mail-auth does not enforce: the signature must cover From (6.1.1), and
-/// its identity `i=` must be the signing domain or a subdomain of it (3.5).
-fn signature_defect(s: &mail_auth::dkim::Signature) -> Option<&'static str> {
+/// Why a signature whose cryptography verified is still refused, and the closest
+/// mail-auth error for the Authentication-Results header.
+struct Defect {
+    reason: &'static str,
+    error: mail_auth::Error,
+}
+
+/// Rules mail-auth does not enforce: RFC 8301 3.1 (rsa-sha1 signatures must not be
+/// considered valid: SHA-1 collisions can be bought), RFC 6376 6.1.1 (the signature must
+/// cover From) and 3.5 (its identity `i=` must be the signing domain or a subdomain of it).
+fn signature_defect(s: &mail_auth::dkim::Signature) -> Option<Defect> {
+    use mail_auth::dkim::DkimError;
+    if s.a == mail_auth::common::crypto::Algorithm::RsaSha1 {
+        return Some(Defect {
+            reason: "rsa-sha1 signatures are not accepted (RFC 8301 3.1)",
+            error: mail_auth::Error::Dkim(DkimError::UnsupportedAlgorithm),
+        });
+    }
     if !s.h.iter().any(|h| h.eq_ignore_ascii_case("from")) {
-        return Some("the signature does not cover the From header (RFC 6376 6.1.1)");
+        return Some(Defect {
+            reason: "the signature does not cover the From header (RFC 6376 6.1.1)",
+            error: mail_auth::Error::NoHeadersFound,
+        });
     }
     if !s.i.is_empty() {
         let identity_domain =
@@ -543,18 +572,42 @@ fn signature_defect(s: &mail_auth::dkim::Signature) -> Option<&'static str> {
                 .to_ascii_lowercase();
         let d = s.d.to_ascii_lowercase();
         if identity_domain != d && !identity_domain.ends_with(&format!(".{d}")) {
-            return Some("the signature's i= is outside its d= domain (RFC 6376 3.5)");
+            return Some(Defect {
+                reason: "the signature's i= is outside its d= domain (RFC 6376 3.5)",
+                error: mail_auth::Error::Dkim(DkimError::FailedAuidMatch),
+            });
         }
     }
     None
 }
 
-/// Replaces the result word of the `dmarc=` clause of an Authentication-Results value.
-fn rewrite_dmarc_clause(header: &str, result: &str) -> String {
-    let Some(at) = header.find("\tdmarc=") else {
+/// mail-auth's DKIM results with each refused signature's pass turned into a permerror, as
+/// the Authentication-Results header shows them.
+fn dkim_as_reported<'x>(dkim: &'x [DkimOutput<'x>]) -> Vec<DkimOutput<'x>> {
+    dkim.iter()
+        .map(|o| {
+            match (
+                o.result(),
+                o.signature()
+                    .and_then(|s| signature_defect(s).map(|d| (s, d))),
+            ) {
+                (DkimResult::Pass, Some((s, defect))) => {
+                    DkimOutput::perm_err(defect.error).with_signature(s)
+                }
+                _ => o.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Replaces the result word of the `<method>=` clause (`dmarc`, `arc`) of an
+/// Authentication-Results value.
+fn rewrite_clause(header: &str, method: &str, result: &str) -> String {
+    let clause = format!("\t{method}=");
+    let Some(at) = header.find(&clause) else {
         return header.to_string();
     };
-    let start = at + "\tdmarc=".len();
+    let start = at + clause.len();
     let end = header[start..]
         .find(|c: char| !c.is_ascii_alphanumeric())
         .map_or(header.len(), |e| start + e);
@@ -573,16 +626,21 @@ fn rewrite_dmarc_clause(header: &str, result: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{dmarc_in_results, rewrite_dmarc_clause};
+    use super::{dmarc_in_results, rewrite_clause};
 
     #[test]
     fn dmarc_clause_says_our_verdict() {
         let h = "mx;\r\n\tspf=none smtp.mailfrom=a@b;\r\n\tdmarc=none (no result) header.from=c policy.dmarc=reject;\r\n\tiprev=pass";
         assert_eq!(
-            rewrite_dmarc_clause(h, "fail"),
+            rewrite_clause(h, "dmarc", "fail"),
             "mx;\r\n\tspf=none smtp.mailfrom=a@b;\r\n\tdmarc=fail header.from=c policy.dmarc=reject;\r\n\tiprev=pass"
         );
-        assert_eq!(rewrite_dmarc_clause(h, "none"), h);
+        assert_eq!(rewrite_clause(h, "dmarc", "none"), h);
+        // Only the named method's clause changes.
+        assert_eq!(
+            rewrite_clause(h, "iprev", "fail"),
+            h.replace("iprev=pass", "iprev=fail")
+        );
     }
 
     #[test]
