@@ -98,6 +98,24 @@ fn hop(args: &[&str], input: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
+/// ORIGINAL as customer.test signs it (dkimpy), with `algorithm` (rsa-sha256 or rsa-sha1).
+fn signed_by_customer(k: &Keys, algorithm: &str) -> Vec<u8> {
+    hop(
+        &[
+            "sign",
+            "--domain",
+            "customer.test",
+            "--selector",
+            "s1",
+            "--key",
+            k.customer.to_str().unwrap(),
+            "--algorithm",
+            algorithm,
+        ],
+        ORIGINAL.as_bytes(),
+    )
+}
+
 fn zone(k: &Keys) -> Zone {
     Zone::default()
         .txt("customer.test", "v=spf1 ip4:192.0.2.10 -all")
@@ -170,18 +188,7 @@ async fn signed_mail_passes_dmarc_through_dkim_even_when_spf_fails() {
     let dns = TestDns::start(zone(&k)).await;
     let app = app_with_dns(&dns).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
-    let signed = hop(
-        &[
-            "sign",
-            "--domain",
-            "customer.test",
-            "--selector",
-            "s1",
-            "--key",
-            k.customer.to_str().unwrap(),
-        ],
-        ORIGINAL.as_bytes(),
-    );
+    let signed = signed_by_customer(&k, "rsa-sha256");
     let r = send(&app, "ana@customer.test", &fwd, signed).await;
     assert_eq!(r.code, 250, "{}", r.text);
     let (t, auth) = last_message(&app, account).await;
@@ -225,23 +232,7 @@ async fn rsa_sha1_signatures_and_seals_are_refused() {
     let dns = TestDns::start(zone(&k)).await;
     let app = app_with_dns(&dns).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
-    let sign = |algorithm: &str| {
-        hop(
-            &[
-                "sign",
-                "--domain",
-                "customer.test",
-                "--selector",
-                "s1",
-                "--key",
-                k.customer.to_str().unwrap(),
-                "--algorithm",
-                algorithm,
-            ],
-            ORIGINAL.as_bytes(),
-        )
-    };
-    let sha1 = sign("rsa-sha1");
+    let sha1 = signed_by_customer(&k, "rsa-sha1");
     assert!(
         String::from_utf8_lossy(&sha1).contains("a=rsa-sha1"),
         "dkimpy signed with SHA-1"
@@ -288,7 +279,7 @@ async fn rsa_sha1_signatures_and_seals_are_refused() {
             "--algorithm",
             "rsa-sha1",
         ],
-        &sign("rsa-sha256"),
+        &signed_by_customer(&k, "rsa-sha256"),
     );
     let r = send(&app2, "support+caf_=fwd@acme.test", &fwd2, via_google).await;
     assert_eq!(r.code, 250, "{}", r.text);
@@ -319,18 +310,7 @@ async fn forged_mail_is_flagged_and_never_joins_the_real_customers_ticket() {
     let dns = TestDns::start(zone(&k)).await;
     let app = app_with_dns(&dns).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
-    let signed = hop(
-        &[
-            "sign",
-            "--domain",
-            "customer.test",
-            "--selector",
-            "s1",
-            "--key",
-            k.customer.to_str().unwrap(),
-        ],
-        ORIGINAL.as_bytes(),
-    );
+    let signed = signed_by_customer(&k, "rsa-sha256");
     assert_eq!(
         send(&app, "ana@customer.test", &fwd, signed).await.code,
         250
@@ -358,18 +338,7 @@ async fn forwarded_mail_is_vouched_for_by_a_trusted_arc_seal_only() {
     let dns = TestDns::start(zone(&k)).await;
     let app = app_with_dns(&dns).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
-    let signed = hop(
-        &[
-            "sign",
-            "--domain",
-            "customer.test",
-            "--selector",
-            "s1",
-            "--key",
-            k.customer.to_str().unwrap(),
-        ],
-        ORIGINAL.as_bytes(),
-    );
+    let signed = signed_by_customer(&k, "rsa-sha256");
     // Gmail forwards it: the footer breaks the original DKIM body hash; the ARC seal says
     // DMARC passed when Gmail received it.
     let via_google = hop(
@@ -549,18 +518,7 @@ async fn verify_command_explains_each_verdict() {
     let k = keys();
     let dns = TestDns::start(zone(&k)).await;
     let dir = tempfile::tempdir().unwrap();
-    let signed = hop(
-        &[
-            "sign",
-            "--domain",
-            "customer.test",
-            "--selector",
-            "s1",
-            "--key",
-            k.customer.to_str().unwrap(),
-        ],
-        ORIGINAL.as_bytes(),
-    );
+    let signed = signed_by_customer(&k, "rsa-sha256");
     let file = dir.path().join("m.eml");
     std::fs::write(&file, &signed).unwrap();
     let ns = dns.addr.to_string();
