@@ -429,8 +429,8 @@ impl Authenticator {
                 match o.signature() {
                     Some(s) => {
                         let v = match signature_defect(s) {
-                            // RFC 6376 6.1.1: such a signature must be ignored whatever its
-                            // cryptography says; mail-auth does not check these rules.
+                            // RFC 8301 3.1, RFC 6376 6.1.1: such a signature must be ignored
+                            // whatever its cryptography says; mail-auth does not check these.
                             Some(defect) if v.result == "pass" => {
                                 Verdict::new("permerror").reason(defect.reason)
                             }
