@@ -320,7 +320,7 @@ pub async fn run_import(
         job: job.id,
         progress: progress.as_ref(),
         cancel: &cancel,
-        staging: request.lock_dir.join(format!("job-{}.staging", job.id)),
+        staging: staging::staging_path(&request.lock_dir, job.id),
     };
     let done_before = job.imported + job.duplicates + job.quarantined;
     let outcome = run.execute(&job).await;

@@ -456,7 +456,7 @@ impl ImportRunner {
         let mut owned: Vec<PathBuf> = JobOptions::of_row(&row.options)
             .map(|o| o.source.owned_files())
             .unwrap_or_default();
-        owned.push(self.dir.join(format!("job-{id}.staging")));
+        owned.push(super::staging::staging_path(&self.dir, id));
         // Each failure to delete is logged; the job stays discarded either way.
         let _ =
             tokio::task::spawn_blocking(move || owned.iter().for_each(|p| remove_owned(p))).await;

@@ -101,6 +101,11 @@ fn sort_date(date: Option<i64>) -> i64 {
     date.unwrap_or(i64::MAX)
 }
 
+/// Where job `job` keeps its staging file, in the imports folder `dir`.
+pub fn staging_path(dir: &Path, job: i64) -> PathBuf {
+    dir.join(format!("job-{job}.staging"))
+}
+
 /// Opens the source, after the given position or from its start.
 pub type SourceOpen<'a> =
     dyn FnMut(Option<Position>) -> Result<Box<dyn MessageSource>, SourceError> + 'a;
