@@ -182,12 +182,32 @@ fn may_join(conn: &Conn, m: &NewMessage, ticket: i64, sender: &str) -> Result<bo
 }
 
 fn customer_id(conn: &Conn, account: i64, who: &Mailbox, now: i64) -> Result<i64, StoreError> {
-    let mut st = conn.prepare_cached(
-        "INSERT INTO customers (account_id, email, name, created_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (account_id, email) DO UPDATE SET name = COALESCE(customers.name, excluded.name)
-         RETURNING id",
-    )?;
-    Ok(st.query_row(params![account, who.address, who.name, now], |r| r.get(0))?)
+    // Looked up first (a returning customer is the common case), then inserted: an upsert
+    // with RETURNING costs SQLite a statement journal and a temporary table per call.
+    let known: Option<(i64, bool)> = conn
+        .prepare_cached(
+            "SELECT id, name IS NULL FROM customers WHERE account_id = ? AND email = ?",
+        )?
+        .query_row(params![account, who.address], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    match known {
+        Some((id, unnamed)) => {
+            if unnamed && who.name.is_some() {
+                conn.prepare_cached("UPDATE customers SET name = ? WHERE id = ?")?
+                    .execute(params![who.name, id])?;
+            }
+            Ok(id)
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO customers (account_id, email, name, created_at) VALUES (?, ?, ?, ?)",
+            )?
+            .execute(params![account, who.address, who.name, now])?;
+            Ok(conn.last_insert_rowid())
+        }
+    }
 }
 
 /// Step 4: same customer, same normalised subject, updated within the window.
@@ -514,28 +534,26 @@ pub(super) fn store_quarantine(
         return Ok(IntakeOutcome::Quarantined { id });
     }
     put_blob(conn, &q.raw_sha256, &q.raw, None)?;
-    let id: i64 = conn
-        .prepare_cached(
-            "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source,
+    conn.prepare_cached(
+        "INSERT INTO quarantine (account_id, reason, detail, raw_sha256, size, envelope, source,
                                      source_position, status, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )?
-        .query_row(
-            params![
-                account,
-                q.reason,
-                q.detail,
-                q.raw_sha256,
-                q.raw.len() as i64,
-                q.envelope_json,
-                q.source,
-                q.source_position,
-                status,
-                q.received_at
-            ],
-            |r| r.get(0),
-        )?;
-    Ok(IntakeOutcome::Quarantined { id })
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        account,
+        q.reason,
+        q.detail,
+        q.raw_sha256,
+        q.raw.len() as i64,
+        q.envelope_json,
+        q.source,
+        q.source_position,
+        status,
+        q.received_at
+    ])?;
+    Ok(IntakeOutcome::Quarantined {
+        id: conn.last_insert_rowid(),
+    })
 }
 
 /// The message stored under `dedup_key`: (id, ticket, sender).
@@ -714,22 +732,20 @@ pub(super) fn store_message(
                                       last_agent_reply_at, closed_at, import_job_id)
                  VALUES (?1, ?2, ?3, CASE WHEN ?9 IS NULL THEN 'open' ELSE 'closed' END, ?4, ?5, ?6, ?7, ?7,
                          CASE WHEN ?8 THEN NULL ELSE ?7 END, CASE WHEN ?8 THEN ?7 END,
-                         CASE WHEN ?9 IS NOT NULL THEN ?7 END, ?9) RETURNING id",
+                         CASE WHEN ?9 IS NOT NULL THEN ?7 END, ?9)",
             )?
-            .query_row(
-                params![
-                    account,
-                    subject,
-                    normalize_subject(&m.subject),
-                    customer_row,
-                    m.support_address_id.map(|s| s.0),
-                    json(&ticket_flags),
-                    m.received_at,
-                    outbound,
-                    m.import_job
-                ],
-                |r| r.get(0),
-            )?
+            .execute(params![
+                account,
+                subject,
+                normalize_subject(&m.subject),
+                customer_row,
+                m.support_address_id.map(|s| s.0),
+                json(&ticket_flags),
+                m.received_at,
+                outbound,
+                m.import_job
+            ])?;
+            conn.last_insert_rowid()
         }
     };
     if let Some(flag) = placement.flag {
@@ -808,17 +824,15 @@ fn insert_message(
         &m.raw,
         m.raw_packed.as_deref().map(|v| v.as_slice()),
     )?;
-    let id: i64 = conn
-        .prepare_cached(
+    conn.prepare_cached(
             "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key,
                                    in_reply_to, references_list, from_address, from_name, to_list,
                                    cc_list, reply_to, subject, sent_at, received_at, text_body,
                                    html_body, stripped_text, raw_sha256, size, envelope, support_address_id,
                                    auth_results, classification, thread_reason, flags, import_job_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?
-        .query_row(
+        .execute(
             params![
                 m.account_id.0,
                 ticket,
@@ -856,8 +870,9 @@ fn insert_message(
                 json(&flags),
                 m.import_job
             ],
-            |r| r.get(0),
         )?;
+    // Not RETURNING: that costs SQLite a statement journal and a temporary table per row.
+    let id = conn.last_insert_rowid();
     let mut reference = conn.prepare_cached(
         "INSERT INTO message_references (account_id, referenced, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
     )?;
