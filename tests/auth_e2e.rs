@@ -697,3 +697,52 @@ async fn missing_records_are_not_looked_up_again_for_every_message() {
     assert_eq!(second.spf_mail_from.result, first.spf_mail_from.result);
     assert_eq!(second.dmarc.result, first.dmarc.result);
 }
+
+/// A name without SPF or DMARC is remembered as such for the zone's negative TTL only: once
+/// it is over, a record published meanwhile is found.
+#[tokio::test]
+async fn a_missing_record_is_remembered_for_the_negative_ttl_only() {
+    use postern::auth::{Authenticator, SmtpFacts};
+    const NEGATIVE_TTL: u32 = 2;
+    let dns = TestDns::start(Zone::new().negative_ttl(NEGATIVE_TTL)).await;
+    let auth = Authenticator::new(
+        &[dns.addr.to_string()],
+        Duration::from_secs(2),
+        256,
+        "mx.postern.test",
+    )
+    .expect("authenticator");
+    let raw = b"From: Ana <ana@later.test>\r\nTo: support@acme.test\r\nSubject: hi\r\nMessage-ID: <l1@later.test>\r\n\r\nhello\r\n";
+    let facts = SmtpFacts {
+        ip: "192.0.2.1".parse().unwrap(),
+        helo: "client.later.test",
+        mail_from: Some("ana@later.test"),
+    };
+    let before = auth.verify(raw, &facts).await;
+    assert_eq!(before.spf_mail_from.result, "none");
+    assert_eq!(before.dmarc.result, "none");
+    for name in [
+        "later.test",
+        "client.later.test",
+        "_dmarc.later.test",
+        "_dmarc.test",
+    ] {
+        assert!(auth.remembers_absent_txt(name), "{name} is not remembered");
+    }
+    assert!(!auth.remembers_absent_txt("never.asked.test"));
+
+    dns.set(
+        Zone::new()
+            .txt("later.test", "v=spf1 ip4:192.0.2.1 -all")
+            .txt("_dmarc.later.test", "v=DMARC1; p=reject"),
+    );
+    tokio::time::sleep(Duration::from_millis(u64::from(NEGATIVE_TTL) * 1000 + 1500)).await;
+    assert!(
+        !auth.remembers_absent_txt("later.test"),
+        "kept past its TTL"
+    );
+    let after = auth.verify(raw, &facts).await;
+    assert_eq!(after.spf_mail_from.result, "pass");
+    assert_eq!(after.dmarc.result, "pass");
+    assert!(!auth.remembers_absent_txt("_dmarc.later.test"));
+}

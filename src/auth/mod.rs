@@ -2,6 +2,7 @@
 //! mail-auth, with one shared resolver and bounded caches. Verification runs on the bytes
 //! exactly as received; nothing here rejects mail: the verdicts go to [`policy`].
 
+mod absent_records;
 mod cache;
 pub mod org_domain;
 pub mod policy;
@@ -364,7 +365,15 @@ impl Authenticator {
             None => spf_mail_v,
         };
 
+        // Names that had no SPF record (SpfResult::None): see `absent_records`.
+        let mut absent_txt: Vec<String> = [&spf_helo, &spf_mail]
+            .into_iter()
+            .filter(|o| o.result() == SpfResult::None)
+            .map(|o| o.domain().to_string())
+            .collect();
+
         let Some(message) = message else {
+            self.remember_absent_txt(&absent_txt).await;
             let reason = "the message header could not be parsed";
             let header = format!(
                 "{host}; dkim=none; spf={}; dmarc=none; arc=none",
@@ -411,6 +420,11 @@ impl Authenticator {
                 &spf_mail,
             )))
             .await;
+        // A temporary error stops the walk: the rest of its names were not asked.
+        if !matches!(dmarc.dkim_result(), DmarcResult::TempError(_)) {
+            absent_txt.extend(absent_records::dmarc_walk_names(dmarc.domain()));
+        }
+        self.remember_absent_txt(&absent_txt).await;
 
         let from = message.from().to_string();
         let header = AuthenticationResults::new(host)

@@ -200,6 +200,8 @@ impl Node {
 #[derive(Clone, Default)]
 pub struct Zone {
     nodes: BTreeMap<Labels, Node>,
+    /// TTL and minimum of the SOA in negative answers (RFC 2308); `TTL` when unset.
+    negative_ttl: Option<u32>,
 }
 
 impl fmt::Debug for Zone {
@@ -250,6 +252,13 @@ fn character_strings(strings: &[&[u8]]) -> Result<Vec<u8>, String> {
 impl Zone {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How long resolvers may cache this zone's "no such record" answers (SOA TTL and
+    /// minimum, RFC 2308 section 5); `TTL` by default.
+    pub fn negative_ttl(mut self, secs: u32) -> Self {
+        self.negative_ttl = Some(secs);
+        self
     }
 
     fn node(&mut self, name: &str) -> Result<&mut Node, String> {
@@ -431,6 +440,9 @@ impl Zone {
     /// types here (other types stay), its failure settings replace the ones here, and
     /// `nodata()` drops every record of that name here.
     fn merge(&mut self, other: Zone) {
+        if other.negative_ttl.is_some() {
+            self.negative_ttl = other.negative_ttl;
+        }
         for (key, new) in other.nodes {
             let node = self.nodes.entry(key).or_default();
             if node.labels.is_empty() {
@@ -730,6 +742,10 @@ fn parse_query(buf: &[u8]) -> Option<Query<'_>> {
 }
 
 fn push_rr(out: &mut Vec<u8>, owner: Option<&[Vec<u8>]>, rtype: u16, rdata: &[u8]) {
+    push_rr_ttl(out, owner, rtype, TTL, rdata)
+}
+
+fn push_rr_ttl(out: &mut Vec<u8>, owner: Option<&[Vec<u8>]>, rtype: u16, ttl: u32, rdata: &[u8]) {
     match owner {
         // A pointer to the question name at offset 12: the case the client used is kept.
         None => out.extend_from_slice(&[0xc0, 0x0c]),
@@ -737,17 +753,17 @@ fn push_rr(out: &mut Vec<u8>, owner: Option<&[Vec<u8>]>, rtype: u16, rdata: &[u8
     }
     out.extend_from_slice(&rtype.to_be_bytes());
     out.extend_from_slice(&CLASS_IN.to_be_bytes());
-    out.extend_from_slice(&TTL.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
     // Record data is at most 65535 bytes (checked when the zone is built).
     out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
     out.extend_from_slice(rdata);
 }
 
-fn soa_rdata() -> Vec<u8> {
+fn soa_rdata(negative_ttl: u32) -> Vec<u8> {
     let mut rdata = Vec::new();
     encode_name(&mut rdata, &[b"ns".to_vec(), b"test-dns".to_vec()]);
     encode_name(&mut rdata, &[b"hostmaster".to_vec(), b"test-dns".to_vec()]);
-    for value in [1u32, 3600, 600, 86400, TTL] {
+    for value in [1u32, 3600, 600, 86400, negative_ttl] {
         rdata.extend_from_slice(&value.to_be_bytes());
     }
     rdata
@@ -876,7 +892,8 @@ fn build_response(zone: &Zone, q: &Query<'_>, udp: bool) -> Option<Vec<u8>> {
         push_rr(&mut out, owner.as_deref(), *rtype, rdata);
     }
     if answer.negative {
-        push_rr(&mut out, Some(&[]), T_SOA, &soa_rdata());
+        let ttl = zone.negative_ttl.unwrap_or(TTL);
+        push_rr_ttl(&mut out, Some(&[]), T_SOA, ttl, &soa_rdata(ttl));
     }
     if q.edns.is_some() {
         push_opt(&mut out);
