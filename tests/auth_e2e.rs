@@ -645,7 +645,8 @@ async fn a_forwarding_confirmation_counts_only_when_google_signed_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_spf_record_cannot_take_the_session_down() {
     // mail-auth computes the mask of "/0" by an overflowing shift (a panic in debug builds):
-    // the verification runs in its own task, so the message is still stored, with verdicts.
+    // the panic is caught around the verification, so the message is still stored, with
+    // verdicts.
     let k = keys();
     let dns = TestDns::start(zone(&k).txt("zero.test", "v=spf1 ip4:10.0.0.0/0 -all")).await;
     let app = app_with_dns(&dns).await;

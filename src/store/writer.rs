@@ -301,6 +301,9 @@ fn commit_batch_isolated(
 /// the writer or readers), so the WAL stays short and commits only append to it.
 struct Checkpointer {
     stop: Arc<AtomicBool>,
+    /// Set while the checkpointer sleeps for lack of work: only then does a nudge wake it
+    /// (waking it during its gap between busy checkpoints cost a thread switch per commit).
+    idle: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -308,17 +311,20 @@ impl Checkpointer {
     fn start(db: &DatabaseFile) -> Result<Self, StoreError> {
         let conn = db.open()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let idle = Arc::new(AtomicBool::new(false));
+        let (flag, sleeping) = (stop.clone(), idle.clone());
         let thread = std::thread::Builder::new()
             .name("postern-checkpoint".into())
-            .spawn(move || checkpoint_loop(&conn, &flag))
+            .spawn(move || checkpoint_loop(&conn, &flag, &sleeping))
             .map_err(|e| StoreError::Invalid(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Self { stop, thread })
+        Ok(Self { stop, idle, thread })
     }
 
     /// A commit just landed: copy it now if the checkpointer was idle (see `checkpoint_loop`).
     fn nudge(&self) {
-        self.thread.thread().unpark();
+        if self.idle.swap(false, Ordering::Relaxed) {
+            self.thread.thread().unpark();
+        }
     }
 
     fn stop(self) {
@@ -328,7 +334,7 @@ impl Checkpointer {
     }
 }
 
-fn checkpoint_loop(conn: &Connection, stop: &AtomicBool) {
+fn checkpoint_loop(conn: &Connection, stop: &AtomicBool, idle: &AtomicBool) {
     // While mail flows, keep up: SQLite's own checkpoint on commit (the backstop) then finds
     // almost nothing left to copy and restarts the WAL cheaply. But not after every commit:
     // the pages that every commit changes (index leaves, the B-trees' upper levels) are
@@ -362,7 +368,9 @@ fn checkpoint_loop(conn: &Connection, stop: &AtomicBool) {
                 IDLE
             }
         };
+        idle.store(pause == IDLE, Ordering::Relaxed);
         std::thread::park_timeout(pause);
+        idle.store(false, Ordering::Relaxed);
         // A commit's nudge wakes an idle checkpointer at once, a busy one not before the gap.
         let next = started + BUSY;
         loop {
