@@ -62,10 +62,13 @@ impl DatabaseFile {
             let pages = (self.max_size / page_size.max(512) as u64).max(1);
             conn.pragma_update(None, "max_page_count", pages)?;
         }
-        // 32 MiB of page cache (SQLite's default is 2 MiB): with the default, the B-tree
-        // pages of the indexes were read again from the file for most inserts, and a
-        // batch's dirty pages spilled into the WAL before its commit.
-        conn.pragma_update(None, "cache_size", -32_768)?;
+        // 4 MiB of page cache (SQLite's default is 2 MiB, with which the B-tree pages of the
+        // indexes were read again from the file for most inserts). Not more: at most commits
+        // SQLite scans the whole page-cache hash (`pcache1TruncateUnsafe`, after a B-tree
+        // balance parked a page beyond the end of the file), and with 32 MiB that scan was
+        // 4% of the server's CPU under SMTP load; 4 MiB used 6% less CPU there, no more time
+        // in an import, and a third less memory (docs/BENCHMARKS.md).
+        conn.pragma_update(None, "cache_size", -4_096)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }
