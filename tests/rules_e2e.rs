@@ -1788,3 +1788,63 @@ async fn the_worker_saves_its_position_at_shutdown_and_runs_nothing_twice_after_
         .all(|r| r.rule_id == Some(rule) && r.matched));
     app.stop().await;
 }
+
+/// With no rule a message can fire, the worker passes over the mail without reading it; a
+/// rule enabled afterwards fires for the mail that arrives from then on, not for the mail it
+/// passed over.
+#[tokio::test]
+async fn mail_that_arrived_while_no_rule_existed_is_passed_over() {
+    let app = spawn_app(&[]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    send(
+        &app,
+        "Ana <ana@client.test>",
+        &fwd,
+        "Remboursement 1",
+        "svp",
+        &[],
+    )
+    .await;
+    let before = ticket_by_subject(&app, acct, "Remboursement 1").await;
+    let first_id = before.messages[0].id;
+    // The worker's position moves past it (saved within about a second).
+    let mut passed = false;
+    for _ in 0..200 {
+        if app.store.rule_cursor("messages").await.expect("cursor") >= first_id {
+            passed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        passed,
+        "the rules worker did not move past message {first_id}"
+    );
+
+    add_rule(&dir, acct, "refund.toml", REFUND_RULE);
+    send(
+        &app,
+        "Bruno <bruno@client.test>",
+        &fwd,
+        "Remboursement 2",
+        "svp",
+        &[],
+    )
+    .await;
+    let runs = wait_runs(&app, acct, 1).await;
+    // Time for a wrong second run to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs_later = app
+        .store
+        .rule_runs(AccountId(acct), &Default::default(), 1000)
+        .await
+        .expect("runs");
+    assert_eq!(runs_later.len(), 1, "{runs_later:#?}");
+    let after = ticket_by_subject(&app, acct, "Remboursement 2").await;
+    assert_eq!(runs[0].ticket_id, Some(after.ticket.id));
+    assert_eq!(after.tags, vec!["Urgent"]);
+    let before = ticket_by_subject(&app, acct, "Remboursement 1").await;
+    assert!(before.tags.is_empty(), "{:?}", before.tags);
+    app.stop().await;
+}

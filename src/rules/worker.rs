@@ -56,6 +56,19 @@ impl RulesEngine {
 
     async fn messages_pass(&self) -> Result<usize, RulesError> {
         let cursor = self.cursors.get(&self.store, "messages").await?;
+        // With no rule a message can fire (no account has one, as in most installations
+        // at first) the messages are not read, only passed: reading them was a twentieth
+        // of the server's CPU under a stream of mail. The newest id is taken before the
+        // rules are asked about, so a message passed over was committed while there was no
+        // rule for it; rules apply to mail that arrives once they are enabled.
+        let newest = self.store.newest_message_after(cursor).await?;
+        let Some(newest) = newest else {
+            return Ok(0);
+        };
+        if !self.store.any_message_rules().await? {
+            self.cursors.advance("messages", newest);
+            return Ok(0);
+        }
         let batch = self.store.messages_after(cursor, BATCH).await?;
         // Most accounts have no rules: one query per account and batch, not per message.
         let mut has_rules: HashMap<i64, bool> = HashMap::new();

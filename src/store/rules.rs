@@ -968,6 +968,25 @@ impl Store {
         Ok(())
     }
 
+    /// Whether any account has an enabled rule that a message can fire (any but time rules).
+    pub async fn any_message_rules(&self) -> Result<bool, StoreError> {
+        let (any,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM rules WHERE enabled = 1 AND trigger <> 'time')",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(any)
+    }
+
+    /// The id of the newest message, if it is above `after`.
+    pub async fn newest_message_after(&self, after: i64) -> Result<Option<i64>, StoreError> {
+        let (newest,): (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM messages WHERE id > ?")
+            .bind(after)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(newest)
+    }
+
     /// Messages committed after `after`, oldest first.
     pub async fn messages_after(
         &self,
