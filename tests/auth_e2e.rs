@@ -668,26 +668,35 @@ async fn a_hostile_spf_record_cannot_take_the_session_down() {
     app.stop().await;
 }
 
-/// A sender domain without SPF or DMARC is not asked about again for every message: the
-/// NXDOMAIN answers (with the zone's SOA) are cached for their negative TTL.
-#[tokio::test]
-async fn missing_records_are_not_looked_up_again_for_every_message() {
-    use postern::auth::{Authenticator, SmtpFacts};
-    let dns =
-        TestDns::start(Zone::new().a("mx.elsewhere.test", "192.0.2.9".parse().unwrap())).await;
-    let auth = Authenticator::new(
+/// An authenticator that asks only `dns`.
+fn authenticator_on(dns: &TestDns) -> postern::auth::Authenticator {
+    postern::auth::Authenticator::new(
         &[dns.addr.to_string()],
         Duration::from_secs(2),
         256,
         "mx.postern.test",
     )
-    .expect("authenticator");
-    let raw = b"From: Ana <ana@nothing.test>\r\nTo: support@acme.test\r\nSubject: hi\r\nMessage-ID: <n1@nothing.test>\r\n\r\nhello\r\n";
-    let facts = SmtpFacts {
+    .expect("authenticator")
+}
+
+/// What the SMTP session saw of a client at 192.0.2.1.
+fn facts_from<'a>(helo: &'a str, mail_from: &'a str) -> postern::auth::SmtpFacts<'a> {
+    postern::auth::SmtpFacts {
         ip: "192.0.2.1".parse().unwrap(),
-        helo: "client.nothing.test",
-        mail_from: Some("ana@nothing.test"),
-    };
+        helo,
+        mail_from: Some(mail_from),
+    }
+}
+
+/// A sender domain without SPF or DMARC is not asked about again for every message: the
+/// NXDOMAIN answers (with the zone's SOA) are cached for their negative TTL.
+#[tokio::test]
+async fn missing_records_are_not_looked_up_again_for_every_message() {
+    let dns =
+        TestDns::start(Zone::new().a("mx.elsewhere.test", "192.0.2.9".parse().unwrap())).await;
+    let auth = authenticator_on(&dns);
+    let raw = b"From: Ana <ana@nothing.test>\r\nTo: support@acme.test\r\nSubject: hi\r\nMessage-ID: <n1@nothing.test>\r\n\r\nhello\r\n";
+    let facts = facts_from("client.nothing.test", "ana@nothing.test");
     let first = auth.verify(raw, &facts).await;
     let asked = dns.queries_for("nothing.test") + dns.queries_for("_dmarc.nothing.test");
     assert!(asked >= 2, "SPF and DMARC were looked up: {asked}");
@@ -703,22 +712,11 @@ async fn missing_records_are_not_looked_up_again_for_every_message() {
 /// it is over, a record published meanwhile is found.
 #[tokio::test]
 async fn a_missing_record_is_remembered_for_the_negative_ttl_only() {
-    use postern::auth::{Authenticator, SmtpFacts};
     const NEGATIVE_TTL: u32 = 2;
     let dns = TestDns::start(Zone::new().negative_ttl(NEGATIVE_TTL)).await;
-    let auth = Authenticator::new(
-        &[dns.addr.to_string()],
-        Duration::from_secs(2),
-        256,
-        "mx.postern.test",
-    )
-    .expect("authenticator");
+    let auth = authenticator_on(&dns);
     let raw = b"From: Ana <ana@later.test>\r\nTo: support@acme.test\r\nSubject: hi\r\nMessage-ID: <l1@later.test>\r\n\r\nhello\r\n";
-    let facts = SmtpFacts {
-        ip: "192.0.2.1".parse().unwrap(),
-        helo: "client.later.test",
-        mail_from: Some("ana@later.test"),
-    };
+    let facts = facts_from("client.later.test", "ana@later.test");
     let before = auth.verify(raw, &facts).await;
     assert_eq!(before.spf_mail_from.result, "none");
     assert_eq!(before.dmarc.result, "none");

@@ -134,6 +134,17 @@ async fn wait_runs(app: &TestApp, account: i64, n: usize) -> Vec<postern::store:
     panic!("the rules worker did not log {n} runs in time");
 }
 
+/// Waits for `n` runs in the rule log of `account`, then a while longer, and returns the log:
+/// a run that should not happen has had time to show up.
+async fn settled_runs(app: &TestApp, account: i64, n: usize) -> Vec<postern::store::RuleRunView> {
+    wait_runs(app, account, n).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.store
+        .rule_runs(AccountId(account), &Default::default(), 1000)
+        .await
+        .expect("runs")
+}
+
 async fn ticket_by_subject(
     app: &TestApp,
     account: i64,
@@ -1769,15 +1780,8 @@ async fn the_worker_saves_its_position_at_shutdown_and_runs_nothing_twice_after_
         &[],
     )
     .await;
-    let runs = wait_runs(&app, acct, 4).await;
-    // Give a worker that (wrongly) read old messages again time to log them.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let runs_after = app
-        .store
-        .rule_runs(AccountId(acct), &Default::default(), 1000)
-        .await
-        .expect("runs");
-    assert_eq!(runs.len(), 4, "{runs:?}");
+    // A worker that (wrongly) read old messages again has time to log them.
+    let runs_after = settled_runs(&app, acct, 4).await;
     assert_eq!(runs_after.len(), 4, "a rule ran twice: {runs_after:?}");
     let mut messages: Vec<Option<i64>> = runs_after.iter().map(|r| r.message_id).collect();
     messages.sort();
@@ -1832,15 +1836,8 @@ async fn mail_that_arrived_while_no_rule_existed_is_passed_over() {
         &[],
     )
     .await;
-    let runs = wait_runs(&app, acct, 1).await;
-    // Time for a wrong second run to show up.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let runs_later = app
-        .store
-        .rule_runs(AccountId(acct), &Default::default(), 1000)
-        .await
-        .expect("runs");
-    assert_eq!(runs_later.len(), 1, "{runs_later:#?}");
+    let runs = settled_runs(&app, acct, 1).await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
     let after = ticket_by_subject(&app, acct, "Remboursement 2").await;
     assert_eq!(runs[0].ticket_id, Some(after.ticket.id));
     assert_eq!(after.tags, vec!["Urgent"]);
