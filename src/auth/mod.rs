@@ -13,6 +13,7 @@ pub use policy::{evaluate, AuthPolicy, PolicyOutcome};
 use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
 };
+use mail_auth::spf::verify::HasValidLabels;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult, IprevResult,
     MessageAuthenticator, Parameters, RecordSet, SpfResult, Txt, MX,
@@ -372,11 +373,14 @@ impl Authenticator {
             None => spf_mail_v,
         };
 
-        // Names that had no SPF record (SpfResult::None): see `absent_records`.
+        // Names that had no SPF record (SpfResult::None): see `absent_records`. Only those
+        // mail-auth asked about: a HELO that is no domain name is not looked up.
         let mut absent_txt: Vec<String> = [&spf_helo, &spf_mail]
             .into_iter()
             .filter(|o| o.result() == SpfResult::None)
-            .map(|o| o.domain().to_string())
+            .map(|o| o.domain())
+            .filter(|d| d.len() <= 255 && d.has_valid_labels())
+            .map(str::to_string)
             .collect();
 
         let Some(message) = message else {
