@@ -90,6 +90,14 @@ fn live_ticket(conn: &Conn, account: i64, ticket: i64) -> Result<Option<i64>, St
     Ok(None)
 }
 
+/// Messages of account ?1 whose Message-ID is ?2, found through the unique
+/// `(account_id, dedup_key)` index: `dedup_key` is `mid:<id>`, or `mid:<id>#<sha256>` for a
+/// different message under an ID already stored; the range holds both (and possibly IDs
+/// that extend <id> with a character below `$`, which the `message_id` test removes).
+const BY_MESSAGE_ID: &str = "account_id = ?1
+           AND dedup_key >= 'mid:' || ?2 AND dedup_key < 'mid:' || ?2 || '$'
+           AND message_id = ?2";
+
 /// The ticket holding the message with this Message-ID; with `ours_only`, only a message
 /// we sent (what a bounce reports on).
 fn ticket_of_message_id(
@@ -98,11 +106,11 @@ fn ticket_of_message_id(
     message_id: &str,
     ours_only: bool,
 ) -> Result<Option<i64>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT ticket_id FROM messages WHERE account_id = ? AND message_id = ?
-           AND (NOT ? OR direction = 'outbound')
-         ORDER BY id LIMIT 1",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT ticket_id FROM messages WHERE {BY_MESSAGE_ID}
+           AND (NOT ?3 OR direction = 'outbound')
+         ORDER BY id LIMIT 1"
+    ))?;
     Ok(st
         .query_row(params![account, message_id, ours_only], |r| r.get(0))
         .optional()?)
@@ -910,10 +918,10 @@ fn mark_bounced_recipients(
     report: &serde_json::Value,
 ) -> Result<(), StoreError> {
     let message: Option<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM messages WHERE account_id = ? AND message_id = ? AND direction = 'outbound'
-             ORDER BY id LIMIT 1",
-        )?
+        .prepare_cached(&format!(
+            "SELECT id FROM messages WHERE {BY_MESSAGE_ID} AND direction = 'outbound'
+             ORDER BY id LIMIT 1"
+        ))?
         .query_row(params![account, original_message_id], |r| r.get(0))
         .optional()?;
     let Some(message) = message else {
@@ -1072,5 +1080,66 @@ impl super::Store {
             .await?;
         tx.commit().await?;
         Ok(MessageId(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(conn: &Conn, id: i64, account: i64, ticket: i64, mid: &str, key: &str, dir: &str) {
+        conn.execute(
+            "INSERT INTO messages (id, account_id, ticket_id, direction, source, message_id,
+                                   dedup_key, received_at, size)
+             VALUES (?, ?, ?, ?, 'smtp', ?, ?, 0, 0)",
+            params![id, account, ticket, dir, mid, key],
+        )
+        .expect("insert");
+    }
+
+    #[tokio::test]
+    async fn message_ids_are_found_through_the_dedup_index_variants_included() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        crate::store::Store::open(&path, 1)
+            .await
+            .expect("migrated")
+            .close()
+            .await;
+        // Foreign keys off: bare message rows suffice.
+        let conn = Conn::open(&path).expect("open");
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .expect("pragma");
+        message(&conn, 1, 1, 10, "a@x", "mid:a@x", "inbound");
+        // A different message under the same ID, stored after it.
+        message(&conn, 2, 1, 20, "a@x", "mid:a@x#0123abcd", "outbound");
+        // IDs that extend "a@x": inside the key range or just outside it.
+        message(&conn, 3, 1, 30, "a@x!", "mid:a@x!", "inbound");
+        message(&conn, 4, 1, 40, "a@x$", "mid:a@x$", "inbound");
+        message(&conn, 5, 2, 50, "a@x", "mid:a@x", "inbound");
+        let find = |account, id: &str, ours| {
+            ticket_of_message_id(&conn, account, id, ours).expect("lookup")
+        };
+        assert_eq!(find(1, "a@x", false), Some(10), "the first one stored");
+        assert_eq!(find(1, "a@x", true), Some(20), "ours: the outbound variant");
+        assert_eq!(find(1, "a@x!", false), Some(30));
+        assert_eq!(find(1, "a@x$", false), Some(40));
+        assert_eq!(find(2, "a@x", false), Some(50), "per account");
+        assert_eq!(find(1, "b@x", false), None);
+
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT ticket_id FROM messages WHERE {BY_MESSAGE_ID}"
+            ))
+            .expect("plan")
+            .query_map(params![1, "a@x"], |r| r.get::<_, String>(3))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        let plan = plan.join("; ");
+        assert!(
+            plan.contains("sqlite_autoindex_messages_1") && !plan.contains("SCAN"),
+            "{plan}"
+        );
     }
 }
