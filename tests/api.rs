@@ -1688,3 +1688,110 @@ async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
         .expect("attachment body");
     assert_eq!(got.as_ref(), noise.as_slice());
 }
+
+/// Long text and HTML bodies are kept compressed (zstd BLOBs in `text_body` and
+/// `html_body`), short ones as text, and every reader gets the text back: the ticket's
+/// messages (text, stripped text, sanitised HTML), the search, the quote of a reply.
+#[tokio::test]
+async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
+    let app = spawn_app(&[]).await;
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let text = format!(
+        "{}The word to find is zanzibar7781.\r\nAna",
+        "Mon colis n° 1234 n'est pas arrivé, pouvez-vous vérifier ?\r\n".repeat(120)
+    );
+    let html = format!(
+        "<p>{}</p><p>Last line: <b>quokka-html</b></p><script>alert(1)</script>",
+        "Où est ma commande ? ".repeat(200)
+    );
+    let message = format!(
+        "From: Ana <ana@customer.test>\r\nTo: {fwd}\r\nSubject: Long one\r\n\
+         Message-ID: <long-1@client.test>\r\nDate: Mon, 2 Jun 2025 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
+         --alt\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         {text}\r\n--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--alt--\r\n"
+    );
+    deliver(&app, "ana@customer.test", &fwd, message).await;
+    deliver(
+        &app,
+        "bo@customer.test",
+        &fwd,
+        plain_mail(
+            "bo@customer.test",
+            &fwd,
+            "Short one",
+            "short zanzibar7781 note",
+            "short-1",
+        ),
+    )
+    .await;
+
+    let stored: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT subject, typeof(text_body), typeof(html_body), length(text_body)
+         FROM messages ORDER BY id",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .expect("messages");
+    assert_eq!(stored[0].0, "Long one");
+    assert_eq!(
+        (stored[0].1.as_str(), stored[0].2.as_str()),
+        ("blob", "blob"),
+        "long bodies compressed: {stored:?}"
+    );
+    assert!(
+        (stored[0].3 as usize) < text.len() / 4,
+        "the stored text is a small frame: {stored:?}"
+    );
+    assert_eq!(
+        (stored[1].1.as_str(), stored[1].2.as_str()),
+        ("text", "null"),
+        "a short body stays text: {stored:?}"
+    );
+
+    let secret = api_token(app.dir.path(), acct, "agent");
+    let api = Api::new(&app, &secret);
+    let found = api.get("/api/v1/tickets?q=zanzibar7781").await;
+    let mut subjects: Vec<&str> = found["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|t| t["subject"].as_str())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["Long one", "Short one"], "{found}");
+    let only_long = api.get("/api/v1/tickets?q=n%C2%B0%201234").await;
+    assert_eq!(
+        only_long["items"].as_array().map(Vec::len),
+        Some(1),
+        "{only_long}"
+    );
+
+    let list = api.get("/api/v1/tickets?q=Long%20one").await;
+    let id = list["items"][0]["id"].as_i64().expect("ticket id");
+    let detail = api.get(&format!("/api/v1/tickets/{id}")).await;
+    let m = &detail["messages"][0];
+    assert_eq!(
+        m["text"].as_str().map(|t| t.replace("\r\n", "\n")),
+        Some(text.replace("\r\n", "\n"))
+    );
+    assert_eq!(
+        m["stripped_text"].as_str().map(|t| t.replace("\r\n", "\n")),
+        Some(text.replace("\r\n", "\n").trim_end().to_string()),
+        "no quoted part: the stripped text is the whole text"
+    );
+    let shown = m["html"].as_str().expect("html");
+    assert!(shown.contains("quokka-html"), "{shown}");
+    assert!(!shown.contains("<script"), "sanitised: {shown}");
+
+    let context = app
+        .store
+        .reply_context(
+            postern::domain::AccountId(acct),
+            postern::domain::TicketId(id),
+        )
+        .await
+        .expect("reply context");
+    let quoted = context.parent.and_then(|p| p.text).expect("parent text");
+    assert!(quoted.contains("zanzibar7781"), "{quoted}");
+}

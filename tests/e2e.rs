@@ -426,7 +426,23 @@ fn cli_errors_are_one_line_and_nonzero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_storage_answers_452_and_keeps_what_it_acknowledged() {
-    // A 1 MiB cap on the database: it fills up after a few dozen 40 KB messages.
+    // A 1 MiB cap on the database: it fills up after a few dozen 40 KB messages. Their text
+    // is random (bodies and raw bytes are stored compressed: repeated text would not fill it).
+    fn noise(seed: u64, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|i| {
+                if i % 76 == 75 {
+                    return '\n';
+                }
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ALPHABET[(x % 64) as usize] as char
+            })
+            .collect()
+    }
     let app = spawn_app(&[("POSTERN__STORE__MAX_SIZE", "1048576")]).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
     let addr = app.smtp_addr;
@@ -438,7 +454,7 @@ async fn full_storage_answers_452_and_keeps_what_it_acknowledged() {
             let subject = format!("fill-{n}");
             let body = format!(
                 "From: a@customer.test\nSubject: {subject}\n\n{}\n",
-                "0123456789abcdef".repeat(2500)
+                noise(n + 1, 40_000)
             );
             let r = c.send_mail("a@customer.test", &fwd, &body).unwrap();
             if r.code == 250 {

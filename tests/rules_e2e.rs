@@ -887,7 +887,12 @@ macro = "ack"
             let body = match i % 4 {
                 0 => "Je demande un Remboursement.".to_string(),
                 1 => "Rien à signaler.".to_string(),
-                2 => "REMBOURSEMENT immédiat !".to_string(),
+                // Long enough to be stored compressed: the live engine and the
+                // simulation read it through body_text() alike.
+                2 => format!(
+                    "{}REMBOURSEMENT immédiat !",
+                    "Bonjour, voici le détail de ma commande.\n".repeat(60)
+                ),
                 _ => "Absent: remboursement plus tard".to_string(),
             };
             let headers = if i % 4 == 3 {
@@ -903,6 +908,15 @@ macro = "ack"
         send(&app, who, &live_fwd, subject, body, headers).await;
     }
     let live_runs = wait_runs(&app, live, history.len()).await;
+    let compressed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE typeof(text_body) = 'blob'")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        compressed, 6,
+        "the long bodies (3 per account) are stored compressed"
+    );
     // Let the worker settle (it runs ticket_updated for the rule's own changes too).
     tokio::time::sleep(Duration::from_millis(300)).await;
 

@@ -213,6 +213,12 @@ fn new_message(
     for a in &mut attachments {
         a.packed = crate::store::pack_blob(&a.data);
     }
+    let pack = |body: &Option<String>| {
+        body.as_deref()
+            .and_then(crate::store::pack_body)
+            .map(Arc::new)
+    };
+    let (text_packed, html_packed) = (pack(&p.text_body), pack(&p.html_body));
     NewMessage {
         account_id: account,
         support_address_id: support,
@@ -229,6 +235,8 @@ fn new_message(
         received_at,
         text_body: p.text_body,
         html_body: p.html_body,
+        text_packed,
+        html_packed,
         raw,
         raw_packed,
         raw_sha256,

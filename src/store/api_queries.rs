@@ -163,7 +163,7 @@ impl Store {
             sql.push_str(
                 " AND (t.subject LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages s
                     WHERE s.ticket_id = t.id AND s.account_id = t.account_id
-                      AND s.text_body LIKE ? ESCAPE '\\'))",
+                      AND body_text(s.text_body) LIKE ? ESCAPE '\\'))",
             );
         }
         if after.is_some() {

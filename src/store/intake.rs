@@ -67,6 +67,10 @@ pub struct NewMessage {
     pub received_at: i64,
     pub text_body: Option<String>,
     pub html_body: Option<String>,
+    /// `text_body` and `html_body` as zstd frames when that pays (`store::pack_body`),
+    /// made off the writer thread; `None`: stored as text.
+    pub text_packed: Option<Arc<Vec<u8>>>,
+    pub html_packed: Option<Arc<Vec<u8>>>,
     /// The bytes exactly as received; shared when one message goes to several accounts.
     pub raw: Arc<Vec<u8>>,
     /// `raw` as a zstd frame when that pays (`store::pack_blob`); `None`: stored as is.

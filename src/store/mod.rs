@@ -3,7 +3,9 @@
 mod accounts;
 mod api_queries;
 mod blob_codec;
+mod body_codec;
 pub use blob_codec::{key as blob_key, pack as pack_blob};
+pub use body_codec::pack as pack_body;
 mod customers;
 mod import_jobs;
 mod intake;
@@ -168,6 +170,7 @@ impl Store {
             .max_connections(read_connections.max(1))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
+                    body_codec::register_sqlx(conn).await?;
                     if max_size > 0 {
                         cap_size(conn, max_size).await?;
                     }

@@ -417,7 +417,7 @@ impl Store {
         );
         let parent: Option<ParentRow> = sqlx::query_as(
             "SELECT message_id, references_list, from_address, from_name, sent_at, received_at,
-                    COALESCE(stripped_text, text_body)
+                    COALESCE(stripped_text, body_text(text_body))
              FROM messages WHERE ticket_id = ? AND account_id = ? AND direction = 'inbound'
                AND classification <> 'bounce'
              ORDER BY received_at DESC, id DESC LIMIT 1",

@@ -304,7 +304,7 @@ fn message_state(
 
 fn message_select(with_text: bool) -> String {
     let text = if with_text {
-        "m.text_body, m.stripped_text"
+        "body_text(m.text_body), m.stripped_text"
     } else {
         "NULL, NULL"
     };

@@ -858,8 +858,8 @@ fn insert_message(
                 m.subject,
                 m.sent_at,
                 m.received_at,
-                m.text_body,
-                m.html_body,
+                body_column(&m.text_body, &m.text_packed),
+                body_column(&m.html_body, &m.html_packed),
                 // Stored only when it differs from the whole text (most messages have no
                 // quoted part); readers take COALESCE(stripped_text, rtrim(text_body, ...)).
                 m.stripped_text.as_deref().filter(|s| {
@@ -905,6 +905,20 @@ fn insert_message(
         ])?;
     }
     Ok(id)
+}
+
+/// The value stored for a body: its zstd frame when there is one (a BLOB, which
+/// `body_text()` turns back into the text), else the text.
+fn body_column<'a>(
+    text: &'a Option<String>,
+    packed: &'a Option<std::sync::Arc<Vec<u8>>>,
+) -> rusqlite::types::ToSqlOutput<'a> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    match (packed, text) {
+        (Some(frame), _) => ToSqlOutput::Borrowed(ValueRef::Blob(frame)),
+        (None, Some(text)) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+        (None, None) => ToSqlOutput::Borrowed(ValueRef::Null),
+    }
 }
 
 /// A delivery report about one of our messages: its failed recipients are marked bounced

@@ -275,8 +275,8 @@ impl Store {
     ) -> Result<Vec<MessageView>, StoreError> {
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
             "SELECT id, ticket_id, direction, author_user_id, author_rule_id, message_id, from_address, from_name,
-                    to_list, cc_list, subject, sent_at, received_at, text_body, html_body,
-                    COALESCE(stripped_text, rtrim(text_body, ' ' || char(9, 13, 10))) AS stripped_text, size, classification, thread_reason, flags, auth_results,
+                    to_list, cc_list, subject, sent_at, received_at, body_text(text_body) AS text_body,
+                    body_text(html_body) AS html_body, stripped_text, size, classification, thread_reason, flags, auth_results,
                     envelope
              FROM messages WHERE {condition} ORDER BY received_at, id"
         ))
@@ -307,8 +307,13 @@ impl Store {
                 subject: r.subject,
                 date: r.sent_at.map(ms),
                 received_at: ms(r.received_at),
+                // Stored only where it differs from the whole text (threading.rs).
+                stripped_text: r.stripped_text.or_else(|| {
+                    r.text_body
+                        .as_deref()
+                        .map(|t| t.trim_end_matches([' ', '\t', '\r', '\n']).to_string())
+                }),
                 text: r.text_body,
-                stripped_text: r.stripped_text,
                 html: r.html_body,
                 size: r.size,
                 classification: r.classification,

@@ -70,6 +70,7 @@ impl DatabaseFile {
         // in an import, and a third less memory (docs/BENCHMARKS.md).
         conn.pragma_update(None, "cache_size", -4_096)?;
         conn.set_prepared_statement_cache_capacity(64);
+        super::body_codec::register(&conn)?;
         Ok(conn)
     }
 }
@@ -439,6 +440,8 @@ mod tests {
             received_at: 1,
             text_body: Some("hi".into()),
             html_body: None,
+            text_packed: None,
+            html_packed: None,
             raw_sha256: format!("{id}-sha"),
             raw,
             raw_packed: None,
