@@ -30,6 +30,16 @@ wrote:\r\n\r\n> Could you send a photo?\r\n";
     );
 }
 
+/// Unquoted history below an attribution wrapped over two lines, the first without a colon:
+/// only the second line tells it apart from prose.
+#[test]
+fn wrapped_attribution_above_unquoted_history() {
+    let text = "Merci, c'est bien reçu.\n\n\
+Le lundi 3 juin 2024 à 10 h 00, Ana Lima <ana@example.com> a\n\
+écrit :\n\nBonjour, où en est ma commande ?\n";
+    assert_eq!(stripped_reply(text), "Merci, c'est bien reçu.");
+}
+
 #[test]
 fn attributions_in_seven_languages() {
     let cases = [

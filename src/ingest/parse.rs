@@ -2,7 +2,7 @@
 
 use super::classify::{classify, Classification, ClassifyContext};
 use super::forwarded::find_forwarded_original;
-use super::reply_text::stripped_reply;
+use super::reply_text::stripped_reply_if_shorter;
 use super::tnef;
 use crate::domain::is_forward_subject;
 use crate::store::{Mailbox, MessageKind, NewAttachment};
@@ -25,7 +25,8 @@ pub struct ParsedMessage {
     pub text_body: Option<String>,
     pub html_body: Option<String>,
     pub attachments: Vec<NewAttachment>,
-    /// The reply part of `text_body`, without quoted history and signature.
+    /// The reply part of `text_body`, without quoted history and signature; `None` when
+    /// that is the whole text (trailing whitespace aside) or there is no text.
     pub stripped_text: Option<String>,
     /// The original sender when the message is a forward (inline block or attached message).
     pub forwarded_from: Option<Mailbox>,
@@ -262,7 +263,7 @@ pub fn parse_inbound(
         None => MessageKind::Normal,
     };
     let text_body = message.body_text(0).map(|t| t.into_owned());
-    let stripped_text = text_body.as_deref().map(stripped_reply);
+    let stripped_text = text_body.as_deref().and_then(stripped_reply_if_shorter);
     let subject = message.subject().unwrap_or("").trim().to_string();
     // Only a message that says it is a forward (subject, or an attached message) is searched
     // for an original sender: a reply quoting "-----Original Message-----" is not a forward.

@@ -27,6 +27,7 @@
 //! '>' lines, one 5 MB line) costs no more than reading it.
 
 use super::forwarded::{fold, header_field, is_rule, marker, Field};
+use std::borrow::Cow;
 
 /// Attribution lines are short; longer lines are prose. Also bounds the work per line.
 const ATTRIBUTION_MAX: usize = 400;
@@ -72,6 +73,18 @@ fn split_lines(text: &str) -> Vec<Line<'_>> {
 /// The new text an author wrote, without the quoted history and the signature. Returns the
 /// trimmed result; if stripping would leave nothing, returns the full text trimmed.
 pub fn stripped_reply(text: &str) -> String {
+    stripped(text).into_owned()
+}
+
+/// [`stripped_reply`], or `None` when that is the whole text without its trailing
+/// whitespace (most messages quote nothing): callers then keep the text alone rather than
+/// a second copy of it.
+pub fn stripped_reply_if_shorter(text: &str) -> Option<String> {
+    let reply = stripped(text);
+    (reply != text.trim_end()).then(|| reply.into_owned())
+}
+
+fn stripped(text: &str) -> Cow<'_, str> {
     let lines = split_lines(text);
     let n = lines.len();
     let kinds: Vec<Kind> = lines
@@ -148,7 +161,7 @@ pub fn stripped_reply(text: &str) -> String {
     let result = match keep {
         Kept::Prefix(end) => {
             let end = lines.get(end).map_or(text.len(), |l| l.start);
-            text[..end].trim().to_string()
+            Cow::Borrowed(text[..end].trim())
         }
         Kept::Lines(kept) => {
             // Removing quotes leaves runs of blank lines: keep one of each.
@@ -162,11 +175,11 @@ pub fn stripped_reply(text: &str) -> String {
                 last_blank = blank;
                 out.push_str(&text[lines[i].start..lines[i].end]);
             }
-            out.trim().to_string()
+            Cow::Owned(out.trim().to_string())
         }
     };
     if result.is_empty() {
-        text.trim().to_string()
+        Cow::Borrowed(text.trim())
     } else {
         result
     }
@@ -193,6 +206,9 @@ impl Context<'_, '_> {
     /// Where the reply ends if line `i` (a text line) starts the history or a signature.
     fn hard_cut(&self, i: usize) -> Option<usize> {
         let line = self.lines[i].text;
+        if !self.may_cut(line, i) {
+            return None;
+        }
         if line.trim() == "--" || is_mobile_signature(line) || marker(line).is_some() {
             return Some(i);
         }
@@ -232,6 +248,22 @@ impl Context<'_, '_> {
         };
         let after = self.next_non_blank[end + 1];
         (self.kinds.get(after) != Some(&Kind::Quoted)).then_some(i)
+    }
+
+    /// What every recogniser of [`Self::hard_cut`] needs at the least, in one cheap look:
+    /// a separator or rule starts with '-' or '_', a tagline with one of a few letters, a
+    /// header field or an attribution has a colon, and an attribution wrapped over this
+    /// line and the next ends the next one with a colon. Most lines of most messages have
+    /// none of these, and are then refused without the recognisers' work.
+    fn may_cut(&self, line: &str, i: usize) -> bool {
+        let t = line.trim();
+        t.starts_with(['-', '_'])
+            || may_be_tagline(t)
+            || memchr::memchr(b':', t.as_bytes()).is_some()
+            || self
+                .lines
+                .get(i + 1)
+                .is_some_and(|next| next.text.trim_end().ends_with(':'))
     }
 
     /// If line `p` ends an attribution (on one line, or wrapped over `p - 1` and `p`), the
@@ -300,16 +332,19 @@ fn is_attribution(line: &str, strict: bool) -> bool {
         || has(" schreef ")
 }
 
+/// Every tagline is short and starts with one of these letters: most lines are refused
+/// without work. `t` is trimmed.
+fn may_be_tagline(t: &str) -> bool {
+    t.len() <= 200
+        && t.chars()
+            .next()
+            .is_some_and(|c| matches!(c.to_ascii_lowercase(), 's' | 'g' | 'e' | 'o' | 'i' | 'v'))
+}
+
 /// Taglines that mobile and desktop clients append below the reply.
 fn is_mobile_signature(line: &str) -> bool {
     let t = line.trim();
-    // Every tagline starts with one of these letters: most lines are refused without work.
-    if t.len() > 200
-        || !t
-            .chars()
-            .next()
-            .is_some_and(|c| matches!(c.to_ascii_lowercase(), 's' | 'g' | 'e' | 'o' | 'i' | 'v'))
-    {
+    if !may_be_tagline(t) {
         return false;
     }
     // Links are kept in angle brackets when HTML becomes text ("Sent from Mail<https://...>

@@ -83,7 +83,8 @@ pub struct NewMessage {
     /// The original sender of a message forwarded by hand: becomes the customer when the
     /// forwarder is the brand or one of its agents.
     pub forwarded_from: Option<Mailbox>,
-    /// The reply part without quoted history and signature.
+    /// The reply part without quoted history and signature; `None` when that is the whole
+    /// text (trailing whitespace aside): readers then take the text.
     pub stripped_text: Option<String>,
     /// Sender authentication (filled by the auth part): a spoof is never threaded into an
     /// existing ticket; a DMARC pass for a participant's domain counts as participation.
