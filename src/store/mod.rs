@@ -17,6 +17,7 @@ mod threading;
 mod tickets;
 mod tokens;
 mod users;
+mod wal_append_buffer;
 mod writer;
 
 pub use accounts::{AccountView, SupportAddressView};

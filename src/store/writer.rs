@@ -34,11 +34,13 @@ impl DatabaseFile {
         }
     }
 
-    fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+    pub(super) fn open(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        // WAL appends gathered into one write per commit (wal_append_buffer.rs).
+        let conn = match super::wal_append_buffer::vfs_name() {
+            Some(vfs) => Connection::open_with_flags_and_vfs(&self.path, flags, vfs)?,
+            None => Connection::open_with_flags(&self.path, flags)?,
+        };
         conn.busy_timeout(Duration::from_secs(10))?;
         // FULL: every commit is fsync'd before it returns. A 250 is a promise.
         conn.pragma_update(None, "journal_mode", "WAL")?;
