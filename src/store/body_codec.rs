@@ -137,23 +137,22 @@ mod tests {
             .unwrap();
         conn.execute("INSERT INTO m (text_body) VALUES ('unrelated')", [])
             .unwrap();
-        let mut found: Vec<i64> = conn
-            .prepare("SELECT id FROM m WHERE body_text(text_body) LIKE '%parcel%'")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        found.sort();
-        assert_eq!(found, vec![1, 2]);
-        let kinds: Vec<String> = conn
-            .prepare("SELECT typeof(text_body) FROM m ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(kinds, ["blob", "text", "text"]);
+        let column = |sql: &str| -> Vec<Value> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            column("SELECT id FROM m WHERE body_text(text_body) LIKE '%parcel%' ORDER BY id"),
+            [Value::Integer(1), Value::Integer(2)]
+        );
+        assert_eq!(
+            column("SELECT typeof(text_body) FROM m ORDER BY id"),
+            ["blob", "text", "text"].map(|k| Value::Text(k.into()))
+        );
     }
 
     #[test]

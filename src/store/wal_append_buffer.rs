@@ -324,6 +324,17 @@ mod tests {
         Connection::open(path).unwrap()
     }
 
+    /// A new database with table `t`, opened as the writer opens it (through the VFS).
+    fn writer_with_table() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(reader(&path)); // creates the file; the writer's connection opens existing ones
+        let conn = DatabaseFile::new(&path, 0).open().unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+            .unwrap();
+        (dir, conn)
+    }
+
     fn check(path: &std::path::Path, rows: i64, bytes: i64) {
         let r = reader(path);
         let (n, total): (i64, i64) = r
@@ -347,12 +358,8 @@ mod tests {
     #[test]
     fn what_a_commit_gathered_is_on_disk_for_every_reader() {
         assert!(vfs_name().is_some(), "the default VFS is unix here");
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, conn) = writer_with_table();
         let path = dir.path().join("db.sqlite");
-        drop(reader(&path)); // creates the file; the writer's connection opens existing ones
-        let conn = DatabaseFile::new(&path, 0).open().unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
-            .unwrap();
         let before = counters();
         let row = |i: i64| -> Vec<u8> { (0..3000).map(|j| ((i * 31 + j) % 251) as u8).collect() };
         let mut bytes = 0;
@@ -405,12 +412,8 @@ mod tests {
     /// write as a full disk).
     #[test]
     fn a_commit_larger_than_one_unix_write_is_stored_whole() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, conn) = writer_with_table();
         let path = dir.path().join("db.sqlite");
-        drop(reader(&path)); // creates the file; the writer's connection opens existing ones
-        let conn = DatabaseFile::new(&path, 0).open().unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
-            .unwrap();
         let big: Vec<u8> = (0..MAX_GATHERED as u32 + 100_000)
             .map(|i| (i % 253) as u8)
             .collect();
