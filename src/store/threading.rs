@@ -861,7 +861,7 @@ fn insert_message(
                 body_column(&m.text_body, &m.text_packed),
                 body_column(&m.html_body, &m.html_packed),
                 // Stored only when it differs from the whole text (most messages have no
-                // quoted part); readers take COALESCE(stripped_text, rtrim(text_body, ...)).
+                // quoted part); readers fall back to the text, trimmed at its end.
                 m.stripped_text.as_deref().filter(|s| {
                     m.text_body
                         .as_deref()
