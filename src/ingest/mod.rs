@@ -472,11 +472,16 @@ impl Delivery for MailIntake {
                         m.dmarc_pass_domain = outcome.authenticated_domain.clone();
                         // Straight to text: going through a `serde_json::Value` tree first
                         // cost a sixteenth of the session threads' time.
-                        m.auth_results = serde_json::to_string(&StoredAuthResults {
+                        m.auth_results = match serde_json::to_string(&StoredAuthResults {
                             verdicts,
                             policy: outcome,
-                        })
-                        .ok();
+                        }) {
+                            Ok(text) => Some(text),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "auth results not serialisable; stored without them");
+                                None
+                            }
+                        };
                     }
                     Intake::Message(m)
                 }

@@ -27,6 +27,7 @@
 //! '>' lines, one 5 MB line) costs no more than reading it.
 
 use super::forwarded::{fold, header_field, is_rule, marker, Field};
+use crate::store::whole_text_reply;
 use std::borrow::Cow;
 
 /// Attribution lines are short; longer lines are prose. Also bounds the work per line.
@@ -76,12 +77,12 @@ pub fn stripped_reply(text: &str) -> String {
     stripped(text).into_owned()
 }
 
-/// [`stripped_reply`], or `None` when that is the whole text without its trailing
-/// whitespace (most messages quote nothing): callers then keep the text alone rather than
-/// a second copy of it.
+/// [`stripped_reply`], or `None` when that is what readers take without a stored reply
+/// part ([`whole_text_reply`]; most messages quote nothing): callers then keep the text
+/// alone rather than a second copy of it.
 pub fn stripped_reply_if_shorter(text: &str) -> Option<String> {
     let reply = stripped(text);
-    (reply != text.trim_end()).then(|| reply.into_owned())
+    (reply != whole_text_reply(text)).then(|| reply.into_owned())
 }
 
 fn stripped(text: &str) -> Cow<'_, str> {

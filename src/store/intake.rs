@@ -48,6 +48,13 @@ pub enum MessageKind {
     },
 }
 
+/// The reply part readers take for a message that has none stored: its text without
+/// trailing spaces, tabs and line ends. The writer stores a reply part only where it
+/// differs from this, and intake leaves it out where it does not.
+pub fn whole_text_reply(text: &str) -> &str {
+    text.trim_end_matches([' ', '\t', '\r', '\n'])
+}
+
 /// One inbound message for one account, parsed and ready to store.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -28,8 +28,8 @@ pub use api_queries::{
 pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
 pub use import_jobs::{status as import_status, DryRunCounts, ImportJobView, NewImportJob};
 pub use intake::{
-    ImportCheckpoint, Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment, NewMessage,
-    NewQuarantine,
+    whole_text_reply, ImportCheckpoint, Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment,
+    NewMessage, NewQuarantine,
 };
 pub use outbound::{
     ClaimedDelivery, ClaimedRecipient, DeliveryOutcome, DeliveryView, Disposition,

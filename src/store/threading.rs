@@ -865,7 +865,7 @@ fn insert_message(
                 m.stripped_text.as_deref().filter(|s| {
                     m.text_body
                         .as_deref()
-                        .map(|t| t.trim_end_matches([' ', '\t', '\r', '\n']))
+                        .map(super::whole_text_reply)
                         != Some(*s)
                 }),
                 m.raw_sha256,

@@ -311,7 +311,7 @@ impl Store {
                 stripped_text: r.stripped_text.or_else(|| {
                     r.text_body
                         .as_deref()
-                        .map(|t| t.trim_end_matches([' ', '\t', '\r', '\n']).to_string())
+                        .map(|t| super::whole_text_reply(t).to_string())
                 }),
                 text: r.text_body,
                 html: r.html_body,
