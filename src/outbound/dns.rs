@@ -70,7 +70,7 @@ pub async fn host_addresses(
     }
 }
 
-pub use crate::domain::is_public_ip as is_public;
+pub use crate::domain::{is_public_ip as is_public, not_public};
 
 /// Every TXT record at `name`, each as one string (its pieces joined). `Ok(None)` when the
 /// name has none (or does not exist).

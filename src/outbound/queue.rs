@@ -560,9 +560,16 @@ impl OutboundQueue {
             .map(|ip| SocketAddr::new(*ip, port))
             .collect();
         if allowed.is_empty() {
+            let why: Vec<String> = ips
+                .iter()
+                .map(|ip| match dns::not_public(*ip) {
+                    Some(range) => format!("{ip}: {range}"),
+                    None => ip.to_string(),
+                })
+                .collect();
             return Err(DeliveryError::permanent(format!(
                 "refused to deliver to {host}: it resolves to non-public addresses ({}); outbound.allow_private_mx allows that for tests",
-                ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                why.join("; ")
             )));
         }
         Ok(allowed)
