@@ -37,6 +37,8 @@ enum Step {
 #[derive(Default)]
 struct PeerLog {
     connections: Vec<Instant>,
+    /// Every RCPT TO line received, as sent.
+    rcpts: Vec<String>,
     accepted: Vec<Vec<u8>>,
     data_started: usize,
 }
@@ -75,6 +77,10 @@ impl Peer {
         self.log.lock().unwrap().accepted.clone()
     }
 
+    fn rcpts(&self) -> Vec<String> {
+        self.log.lock().unwrap().rcpts.clone()
+    }
+
     fn data_started(&self) -> usize {
         self.log.lock().unwrap().data_started
     }
@@ -97,6 +103,7 @@ fn serve(stream: TcpStream, step: Step, log: &Mutex<PeerLog>) -> std::io::Result
         } else if cmd.starts_with("MAIL") {
             w.write_all(b"250 2.1.0 ok\r\n")?;
         } else if cmd.starts_with("RCPT") {
+            log.lock().unwrap().rcpts.push(line.trim_end().to_string());
             if step == Step::RejectRcpt {
                 w.write_all(b"550 5.1.1 no such user here\r\n")?;
             } else {
@@ -866,5 +873,113 @@ async fn null_mx_and_private_mx_are_permanent_failures() {
     };
     assert!(by("ana@customer.test").contains("null MX"), "{d:?}");
     assert!(by("x@private.test").contains("non-public"), "{d:?}");
+    app.stop().await;
+}
+
+/// A recipient mail can never reach (an address literal) is refused when the reply is
+/// queued through the API (422, which recipient and why, nothing queued); one that reaches
+/// the queue anyway (stored directly, as older versions queued it) fails permanently at
+/// once, is never handed to the relay, and is not retried. The customer still gets it.
+#[tokio::test]
+async fn address_literal_recipients_are_refused_and_never_retried() {
+    let peer = Peer::start(vec![Step::Accept]);
+    let (app, _dns, account, ticket, _env) = app_with_peer(&peer, &[]).await;
+    let agent = api_token(app.dir.path(), account, "agent");
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!(
+            "http://{}/api/v1/tickets/{ticket}/replies",
+            app.http_addr
+        ))
+        .bearer_auth(&agent)
+        .json(&json!({"text": "Hello", "cc": ["boss@customer.test", "a@[127.0.0.1]"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 422);
+    let v: Value = resp.json().await.expect("JSON");
+    assert_eq!(v["error"]["code"], "undeliverable_recipient", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("a@[127.0.0.1]") && msg.contains("address literal"),
+        "{v}"
+    );
+    assert!(app.store.queue_entries(None, 10).await.unwrap().is_empty());
+
+    // Stored straight into the queue, past the API's check.
+    let from = postern::store::Mailbox {
+        name: None,
+        address: format!("support@{BRAND}"),
+    };
+    let to = [postern::store::Mailbox {
+        name: None,
+        address: "ana@customer.test".into(),
+    }];
+    let cc = [postern::store::Mailbox {
+        name: None,
+        address: "a@[127.0.0.1]".into(),
+    }];
+    let raw = format!(
+        "From: support@{BRAND}\r\nTo: ana@customer.test\r\nCc: a@[127.0.0.1]\r\nSubject: Re: Order 77 late\r\nMessage-ID: <lit1@{BRAND}>\r\n\r\nHello\r\n"
+    );
+    app.store
+        .record_outbound_reply(&postern::store::NewOutboundReply {
+            account: AccountId(account),
+            ticket: TicketId(ticket),
+            message_id: &format!("lit1@{BRAND}"),
+            in_reply_to: None,
+            references: &[],
+            from: &from,
+            to: &to,
+            cc: &cc,
+            subject: "Re: Order 77 late",
+            text: "Hello",
+            html: None,
+            attachments: vec![],
+            author_user_id: None,
+            author_rule_id: None,
+            automated: false,
+            disposition: postern::store::Disposition::Queue {
+                raw: raw.as_bytes(),
+                mail_from: &format!("support@{BRAND}"),
+                expires_at: postern::store::now_ms() + 5 * 86_400_000,
+            },
+        })
+        .await
+        .expect("stored");
+    let d = wait_deliveries(&app.store, ticket, &["delivered", "bounced"], 20).await;
+    let literal = d
+        .iter()
+        .find(|x| x.recipient == "a@[127.0.0.1]")
+        .expect("the literal's delivery")
+        .clone();
+    assert_eq!(literal.status, "bounced", "{d:?}");
+    assert_eq!(literal.attempts, 1, "{d:?}");
+    assert_eq!(literal.last_code, Some(550), "{d:?}");
+    let err = literal.last_error.clone().unwrap_or_default();
+    assert!(
+        err.contains("5.1.2") && err.contains("address literal"),
+        "{err}"
+    );
+    let ana = d
+        .iter()
+        .find(|x| x.recipient == "ana@customer.test")
+        .unwrap();
+    assert_eq!(ana.status, "delivered", "{d:?}");
+    // Retries are due every second here: none happens, and the relay never saw the literal.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
+    let again = t
+        .deliveries
+        .iter()
+        .find(|x| x.recipient == "a@[127.0.0.1]")
+        .unwrap();
+    assert_eq!((again.status.as_str(), again.attempts), ("bounced", 1));
+    let rcpts = peer.rcpts();
+    assert!(
+        rcpts.iter().all(|r| !r.contains("127.0.0.1")),
+        "the relay was asked for the literal: {rcpts:?}"
+    );
+    assert_eq!(rcpts.len(), 1, "{rcpts:?}");
     app.stop().await;
 }

@@ -6,6 +6,7 @@
 //! Header injection is impossible: every value from a request is checked for control
 //! characters and refused; values from the store have them replaced by spaces.
 
+use super::recipient::check_deliverable;
 use super::OutboundError;
 use crate::domain::{reply_subject, EmailAddress};
 use crate::store::{Mailbox, ReplyContext};
@@ -126,6 +127,10 @@ pub fn validate(
         no_controls("cc", a)?;
         let parsed = EmailAddress::parse_envelope(a.trim(), false).map_err(|e| {
             OutboundError::Invalid(format!("cc {a:?} is not an e-mail address: {e}"))
+        })?;
+        check_deliverable(a.trim()).map_err(|e| OutboundError::Undeliverable {
+            recipient: format!("cc {}", a.trim()),
+            reason: e.reason,
         })?;
         cc.push(parsed);
     }

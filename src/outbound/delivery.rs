@@ -17,7 +17,8 @@ use tokio_rustls::TlsConnector;
 /// Why a delivery (or one recipient of it) failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryError {
-    /// The SMTP reply code, when a server answered.
+    /// The SMTP reply code, when a server answered, or the one Postern failed the
+    /// recipient with itself ([`Self::refused`]).
     pub code: Option<u16>,
     /// What happened, with the server's words.
     pub message: String,
@@ -36,6 +37,16 @@ impl DeliveryError {
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
             code: None,
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// A recipient Postern fails itself, before any connection, with the reply code a
+    /// server would have given (`550` with the enhanced status in `message`): final.
+    pub fn refused(code: u16, message: impl Into<String>) -> Self {
+        Self {
+            code: Some(code),
             message: message.into(),
             transient: false,
         }

@@ -10,6 +10,7 @@ pub mod dkim;
 pub mod dns;
 pub mod domains;
 pub mod queue;
+pub mod recipient;
 
 pub use compose::{DraftAttachment, ReplyDraft};
 pub use delivery::DeliveryError;
@@ -28,6 +29,16 @@ pub enum OutboundError {
     /// The sending domain is missing or not verified: 409.
     #[error("{0}")]
     DomainNotReady(String),
+    /// A recipient that mail can never reach (an address literal, an IP address, not a
+    /// domain name): 422, nothing queued.
+    #[error(
+        "{recipient} cannot receive mail: {reason}; remove it, or give an address at a domain name"
+    )]
+    Undeliverable {
+        /// Which recipient, e.g. `cc a@[127.0.0.1]`.
+        recipient: String,
+        reason: String,
+    },
     #[error("DKIM: {0}")]
     Dkim(String),
     #[error("composing the message: {0}")]

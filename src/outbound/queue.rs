@@ -7,12 +7,13 @@ use super::compose::{self, DraftLimits, ReplyDraft};
 use super::delivery::{self, Connection, DeliveryError, RecipientResults, TlsMode};
 use super::dkim::{self, DomainSigner};
 use super::domains::{self, DomainReport};
+use super::recipient::check_deliverable;
 use super::{clean_domain, dns, OutboundError};
 use crate::config::{OutboundMode, OutboundSettings, RelayTls};
 use crate::domain::{mint_reply_token, AccountId, EmailAddress, TicketId};
 use crate::store::{
-    now_ms, ClaimedDelivery, DeliveryOutcome, DeliveryView, Disposition, NewOutboundAttachment,
-    NewOutboundReply, NewSendingDomain, SendingDomainView, Store,
+    now_ms, ClaimedDelivery, ClaimedRecipient, DeliveryOutcome, DeliveryView, Disposition,
+    NewOutboundAttachment, NewOutboundReply, NewSendingDomain, SendingDomainView, Store,
 };
 use mail_auth::MessageAuthenticator;
 use serde::Serialize;
@@ -193,6 +194,12 @@ impl OutboundQueue {
     ) -> Result<QueuedReply, OutboundError> {
         let cc = compose::validate(&draft, &self.draft_limits())?;
         let ctx = self.store.reply_context(account, ticket).await?;
+        if let Some(customer) = &ctx.customer {
+            check_deliverable(&customer.address).map_err(|e| OutboundError::Undeliverable {
+                recipient: format!("the customer's address {}", customer.address),
+                reason: e.reason,
+            })?;
+        }
         let from = EmailAddress::parse(&ctx.from_address).map_err(|e| {
             OutboundError::DomainNotReady(format!(
                 "the account's sending address {:?} is not usable ({e}); set it with the account's --from",
@@ -376,10 +383,20 @@ impl OutboundQueue {
         }
     }
 
-    /// One attempt for the recipients of one message, grouped by destination.
+    /// One attempt for the recipients of one message, grouped by destination. A recipient
+    /// that mail can never reach fails at once, without a connection (see [`check_deliverable`]).
     async fn deliver_claim(&self, owner: &str, claim: ClaimedDelivery) {
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, r) in claim.recipients.iter().enumerate() {
+            if let Err(e) = check_deliverable(&r.recipient) {
+                let refused = DeliveryError::refused(
+                    550,
+                    format!("refused by Postern before sending: 550 {e}"),
+                );
+                let outcome = self.failure(r.attempts, &refused);
+                self.record_outcome(owner, &claim, r, outcome).await;
+                continue;
+            }
             let key = match self.cfg.mode {
                 OutboundMode::Relay => String::new(),
                 OutboundMode::Mx => r
@@ -428,32 +445,43 @@ impl OutboundQueue {
                     },
                     Err(e) => self.failure(row.attempts, e),
                 };
-                match &outcome {
-                    DeliveryOutcome::Delivered { .. } => {
-                        tracing::info!(queue_id = row.id, recipient = %row.recipient, message = claim.message_id, "delivered")
-                    }
-                    DeliveryOutcome::Deferred { error, .. } => {
-                        tracing::warn!(queue_id = row.id, recipient = %row.recipient, attempts = row.attempts, %error, "delivery deferred")
-                    }
-                    DeliveryOutcome::Bounced { error, .. } => {
-                        tracing::warn!(queue_id = row.id, recipient = %row.recipient, %error, "delivery failed permanently")
-                    }
-                }
-                match self
-                    .store
-                    .finish_delivery(owner, row, claim.ticket_id, claim.account_id, &outcome)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => tracing::error!(
-                        queue_id = row.id,
-                        "outbound queue: the lease ran out before the attempt was recorded; raise outbound.lease above outbound.attempt_timeout"
-                    ),
-                    Err(e) => tracing::error!(queue_id = row.id, error = %e, "outbound queue: cannot record the attempt"),
-                }
+                self.record_outcome(owner, &claim, row, outcome).await;
             }
         }
         crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
+    }
+
+    /// Logs one recipient's outcome and records it under the lease.
+    async fn record_outcome(
+        &self,
+        owner: &str,
+        claim: &ClaimedDelivery,
+        row: &ClaimedRecipient,
+        outcome: DeliveryOutcome,
+    ) {
+        match &outcome {
+            DeliveryOutcome::Delivered { .. } => {
+                tracing::info!(queue_id = row.id, recipient = %row.recipient, message = claim.message_id, "delivered")
+            }
+            DeliveryOutcome::Deferred { error, .. } => {
+                tracing::warn!(queue_id = row.id, recipient = %row.recipient, attempts = row.attempts, %error, "delivery deferred")
+            }
+            DeliveryOutcome::Bounced { error, .. } => {
+                tracing::warn!(queue_id = row.id, recipient = %row.recipient, %error, "delivery failed permanently")
+            }
+        }
+        match self
+            .store
+            .finish_delivery(owner, row, claim.ticket_id, claim.account_id, &outcome)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                queue_id = row.id,
+                "outbound queue: the lease ran out before the attempt was recorded; raise outbound.lease above outbound.attempt_timeout"
+            ),
+            Err(e) => tracing::error!(queue_id = row.id, error = %e, "outbound queue: cannot record the attempt"),
+        }
     }
 
     fn failure(&self, attempts: i64, e: &DeliveryError) -> DeliveryOutcome {

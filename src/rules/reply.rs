@@ -49,8 +49,9 @@ pub trait ReplySender: Send + Sync {
 /// DKIM-signed, queued and delivered like an agent's reply, marked `Auto-Submitted:
 /// auto-replied`, written by the rule (not an agent: the ticket's last agent reply does not
 /// move). When the queue refuses because the brand's sending domain is not set up or not
-/// verified, the reply is recorded in the ticket, flagged `not_sent`, and the note returned
-/// for the rule log says why and what the admin should do.
+/// verified, or because the customer's address can never receive mail (an address literal
+/// in a sender's From), the reply is recorded in the ticket, flagged `not_sent`, and the
+/// note returned for the rule log says why and what the admin should do.
 pub struct QueueReplySender {
     pub store: Store,
     pub queue: Arc<OutboundQueue>,
@@ -71,7 +72,8 @@ impl ReplySender for QueueReplySender {
             .await
         {
             Ok(q) => (q, None),
-            Err(OutboundError::DomainNotReady(why)) => {
+            Err(e @ (OutboundError::DomainNotReady(_) | OutboundError::Undeliverable { .. })) => {
+                let why = e.to_string();
                 let note = format!("not sent, recorded in the ticket only: {why}");
                 let q = self
                     .queue

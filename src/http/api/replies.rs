@@ -49,6 +49,11 @@ pub(crate) fn outbound_error(e: OutboundError) -> ApiError {
         OutboundError::DomainNotReady(m) => {
             ApiError::new(StatusCode::CONFLICT, "domain_not_verified", m)
         }
+        e @ OutboundError::Undeliverable { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "undeliverable_recipient",
+            e.to_string(),
+        ),
         OutboundError::Store(e) => e.into(),
         other => {
             tracing::error!(error = %other, "outbound request failed");
@@ -72,6 +77,7 @@ pub(crate) fn outbound_error(e: OutboundError) -> ApiError {
         (status = 400, description = "Invalid reply (control characters in a header value, sizes, addresses)", body = ErrorBody),
         (status = 404, description = "No such ticket in this account", body = ErrorBody),
         (status = 409, description = "The sending domain is not set up or not verified", body = ErrorBody),
+        (status = 422, description = "`undeliverable_recipient`: a recipient (a CC or the customer) that mail can never reach, such as an address literal `a@[127.0.0.1]`, an IP address or a name that is not an Internet domain; the message names it and says why", body = ErrorBody),
     ))]
 pub async fn send_reply(
     State(state): State<ApiState>,
