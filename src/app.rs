@@ -250,6 +250,7 @@ impl Application {
             self.saml_config()?,
             &self.settings.inbound.domain,
             self.outbound.clone(),
+            self.settings.api,
             crate::http::ImportsConfig {
                 runner: self.imports.clone(),
                 max_upload_size: self.settings.imports.max_upload_size,

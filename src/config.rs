@@ -13,6 +13,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub smtp: SmtpSettings,
     pub http: HttpSettings,
+    pub api: ApiSettings,
     pub sso: SsoSettings,
     pub inbound: InboundSettings,
     pub threading: ThreadingSettings,
@@ -173,6 +174,17 @@ pub struct TlsSettings {
 pub struct HttpSettings {
     pub listen: SocketAddr,
     pub public_url: String,
+}
+
+/// API tokens made through the API.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct ApiSettings {
+    /// Lifetime of a token whose request names no expiry.
+    #[serde(with = "humantime_serde")]
+    pub token_default_ttl: Duration,
+    /// Longest lifetime a request may ask for.
+    #[serde(with = "humantime_serde")]
+    pub token_max_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -345,6 +357,11 @@ impl Settings {
                     && !public.contains('?')
                     && !public.contains('#')),
             "http.public_url must be empty or an http(s) URL such as https://helpdesk.example.com",
+        )?;
+        check(
+            !self.api.token_default_ttl.is_zero()
+                && self.api.token_default_ttl <= self.api.token_max_ttl,
+            "api.token_default_ttl must be more than 0s and at most api.token_max_ttl",
         )?;
         let o = &self.outbound;
         check(

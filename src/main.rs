@@ -372,10 +372,14 @@ enum TokenCommand {
         /// What the token is for.
         #[arg(long)]
         name: Option<String>,
+        /// Stop working after this long, e.g. 90d or 12h. Without it the token never
+        /// expires (an operator's token: revoke it with `postern token revoke`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// The account's tokens (never their secrets).
+    /// The account's tokens (never their secrets): who made each, expiry, last use.
     List {
         #[arg(long)]
         account: AccountId,
@@ -1503,10 +1507,25 @@ async fn token(cmd: TokenCommand, settings: &Settings) -> Result<()> {
             account,
             role,
             name,
+            expires_in,
             out,
         } => {
+            let expires_at = match expires_in {
+                Some(d) if d.is_zero() => bail!("--expires-in must be more than 0s"),
+                Some(d) => Some(
+                    postern::store::now_ms()
+                        .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                ),
+                None => None,
+            };
             let (info, secret) = store
-                .create_api_token(account, role, name.as_deref().unwrap_or(""))
+                .create_api_token_by(
+                    account,
+                    role,
+                    name.as_deref().unwrap_or(""),
+                    postern::store::TokenCreator::Operator,
+                    expires_at,
+                )
                 .await?;
             if out.json {
                 #[derive(Serialize)]
@@ -1535,19 +1554,19 @@ async fn token(cmd: TokenCommand, settings: &Settings) -> Result<()> {
                 println!("no tokens");
             } else {
                 for t in tokens {
+                    let when = |d: Option<chrono::DateTime<chrono::Utc>>, none: &str| {
+                        d.map_or(none.to_string(), |d| d.to_rfc3339())
+                    };
                     println!(
-                        "{:<6} {:<6} {:<14} {:<24} {}",
+                        "{:<6} {:<6} {:<14} {:<24} {:<17} by {:<24} expires {:<26} last used {}",
                         t.id,
                         t.role,
                         format!("{}...", t.prefix),
                         t.name,
-                        match t.revoked_at {
-                            Some(r) => format!("revoked {}", r.to_rfc3339()),
-                            None => format!(
-                                "last used {}",
-                                t.last_used_at.map_or("never".into(), |u| u.to_rfc3339())
-                            ),
-                        }
+                        t.status,
+                        t.created_by.as_deref().unwrap_or("operator"),
+                        when(t.expires_at, "never"),
+                        when(t.last_used_at, "never"),
                     );
                 }
             }

@@ -1795,3 +1795,182 @@ async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
     let quoted = context.parent.and_then(|p| p.text).expect("parent text");
     assert!(quoted.contains("zanzibar7781"), "{quoted}");
 }
+
+/// Tokens made through the API record who made them and expire. An admin's tokens (one made
+/// with their session, one made with that token) act as an agent once the admin is made an
+/// agent, and stop at once, with a 401 that says why, when the admin is disabled; operators'
+/// tokens from the CLI keep working. An expired token is refused.
+#[tokio::test]
+async fn api_tokens_die_with_their_creator_and_expire() {
+    let app = spawn_app(&[]).await;
+    let (acct, _) = app.account("Acme", "support@acme.test").await;
+    let account = postern::domain::AccountId(acct);
+    let operator_token = api_token(app.dir.path(), acct, "admin");
+    let operator = Api::new(&app, &operator_token);
+    let (s, dana) = operator
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            json!({"email": "dana@acme.test", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{dana}");
+    let dana_id = dana["id"].as_i64().expect("user id");
+    let cookie = app
+        .store
+        .create_session(account, dana_id, std::time::Duration::from_secs(3600))
+        .await
+        .expect("session");
+    let day_ms = 86_400_000i64;
+    let expires_in_days = |v: &Value| {
+        let at =
+            chrono::DateTime::parse_from_rfc3339(v["expires_at"].as_str().expect("expires_at"))
+                .expect("RFC 3339");
+        (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()) as f64 / day_ms as f64
+    };
+
+    // Dana, signed in, makes a token; the answer says who made it and when it expires.
+    let resp = Client::new()
+        .post(format!("{}/api/v1/tokens", base(&app)))
+        .header(
+            "cookie",
+            format!("{}={cookie}", postern::store::SESSION_COOKIE),
+        )
+        .header("origin", base(&app))
+        .json(&json!({"role": "admin", "name": "dana's bridge", "expires_in": "30d"}))
+        .send()
+        .await
+        .expect("POST /tokens");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let made: Value = resp.json().await.expect("JSON");
+    assert_eq!(made["created_by_user_id"], dana_id, "{made}");
+    assert_eq!(made["created_by"], "dana@acme.test", "{made}");
+    assert_eq!(made["status"], "active", "{made}");
+    let days = expires_in_days(&made);
+    assert!((29.9..30.1).contains(&days), "{made}");
+    let dana_token = made["token"].as_str().expect("secret").to_string();
+    let dana_api = Api::new(&app, &dana_token);
+
+    // A token made with Dana's token is Dana's too, and expires after the default 90 days.
+    let (s, child) = dana_api
+        .call(Method::POST, "/api/v1/tokens", json!({"role": "agent"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{child}");
+    assert_eq!(child["created_by_user_id"], dana_id, "{child}");
+    assert_eq!(child["created_by_token_id"], made["id"], "{child}");
+    let days = expires_in_days(&child);
+    assert!((89.9..90.1).contains(&days), "{child}");
+    let child_api = Api::new(&app, child["token"].as_str().expect("secret"));
+    child_api.get("/api/v1/tickets").await;
+
+    // Expiries the API refuses.
+    for bad in [
+        json!({"role": "agent", "expires_in": "400d"}),
+        json!({"role": "agent", "expires_in": "soon"}),
+        json!({"role": "agent", "expires_in": "1d", "expires_at": "2100-01-01T00:00:00Z"}),
+        json!({"role": "agent", "expires_at": "2000-01-01T00:00:00Z"}),
+    ] {
+        let (s, v) = dana_api
+            .call(Method::POST, "/api/v1/tokens", bad.clone())
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+
+    // The listing shows creators and expiries; the CLI's operator token has neither.
+    let list = operator.get("/api/v1/tokens").await;
+    let by_id = |id: &Value| {
+        list.as_array()
+            .expect("list")
+            .iter()
+            .find(|t| t["id"] == *id)
+            .cloned()
+            .expect("listed")
+    };
+    let listed = by_id(&made["id"]);
+    assert_eq!(listed["created_by"], "dana@acme.test", "{listed}");
+    assert!(listed["expires_at"].is_string(), "{listed}");
+    assert!(listed["last_used_at"].is_string(), "{listed}");
+    let ops = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|t| t["created_by_user_id"].is_null())
+        .cloned()
+        .expect("the operator's token");
+    assert!(ops["expires_at"].is_null(), "{ops}");
+
+    // Dana made an agent: her admin token acts as an agent.
+    let (s, v) = operator
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{dana_id}"),
+            json!({"role": "agent"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, text) = dana_api.send(Method::GET, "/api/v1/tokens", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{text}");
+    dana_api.get("/api/v1/tickets").await;
+
+    // Dana disabled: both tokens stop at once, and say why.
+    let (s, v) = operator
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{dana_id}"),
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for api in [&dana_api, &child_api] {
+        let (s, text) = api.send(Method::GET, "/api/v1/tickets", None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{text}");
+        assert_error_shape(s, &text, "unauthorized");
+        assert!(
+            text.contains("dana@acme.test") && text.contains("disabled"),
+            "{text}"
+        );
+    }
+    let list = operator.get("/api/v1/tokens").await;
+    let listed = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|t| t["id"] == made["id"])
+        .cloned()
+        .expect("listed");
+    assert_eq!(listed["status"], "creator_disabled", "{listed}");
+    // Enabling Dana again does not bring them back: they were revoked.
+    let (s, _) = operator
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{dana_id}"),
+            json!({"disabled": false}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, text) = dana_api.send(Method::GET, "/api/v1/tickets", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("revoked"), "{text}");
+    // The operator's token from the CLI is nobody's: it works on.
+    operator.get("/api/v1/tickets").await;
+
+    // An expired token is refused, and says when it expired.
+    let (_, expired) = app
+        .store
+        .create_api_token_by(
+            account,
+            postern::domain::Role::Admin,
+            "old",
+            postern::store::TokenCreator::Operator,
+            Some(postern::store::now_ms() - 1000),
+        )
+        .await
+        .expect("token");
+    let (s, text) = Api::new(&app, &expired)
+        .send(Method::GET, "/api/v1/tickets", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{text}");
+    assert_error_shape(s, &text, "unauthorized");
+    assert!(text.contains("expired"), "{text}");
+    app.stop().await;
+}

@@ -44,6 +44,8 @@ pub struct ApiState {
     pub outbound: std::sync::Arc<crate::outbound::OutboundQueue>,
     /// Import jobs and their limits.
     pub imports: std::sync::Arc<ImportsConfig>,
+    /// Lifetimes of API tokens made through the API.
+    pub api: crate::config::ApiSettings,
 }
 
 #[derive(OpenApi)]
@@ -188,6 +190,7 @@ pub fn router(
     saml: saml::SamlConfig,
     inbound_domain: &str,
     outbound: std::sync::Arc<crate::outbound::OutboundQueue>,
+    api: crate::config::ApiSettings,
     imports: ImportsConfig,
 ) -> Router {
     let (router, _doc) = routes().split_for_parts();
@@ -200,6 +203,7 @@ pub fn router(
         store,
         outbound,
         imports: std::sync::Arc::new(imports),
+        api,
     };
     router
         .fallback(not_found)

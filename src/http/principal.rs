@@ -28,11 +28,11 @@ impl FromRequestParts<ApiState> for Principal {
                         "the Authorization header must be `Bearer <token>`; create a token with `postern token create`",
                     )
                 })?;
-            return state.store.token_principal(token).await?.ok_or_else(|| {
-                ApiError::unauthorized(
-                    "the API token is unknown or revoked; create a new one with `postern token create`",
-                )
-            });
+            return state
+                .store
+                .token_principal(token)
+                .await?
+                .map_err(|refusal| ApiError::unauthorized(refusal.to_string()));
         }
         for header in parts.headers.get_all(COOKIE) {
             let Ok(text) = header.to_str() else { continue };

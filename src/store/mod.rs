@@ -49,7 +49,7 @@ pub use threading::ThreadingConfig;
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
 };
-pub use tokens::{ApiTokenView, API_TOKEN_PREFIX};
+pub use tokens::{ApiTokenView, TokenCreator, TokenRefusal, API_TOKEN_PREFIX};
 pub use users::{UserChanges, UserView};
 pub use writer::{CommitObserver, CommitWriter, DatabaseFile};
 

@@ -168,11 +168,19 @@ impl Store {
         .execute(self.pool())
         .await?;
         if changes.disabled == Some(true) {
-            // A disabled user is signed out everywhere at once.
+            // A disabled user is signed out everywhere at once, and the API tokens they made
+            // are revoked: enabling the user again does not bring those back.
             sqlx::query("DELETE FROM sessions WHERE user_id = ?")
                 .bind(id)
                 .execute(self.pool())
                 .await?;
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = ? WHERE created_by_user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         }
         self.user(id, account).await
     }

@@ -89,7 +89,8 @@ pub struct UserPatch {
     name: Option<Option<String>>,
     #[schema(value_type = Option<String>, example = "admin")]
     role: Option<Role>,
-    /// A disabled user is signed out and cannot sign in.
+    /// A disabled user is signed out and cannot sign in; the API tokens they made stop
+    /// working at once (and stay revoked if the user is enabled again).
     disabled: Option<bool>,
 }
 
