@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod forwarded;
 mod lookup_cache;
+pub mod mime_limits;
 mod parse;
 pub mod reply_text;
 pub mod tnef;
