@@ -552,6 +552,7 @@ fn main() {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(postern::ingest::PARSE_THREAD_STACK)
         .build()
     {
         Ok(rt) => rt,

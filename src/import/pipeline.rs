@@ -794,6 +794,7 @@ impl MessageStream {
             parsers.push(
                 std::thread::Builder::new()
                     .name(format!("postern-import-parse-{i}"))
+                    .stack_size(crate::ingest::PARSE_THREAD_STACK)
                     .spawn(move || {
                         for (seq, item) in rx.iter() {
                             let unit = ctx.parse(seq, item);

@@ -23,6 +23,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Stack of every thread that parses mail (the runtime's workers and blocking pool, import
+/// parsers): Linux's main-thread size rather than Rust's 2 MiB default. The MIME tree is
+/// capped (see [`mime_limits`]), so this is margin for what the fuzzers have not found, and
+/// costs address space only.
+pub const PARSE_THREAD_STACK: usize = 8 * 1024 * 1024;
+
 /// Messages larger than this are parsed on the blocking pool, off the async workers.
 const INLINE_PARSE_LIMIT: usize = 512 * 1024;
 
