@@ -228,13 +228,32 @@ impl Application {
         &self.outbound
     }
 
-    /// The SAML settings, with the public URL derived from the bound address if unset.
-    pub fn saml_config(&self) -> Result<crate::http::saml::SamlConfig, AppError> {
+    /// The SAML settings, with the public URL derived from the bound address if unset, and
+    /// the key that seals sign-in requests (made on first start, kept in the database).
+    pub async fn saml_config(&self) -> Result<crate::http::saml::SamlConfig, AppError> {
+        let sso = &self.settings.sso;
         Ok(crate::http::saml::SamlConfig {
             public_base_url: self.settings.public_base_url(self.http_addr()?),
-            login_timeout: self.settings.sso.login_timeout,
-            clock_skew: self.settings.sso.clock_skew,
-            session_ttl: self.settings.sso.session_ttl,
+            login_timeout: sso.login_timeout,
+            clock_skew: sso.clock_skew,
+            session_ttl: sso.session_ttl,
+            request_key: crate::http::server_key::ServerKey::new(
+                self.store
+                    .generated_secret(crate::store::SSO_REQUEST_KEY)
+                    .await?,
+            ),
+            login_rate_limit: sso.login_rate_limit,
+            login_rate_window: sso.login_rate_window,
+        })
+    }
+
+    /// The CSRF key and the trusted proxies.
+    pub async fn browser_security(&self) -> Result<crate::http::BrowserSecurity, AppError> {
+        Ok(crate::http::BrowserSecurity {
+            csrf_key: crate::http::server_key::ServerKey::new(
+                self.store.generated_secret(crate::store::CSRF_KEY).await?,
+            ),
+            trusted_proxies: self.settings.http.trusted_proxy_networks(),
         })
     }
 
@@ -247,7 +266,8 @@ impl Application {
         crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
         let router = crate::http::router(
             self.store.clone(),
-            self.saml_config()?,
+            self.saml_config().await?,
+            self.browser_security().await?,
             &self.settings.inbound.domain,
             self.outbound.clone(),
             crate::http::ImportsConfig {
@@ -281,9 +301,13 @@ impl Application {
         }
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
-            axum::serve(self.http, router)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                .await
+            // With each connection's address: per-client limits (sign-in starts) need it.
+            axum::serve(
+                self.http,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
         });
         self.smtp
             .run(shutdown.clone(), self.settings.smtp.shutdown_grace)

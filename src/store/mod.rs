@@ -11,6 +11,7 @@ mod import_jobs;
 mod intake;
 mod outbound;
 mod rules;
+mod server_secrets;
 mod sessions;
 mod sso;
 mod threading;
@@ -40,11 +41,9 @@ pub use rules::{
     MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,
     RuleRunView, RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
 };
+pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};
 pub use sessions::SESSION_COOKIE;
-pub use sso::{
-    SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRequestRecord, SsoRoleRecord,
-    MAX_PENDING_SSO_REQUESTS,
-};
+pub use sso::{SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRoleRecord};
 pub use threading::ThreadingConfig;
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
