@@ -610,6 +610,21 @@ fn parse_address(s: &str, what: &str) -> Result<EmailAddress> {
 }
 
 async fn open_store(settings: &Settings) -> Result<Store> {
+    let report =
+        postern::private_files::secure_data_dir(&settings.data_dir, &settings.database_path())
+            .with_context(|| format!("creating the data folder {}", settings.data_dir.display()))?;
+    if !report.tightened.is_empty() {
+        eprintln!(
+            "postern: files of the data folder were readable by other local users; made private: {}",
+            report.describe(20)
+        );
+    }
+    for (path, e) in &report.failed {
+        eprintln!(
+            "postern: cannot make {} private ({e}); other local users may read it",
+            path.display()
+        );
+    }
     Store::open(&settings.database_path(), settings.store.read_connections)
         .await
         .with_context(|| format!("opening {}", settings.database_path().display()))
@@ -1933,6 +1948,12 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     if let Some(max) = args.max_message_size {
         request.max_message_size = max;
     }
+    request.decompress = postern::import::DecompressLimits {
+        max_size: settings.imports.max_decompressed_size,
+        max_ratio: settings.imports.max_compression_ratio,
+    };
+    request.max_staged_size = settings.imports.max_staged_size;
+    request.max_participants = settings.threading.max_participants_per_message;
     let progress: Arc<dyn ImportProgress> =
         if std::io::stderr().is_terminal() && !args.no_progress_bar {
             Arc::new(TerminalProgress::new())
