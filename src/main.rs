@@ -609,22 +609,10 @@ fn parse_address(s: &str, what: &str) -> Result<EmailAddress> {
     EmailAddress::parse(s).with_context(|| format!("{what} {s:?} is not a valid address"))
 }
 
+/// The store for a CLI command. It creates the data folder and the database private (0700,
+/// 0600) when they are missing; making an existing folder private is left to `postern
+/// serve`, which says so in its log (a command's stderr is its one-line error).
 async fn open_store(settings: &Settings) -> Result<Store> {
-    let report =
-        postern::private_files::secure_data_dir(&settings.data_dir, &settings.database_path())
-            .with_context(|| format!("creating the data folder {}", settings.data_dir.display()))?;
-    if !report.tightened.is_empty() {
-        eprintln!(
-            "postern: files of the data folder were readable by other local users; made private: {}",
-            report.describe(20)
-        );
-    }
-    for (path, e) in &report.failed {
-        eprintln!(
-            "postern: cannot make {} private ({e}); other local users may read it",
-            path.display()
-        );
-    }
     Store::open(&settings.database_path(), settings.store.read_connections)
         .await
         .with_context(|| format!("opening {}", settings.database_path().display()))
