@@ -145,7 +145,6 @@ pub fn exceeded(e: &io::Error) -> Option<LimitExceeded> {
 pub struct UploadCheck {
     decoder: flate2::write::MultiGzDecoder<Counter>,
     compressed: u64,
-    limits: DecompressLimits,
     /// The data stopped being valid gzip: the import will report where; nothing more is
     /// judged here.
     damaged: bool,
@@ -181,7 +180,6 @@ impl UploadCheck {
                 limits,
             }),
             compressed: 0,
-            limits,
             damaged: false,
         }
     }
@@ -226,10 +224,6 @@ impl UploadCheck {
     /// Decompressed bytes so far.
     pub fn decompressed(&self) -> u64 {
         self.decoder.get_ref().written
-    }
-
-    pub fn limits(&self) -> DecompressLimits {
-        self.limits
     }
 }
 
