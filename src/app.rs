@@ -31,6 +31,14 @@ pub enum AppError {
     Tls(#[from] smtp::tls::TlsError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "cannot create the data folder {path}: {source}; check data_dir and that its parent \
+         is writable by the user running postern"
+    )]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// What threading needs, from the settings and the store's reply-token secret.
@@ -104,6 +112,13 @@ pub fn rules_engine(
 impl Application {
     /// Opens the store, binds both listeners; nothing is served until [`Application::run`].
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        // Before the store opens: its files must not stay readable by other local users.
+        crate::private_files::secure_data_dir(&settings.data_dir, &settings.database_path())
+            .map_err(|source| AppError::DataDir {
+                path: settings.data_dir.display().to_string(),
+                source,
+            })?
+            .log();
         let store = Store::open_with_cap(
             &settings.database_path(),
             settings.store.read_connections,
@@ -133,6 +148,12 @@ impl Application {
                 max_rate: settings.imports.max_rate,
                 max_message_size: settings.imports.max_message_size,
                 allow_private_imap: settings.imports.allow_private_imap,
+                decompress: crate::import::DecompressLimits {
+                    max_size: settings.imports.max_decompressed_size,
+                    max_ratio: settings.imports.max_compression_ratio,
+                },
+                max_staged_size: settings.imports.max_staged_size,
+                max_participants: settings.threading.max_participants_per_message,
             },
         ));
         // Before anything runs: jobs a stopped server left running are interrupted.
@@ -157,7 +178,8 @@ impl Application {
                 strict_dmarc: settings.auth.strict_dmarc,
             },
             settings.inbound.lookup_cache,
-        );
+        )
+        .with_max_participants(settings.threading.max_participants_per_message);
         if let Some((_, wake)) = &rules {
             intake = intake.with_after_commit(wake.clone());
         }
@@ -275,6 +297,10 @@ impl Application {
                 max_upload_size: self.settings.imports.max_upload_size,
                 allow_plain_imap: self.settings.imports.allow_plain_imap,
                 max_message_size: self.settings.imports.max_message_size,
+                decompress: crate::import::DecompressLimits {
+                    max_size: self.settings.imports.max_decompressed_size,
+                    max_ratio: self.settings.imports.max_compression_ratio,
+                },
             },
         );
         let outbound = if self.settings.outbound.enabled {

@@ -42,6 +42,12 @@ pub struct ImportSettings {
     pub max_rate: u32,
     /// Per-message size cap; larger messages are quarantined.
     pub max_message_size: u64,
+    /// Most bytes a .gz mailbox may decompress to (uploads and `postern import`).
+    pub max_decompressed_size: u64,
+    /// Most decompressed bytes per compressed byte of a .gz mailbox.
+    pub max_compression_ratio: u64,
+    /// Most bytes of messages an import's staging copy may hold (API and CLI).
+    pub max_staged_size: u64,
 }
 
 /// How replies leave: the queue worker, the route (relay or MX) and the retry schedule.
@@ -139,6 +145,9 @@ pub struct ThreadingSettings {
     #[serde(with = "humantime_serde")]
     pub subject_window: Duration,
     pub secret: String,
+    /// Participant rows one message may add to its ticket (the sender first, then To and
+    /// Cc in order); the message itself keeps every address.
+    pub max_participants_per_message: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -419,6 +428,10 @@ impl Settings {
             "rules.scheduler_batch must be at least 1",
         )?;
         check(
+            self.threading.max_participants_per_message >= 1,
+            "threading.max_participants_per_message must be at least 1 (the sender)",
+        )?;
+        check(
             self.imports.max_concurrent >= 1,
             "imports.max_concurrent must be at least 1",
         )?;
@@ -448,6 +461,15 @@ impl Settings {
                 || (self.sso.login_rate_window >= Duration::from_secs(1)
                     && self.sso.login_rate_window <= Duration::from_secs(86_400)),
             "sso.login_rate_window must be between 1s and 1d",
+        )?;
+        check(
+            self.imports.max_decompressed_size >= 1024 * 1024
+                && self.imports.max_staged_size >= 1024 * 1024,
+            "imports.max_decompressed_size and imports.max_staged_size must be at least 1048576 (1 MiB)",
+        )?;
+        check(
+            self.imports.max_compression_ratio >= 10,
+            "imports.max_compression_ratio must be at least 10 (ordinary mail compresses up to about 10 to 1)",
         )?;
         check(
             self.sso.clock_skew <= Duration::from_secs(600),

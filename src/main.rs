@@ -610,6 +610,9 @@ fn parse_address(s: &str, what: &str) -> Result<EmailAddress> {
     EmailAddress::parse(s).with_context(|| format!("{what} {s:?} is not a valid address"))
 }
 
+/// The store for a CLI command. It creates the data folder and the database private (0700,
+/// 0600) when they are missing; making an existing folder private is left to `postern
+/// serve`, which says so in its log (a command's stderr is its one-line error).
 async fn open_store(settings: &Settings) -> Result<Store> {
     Store::open(&settings.database_path(), settings.store.read_connections)
         .await
@@ -1934,6 +1937,12 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     if let Some(max) = args.max_message_size {
         request.max_message_size = max;
     }
+    request.decompress = postern::import::DecompressLimits {
+        max_size: settings.imports.max_decompressed_size,
+        max_ratio: settings.imports.max_compression_ratio,
+    };
+    request.max_staged_size = settings.imports.max_staged_size;
+    request.max_participants = settings.threading.max_participants_per_message;
     let progress: Arc<dyn ImportProgress> =
         if std::io::stderr().is_terminal() && !args.no_progress_bar {
             Arc::new(TerminalProgress::new())

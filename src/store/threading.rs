@@ -847,11 +847,9 @@ pub(super) fn store_message(
         let role = if sender_is_brand { "brand" } else { "cc" };
         add_participant(conn, ticket, &sender, role)?;
     }
-    for p in m.to.iter().chain(m.cc.iter()) {
-        // Our forwarding addresses are not people.
-        if !domain_of(&p.address).eq_ignore_ascii_case(&cfg.inbound_domain) {
-            add_participant(conn, ticket, &p.address, "cc")?;
-        }
+    // Chosen and capped by ingest (sender first, our forwarding addresses left out).
+    for p in &m.participants {
+        add_participant(conn, ticket, &p.address, "cc")?;
     }
     let id = insert_message(
         conn,
