@@ -31,6 +31,14 @@ pub enum AppError {
     Tls(#[from] smtp::tls::TlsError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "cannot create the data folder {path}: {source}; check data_dir and that its parent \
+         is writable by the user running postern"
+    )]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// What threading needs, from the settings and the store's reply-token secret.
@@ -104,6 +112,13 @@ pub fn rules_engine(
 impl Application {
     /// Opens the store, binds both listeners; nothing is served until [`Application::run`].
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        // Before the store opens: its files must not stay readable by other local users.
+        crate::private_files::secure_data_dir(&settings.data_dir, &settings.database_path())
+            .map_err(|source| AppError::DataDir {
+                path: settings.data_dir.display().to_string(),
+                source,
+            })?
+            .log();
         let store = Store::open_with_cap(
             &settings.database_path(),
             settings.store.read_connections,
@@ -133,6 +148,12 @@ impl Application {
                 max_rate: settings.imports.max_rate,
                 max_message_size: settings.imports.max_message_size,
                 allow_private_imap: settings.imports.allow_private_imap,
+                decompress: crate::import::DecompressLimits {
+                    max_size: settings.imports.max_decompressed_size,
+                    max_ratio: settings.imports.max_compression_ratio,
+                },
+                max_staged_size: settings.imports.max_staged_size,
+                max_participants: settings.threading.max_participants_per_message,
             },
         ));
         // Before anything runs: jobs a stopped server left running are interrupted.
@@ -157,7 +178,8 @@ impl Application {
                 strict_dmarc: settings.auth.strict_dmarc,
             },
             settings.inbound.lookup_cache,
-        );
+        )
+        .with_max_participants(settings.threading.max_participants_per_message);
         if let Some((_, wake)) = &rules {
             intake = intake.with_after_commit(wake.clone());
         }
@@ -228,13 +250,32 @@ impl Application {
         &self.outbound
     }
 
-    /// The SAML settings, with the public URL derived from the bound address if unset.
-    pub fn saml_config(&self) -> Result<crate::http::saml::SamlConfig, AppError> {
+    /// The SAML settings, with the public URL derived from the bound address if unset, and
+    /// the key that seals sign-in requests (made on first start, kept in the database).
+    pub async fn saml_config(&self) -> Result<crate::http::saml::SamlConfig, AppError> {
+        let sso = &self.settings.sso;
         Ok(crate::http::saml::SamlConfig {
             public_base_url: self.settings.public_base_url(self.http_addr()?),
-            login_timeout: self.settings.sso.login_timeout,
-            clock_skew: self.settings.sso.clock_skew,
-            session_ttl: self.settings.sso.session_ttl,
+            login_timeout: sso.login_timeout,
+            clock_skew: sso.clock_skew,
+            session_ttl: sso.session_ttl,
+            request_key: crate::http::server_key::ServerKey::new(
+                self.store
+                    .generated_secret(crate::store::SSO_REQUEST_KEY)
+                    .await?,
+            ),
+            login_rate_limit: sso.login_rate_limit,
+            login_rate_window: sso.login_rate_window,
+        })
+    }
+
+    /// The CSRF key and the trusted proxies.
+    pub async fn browser_security(&self) -> Result<crate::http::BrowserSecurity, AppError> {
+        Ok(crate::http::BrowserSecurity {
+            csrf_key: crate::http::server_key::ServerKey::new(
+                self.store.generated_secret(crate::store::CSRF_KEY).await?,
+            ),
+            trusted_proxies: self.settings.http.trusted_proxy_networks(),
         })
     }
 
@@ -247,7 +288,8 @@ impl Application {
         crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
         let router = crate::http::router(
             self.store.clone(),
-            self.saml_config()?,
+            self.saml_config().await?,
+            self.browser_security().await?,
             &self.settings.inbound.domain,
             self.outbound.clone(),
             self.settings.api,
@@ -256,6 +298,10 @@ impl Application {
                 max_upload_size: self.settings.imports.max_upload_size,
                 allow_plain_imap: self.settings.imports.allow_plain_imap,
                 max_message_size: self.settings.imports.max_message_size,
+                decompress: crate::import::DecompressLimits {
+                    max_size: self.settings.imports.max_decompressed_size,
+                    max_ratio: self.settings.imports.max_compression_ratio,
+                },
             },
         );
         let outbound = if self.settings.outbound.enabled {
@@ -282,9 +328,13 @@ impl Application {
         }
         let http_stop = shutdown.clone();
         let http = tokio::spawn(async move {
-            axum::serve(self.http, router)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                .await
+            // With each connection's address: per-client limits (sign-in starts) need it.
+            axum::serve(
+                self.http,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
         });
         self.smtp
             .run(shutdown.clone(), self.settings.smtp.shutdown_grace)

@@ -43,6 +43,12 @@ pub struct ImportSettings {
     pub max_rate: u32,
     /// Per-message size cap; larger messages are quarantined.
     pub max_message_size: u64,
+    /// Most bytes a .gz mailbox may decompress to (uploads and `postern import`).
+    pub max_decompressed_size: u64,
+    /// Most decompressed bytes per compressed byte of a .gz mailbox.
+    pub max_compression_ratio: u64,
+    /// Most bytes of messages an import's staging copy may hold (API and CLI).
+    pub max_staged_size: u64,
 }
 
 /// How replies leave: the queue worker, the route (relay or MX) and the retry schedule.
@@ -140,6 +146,9 @@ pub struct ThreadingSettings {
     #[serde(with = "humantime_serde")]
     pub subject_window: Duration,
     pub secret: String,
+    /// Participant rows one message may add to its ticket (the sender first, then To and
+    /// Cc in order); the message itself keeps every address.
+    pub max_participants_per_message: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +183,29 @@ pub struct TlsSettings {
 pub struct HttpSettings {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// Reverse proxies whose X-Forwarded-For is believed: IP addresses or CIDR networks.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl HttpSettings {
+    /// `trusted_proxies` as networks (a bare address is a network of one). Checked when the
+    /// settings load, so this only skips what [`Settings::load`] would have refused.
+    pub fn trusted_proxy_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_network(p))
+            .collect()
+    }
+}
+
+/// "10.0.0.0/8", "2001:db8::/32" or a single address such as "127.0.0.1".
+fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 /// API tokens made through the API.
@@ -196,6 +228,10 @@ pub struct SsoSettings {
     /// Length of a session opened by single sign-on (shorter when the IdP asks).
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
+    /// Sign-ins one client address may start per `login_rate_window`; 0: no limit.
+    pub login_rate_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub login_rate_window: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +332,7 @@ impl Settings {
                 .with_list_parse_key("auth.trusted_arc_forwarders")
                 .with_list_parse_key("outbound.spf_ips")
                 .with_list_parse_key("outbound.retry_schedule")
+                .with_list_parse_key("http.trusted_proxies")
                 .source(Some(env_map)),
         );
         let built = builder.build().map_err(|source| ConfigError::File {
@@ -408,6 +445,10 @@ impl Settings {
             "rules.scheduler_batch must be at least 1",
         )?;
         check(
+            self.threading.max_participants_per_message >= 1,
+            "threading.max_participants_per_message must be at least 1 (the sender)",
+        )?;
+        check(
             self.imports.max_concurrent >= 1,
             "imports.max_concurrent must be at least 1",
         )?;
@@ -418,6 +459,34 @@ impl Settings {
         check(
             self.imports.max_message_size >= 1024,
             "imports.max_message_size is too small (at least 1024 bytes)",
+        )?;
+        let bad_proxies: Vec<&str> = self
+            .http
+            .trusted_proxies
+            .iter()
+            .map(String::as_str)
+            .filter(|p| parse_network(p).is_none())
+            .collect();
+        check(
+            bad_proxies.is_empty(),
+            &format!(
+                "http.trusted_proxies: {bad_proxies:?} is not an IP address or a network such as 10.0.0.0/8"
+            ),
+        )?;
+        check(
+            self.sso.login_rate_limit == 0
+                || (self.sso.login_rate_window >= Duration::from_secs(1)
+                    && self.sso.login_rate_window <= Duration::from_secs(86_400)),
+            "sso.login_rate_window must be between 1s and 1d",
+        )?;
+        check(
+            self.imports.max_decompressed_size >= 1024 * 1024
+                && self.imports.max_staged_size >= 1024 * 1024,
+            "imports.max_decompressed_size and imports.max_staged_size must be at least 1048576 (1 MiB)",
+        )?;
+        check(
+            self.imports.max_compression_ratio >= 10,
+            "imports.max_compression_ratio must be at least 10 (ordinary mail compresses up to about 10 to 1)",
         )?;
         check(
             self.sso.clock_skew <= Duration::from_secs(600),
@@ -505,5 +574,29 @@ mod tests {
         let err =
             Settings::load_with_env(Some(Path::new("/nonexistent.toml")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+        let err = Settings::load_with_env(
+            None,
+            env(&[("POSTERN__HTTP__TRUSTED_PROXIES", "10.0.0.0/8,proxy.example")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("proxy.example"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[(
+                "POSTERN__HTTP__TRUSTED_PROXIES",
+                "127.0.0.1, 10.0.0.0/8,::1",
+            )]),
+        )
+        .unwrap();
+        let nets = s.http.trusted_proxy_networks();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[0].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(!nets[0].contains(&"127.0.0.2".parse::<std::net::IpAddr>().unwrap()));
+        assert!(nets[1].contains(&"10.9.8.7".parse::<std::net::IpAddr>().unwrap()));
+        assert_eq!(s.sso.login_rate_limit, 30);
     }
 }

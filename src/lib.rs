@@ -12,6 +12,7 @@ pub mod import;
 pub mod ingest;
 pub mod metrics;
 pub mod outbound;
+pub mod private_files;
 pub mod rules;
 pub mod smtp;
 pub mod store;

@@ -556,6 +556,7 @@ fn main() {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(postern::ingest::PARSE_THREAD_STACK)
         .build()
     {
         Ok(rt) => rt,
@@ -613,6 +614,9 @@ fn parse_address(s: &str, what: &str) -> Result<EmailAddress> {
     EmailAddress::parse(s).with_context(|| format!("{what} {s:?} is not a valid address"))
 }
 
+/// The store for a CLI command. It creates the data folder and the database private (0700,
+/// 0600) when they are missing; making an existing folder private is left to `postern
+/// serve`, which says so in its log (a command's stderr is its one-line error).
 async fn open_store(settings: &Settings) -> Result<Store> {
     Store::open(&settings.database_path(), settings.store.read_connections)
         .await
@@ -1952,6 +1956,12 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     if let Some(max) = args.max_message_size {
         request.max_message_size = max;
     }
+    request.decompress = postern::import::DecompressLimits {
+        max_size: settings.imports.max_decompressed_size,
+        max_ratio: settings.imports.max_compression_ratio,
+    };
+    request.max_staged_size = settings.imports.max_staged_size;
+    request.max_participants = settings.threading.max_participants_per_message;
     let progress: Arc<dyn ImportProgress> =
         if std::io::stderr().is_terminal() && !args.no_progress_bar {
             Arc::new(TerminalProgress::new())

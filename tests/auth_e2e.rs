@@ -332,6 +332,90 @@ async fn forged_mail_is_flagged_and_never_joins_the_real_customers_ticket() {
     app.stop().await;
 }
 
+/// Every inbound message of the account, with whether DMARC proved its sender.
+async fn stored_messages(app: &TestApp, account: i64) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for t in app.store.tickets(AccountId(account), None).await.unwrap() {
+        for m in app
+            .store
+            .ticket(TicketId(t.id), None)
+            .await
+            .unwrap()
+            .messages
+        {
+            let auth = m.auth_results.clone().unwrap_or_default();
+            out.push((
+                m.text.clone().unwrap_or_default().trim().to_string(),
+                auth["policy"]["authenticated_domain"] == "customer.test",
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 19, finding 9: a spoof sent first under the real message's Message-ID and From must
+/// not make the real message a "duplicate" that is acknowledged and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoof_under_the_same_message_id_does_not_get_the_real_message_dropped() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k)).await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    // Eve guesses the Message-ID of Ana's next message and sends first, another body.
+    let spoof = ORIGINAL.replace(
+        "Where is my order 77?",
+        "Please send the refund to IBAN XX00 EVIL.",
+    );
+    let r = send(&app, "bounce@evil.test", &fwd, spoof.into_bytes()).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let real = signed_by_customer(&k, "rsa-sha256");
+    let r = send(&app, "ana@customer.test", &fwd, real.clone()).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(
+        stored_messages(&app, account).await,
+        vec![
+            (
+                "Please send the refund to IBAN XX00 EVIL.".to_string(),
+                false
+            ),
+            ("Where is my order 77?".to_string(), true),
+        ],
+        "the real message is stored beside the spoof"
+    );
+    // The real message again (a retry) is a duplicate: stored once.
+    let r = send(&app, "ana@customer.test", &fwd, real).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(stored_messages(&app, account).await.len(), 2);
+    app.stop().await;
+}
+
+/// Even a spoof that copies the body exactly does not win over the authenticated message;
+/// an unauthenticated copy after the authenticated one is a plain duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_message_is_never_dropped_for_an_unauthenticated_copy() {
+    let k = keys();
+    let dns = TestDns::start(zone(&k)).await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let r = send(&app, "bounce@evil.test", &fwd, ORIGINAL.as_bytes().to_vec()).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let real = signed_by_customer(&k, "rsa-sha256");
+    let r = send(&app, "ana@customer.test", &fwd, real).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let stored = stored_messages(&app, account).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(
+        stored.iter().any(|(_, authenticated)| *authenticated),
+        "{stored:?}"
+    );
+    // The unsigned copy once more: the same message as a stored one, nothing new.
+    let r = send(&app, "bounce@evil.test", &fwd, ORIGINAL.as_bytes().to_vec()).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(stored_messages(&app, account).await.len(), 2);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_mail_is_vouched_for_by_a_trusted_arc_seal_only() {
     let k = keys();

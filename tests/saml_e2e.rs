@@ -3,6 +3,9 @@
 //! response → POST to the ACS → a user with the mapped role and a session cookie that the
 //! JSON API accepts. Then every attack the IdP script can forge is refused: no cookie, a
 //! clear reason, no user. The IdP-metadata upload is authorised by the API's own tokens.
+//! Issue 19: starting a sign-in stores nothing and is rate-limited per client address
+//! (finding 5), the session cookie cannot act from another site (finding 7), and a sign-in
+//! finishes only in the browser that started it (finding 8).
 
 mod common;
 #[path = "saml_e2e/support.rs"]
@@ -23,12 +26,18 @@ struct Fixture {
     forwarding: String,
     /// API tokens: (account, role) -> secret.
     tokens: HashMap<(i64, Role), String>,
+    /// The browser of the tests that need only one, on 127.0.0.1.
+    browser: Browser,
 }
 
 impl Fixture {
     async fn start() -> Fixture {
+        Fixture::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[(&str, &str)]) -> Fixture {
         idp_python();
-        let app = spawn_app_in(tempfile::tempdir().expect("temp dir"), &[]).await;
+        let app = spawn_app_in(tempfile::tempdir().expect("temp dir"), extra).await;
         let (account, forwarding) = app.account("Acme", "support@acme.test").await;
         let (other_account, _) = app.account("Other", "help@other.test").await;
         let mut tokens = HashMap::new();
@@ -51,6 +60,7 @@ impl Fixture {
             other_account,
             forwarding,
             tokens,
+            browser: Browser::new(None),
         };
         f.upload_metadata(
             account,
@@ -68,6 +78,11 @@ impl Fixture {
 
     fn addr(&self) -> std::net::SocketAddr {
         self.app.http_addr
+    }
+
+    /// The server's own origin (no http.public_url: http://<listen address>).
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr())
     }
 
     /// Uploads the IdP metadata as an admin of `account`.
@@ -104,7 +119,8 @@ impl Fixture {
         self.post_acs(&Fixture::acs_path(&answer), &answer)
     }
 
-    /// A JSON API call with the session cookie.
+    /// A JSON API call with the session cookie, as this server's own pages make it (with
+    /// their Origin).
     fn api_with_cookie(
         &self,
         method: &str,
@@ -112,14 +128,26 @@ impl Fixture {
         cookie: &str,
         body: &str,
     ) -> (u16, serde_json::Value) {
+        let origin = self.origin();
+        self.api_with_cookie_and(method, path, cookie, &[("Origin", &origin)], body)
+    }
+
+    /// A JSON API call with the session cookie and exactly `extra` besides.
+    fn api_with_cookie_and(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, serde_json::Value) {
         let cookie = format!("postern_session={cookie}");
-        let r = http(
-            self.addr(),
-            method,
-            path,
-            &[("Cookie", &cookie), ("Content-Type", "application/json")],
-            body.as_bytes(),
-        );
+        let mut headers = vec![
+            ("Cookie", cookie.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        headers.extend_from_slice(extra);
+        let r = http(self.addr(), method, path, &headers, body.as_bytes());
         (
             r.status,
             serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null),
@@ -138,9 +166,14 @@ impl Fixture {
         std::fs::write(self.idp_dir.path().join("sp.xml"), &r.body).expect("write sp.xml");
     }
 
-    /// GET login; returns the IdP URL Postern redirected to.
+    /// GET login in the fixture's browser; returns the IdP URL Postern redirected to.
     fn start_login(&self, account: i64, return_to: &str) -> String {
-        let r = http(
+        self.start_login_in(&self.browser, account, return_to)
+    }
+
+    /// GET login in `browser`, which keeps the sign-in cookie.
+    fn start_login_in(&self, browser: &Browser, account: i64, return_to: &str) -> String {
+        let r = browser.request(
             self.addr(),
             "GET",
             &format!("/saml/{account}/login?return_to={}", urlencode(return_to)),
@@ -153,16 +186,26 @@ impl Fixture {
         location
     }
 
+    /// The IdP's form posted to the ACS by the fixture's browser.
     fn post_acs(&self, path: &str, answer: &IdpAnswer) -> HttpResponse {
+        self.post_acs_in(&self.browser, path, answer)
+    }
+
+    /// The IdP's form posted by `browser`, with its cookies and the IdP's Origin (the
+    /// auto-submitted form is a cross-site POST).
+    fn post_acs_in(&self, browser: &Browser, path: &str, answer: &IdpAnswer) -> HttpResponse {
         let body = form_encode(&[
             ("SAMLResponse", &answer.saml_response),
             ("RelayState", &answer.relay_state),
         ]);
-        http(
+        browser.request(
             self.addr(),
             "POST",
             path,
-            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", "http://idp.test"),
+            ],
             body.as_bytes(),
         )
     }
@@ -321,11 +364,15 @@ async fn sign_in_creates_user_with_role_sets_cookie_and_signs_out() {
     assert_eq!(me["role"], "agent", "{me}");
 
     // Signing out of another account leaves the session alone.
+    let origin = f.origin();
     http(
         f.addr(),
         "POST",
         &format!("/saml/{}/logout", f.other_account),
-        &[("Cookie", &format!("postern_session={ana}"))],
+        &[
+            ("Cookie", &format!("postern_session={ana}")),
+            ("Origin", &origin),
+        ],
         b"",
     )
     .assert_status(200);
@@ -337,7 +384,10 @@ async fn sign_in_creates_user_with_role_sets_cookie_and_signs_out() {
         f.addr(),
         "POST",
         &format!("/saml/{}/logout", f.account),
-        &[("Cookie", &format!("postern_session={ana}"))],
+        &[
+            ("Cookie", &format!("postern_session={ana}")),
+            ("Origin", &origin),
+        ],
         b"",
     )
     .assert_status(200);
@@ -734,7 +784,9 @@ async fn metadata_upload_is_checked_and_admin_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verification_reads_only_the_signed_assertion() {
     use base64::Engine;
-    use postern::http::saml::{build_redirect, parse_idp_metadata, verify_response, SpEndpoints};
+    use postern::http::saml::{
+        build_redirect, new_request_id, parse_idp_metadata, verify_response, SpEndpoints,
+    };
     idp_python();
     let dir = tempfile::tempdir().unwrap();
     make_idp_key(dir.path());
@@ -743,7 +795,7 @@ async fn verification_reads_only_the_signed_assertion() {
     std::fs::write(dir.path().join("sp.xml"), sp.metadata_xml().unwrap()).unwrap();
     let skew = chrono::Duration::seconds(120);
     for variant in ["good", "wrap-sibling", "wrap-extensions", "comment"] {
-        let issued = build_redirect(&sp, IDP_SSO_URL, "/").unwrap();
+        let issued = build_redirect(&sp, IDP_SSO_URL, &new_request_id(), "/").unwrap();
         let answer = idp_respond(
             dir.path(),
             &issued.redirect_url,
@@ -870,4 +922,542 @@ fn cli_sets_and_shows_sso() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// Rows that single sign-on keeps besides the IdP settings: every `sso_*` table but
+/// `sso_providers`, summed (whatever tables the schema has).
+async fn sso_rows(f: &Fixture) -> i64 {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'sso\\_%' ESCAPE '\\'
+         AND name <> 'sso_providers'",
+    )
+    .fetch_all(f.app.store.pool())
+    .await
+    .expect("tables");
+    let mut rows = 0;
+    for t in tables {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {t}"))
+            .fetch_one(f.app.store.pool())
+            .await
+            .expect("count");
+        rows += n;
+    }
+    rows
+}
+
+/// Issue 19, finding 5: anonymous GET /login used to store a pending request, and 10,050 of
+/// them filled the account's cap so that a real user got 503. Now a start stores nothing,
+/// one client address is held to `sso.login_rate_limit` with a clear 429, and the real user
+/// signs in whatever others did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_sign_in_starts_stores_nothing_and_locks_nobody_out() {
+    let f = Fixture::start_with(&[
+        ("POSTERN__SSO__LOGIN_RATE_LIMIT", "20"),
+        ("POSTERN__SSO__LOGIN_RATE_WINDOW", "1h"),
+        ("POSTERN__HTTP__TRUSTED_PROXIES", "127.0.0.9"),
+    ])
+    .await;
+    let addr = f.addr();
+    let path = format!("/saml/{}/login?return_to=%2F", f.account);
+    // 2,000 starts from 100 client addresses, each within its limit: all redirected to the
+    // IdP, and nothing is stored for any of them.
+    let flood = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut redirected = 0;
+            for host in 1..=100u8 {
+                let from = std::net::IpAddr::from([127, 0, 1, host]);
+                for _ in 0..20 {
+                    let r = http_from(Some(from), addr, "GET", &path, &[], b"");
+                    assert_eq!(r.status, 303, "start from {from}: {}", r.body);
+                    redirected += 1;
+                }
+            }
+            redirected
+        })
+    };
+    assert_eq!(flood.await.expect("flood"), 2000);
+    assert_eq!(
+        sso_rows(&f).await,
+        0,
+        "starting a sign-in must store nothing on the server"
+    );
+
+    // One address over its limit: 429, Retry-After, a page that says what to do, no cookie
+    // and no redirect.
+    let attacker = std::net::IpAddr::from([127, 0, 1, 1]);
+    let over = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            (0..500)
+                .map(|_| http_from(Some(attacker), addr, "GET", &path, &[], b""))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("over the limit")
+    };
+    for r in &over {
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(r.header("location").is_none());
+        assert!(r.set_cookies().is_empty(), "{:?}", r.headers);
+    }
+    let r = &over[0];
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert!(r.body.contains("Too many sign-ins"), "{}", r.body);
+    assert!(
+        r.body.contains(&format!("Wait {retry} seconds")),
+        "{}",
+        r.body
+    );
+    // X-Forwarded-For from a client is its own claim, not a way around its limit...
+    let r = http_from(
+        Some(attacker),
+        addr,
+        "GET",
+        &path,
+        &[("X-Forwarded-For", "198.51.100.77")],
+        b"",
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
+    // ...but from the trusted proxy it names the client.
+    let r = http_from(
+        Some(std::net::IpAddr::from([127, 0, 0, 9])),
+        addr,
+        "GET",
+        &path,
+        &[("X-Forwarded-For", "127.0.1.1, 198.51.100.77")],
+        b"",
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    // The real user, from her own address, signs in as if nothing happened.
+    let r = f
+        .sign_in(f.account, "real@acme.test", &["role=agent"])
+        .assert_status(303);
+    let (s, me) = f.api_with_cookie("GET", "/api/v1/me", &cookie_value(&r), "");
+    assert_eq!(
+        (s, me["user"]["email"].as_str()),
+        (200, Some("real@acme.test"))
+    );
+    // Only an answered request is remembered (against a second answer), with its assertion.
+    let consumed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sso_consumed_requests")
+        .fetch_one(f.app.store.pool())
+        .await
+        .expect("count");
+    assert_eq!(consumed, 1);
+    assert_eq!(
+        sso_rows(&f).await,
+        2,
+        "one answered request and its assertion"
+    );
+    f.app.stop().await;
+}
+
+/// Issue 19, finding 8: the ACS accepted a valid response from any browser, so a response
+/// obtained elsewhere (or an attacker's own, pushed into a victim's browser) signed in. Now
+/// it must come with the sign-in cookie that GET /login set in that browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_finishes_only_in_the_browser_that_started_it() {
+    let f = Fixture::start().await;
+    let acs = format!("/saml/{}/acs", f.account);
+    let alice = Browser::new(None);
+    let request = f.start_login_in(&alice, f.account, "/tickets");
+    let binding = alice.cookie("postern_sso").expect("sign-in cookie");
+    let answer = idp_respond(
+        f.idp_dir(),
+        &request,
+        "alice@acme.test",
+        &["role=agent"],
+        "good",
+        None,
+    );
+
+    // Without the cookie (a browser that never started it, or one that withheld it).
+    let bare = Browser::new(None);
+    let r = f.post_acs_in(&bare, &acs, &answer).assert_status(403);
+    assert!(
+        r.body.contains("did not send the sign-in cookie"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("https"), "{}", r.body);
+    assert!(session_cookie(&r).is_none());
+    // From another browser, with its own sign-in cookie.
+    let mallory = Browser::new(None);
+    f.start_login_in(&mallory, f.account, "/");
+    assert_ne!(mallory.cookie("postern_sso"), Some(binding.clone()));
+    let r = f.post_acs_in(&mallory, &acs, &answer).assert_status(403);
+    assert!(r.body.contains("started in another browser"), "{}", r.body);
+    assert!(session_cookie(&r).is_none());
+    // With a made-up value of the right shape.
+    let forger = Browser::new(None);
+    forger.set_cookie("postern_sso", &"A".repeat(43));
+    let r = f.post_acs_in(&forger, &acs, &answer).assert_status(403);
+    assert!(r.body.contains("started in another browser"), "{}", r.body);
+    assert!(f.user("alice@acme.test").await.is_none());
+
+    // The browser that started it: signed in (the refusals did not use the request up).
+    let r = f.post_acs_in(&alice, &acs, &answer).assert_status(303);
+    assert_eq!(r.header("location"), Some("/tickets"));
+    let (s, me) = f.api_with_cookie("GET", "/api/v1/me", &cookie_value(&r), "");
+    assert_eq!(
+        (s, me["user"]["email"].as_str()),
+        (200, Some("alice@acme.test"))
+    );
+
+    // One cookie per browser, kept across sign-ins: two tabs signing in at once both finish.
+    let first = f.start_login_in(&alice, f.account, "/a");
+    let second = f.start_login_in(&alice, f.account, "/b");
+    assert_eq!(alice.cookie("postern_sso"), Some(binding));
+    for (request, back) in [(&second, "/b"), (&first, "/a")] {
+        let answer = idp_respond(
+            f.idp_dir(),
+            request,
+            "alice@acme.test",
+            &["role=agent"],
+            "good",
+            None,
+        );
+        let r = f.post_acs_in(&alice, &acs, &answer).assert_status(303);
+        assert_eq!(r.header("location"), Some(back));
+    }
+    f.app.stop().await;
+}
+
+/// The cookies' attributes, over plain http (this test server) and over https (a public URL
+/// behind a TLS proxy): the sign-in cookie must reach the ACS in the IdP's cross-site POST,
+/// the session cookie must not go along with cross-site requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_attributes_over_http_and_https() {
+    let f = Fixture::start().await;
+    let browser = Browser::new(None);
+    let r = browser.request(
+        f.addr(),
+        "GET",
+        &format!("/saml/{}/login", f.account),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let set = r.set_cookies();
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(set[0].starts_with("postern_sso="), "{set:?}");
+    for attribute in ["Path=/", "Max-Age=600", "HttpOnly", "SameSite=Lax"] {
+        assert!(set[0].contains(attribute), "{attribute}: {set:?}");
+    }
+    assert!(!set[0].contains("Secure"), "{set:?}");
+    f.app.stop().await;
+
+    let f = Fixture::start_with(&[("POSTERN__HTTP__PUBLIC_URL", "https://help.acme.test")]).await;
+    let browser = Browser::new(None);
+    let request = f.start_login_in(&browser, f.account, "/");
+    let binding = browser
+        .cookie("__Host-postern_sso")
+        .expect("__Host- cookie");
+    let answer = idp_respond(
+        f.idp_dir(),
+        &request,
+        "https@acme.test",
+        &["role=agent"],
+        "good",
+        None,
+    );
+    assert!(
+        answer.acs_url.starts_with("https://help.acme.test/"),
+        "{}",
+        answer.acs_url
+    );
+    let r = f
+        .post_acs_in(&browser, &Fixture::acs_path(&answer), &answer)
+        .assert_status(303);
+    let session = session_cookie(&r).expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(session.contains(attribute), "{attribute}: {session}");
+    }
+    // The sign-in cookie as set at the start: cross-site capable, so Secure.
+    let again = browser.request(
+        f.addr(),
+        "GET",
+        &format!("/saml/{}/login", f.account),
+        &[],
+        b"",
+    );
+    let set = again.set_cookies();
+    assert_eq!(
+        set,
+        vec![format!(
+            "__Host-postern_sso={binding}; Path=/; Max-Age=600; HttpOnly; Secure; SameSite=None"
+        )]
+    );
+    // The public origin is the https one: the listener's own address is another site.
+    let value = cookie_value(&r);
+    let (s, v) = f.api_with_cookie_and(
+        "POST",
+        "/api/v1/tokens",
+        &value,
+        &[("Origin", "https://help.acme.test")],
+        r#"{"role": "agent"}"#,
+    );
+    assert_eq!(s, 403, "an agent may not create tokens, but may ask: {v}");
+    assert_eq!(v["error"]["code"], "forbidden", "{v}");
+    let origin = f.origin();
+    let (s, v) = f.api_with_cookie_and(
+        "POST",
+        "/api/v1/tokens",
+        &value,
+        &[("Origin", &origin)],
+        r#"{"role": "agent"}"#,
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("csrf_refused")),
+        "{v}"
+    );
+    f.app.stop().await;
+}
+
+/// Issue 19, finding 7: a page of another site could import a message with an admin's
+/// session cookie (any content type, no Origin check), and a plain link signed people out.
+/// Now every state-changing request made with the session cookie must come from this
+/// server (Origin, else Referer) or carry the session's CSRF token; API tokens are not
+/// affected; sign-out is a POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_requests_from_other_sites_are_refused() {
+    let f = Fixture::start().await;
+    let session = cookie_value(
+        &f.sign_in(f.account, "admin@acme.test", &["role=admin"])
+            .assert_status(303),
+    );
+    let cookie = format!("postern_session={session}");
+    let origin = f.origin();
+    let bearer = format!("Bearer {}", f.token(f.account, Role::Admin));
+    let eml = b"From: Attacker <a@evil.test>\r\nTo: support@acme.test\r\n\
+        Subject: planted\r\nMessage-ID: <planted-1@evil.test>\r\n\
+        Date: Mon, 2 Jun 2025 10:00:00 +0000\r\n\r\nI was never sent to you.\r\n";
+    let upload = "/api/v1/imports/upload?kind=eml";
+    let jobs = || async {
+        let r = http(
+            f.addr(),
+            "GET",
+            "/api/v1/imports",
+            &[("Authorization", &bearer)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+        v["items"].as_array().expect("items").len()
+    };
+    let refused = |r: &HttpResponse, says: &str| {
+        assert_eq!(r.status, 403, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON error");
+        assert_eq!(v["error"]["code"], "csrf_refused", "{v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{says:?} not in {message}");
+    };
+
+    // The attack as it was: a form of another site posting text/plain with the cookie, and
+    // the same without any Origin or Referer.
+    // (headers besides the cookie, what the refusal must name)
+    let attacks: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[
+                ("Content-Type", "text/plain"),
+                ("Origin", "https://evil.example"),
+            ],
+            "sent from https://evil.example",
+        ),
+        (
+            &[
+                ("Content-Type", "multipart/form-data; boundary=x"),
+                ("Referer", "https://evil.example/page"),
+            ],
+            "sent from https://evil.example",
+        ),
+        (
+            &[("Content-Type", "application/octet-stream")],
+            "neither an Origin nor a Referer",
+        ),
+        (&[("Origin", "null")], "sent from \"null\""),
+        (&[("X-CSRF-Token", "forged")], "is not this session's"),
+    ];
+    for (extra, says) in attacks {
+        let mut headers = vec![("Cookie", cookie.as_str())];
+        headers.extend_from_slice(extra);
+        refused(&http(f.addr(), "POST", upload, &headers, eml), says);
+    }
+    refused(
+        &http(
+            f.addr(),
+            "POST",
+            upload,
+            &[("Cookie", &cookie), ("Origin", "https://evil.example")],
+            eml,
+        ),
+        "https://evil.example",
+    );
+    assert_eq!(jobs().await, 0, "no refused upload may start a job");
+
+    // From this server's pages: accepted.
+    let r = http(
+        f.addr(),
+        "POST",
+        upload,
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        eml,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let job: serde_json::Value = serde_json::from_str(&r.body).expect("job");
+    let id = job["id"].as_i64().expect("job id");
+    // A bearer-token call needs no Origin (once the first job is over).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let r = http(
+            f.addr(),
+            "GET",
+            &format!("/api/v1/imports/{id}"),
+            &[("Authorization", &bearer)],
+            b"",
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("job");
+        if !["queued", "running"].contains(&v["status"].as_str().unwrap_or_default()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} did not end: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = http(
+        f.addr(),
+        "POST",
+        upload,
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        b"From: Dana <dana@customer.test>\r\nTo: support@acme.test\r\nSubject: old\r\n\
+          Message-ID: <old-1@customer.test>\r\n\r\nold mail\r\n",
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(jobs().await, 2);
+
+    // Other JSON calls alike: a foreign Origin is refused, a Referer of ours or the
+    // session's token (no Origin, no Referer) is accepted, another session's token is not.
+    let body = r#"{"role": "agent", "name": "from a page"}"#;
+    let (s, v) = f.api_with_cookie_and(
+        "POST",
+        "/api/v1/tokens",
+        &session,
+        &[("Origin", "https://evil.example")],
+        body,
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("csrf_refused")),
+        "{v}"
+    );
+    let referer = format!("{origin}/tickets/1");
+    let (s, v) = f.api_with_cookie_and(
+        "POST",
+        "/api/v1/tokens",
+        &session,
+        &[("Referer", &referer)],
+        body,
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = f.api_with_cookie_and("GET", "/api/v1/csrf-token", &session, &[], "");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["header"], "X-CSRF-Token");
+    let token = v["token"].as_str().expect("token").to_string();
+    let (s, v) = f.api_with_cookie_and(
+        "POST",
+        "/api/v1/tokens",
+        &session,
+        &[("X-CSRF-Token", &token)],
+        body,
+    );
+    assert_eq!(s, 201, "{v}");
+    let other = cookie_value(
+        &f.sign_in(f.account, "other@acme.test", &["role=admin"])
+            .assert_status(303),
+    );
+    let (s, v) = f.api_with_cookie_and(
+        "POST",
+        "/api/v1/tokens",
+        &other,
+        &[("X-CSRF-Token", &token)],
+        body,
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("csrf_refused")),
+        "{v}"
+    );
+    let (s, v) = f.api_with_cookie_and(
+        "PATCH",
+        "/api/v1/tickets/1",
+        &session,
+        &[("Origin", "https://evil.example")],
+        r#"{"status": "closed"}"#,
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("csrf_refused")),
+        "{v}"
+    );
+    // Bearer calls need no token and no Origin; the token endpoint says so.
+    let r = http(
+        f.addr(),
+        "GET",
+        "/api/v1/csrf-token",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    assert!(v["token"].is_null(), "{v}");
+
+    // Sign-out: a GET (a link, an image) shows a button and changes nothing.
+    let logout = format!("/saml/{}/logout", f.account);
+    let r = http(f.addr(), "GET", &logout, &[("Cookie", &cookie)], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(r#"<form method="post""#), "{}", r.body);
+    assert!(r.set_cookies().is_empty(), "{:?}", r.headers);
+    let (s, _) = f.api_with_cookie("GET", "/api/v1/me", &session, "");
+    assert_eq!(s, 200, "a GET must not sign out");
+    // A POST from another site: refused, with a page for the browser.
+    let r = http(
+        f.addr(),
+        "POST",
+        &logout,
+        &[
+            ("Cookie", &cookie),
+            ("Origin", "https://evil.example"),
+            ("Accept", "text/html"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("<html"), "{}", r.body);
+    assert!(r.body.contains("https://evil.example"), "{}", r.body);
+    let (s, _) = f.api_with_cookie("GET", "/api/v1/me", &session, "");
+    assert_eq!(s, 200, "a cross-site POST must not sign out");
+    // The button of our page: signed out.
+    let r = http(
+        f.addr(),
+        "POST",
+        &logout,
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.set_cookies().iter().any(|c| c.contains("Max-Age=0")));
+    let (s, _) = f.api_with_cookie("GET", "/api/v1/me", &session, "");
+    assert_eq!(s, 401);
+    f.app.stop().await;
 }

@@ -1,5 +1,6 @@
 //! Plain types shared by every part. Imports nothing of the project.
 
+mod duplicate;
 mod email_address;
 mod forwarding_address;
 mod principal;
@@ -7,6 +8,9 @@ mod public_address;
 mod text_fold;
 mod threading;
 
+pub use duplicate::{
+    judge_duplicate, same_body, DistinctBecause, DuplicateVerdict, IncomingCopy, StoredCopy,
+};
 pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
 pub use principal::{Principal, Role};

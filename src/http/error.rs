@@ -18,7 +18,7 @@ pub struct ApiError {
 pub struct ErrorDetail {
     /// Stable code: unauthorized, forbidden, not_found, invalid_body, invalid_query,
     /// invalid_path, bad_cursor, invalid, conflict, payload_too_large, unsupported_media_type,
-    /// method_not_allowed, unavailable, internal, undeliverable_recipient.
+    /// method_not_allowed, csrf_refused, unavailable, internal, undeliverable_recipient.
     pub code: String,
     /// What went wrong and what to do, for people.
     pub message: String,

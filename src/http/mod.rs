@@ -1,17 +1,22 @@
 //! The HTTP server: the JSON API under `/api/v1` (bearer tokens or a session cookie),
 //! SAML single sign-on under `/saml/{account_id}` (which opens those sessions), the OpenAPI
-//! document of both, health, readiness and Prometheus metrics.
+//! document of both, health, readiness and Prometheus metrics. One layer guards every route
+//! against cross-site requests made with the session cookie (csrf.rs).
 //!
 //! Every route is registered through utoipa-axum's `routes!`, so the router and the
 //! OpenAPI document are built from the same list and cannot drift apart.
 
 pub mod api;
+pub mod client_addr;
+pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod pagination;
 pub mod principal;
+pub mod rate_limit;
 pub mod saml;
 pub mod sanitize;
+pub mod server_key;
 
 use crate::store::Store;
 use api::{
@@ -20,6 +25,8 @@ use api::{
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
+use client_addr::ClientAddresses;
+use csrf::CsrfGuard;
 use error::ApiError;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -46,6 +53,17 @@ pub struct ApiState {
     pub imports: std::sync::Arc<ImportsConfig>,
     /// Lifetimes of API tokens made through the API.
     pub api: crate::config::ApiSettings,
+    /// Cross-site request checks, and the CSRF tokens of sessions.
+    pub csrf: CsrfGuard,
+}
+
+/// What protects browser sessions, besides the SAML settings.
+#[derive(Debug, Clone)]
+pub struct BrowserSecurity {
+    /// Derives the CSRF tokens of sessions (`server_secrets.csrf_key`).
+    pub csrf_key: server_key::ServerKey,
+    /// Reverse proxies whose X-Forwarded-For is believed (`http.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(OpenApi)]
@@ -54,7 +72,9 @@ pub struct ApiState {
         title = "Postern API",
         description = "Tickets, messages, customers, users and API tokens of one account. \
             Authenticate with `Authorization: Bearer <token>` (see `postern token create`) or \
-            the `postern_session` cookie of a signed-in user. Errors are \
+            the `postern_session` cookie of a signed-in user; a call with the cookie that \
+            changes something must come from this server's pages (Origin or Referer) or carry \
+            `X-CSRF-Token` (see `/api/v1/csrf-token`), else 403 `csrf_refused`. Errors are \
             `{\"error\": {\"code\", \"message\"}}`; listings are paginated with `cursor`.",
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
     ),
@@ -110,6 +130,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(account::get_support_address))
         .routes(routes!(account::me))
+        .routes(routes!(api::csrf::csrf_token))
         .routes(routes!(tickets::list_tickets))
         .routes(routes!(tickets::get_ticket, tickets::patch_ticket))
         .routes(routes!(tickets::add_tag))
@@ -155,10 +176,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(saml::routes::sp_metadata))
         .routes(routes!(saml::routes::login))
         .routes(routes!(saml::routes::acs))
-        .routes(routes!(
-            saml::routes::logout_link,
-            saml::routes::logout_form
-        ))
+        .routes(routes!(saml::routes::logout_page, saml::routes::logout))
         .routes(routes!(saml::routes::upload_idp_metadata))
         .layer(DefaultBodyLimit::max(saml::MAX_SAML_BODY_BYTES));
     // Replies carry base64 attachments: a larger body limit for that route alone (the
@@ -185,27 +203,36 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
 }
 
+/// The application. Serve it with the connection's address
+/// (`into_make_service_with_connect_info::<SocketAddr>()`): per-client limits need it.
 pub fn router(
     store: Store,
     saml: saml::SamlConfig,
+    browser: BrowserSecurity,
     inbound_domain: &str,
     outbound: std::sync::Arc<crate::outbound::OutboundQueue>,
     api: crate::config::ApiSettings,
     imports: ImportsConfig,
 ) -> Router {
     let (router, _doc) = routes().split_for_parts();
+    let csrf = CsrfGuard::new(&saml.public_base_url, browser.csrf_key);
     let state = ApiState {
         inbound_domain: inbound_domain.to_ascii_lowercase(),
-        saml: saml::SamlState {
-            store: store.clone(),
-            config: saml,
-        },
+        saml: saml::SamlState::new(
+            store.clone(),
+            saml,
+            ClientAddresses::new(browser.trusted_proxies),
+        ),
         store,
         outbound,
         imports: std::sync::Arc::new(imports),
         api,
+        csrf: csrf.clone(),
     };
     router
+        // After routing, so that the check knows the matched route (the ACS is exempt), and
+        // before any handler or extractor runs.
+        .route_layer(axum::middleware::from_fn_with_state(csrf, csrf::enforce))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

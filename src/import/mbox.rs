@@ -12,6 +12,7 @@
 //! kept byte for byte (mboxcl2; Content-Length counts the stored bytes), as MimeKit does.
 //! The blank line a writer puts between messages is not part of a message.
 
+use super::decompress_limit::{exceeded, CountingReader, LimitedReader};
 use super::headers::{
     from_line_date, from_line_sender, header_date, looks_like_header_line, mbox_status_flags,
     HEADER_SCAN_LIMIT,
@@ -223,8 +224,10 @@ impl MboxSource {
         file.seek(SeekFrom::Start(start))
             .map_err(|e| io_error(path, e))?;
         let inner: Box<dyn BufRead + Send> = if gzip {
+            let (file, compressed) = CountingReader::new(file);
             let decoder = flate2::read::MultiGzDecoder::new(BufReader::new(file));
-            Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
+            let limited = LimitedReader::new(decoder, compressed, options.decompress);
+            Box::new(BufReader::with_capacity(READ_BUFFER, limited))
         } else {
             Box::new(BufReader::with_capacity(READ_BUFFER, file))
         };
@@ -315,6 +318,13 @@ impl MboxSource {
     }
 
     fn read_error(&self, e: io::Error) -> SourceError {
+        if let Some(limit) = exceeded(&e) {
+            return SourceError::GzipLimit {
+                path: self.path.clone(),
+                offset: self.reader.pos,
+                limit,
+            };
+        }
         if self.gzip {
             SourceError::Gzip {
                 path: self.path.clone(),

@@ -10,6 +10,7 @@
 //! `spawn_blocking` or a thread).
 
 pub mod date_range;
+pub mod decompress_limit;
 pub mod eml;
 mod headers;
 pub mod imap;
@@ -26,6 +27,7 @@ pub mod source;
 pub mod staging;
 
 pub use date_range::{BadDate, DateRange};
+pub use decompress_limit::{DecompressLimits, LimitExceeded};
 pub use eml::EmlSource;
 pub use imap::{list_imap_folders, ImapFolder, ImapSource};
 pub use imap_connect::{ImapAuth, ImapConfig, ImapSecurity};
@@ -38,5 +40,6 @@ pub use pipeline::{
 };
 pub use source::{
     Content, DateSource, FileSourceOptions, MessageFlags, MessageSource, Position, SourceError,
-    SourceItem, SourceMessage, DEFAULT_MAX_MESSAGE_SIZE, OVERSIZED_HEAD,
+    SourceItem, SourceMessage, DEFAULT_MAX_COMPRESSION_RATIO, DEFAULT_MAX_DECOMPRESSED_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_STAGED_SIZE, OVERSIZED_HEAD,
 };

@@ -12,11 +12,11 @@ use super::job_lock::{ImportLock, LockError};
 use super::pace::Pace;
 use super::staging::{self, StagedIndex, StagedSource, StagingError, StagingTotals};
 use super::{
-    Content, DateRange, EmlSource, FileSourceOptions, ImapConfig, ImapSource, MaildirSource,
-    MboxDialect, MboxSource, MessageSource, Position, SourceError, SourceMessage,
+    Content, DateRange, DecompressLimits, EmlSource, FileSourceOptions, ImapConfig, ImapSource,
+    MaildirSource, MboxDialect, MboxSource, MessageSource, Position, SourceError, SourceMessage,
 };
 use crate::domain::AccountId;
-use crate::ingest::{import_item, ImportOrigin};
+use crate::ingest::{import_item, Filing, ImportOrigin};
 use crate::store::{
     import_status, CommitWriter, ImportCheckpoint, ImportJobView, Intake, IntakeOutcome,
     NewImportJob, NewQuarantine, Store, StoreError,
@@ -90,6 +90,13 @@ pub struct ImportRequest {
     /// Read and parse everything, count what would happen, write nothing.
     pub dry_run: bool,
     pub max_message_size: u64,
+    /// A gzip mbox: how far it may decompress (`imports.max_decompressed_size`,
+    /// `imports.max_compression_ratio`).
+    pub decompress: DecompressLimits,
+    /// Most bytes of messages the staging copy may hold (`imports.max_staged_size`).
+    pub max_staged_size: u64,
+    /// `threading.max_participants_per_message`.
+    pub max_participants: usize,
     /// Messages per transaction.
     pub batch_size: usize,
     /// Most messages per second each pass reads or commits; 0: no limit.
@@ -115,6 +122,9 @@ impl ImportRequest {
             open_newest: 0,
             dry_run: false,
             max_message_size: super::DEFAULT_MAX_MESSAGE_SIZE,
+            decompress: DecompressLimits::default(),
+            max_staged_size: super::DEFAULT_MAX_STAGED_SIZE,
+            max_participants: crate::ingest::DEFAULT_MAX_PARTICIPANTS,
             batch_size: 500,
             max_rate: 0,
             parse_threads: 0,
@@ -508,9 +518,11 @@ impl Run<'_> {
             folders: self.request.folders.clone(),
             range: self.request.range,
             max_message_size: self.request.max_message_size,
+            decompress: self.request.decompress,
         };
         let path = self.staging.clone();
         let range = self.request.range;
+        let max_staged_size = self.request.max_staged_size;
         let stop = Arc::new(AtomicBool::new(false));
         let rate = self.request.max_rate;
         let (tick_tx, mut tick_rx) = tokio::sync::watch::channel(StagingTotals::default());
@@ -520,6 +532,7 @@ impl Run<'_> {
                 &mut |resume| opener.open(resume),
                 &path,
                 &range,
+                max_staged_size,
                 &stopper,
                 &mut Pace::new(rate),
                 &mut |t| {
@@ -624,6 +637,7 @@ async fn dry_run(
         folders: request.folders.clone(),
         range: request.range,
         max_message_size: request.max_message_size,
+        decompress: request.decompress,
     };
     let source = tokio::task::spawn_blocking(move || opener.open(None))
         .await
@@ -786,6 +800,7 @@ impl MessageStream {
             let tx = unit_tx.clone();
             let ctx = ParseContext {
                 inbound_domain: inbound_domain.clone(),
+                max_participants: request.max_participants,
                 account: request.account,
                 job,
                 range,
@@ -794,6 +809,7 @@ impl MessageStream {
             parsers.push(
                 std::thread::Builder::new()
                     .name(format!("postern-import-parse-{i}"))
+                    .stack_size(crate::ingest::PARSE_THREAD_STACK)
                     .spawn(move || {
                         for (seq, item) in rx.iter() {
                             let unit = ctx.parse(seq, item);
@@ -877,6 +893,7 @@ struct SourceOpener {
     folders: Vec<String>,
     range: DateRange,
     max_message_size: u64,
+    decompress: DecompressLimits,
 }
 
 impl SourceOpener {
@@ -885,6 +902,7 @@ impl SourceOpener {
             max_message_size: self.max_message_size,
             resume_after: resume_after.clone(),
             folders: self.folders.clone(),
+            decompress: self.decompress,
         };
         Ok(match &self.spec {
             SourceSpec::Mbox { path, dialect } => Box::new(MboxSource::open(
@@ -938,6 +956,7 @@ fn read_source(
 
 struct ParseContext {
     inbound_domain: String,
+    max_participants: usize,
     account: AccountId,
     job: i64,
     range: DateRange,
@@ -976,7 +995,10 @@ impl ParseContext {
         }
         let work = match message.content {
             Content::Complete(raw) => Work::Store(import_item(
-                &self.inbound_domain,
+                &Filing {
+                    inbound_domain: &self.inbound_domain,
+                    max_participants: self.max_participants,
+                },
                 Arc::new(raw),
                 self.account,
                 date,

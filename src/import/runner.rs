@@ -10,7 +10,7 @@
 use super::job_lock::{ImportLock, LockError};
 use super::pipeline::{run_import, ImportCounters, ImportProgress, ImportSummary, SourceSpec};
 use super::staging::StagingTotals;
-use super::{DateRange, ImapConfig, ImportRequest, SourceError};
+use super::{DateRange, DecompressLimits, ImapConfig, ImportRequest, SourceError};
 use crate::domain::AccountId;
 use crate::store::{
     import_status, CommitWriter, DryRunCounts, ImportJobView, NewImportJob, Store, StoreError,
@@ -33,6 +33,12 @@ pub struct RunnerSettings {
     pub max_message_size: u64,
     /// `imports.allow_private_imap`: IMAP servers on loopback or private networks allowed.
     pub allow_private_imap: bool,
+    /// `imports.max_decompressed_size` and `imports.max_compression_ratio`.
+    pub decompress: DecompressLimits,
+    /// `imports.max_staged_size`.
+    pub max_staged_size: u64,
+    /// `threading.max_participants_per_message`.
+    pub max_participants: usize,
 }
 
 /// What an API upload holds.
@@ -575,6 +581,9 @@ impl ImportRunner {
         request.open_newest = o.open_newest;
         request.dry_run = o.dry_run;
         request.max_message_size = o.max_message_size;
+        request.decompress = self.settings.decompress;
+        request.max_staged_size = self.settings.max_staged_size;
+        request.max_participants = self.settings.max_participants;
         request.batch_size = self.settings.batch_size;
         request.max_rate = self.settings.max_rate;
         request.created_by = job.created_by.clone();

@@ -1,6 +1,7 @@
 //! What every import source yields: one raw message with its stable position, a description
 //! for quarantine, its best-known date and the flags the old mailbox had; and the errors.
 
+use super::decompress_limit::{DecompressLimits, LimitExceeded};
 use chrono::{DateTime, Utc};
 use std::fmt;
 use std::path::PathBuf;
@@ -9,6 +10,17 @@ use std::str::FromStr;
 /// The per-message size cap when the caller sets none (50 MiB, the size of a big attachment
 /// mail; a larger one is yielded as [`Content::Oversized`], never dropped).
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
+
+/// Most bytes a compressed mailbox may decompress to when the caller sets no limit (16 GiB:
+/// two years of a busy support mailbox, 300 messages a day of 70 KB on average, is 15 GB).
+pub const DEFAULT_MAX_DECOMPRESSED_SIZE: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Most decompressed bytes per compressed byte (mail compresses 3 to 10 times, a gzip bomb
+/// several hundred).
+pub const DEFAULT_MAX_COMPRESSION_RATIO: u64 = 100;
+
+/// Most bytes of messages an import's staging copy may hold when the caller sets no limit.
+pub const DEFAULT_MAX_STAGED_SIZE: u64 = 16 * 1024 * 1024 * 1024;
 
 /// How much of an oversized message is kept so quarantine can show its headers.
 pub const OVERSIZED_HEAD: usize = 64 * 1024;
@@ -174,6 +186,8 @@ pub struct FileSourceOptions {
     pub resume_after: Option<Position>,
     /// Maildir only: the folders to read (`INBOX`, `Sent`, `Archive/2023`); empty means all.
     pub folders: Vec<String>,
+    /// A gzip mbox: how far it may decompress.
+    pub decompress: DecompressLimits,
 }
 
 impl Default for FileSourceOptions {
@@ -182,6 +196,7 @@ impl Default for FileSourceOptions {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             resume_after: None,
             folders: Vec::new(),
+            decompress: DecompressLimits::default(),
         }
     }
 }
@@ -211,6 +226,12 @@ pub enum SourceError {
         offset: u64,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{path} is refused after {offset} decompressed bytes: {limit}")]
+    GzipLimit {
+        path: PathBuf,
+        offset: u64,
+        limit: LimitExceeded,
     },
     #[error(
         "{path} is not a Maildir: neither it nor any folder below it has a cur/ or new/ folder"
@@ -281,6 +302,11 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// A limit refused the source: reading it again as it is would fail the same way.
+    pub fn is_limit(&self) -> bool {
+        matches!(self, SourceError::GzipLimit { .. })
+    }
+
     /// For a lost IMAP connection: the position to resume after, when a message of the folder
     /// was delivered.
     pub fn resume_position(&self) -> Option<Position> {

@@ -86,6 +86,25 @@ pub enum StagingError {
         "staging file {path} is damaged at byte {offset}; it will be made again from the source"
     )]
     Damaged { path: PathBuf, offset: u64 },
+    #[error(
+        "the import stopped after {staged} bytes of messages: its staging copy in the data \
+         folder may not pass imports.max_staged_size ({limit} bytes); if this mailbox is \
+         genuine, raise imports.max_staged_size (environment: \
+         POSTERN__IMPORTS__MAX_STAGED_SIZE) and run the import again, or import it in parts \
+         (since/until)"
+    )]
+    TooLarge { staged: u64, limit: u64 },
+}
+
+impl StagingError {
+    /// A limit refused the source: running it again as it is would fail the same way.
+    pub fn is_limit(&self) -> bool {
+        match self {
+            StagingError::TooLarge { .. } => true,
+            StagingError::Source(e) => e.is_limit(),
+            _ => false,
+        }
+    }
 }
 
 /// What the first pass counted.
@@ -114,14 +133,44 @@ pub type SourceOpen<'a> =
 /// `range`. A staging file already there (a first pass that was killed or stopped) is kept
 /// and the source read after its last message. Calls `tick` every few messages with the
 /// totals so far; stops early (returning `Ok(None)`) when `stop` is set. Reads no faster
-/// than `pace` allows.
+/// than `pace` allows. The file may hold at most `max_size` bytes of records.
+///
+/// A failure leaves the staging file only when it holds messages to resume after and
+/// running again can get further: a file without any record, or one a limit stopped, is
+/// deleted.
 pub fn stage(
     open: &mut SourceOpen<'_>,
     path: &Path,
     range: &DateRange,
+    max_size: u64,
     stop: &AtomicBool,
     pace: &mut Pace,
     tick: &mut dyn FnMut(&StagingTotals),
+) -> Result<Option<(StagedIndex, StagingTotals)>, StagingError> {
+    let mut written = 0u64;
+    let result = stage_into(open, path, range, max_size, stop, pace, tick, &mut written);
+    if let Err(e) = &result {
+        if written == 0 || e.is_limit() {
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot delete the staging file of a failed import");
+                }
+            }
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stage_into(
+    open: &mut SourceOpen<'_>,
+    path: &Path,
+    range: &DateRange,
+    max_size: u64,
+    stop: &AtomicBool,
+    pace: &mut Pace,
+    tick: &mut dyn FnMut(&StagingTotals),
+    written: &mut u64,
 ) -> Result<Option<(StagedIndex, StagingTotals)>, StagingError> {
     let io = |source| StagingError::Io {
         path: path.to_path_buf(),
@@ -129,7 +178,7 @@ pub fn stage(
     };
     let (file, mut source, so_far) = match resume_point(path, open)? {
         Some((so_far, source)) => {
-            let mut file = std::fs::OpenOptions::new()
+            let mut file = crate::private_files::open_options()
                 .write(true)
                 .open(path)
                 .map_err(io)?;
@@ -138,12 +187,19 @@ pub fn stage(
             file.seek(SeekFrom::End(0)).map_err(io)?;
             (file, source, so_far)
         }
-        None => (
-            File::create(path).map_err(io)?,
-            open(None)?,
-            Scan::default(),
-        ),
+        None => {
+            // The source first: one that cannot be opened leaves no empty staging file.
+            let source = open(None)?;
+            let file = crate::private_files::open_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(io)?;
+            (file, source, Scan::default())
+        }
     };
+    *written = so_far.valid_len;
     let Scan {
         mut index,
         mut totals,
@@ -187,10 +243,21 @@ pub fn stage(
             totals.skipped += 1;
             offset += write_skip_record(&mut out, &message, size).map_err(io)?;
         } else {
+            let kept = match &message.content {
+                Content::Complete(raw) => raw.len() as u64,
+                Content::Oversized { head, .. } => head.len() as u64,
+            };
+            if offset.saturating_add(kept) > max_size {
+                return Err(StagingError::TooLarge {
+                    staged: offset,
+                    limit: max_size,
+                });
+            }
             let date = message.date.map(|d| d.timestamp_millis());
             index.entries.push((sort_date(date), offset));
             offset += write_record(&mut out, &message, date).map_err(io)?;
         }
+        *written = offset;
         if totals.seen % 500 == 0 {
             tick(&totals);
         }
@@ -600,6 +667,7 @@ mod tests {
                 &mut open,
                 staging,
                 range,
+                u64::MAX,
                 &self.stop,
                 &mut Pace::new(0),
                 &mut |_| {},
@@ -686,6 +754,84 @@ mod tests {
         assert_eq!(resumed, totals);
         assert_eq!(index.entries, entries);
         assert_eq!(std::fs::read(&staging).unwrap(), bytes);
+    }
+
+    #[test]
+    fn past_its_size_limit_the_first_pass_fails_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = mbox(dir.path(), 12);
+        let (bytes, _, _) = reference(dir.path(), &source);
+        let staging = dir.path().join("job.staging");
+        let mut open = |after: Option<Position>| -> Result<Box<dyn MessageSource>, SourceError> {
+            let options = FileSourceOptions {
+                resume_after: after,
+                ..FileSourceOptions::default()
+            };
+            Ok(Box::new(MboxSource::open(
+                &source,
+                MboxDialect::Auto,
+                &options,
+            )?))
+        };
+        let limit = bytes.len() as u64 / 2;
+        let result = stage(
+            &mut open,
+            &staging,
+            &range(),
+            limit,
+            &AtomicBool::new(false),
+            &mut Pace::new(0),
+            &mut |_| {},
+        );
+        match result {
+            Err(e @ StagingError::TooLarge { .. }) => {
+                assert!(e.is_limit());
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("imports.max_staged_size ({limit} bytes)"))
+                        && text.contains("POSTERN__IMPORTS__MAX_STAGED_SIZE"),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!staging.exists(), "the partial copy is deleted");
+    }
+
+    #[test]
+    fn a_source_that_cannot_be_read_leaves_no_empty_staging_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_mbox = dir.path().join("notes.txt");
+        std::fs::write(&not_mbox, "just some text\n").unwrap();
+        let staging = dir.path().join("job.staging");
+        let mut open = |after: Option<Position>| -> Result<Box<dyn MessageSource>, SourceError> {
+            let options = FileSourceOptions {
+                resume_after: after,
+                ..FileSourceOptions::default()
+            };
+            Ok(Box::new(MboxSource::open(
+                &not_mbox,
+                MboxDialect::Auto,
+                &options,
+            )?))
+        };
+        let result = stage(
+            &mut open,
+            &staging,
+            &range(),
+            u64::MAX,
+            &AtomicBool::new(false),
+            &mut Pace::new(0),
+            &mut |_| {},
+        );
+        assert!(
+            matches!(
+                result,
+                Err(StagingError::Source(SourceError::NotMbox { .. }))
+            ),
+            "{result:?}"
+        );
+        assert!(!staging.exists());
     }
 
     #[test]

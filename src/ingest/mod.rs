@@ -4,11 +4,14 @@
 pub mod classify;
 pub mod forwarded;
 mod lookup_cache;
+pub mod mime_limits;
 mod parse;
+pub mod participants;
 pub mod reply_text;
 pub mod tnef;
 
 pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusable};
+pub use participants::DEFAULT_MAX_PARTICIPANTS;
 
 use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome};
 use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
@@ -22,6 +25,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Stack of every thread that parses mail (the runtime's workers and blocking pool, import
+/// parsers): Linux's main-thread size rather than Rust's 2 MiB default. The MIME tree is
+/// capped (see [`mime_limits`]), so this is margin for what the fuzzers have not found, and
+/// costs address space only.
+pub const PARSE_THREAD_STACK: usize = 8 * 1024 * 1024;
+
 /// Messages larger than this are parsed on the blocking pool, off the async workers.
 const INLINE_PARSE_LIMIT: usize = 512 * 1024;
 
@@ -30,6 +39,8 @@ pub struct MailIntake {
     store: Store,
     writer: CommitWriter,
     inbound_domain: String,
+    /// `threading.max_participants_per_message`.
+    max_participants: usize,
     auth: Option<Arc<Authenticator>>,
     default_policy: AuthPolicy,
     /// Forwarding address (normalised) -> its account and support address.
@@ -74,12 +85,19 @@ impl MailIntake {
             store,
             writer,
             inbound_domain: inbound_domain.to_ascii_lowercase(),
+            max_participants: DEFAULT_MAX_PARTICIPANTS,
             auth,
             default_policy,
             routes: LookupCache::new(lookup_cache_ttl, LOOKUP_CACHE_CAPACITY),
             settings: LookupCache::new(lookup_cache_ttl, LOOKUP_CACHE_CAPACITY),
             after_commit: None,
         }
+    }
+
+    /// At most `max` participant rows per message (`threading.max_participants_per_message`).
+    pub fn with_max_participants(mut self, max: usize) -> Self {
+        self.max_participants = max;
+        self
     }
 
     /// Wakes `notify` after each commit that stored a message (the rules worker).
@@ -203,10 +221,19 @@ struct StoredAuthResults<'a> {
     policy: &'a PolicyOutcome,
 }
 
+/// Where a message is filed: our inbound domain, and how many participants it may add.
+#[derive(Debug, Clone)]
+pub struct Filing<'a> {
+    pub inbound_domain: &'a str,
+    /// `threading.max_participants_per_message`.
+    pub max_participants: usize,
+}
+
 /// The rows of one parsed message for one account.
 #[allow(clippy::too_many_arguments)]
 fn new_message(
     p: ParsedMessage,
+    filing: &Filing<'_>,
     account: AccountId,
     support: Option<SupportAddressId>,
     raw: Arc<Vec<u8>>,
@@ -226,6 +253,13 @@ fn new_message(
             .map(Arc::new)
     };
     let (text_packed, html_packed) = (pack(&p.text_body), pack(&p.html_body));
+    let participants = participants::participants(
+        &p.from,
+        &p.to,
+        &p.cc,
+        filing.inbound_domain,
+        filing.max_participants,
+    );
     NewMessage {
         account_id: account,
         support_address_id: support,
@@ -236,6 +270,7 @@ fn new_message(
         from: p.from,
         to: p.to,
         cc: p.cc,
+        participants,
         reply_to: p.reply_to,
         subject: p.subject,
         sent_at: p.sent_at,
@@ -263,7 +298,7 @@ fn new_message(
 /// Builds the rows for every account the message is for (or the quarantine entries).
 #[allow(clippy::too_many_arguments)]
 pub fn intake_items(
-    inbound_domain: &str,
+    filing: &Filing<'_>,
     raw: Arc<Vec<u8>>,
     envelope_json: &str,
     envelope_sender: Option<&str>,
@@ -272,7 +307,7 @@ pub fn intake_items(
     source: &'static str,
 ) -> Vec<Intake> {
     let raw_sha256 = crate::store::blob_key(&raw);
-    let context = ClassifyContext::new(inbound_domain);
+    let context = ClassifyContext::new(filing.inbound_domain);
     match parse_inbound(&raw, envelope_sender, Some(&context)) {
         Ok(parsed) => {
             // Compressed here, off the writer thread; quarantined mail is stored as it came.
@@ -290,6 +325,7 @@ pub fn intake_items(
                     };
                     Some(Intake::Message(Box::new(new_message(
                         parsed,
+                        filing,
                         account,
                         Some(support),
                         raw.clone(),
@@ -337,7 +373,7 @@ pub struct ImportOrigin<'a> {
 /// the message's own; nothing about it can act on the present: a forwarding confirmation
 /// from years ago is a plain message.
 pub fn import_item(
-    inbound_domain: &str,
+    filing: &Filing<'_>,
     raw: Arc<Vec<u8>>,
     account: AccountId,
     date: i64,
@@ -348,11 +384,12 @@ pub fn import_item(
         "import": {"job": from.job, "origin": from.origin, "folder": from.folder}
     })
     .to_string();
-    let context = ClassifyContext::new(inbound_domain);
+    let context = ClassifyContext::new(filing.inbound_domain);
     match parse_inbound(&raw, from.envelope_sender, Some(&context)) {
         Ok(parsed) => {
             let mut m = new_message(
                 parsed,
+                filing,
                 account,
                 None,
                 raw.clone(),
@@ -424,9 +461,13 @@ impl Delivery for MailIntake {
         } else if raw.len() > INLINE_PARSE_LIMIT {
             let sender = envelope.mail_from.clone();
             let domain = self.inbound_domain.clone();
+            let max_participants = self.max_participants;
             tokio::task::spawn_blocking(move || {
                 intake_items(
-                    &domain,
+                    &Filing {
+                        inbound_domain: &domain,
+                        max_participants,
+                    },
                     raw,
                     &envelope_json,
                     sender.as_deref(),
@@ -441,7 +482,10 @@ impl Delivery for MailIntake {
             })?
         } else {
             intake_items(
-                &self.inbound_domain,
+                &Filing {
+                    inbound_domain: &self.inbound_domain,
+                    max_participants: self.max_participants,
+                },
                 raw,
                 &envelope_json,
                 envelope.mail_from.as_deref(),
@@ -527,7 +571,10 @@ mod tests {
             (AccountId(3), SupportAddressId(30)),
         ];
         let items = intake_items(
-            "in.postern.test",
+            &Filing {
+                inbound_domain: "in.postern.test",
+                max_participants: DEFAULT_MAX_PARTICIPANTS,
+            },
             raw,
             "{}",
             Some("ana@example.com"),

@@ -2,6 +2,7 @@
 
 use super::classify::{classify, Classification, ClassifyContext};
 use super::forwarded::find_forwarded_original;
+use super::mime_limits::{check_structure, StructureViolation};
 use super::reply_text::stripped_reply_if_shorter;
 use super::tnef;
 use crate::domain::is_forward_subject;
@@ -223,6 +224,17 @@ pub fn parse_inbound(
             reason: "unparseable",
             detail: "no message header could be found".into(),
         })?;
+    // Before anything walks it (classification and forward detection recurse into attached
+    // messages): a structure past the limits is quarantined, not read.
+    if let Err(violation) = check_structure(&message) {
+        return Err(Unusable {
+            reason: match violation {
+                StructureViolation::TooDeep => "too_deep",
+                StructureViolation::TooManyParts => "too_many_parts",
+            },
+            detail: violation.detail(),
+        });
+    }
     // The parser is lenient enough to read header fields out of any bytes at all, so a
     // binary file (an Outlook .msg, a zip) sent as a message would become a ticket of junk.
     // RFC 5322 allows no NUL anywhere and no mail program writes one in a header: that is

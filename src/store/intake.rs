@@ -68,6 +68,9 @@ pub struct NewMessage {
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
     pub cc: Vec<Mailbox>,
+    /// Who becomes a participant of the ticket besides its customer, chosen and capped by
+    /// ingest (`threading.max_participants_per_message`); `to` and `cc` keep everyone.
+    pub participants: Vec<Mailbox>,
     pub reply_to: Option<String>,
     pub subject: String,
     pub sent_at: Option<i64>,

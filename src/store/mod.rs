@@ -11,6 +11,7 @@ mod import_jobs;
 mod intake;
 mod outbound;
 mod rules;
+mod server_secrets;
 mod sessions;
 mod sso;
 mod threading;
@@ -40,11 +41,9 @@ pub use rules::{
     MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,
     RuleRunView, RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
 };
+pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};
 pub use sessions::SESSION_COOKIE;
-pub use sso::{
-    SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRequestRecord, SsoRoleRecord,
-    MAX_PENDING_SSO_REQUESTS,
-};
+pub use sso::{SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRoleRecord};
 pub use threading::ThreadingConfig;
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
@@ -71,7 +70,10 @@ pub enum StoreError {
     Writer(rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot create the data folder {path}: {source}")]
+    #[error(
+        "cannot create {path}: {source}; check that the data folder is writable by the user \
+         running postern"
+    )]
     DataDir {
         path: String,
         source: std::io::Error,
@@ -153,11 +155,19 @@ impl Store {
         max_size: u64,
     ) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::DataDir {
+            crate::private_files::create_dir_all(parent).map_err(|source| StoreError::DataDir {
                 path: parent.display().to_string(),
                 source,
             })?;
         }
+        // Created here 0600, not by SQLite (0644 less the umask): its -wal and -shm files
+        // take the database's mode, and all three hold secrets.
+        crate::private_files::create_file_if_missing(path).map_err(|source| {
+            StoreError::DataDir {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)

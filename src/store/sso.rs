@@ -1,14 +1,12 @@
-//! SAML single sign-on records: each account's identity provider, the login requests we
-//! issued (consumed once) and the assertion IDs we accepted (kept until they expire).
-//! Every query filters by account.
+//! SAML single sign-on records: each account's identity provider, the login requests that
+//! were answered (each answered once, kept until the request would have expired) and the
+//! assertion IDs we accepted (kept until they expire). Requests are not stored when they are
+//! issued: they are sealed records that the HTTP side checks (src/http/saml). Every query
+//! filters by account.
 
 use super::{now_ms, Store, StoreError};
 use crate::domain::AccountId;
 use serde::Serialize;
-
-/// Login requests one account may have in flight; beyond it new logins are refused until
-/// older ones expire (a flood of anonymous GET /login cannot grow the table without bound).
-pub const MAX_PENDING_SSO_REQUESTS: i64 = 10_000;
 
 /// The identity provider of an account, as validated from its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,22 +48,13 @@ pub struct SsoProviderRecord {
     pub updated_at: i64,
 }
 
-/// A login request we issued, looked up when its response arrives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SsoRequestRecord {
-    pub request_id: String,
-    pub relay_state: String,
-    pub expires_at: i64,
-    pub consumed: bool,
-}
-
 /// What [`Store::finish_sso_login`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SsoFinish {
     /// The request was consumed and the assertion remembered.
     Accepted,
-    /// The request is unknown, expired or was already answered.
-    RequestNotPending,
+    /// The request was already answered by another response.
+    RequestAlreadyUsed,
     /// This assertion ID was already accepted and has not expired: a replay.
     AssertionReplayed,
 }
@@ -175,89 +164,33 @@ impl Store {
         }))
     }
 
-    /// Remembers a login request we are about to send, after dropping the account's expired
-    /// ones. Refuses when the account already has too many in flight.
-    pub async fn record_sso_request(
-        &self,
-        account: AccountId,
-        request_id: &str,
-        relay_state: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM sso_requests WHERE account_id = ? AND expires_at <= ?")
-            .bind(account.0)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sso_requests WHERE account_id = ? AND consumed_at IS NULL",
-        )
-        .bind(account.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        if pending >= MAX_PENDING_SSO_REQUESTS {
-            return Err(StoreError::Invalid(
-                "too many sign-ins are in progress for this account; try again in a few minutes"
-                    .into(),
-            ));
-        }
-        sqlx::query(
-            "INSERT INTO sso_requests (request_id, account_id, relay_state, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(request_id)
-        .bind(account.0)
-        .bind(relay_state)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// A login request of this account (whatever its state), for checking a response to it.
-    pub async fn sso_request(
-        &self,
-        account: AccountId,
-        request_id: &str,
-    ) -> Result<Option<SsoRequestRecord>, StoreError> {
-        let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT request_id, relay_state, expires_at, consumed_at FROM sso_requests
-             WHERE account_id = ? AND request_id = ?",
-        )
-        .bind(account.0)
-        .bind(request_id)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|r| SsoRequestRecord {
-            request_id: r.0,
-            relay_state: r.1,
-            expires_at: r.2,
-            consumed: r.3.is_some(),
-        }))
-    }
-
-    /// In one transaction: consumes the login request (it must still be pending) and
-    /// remembers the assertion ID until `assertion_expires_at` (it must be new). Either both
-    /// happen or neither, so two copies of one response cannot both log in.
+    /// In one transaction: marks the login request answered (remembered until
+    /// `request_expires_at`, when its sealed record stops being accepted anyway) and remembers
+    /// the assertion ID until `assertion_expires_at`. Both must be new; either both are
+    /// remembered or neither, so two copies of one response cannot both sign in. Expired
+    /// entries of the account are dropped first, which bounds both tables by the sign-ins of
+    /// one request lifetime.
     pub async fn finish_sso_login(
         &self,
         account: AccountId,
         request_id: &str,
+        request_expires_at: i64,
         assertion_id: &str,
         assertion_expires_at: i64,
     ) -> Result<SsoFinish, StoreError> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM sso_seen_assertions WHERE account_id = ? AND expires_at <= ?")
-            .bind(account.0)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let fresh = sqlx::query(
+        for sql in [
+            "DELETE FROM sso_seen_assertions WHERE account_id = ? AND expires_at <= ?",
+            "DELETE FROM sso_consumed_requests WHERE account_id = ? AND expires_at <= ?",
+        ] {
+            sqlx::query(sql)
+                .bind(account.0)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let fresh_assertion = sqlx::query(
             "INSERT INTO sso_seen_assertions (account_id, assertion_id, expires_at)
              VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         )
@@ -267,43 +200,24 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if fresh != 1 {
+        if fresh_assertion != 1 {
             return Ok(SsoFinish::AssertionReplayed);
         }
-        let consumed = sqlx::query(
-            "UPDATE sso_requests SET consumed_at = ?
-             WHERE account_id = ? AND request_id = ? AND consumed_at IS NULL AND expires_at > ?",
+        let fresh_request = sqlx::query(
+            "INSERT INTO sso_consumed_requests (account_id, request_id, expires_at)
+             VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         )
-        .bind(now)
         .bind(account.0)
         .bind(request_id)
-        .bind(now)
+        .bind(request_expires_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if consumed != 1 {
+        if fresh_request != 1 {
             // Dropping the transaction forgets the assertion again.
-            return Ok(SsoFinish::RequestNotPending);
+            return Ok(SsoFinish::RequestAlreadyUsed);
         }
         tx.commit().await?;
         Ok(SsoFinish::Accepted)
-    }
-
-    /// Whether an assertion ID of this account is remembered (not yet expired).
-    pub async fn sso_assertion_seen(
-        &self,
-        account: AccountId,
-        assertion_id: &str,
-    ) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sso_seen_assertions
-             WHERE account_id = ? AND assertion_id = ? AND expires_at > ?",
-        )
-        .bind(account.0)
-        .bind(assertion_id)
-        .bind(now_ms())
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n > 0)
     }
 }

@@ -10,7 +10,10 @@ use super::intake::{
     ImportCheckpoint, IntakeOutcome, Mailbox, MessageKind, NewMessage, NewQuarantine,
 };
 use super::{now_ms, StoreError};
-use crate::domain::{normalize_subject, verify_reply_token, MessageId, TicketId};
+use crate::domain::{
+    judge_duplicate, normalize_subject, verify_reply_token, DuplicateVerdict, IncomingCopy,
+    MessageId, StoredCopy, TicketId,
+};
 use rusqlite::{params, OptionalExtension};
 
 /// What threading needs from the settings.
@@ -580,26 +583,105 @@ fn message_by_dedup_key(
         .optional()?)
 }
 
-/// The same Message-ID from the same sender is the same message. From someone else it is
-/// not: a stranger must not be able to squat a Message-ID and have the real one dropped.
-/// Returns the key to store the message under, or the outcome when it is a duplicate.
+/// Copies stored under one Message-ID that an incoming message is compared with; more are
+/// taken as different (and stored), so that a flood of reuses costs a bounded amount each.
+const MAX_COPIES_COMPARED: i64 = 16;
+
+/// A stored copy under the incoming message's Message-ID: what [`judge_duplicate`] needs.
+struct StoredRow {
+    id: i64,
+    ticket: i64,
+    sender: Option<String>,
+    authenticated: bool,
+    raw_sha256: Option<String>,
+}
+
+fn stored_copies(
+    conn: &Conn,
+    account: i64,
+    message_id: &str,
+) -> Result<Vec<StoredRow>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT id, ticket_id, from_address, authenticated_domain IS NOT NULL, raw_sha256
+           FROM messages WHERE {BY_MESSAGE_ID} ORDER BY id LIMIT {MAX_COPIES_COMPARED}"
+    ))?;
+    let rows = st.query_map(params![account, message_id], |r| {
+        Ok(StoredRow {
+            id: r.get(0)?,
+            ticket: r.get(1)?,
+            sender: r.get(2)?,
+            authenticated: r.get(3)?,
+            raw_sha256: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The raw bytes of a stored blob, `None` when it is missing or unreadable.
+fn blob_bytes(conn: &Conn, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let row: Option<(Vec<u8>, Option<String>, i64)> = conn
+        .prepare_cached("SELECT data, compression, size FROM blobs WHERE sha256 = ?")?
+        .query_row(params![sha256], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(row.and_then(|(data, compression, size)| {
+        super::blob_codec::decode(data, compression.as_deref(), size).ok()
+    }))
+}
+
+/// Whether `m` repeats a stored message (see [`judge_duplicate`]: the same sender, the same
+/// body, and no proof lost). Returns the key to store the message under, or the outcome when
+/// it is a duplicate.
 fn duplicate_of(conn: &Conn, m: &NewMessage) -> Result<Result<String, IntakeOutcome>, StoreError> {
     let account = m.account_id.0;
-    let duplicate = |(message, ticket, _): (i64, i64, Option<String>)| IntakeOutcome::Duplicate {
-        message: MessageId(message),
+    let duplicate = |id: i64, ticket: i64| IntakeOutcome::Duplicate {
+        message: MessageId(id),
         ticket: TicketId(ticket),
     };
-    match message_by_dedup_key(conn, account, &m.dedup_key)? {
-        None => Ok(Ok(m.dedup_key.clone())),
-        Some(row) if row.2.as_deref() == Some(m.from.address.as_str()) => Ok(Err(duplicate(row))),
-        Some(_) => {
-            let key = format!("{}#{}", m.dedup_key, m.raw_sha256);
-            Ok(match message_by_dedup_key(conn, account, &key)? {
-                Some(row) => Err(duplicate(row)),
-                None => Ok(key),
-            })
+    let Some(message_id) = m
+        .message_id
+        .as_deref()
+        .filter(|_| m.dedup_key.starts_with("mid:"))
+    else {
+        // No Message-ID: the key is a hash of the whole normalised message.
+        return Ok(match message_by_dedup_key(conn, account, &m.dedup_key)? {
+            Some((id, ticket, _)) => Err(duplicate(id, ticket)),
+            None => Ok(m.dedup_key.clone()),
+        });
+    };
+    let copies = stored_copies(conn, account, message_id)?;
+    if copies.is_empty() {
+        return Ok(Ok(m.dedup_key.clone()));
+    }
+    let incoming = IncomingCopy {
+        sender: &m.from.address,
+        authenticated: m.dmarc_pass_domain.is_some(),
+        raw: &m.raw,
+    };
+    for copy in &copies {
+        // Bodies are read only for a copy from the same sender (the rare real repeat).
+        let raw = match (
+            &copy.raw_sha256,
+            copy.sender.as_deref() == Some(incoming.sender),
+        ) {
+            (Some(sha), true) => blob_bytes(conn, sha)?,
+            _ => None,
+        };
+        let stored = StoredCopy {
+            sender: copy.sender.as_deref(),
+            authenticated: copy.authenticated,
+            raw: raw.as_deref(),
+        };
+        if judge_duplicate(stored, incoming) == DuplicateVerdict::Duplicate {
+            return Ok(Err(duplicate(copy.id, copy.ticket)));
         }
     }
+    // Another message under a used Message-ID: stored under a key of its own bytes (the
+    // same bytes again are the same message).
+    let key = format!("{}#{}", m.dedup_key, m.raw_sha256);
+    Ok(match message_by_dedup_key(conn, account, &key)? {
+        Some((id, ticket, _)) => Err(duplicate(id, ticket)),
+        None => Ok(key),
+    })
 }
 
 pub(super) fn store_message(
@@ -765,11 +847,9 @@ pub(super) fn store_message(
         let role = if sender_is_brand { "brand" } else { "cc" };
         add_participant(conn, ticket, &sender, role)?;
     }
-    for p in m.to.iter().chain(m.cc.iter()) {
-        // Our forwarding addresses are not people.
-        if !domain_of(&p.address).eq_ignore_ascii_case(&cfg.inbound_domain) {
-            add_participant(conn, ticket, &p.address, "cc")?;
-        }
+    // Chosen and capped by ingest (sender first, our forwarding addresses left out).
+    for p in &m.participants {
+        add_participant(conn, ticket, &p.address, "cc")?;
     }
     let id = insert_message(
         conn,
@@ -837,8 +917,9 @@ fn insert_message(
                                    in_reply_to, references_list, from_address, from_name, to_list,
                                    cc_list, reply_to, subject, sent_at, received_at, text_body,
                                    html_body, stripped_text, raw_sha256, size, envelope, support_address_id,
-                                   auth_results, classification, thread_reason, flags, import_job_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   auth_results, classification, thread_reason, flags, import_job_id,
+                                   authenticated_domain)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?
         .execute(
             params![
@@ -876,7 +957,8 @@ fn insert_message(
                 classification,
                 thread_reason,
                 json(&flags),
-                m.import_job
+                m.import_job,
+                m.dmarc_pass_domain
             ],
         )?;
     // Not RETURNING: that costs SQLite a statement journal and a temporary table per row.

@@ -436,6 +436,7 @@ mod tests {
             },
             to: vec![],
             cc: vec![],
+            participants: vec![],
             reply_to: None,
             subject: subject.into(),
             sent_at: None,

@@ -172,7 +172,20 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(dir: &Path, extra: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(postern_bin())
+        Self::start_command(Command::new(postern_bin()), dir, extra)
+    }
+
+    /// Like [`ServerProcess::start`], with the process umask set first (e.g. "022").
+    pub fn start_with_umask(dir: &Path, extra: &[(&str, &str)], umask: &str) -> Self {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(postern_bin());
+        Self::start_command(sh, dir, extra)
+    }
+
+    fn start_command(mut command: Command, dir: &Path, extra: &[(&str, &str)]) -> Self {
+        let mut child = command
             .args(["serve", "--log-json"])
             .envs(test_env(dir, extra))
             .stdout(Stdio::null())

@@ -1,10 +1,12 @@
 //! Scaffolding of the SAML end-to-end tests: a tiny HTTP/1.1 client (the browser) and the
 //! pysaml2 identity provider (tests/peers/saml_idp.py).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub const IDP_ENTITY_ID: &str = "http://idp.test/metadata";
@@ -34,7 +36,40 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    http_from(None, addr, method, target, headers, body)
+}
+
+/// A connection to `addr`, from the local address `from` when given (any of 127.0.0.0/8 on
+/// loopback), so that the server sees distinct clients.
+fn connect(from: Option<IpAddr>, addr: SocketAddr) -> TcpStream {
+    let Some(ip) = from else {
+        return TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    socket
+        .bind(&SocketAddr::new(ip, 0).into())
+        .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    socket.into()
+}
+
+/// [`http`] from the local address `from`.
+pub fn http_from(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut stream = connect(from, addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -74,6 +109,79 @@ pub fn http(
         status,
         headers,
         body,
+    }
+}
+
+impl HttpResponse {
+    /// Every Set-Cookie header of the response.
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A browser: its own cookies (kept from Set-Cookie, sent back on every request, attributes
+/// ignored as this test server is plain http) and the address it connects from.
+pub struct Browser {
+    pub from: Option<IpAddr>,
+    cookies: Mutex<BTreeMap<String, String>>,
+}
+
+impl Browser {
+    pub fn new(from: Option<IpAddr>) -> Self {
+        Self {
+            from,
+            cookies: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.lock().expect("jar").get(name).cloned()
+    }
+
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.cookies
+            .lock()
+            .expect("jar")
+            .insert(name.to_string(), value.to_string());
+    }
+
+    pub fn request(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
+        let jar = self
+            .cookies
+            .lock()
+            .expect("jar")
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if !jar.is_empty() {
+            all.push(("Cookie", &jar));
+        }
+        let r = http_from(self.from, addr, method, target, &all, body);
+        for set in r.set_cookies() {
+            let pair = set.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                let mut jar = self.cookies.lock().expect("jar");
+                if value.is_empty() || set.contains("Max-Age=0") {
+                    jar.remove(name.trim());
+                } else {
+                    jar.insert(name.trim().to_string(), value.trim().to_string());
+                }
+            }
+        }
+        r
     }
 }
 

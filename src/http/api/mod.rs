@@ -1,6 +1,7 @@
 //! The `/api/v1` handlers, one file per resource.
 
 pub mod account;
+pub mod csrf;
 pub mod customers;
 pub mod domains;
 pub mod imports;

@@ -1,5 +1,6 @@
 //! The AuthnRequest of an SP-initiated sign-in, sent with the HTTP-Redirect binding
-//! (deflate, base64, URL query), with a long random ID that the response must echo.
+//! (deflate, base64, URL query), with an ID that the response must echo (a sealed request
+//! record, see `request_record.rs`, or any unguessable ID).
 
 use super::error::SamlError;
 use super::sp_metadata::SpEndpoints;
@@ -19,13 +20,15 @@ pub fn new_request_id() -> String {
     format!("_{}", hex::encode(rand::random::<[u8; 32]>()))
 }
 
-/// Builds the redirect to the IdP's sign-in URL for `sp`, carrying `relay_state`.
+/// Builds the redirect to the IdP's sign-in URL for `sp`: the request `request_id`,
+/// carrying `relay_state`.
 pub fn build_redirect(
     sp: &SpEndpoints,
     idp_sso_url: &str,
+    request_id: &str,
     relay_state: &str,
 ) -> Result<IssuedRequest, SamlError> {
-    let request_id = new_request_id();
+    let request_id = request_id.to_string();
     let request = AuthnRequest {
         id: request_id.clone(),
         version: "2.0".into(),
@@ -59,7 +62,13 @@ mod tests {
     #[test]
     fn redirect_carries_a_deflated_request_with_a_long_random_id() {
         let sp = SpEndpoints::new("http://127.0.0.1:8080", AccountId(3));
-        let issued = build_redirect(&sp, "https://idp.example.com/sso?x=1", "/tickets").unwrap();
+        let issued = build_redirect(
+            &sp,
+            "https://idp.example.com/sso?x=1",
+            &new_request_id(),
+            "/tickets",
+        )
+        .unwrap();
         assert_eq!(issued.request_id.len(), 65);
         assert!(issued.request_id.starts_with('_'));
         assert_ne!(issued.request_id, new_request_id());

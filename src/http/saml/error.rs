@@ -69,6 +69,10 @@ pub enum SamlError {
     RequestExpired,
     #[error("the RelayState does not match the one sent with the sign-in request")]
     RelayStateMismatch,
+    #[error("this browser did not send the sign-in cookie that Postern set when the sign-in started, so it cannot be the browser that started it; start the sign-in again from Postern's login page in this browser. If this keeps happening, the browser withholds the cookie from the identity provider's cross-site form post: Postern must be reached over https (set http.public_url to its https:// address)")]
+    BrowserNotBound,
+    #[error("this sign-in was started in another browser (its sign-in cookie does not match this one's); a sign-in must finish in the browser that started it: start it again from Postern's login page in this browser")]
+    OtherBrowser,
     #[error("the assertion has no AudienceRestriction naming this account ({0}); configure the IdP application with Postern's entity ID")]
     NoAudience(String),
     #[error(

@@ -1,15 +1,20 @@
-//! A sign-in from start to finish, over the store: issue and remember the AuthnRequest; on
-//! the response, find the request it answers, verify, consume the request and remember the
-//! assertion in one step, and turn the signed assertion into a [`SamlLogin`].
+//! A sign-in from start to finish: issue the AuthnRequest with a sealed request record as
+//! its ID (nothing is stored); on the response, open the record it answers, check that this
+//! browser started it and that the RelayState is unchanged, verify, mark the request
+//! answered and remember the assertion in one step, and turn the signed assertion into a
+//! [`SamlLogin`].
 
 use super::authn_request::build_redirect;
+use super::browser_binding;
 use super::error::SamlError;
 use super::relay_state::{is_safe_return_path, safe_return_path};
+use super::request_record::RequestRecord;
 use super::response_scan::scan_response;
 use super::role::resolve_role;
 use super::sp_metadata::SpEndpoints;
 use super::verify::verify_response;
 use crate::domain::{AccountId, EmailAddress, Role};
+use crate::http::server_key::ServerKey;
 use crate::store::{now_ms, SsoFinish, Store};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -31,6 +36,11 @@ pub struct SamlConfig {
     pub clock_skew: Duration,
     /// Length of a session opened by a sign-in (shorter when the IdP asks).
     pub session_ttl: Duration,
+    /// Seals request records (`server_secrets.sso_request_key`).
+    pub request_key: ServerKey,
+    /// Sign-ins one client address may start per `login_rate_window`; 0: no limit.
+    pub login_rate_limit: u32,
+    pub login_rate_window: Duration,
 }
 
 impl SamlConfig {
@@ -73,34 +83,59 @@ pub struct FinishedLogin {
     pub return_to: String,
 }
 
-/// Starts a sign-in: returns the IdP URL to redirect the browser to.
+/// A sign-in started: where to send the browser, and the browser-binding value it must hold
+/// (set it as a cookie; it is the one the browser sent when that was well-formed).
+#[derive(Debug, Clone)]
+pub struct StartedLogin {
+    pub redirect_url: String,
+    pub browser_binding: String,
+}
+
+/// Starts a sign-in for the browser that holds `browser_binding` (None: a new browser).
+/// Stores nothing: everything the response will be checked against is sealed in the
+/// request ID.
 pub async fn start_login(
     store: &Store,
     config: &SamlConfig,
     account: AccountId,
     return_to: Option<&str>,
-) -> Result<String, SamlError> {
+    browser_binding: Option<&str>,
+) -> Result<StartedLogin, SamlError> {
     let provider = store
         .sso_provider(account)
         .await?
         .ok_or(SamlError::NotConfigured)?;
     let sp = config.sp(account);
     let relay_state = safe_return_path(return_to);
-    let issued = build_redirect(&sp, &provider.idp.sso_url, &relay_state)?;
-    let expires_at = now_ms() + config.login_timeout.as_millis() as i64;
-    store
-        .record_sso_request(account, &issued.request_id, &relay_state, expires_at)
-        .await?;
-    Ok(issued.redirect_url)
+    let browser_binding = browser_binding
+        .map(str::to_string)
+        .unwrap_or_else(browser_binding::new_value);
+    let record = RequestRecord::new(
+        account,
+        now_ms(),
+        config.login_timeout,
+        &browser_binding,
+        &relay_state,
+    );
+    let request_id = record
+        .seal(config.request_key.bytes())
+        .ok_or_else(|| SamlError::Request("the request key cannot be used".into()))?;
+    let issued = build_redirect(&sp, &provider.idp.sso_url, &request_id, &relay_state)?;
+    Ok(StartedLogin {
+        redirect_url: issued.redirect_url,
+        browser_binding,
+    })
 }
 
-/// Checks a posted SAMLResponse (and RelayState) for `account`.
+/// Checks a posted SAMLResponse (and RelayState) for `account`, posted by the browser that
+/// holds `browser_binding` (None: it sent no binding cookie).
 pub async fn finish_login(
     store: &Store,
     config: &SamlConfig,
     account: AccountId,
     saml_response: &str,
     relay_state: Option<&str>,
+    browser_binding: Option<&str>,
 ) -> Result<FinishedLogin, SamlError> {
     if saml_response.len() > MAX_RESPONSE_BYTES {
         return Err(SamlError::ResponseTooLarge(
@@ -130,16 +165,23 @@ pub async fn finish_login(
         .in_response_to
         .clone()
         .ok_or(SamlError::NoInResponseTo)?;
-    let request = store
-        .sso_request(account, &request_id)
-        .await?
+    // Unsealed with our key and for this account, or it is not a request we issued (another
+    // account's request is "never issued" here). The signed assertion must name the same
+    // ID, which verify_response checks.
+    let request = RequestRecord::open(&request_id, config.request_key.bytes())
+        .filter(|r| r.account == account)
         .ok_or(SamlError::UnknownRequest)?;
-    if request.expires_at <= now_ms() {
+    if request.expires_at_ms <= now_ms() {
         return Err(SamlError::RequestExpired);
     }
-    if relay_state != Some(request.relay_state.as_str()) {
-        return Err(SamlError::RelayStateMismatch);
+    match browser_binding {
+        None => return Err(SamlError::BrowserNotBound),
+        Some(b) if !request.started_by(b) => return Err(SamlError::OtherBrowser),
+        Some(_) => {}
     }
+    let relay_state = relay_state
+        .filter(|r| request.sent_with(r))
+        .ok_or(SamlError::RelayStateMismatch)?;
 
     let sp = config.sp(account);
     let verified = verify_response(
@@ -151,30 +193,19 @@ pub async fn finish_login(
         facts.status_code.as_deref(),
         config.skew(),
     )?;
-    if request.consumed {
-        // Verified first, so the page can tell a replay of the same response from a second
-        // response to one request.
-        return Err(
-            if store
-                .sso_assertion_seen(account, &verified.assertion.id)
-                .await?
-            {
-                SamlError::Replay
-            } else {
-                SamlError::RequestAlreadyUsed
-            },
-        );
-    }
     let login = login_from_assertion(
         account,
         &provider.idp.idp_entity_id,
         &provider.roles.attribute,
         &verified.assertion,
     )?;
+    // The assertion is checked first, so the page can tell a replay of the same response
+    // from a second response to one request.
     match store
         .finish_sso_login(
             account,
             &request_id,
+            request.expires_at_ms,
             &verified.assertion.id,
             verified.remember_until.timestamp_millis(),
         )
@@ -182,11 +213,11 @@ pub async fn finish_login(
     {
         SsoFinish::Accepted => {}
         SsoFinish::AssertionReplayed => return Err(SamlError::Replay),
-        SsoFinish::RequestNotPending => return Err(SamlError::RequestAlreadyUsed),
+        SsoFinish::RequestAlreadyUsed => return Err(SamlError::RequestAlreadyUsed),
     }
     let role = resolve_role(&provider.roles, &login.role_values).map_err(SamlError::RoleRefused)?;
-    let return_to = if is_safe_return_path(&request.relay_state) {
-        request.relay_state
+    let return_to = if is_safe_return_path(relay_state) {
+        relay_state.to_string()
     } else {
         "/".into()
     };

@@ -1,31 +1,36 @@
 //! The HTTP side of single sign-on, per account under /saml/{account_id}/:
 //! `metadata` (SP metadata), `login` (redirect to the IdP), `acs` (the IdP posts here),
-//! `logout`, and `idp-metadata` (admins upload the IdP's metadata). Registered with the API's
+//! `logout` (POST; GET shows a form), and `idp-metadata` (admins upload the IdP's metadata). Registered with the API's
 //! routes (src/http/mod.rs), so they are in its OpenAPI document.
 //!
 //! The browser-facing routes answer with small HTML pages; the admin upload answers in the
 //! API's JSON shape and is authorised like every API call (token or session cookie).
 
+use super::browser_binding;
 use super::error::SamlError;
 use super::idp_metadata::{parse_idp_metadata, MAX_METADATA_BYTES};
 use super::login::{finish_login, start_login, SamlConfig, MAX_RESPONSE_BYTES};
-use super::pages::page;
+use super::pages::{confirm_page, page};
 use super::sessions::{
     cleared_session_cookie, end_session, open_session, session_cookie, session_cookie_in,
 };
 use super::sp_metadata::SpEndpoints;
 use crate::domain::{AccountId, Principal};
+use crate::http::client_addr::{client_key, ClientAddresses};
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::rate_limit::RateLimiter;
 use crate::http::{require_admin, ApiState};
 use crate::store::{SsoRoleRecord, Store, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest request body of the SAML routes: the IdP metadata upload, and the ACS form (a
 /// base64 SAMLResponse, form-encoded, which grows it by a few percent). The API's own limit
@@ -41,6 +46,24 @@ pub const MAX_SAML_BODY_BYTES: usize = if MAX_METADATA_BYTES > 2 * MAX_RESPONSE_
 pub struct SamlState {
     pub store: Store,
     pub config: SamlConfig,
+    /// Sign-in starts per client address (`sso.login_rate_limit`).
+    pub login_limiter: Arc<RateLimiter>,
+    pub clients: ClientAddresses,
+}
+
+impl SamlState {
+    pub fn new(store: Store, config: SamlConfig, clients: ClientAddresses) -> Self {
+        let login_limiter = Arc::new(RateLimiter::new(
+            config.login_rate_limit,
+            config.login_rate_window,
+        ));
+        Self {
+            store,
+            config,
+            login_limiter,
+            clients,
+        }
+    }
 }
 
 impl FromRef<ApiState> for SamlState {
@@ -111,40 +134,84 @@ pub struct LoginQuery {
 }
 
 /// Starts a sign-in: redirects the browser to the account's IdP with an AuthnRequest.
+/// Nothing is stored: the request ID is a sealed record of the sign-in, bound to this browser
+/// by the sign-in cookie set here. Limited per client address (`sso.login_rate_limit`).
 #[utoipa::path(get, path = "/saml/{account_id}/login", tag = "sso", security(()),
     params(("account_id" = i64, Path, description = "Account id"), LoginQuery),
     responses(
-        (status = 303, description = "Redirect to the IdP (HTTP-Redirect binding)"),
+        (status = 303, description = "Redirect to the IdP (HTTP-Redirect binding); Set-Cookie \
+            postern_sso (`__Host-postern_sso` over https), the browser binding the ACS checks"),
         (status = 404, description = "No such account, or single sign-on is not set up (HTML page)",
+            content_type = "text/html", body = String),
+        (status = 429, description = "Too many sign-ins started from this address; Retry-After says when to try again (HTML page)",
             content_type = "text/html", body = String),
     ))]
 pub async fn login(
     State(state): State<SamlState>,
     Path(raw): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     let Some(account) = parse_account(&raw) else {
         return not_found();
     };
+    if let Some(client) = state.clients.client_of(&extensions, &headers) {
+        if let Err(wait) = state.login_limiter.check(client_key(client)) {
+            tracing::warn!(account = %account, client = %client, "SAML sign-in starts over the rate limit");
+            return too_many_logins(&state.login_limiter, wait);
+        }
+    }
+    let secure = state.config.secure_cookies();
+    let known = browser_binding::value_in(&headers, secure);
     let params = form(query.unwrap_or_default().as_bytes());
     match start_login(
         &state.store,
         &state.config,
         account,
         params.get("return_to").map(String::as_str),
+        known.as_deref(),
     )
     .await
     {
-        Ok(url) => (
+        Ok(started) => (
             StatusCode::SEE_OTHER,
             [
-                (header::LOCATION, url),
+                (header::LOCATION, started.redirect_url),
                 (header::CACHE_CONTROL, "no-store".to_string()),
+                (
+                    header::SET_COOKIE,
+                    browser_binding::set_cookie(
+                        &started.browser_binding,
+                        secure,
+                        state.config.login_timeout,
+                    ),
+                ),
             ],
         )
             .into_response(),
         Err(e) => error_page(&e),
     }
+}
+
+/// 429 with Retry-After (whole seconds, at least 1) and a page that says what to do.
+fn too_many_logins(limiter: &RateLimiter, wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let mut response = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-ins",
+        &format!(
+            "Too many sign-ins were started from your network address ({} per {}). Wait {seconds} seconds, then sign in again.",
+            limiter.limit(),
+            humantime::format_duration(limiter.window())
+        ),
+        None,
+    );
+    if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// The form the IdP has the browser post to the ACS (HTTP-POST binding).
@@ -161,6 +228,10 @@ pub struct AcsForm {
 
 /// The assertion consumer service: verifies the IdP's response, provisions the user with
 /// the mapped role and opens a session (the `postern_session` cookie the API accepts).
+/// Only the browser that started the sign-in can finish it: it must send the sign-in cookie
+/// that GET /login set. This route takes cross-site POSTs by design (the IdP's form), so the
+/// CSRF origin check does not apply to it; the signature, the one-time request and that
+/// cookie protect it.
 #[utoipa::path(post, path = "/saml/{account_id}/acs", tag = "sso", security(()),
     params(("account_id" = i64, Path, description = "Account id")),
     request_body(content = AcsForm, content_type = "application/x-www-form-urlencoded",
@@ -168,7 +239,7 @@ pub struct AcsForm {
     responses(
         (status = 303, description = "Signed in: Set-Cookie postern_session, redirect to the return path"),
         (status = 400, description = "The form or the response cannot be read (HTML page)", content_type = "text/html", body = String),
-        (status = 403, description = "The response is refused (signature, replay, audience, role, disabled user...): the page says why",
+        (status = 403, description = "The response is refused (signature, replay, another browser, audience, role, disabled user...): the page says why",
             content_type = "text/html", body = String),
         (status = 404, description = "No such account, or single sign-on is not set up", content_type = "text/html", body = String),
         (status = 413, description = "The response is too large", content_type = "text/html", body = String),
@@ -176,6 +247,7 @@ pub struct AcsForm {
 pub async fn acs(
     State(state): State<SamlState>,
     Path(raw): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(account) = parse_account(&raw) else {
@@ -197,12 +269,14 @@ pub async fn acs(
     let Some(response) = params.get("SAMLResponse") else {
         return error_page(&SamlError::ResponseEncoding);
     };
+    let browser = browser_binding::value_in(&headers, state.config.secure_cookies());
     let finished = match finish_login(
         &state.store,
         &state.config,
         account,
         response,
         params.get("RelayState").map(String::as_str),
+        browser.as_deref(),
     )
     .await
     {
@@ -241,40 +315,40 @@ pub async fn acs(
         .into_response()
 }
 
-/// Signs out (a link): the session of the `postern_session` cookie ends if it belongs to
-/// this account, and the cookie is cleared (the IdP's own session stays).
+/// The sign-out page: a button that posts the sign-out. A GET never signs out, so that a
+/// link or an image on another site cannot end the session.
 #[utoipa::path(get, path = "/saml/{account_id}/logout", tag = "sso", security(()),
     params(("account_id" = i64, Path, description = "Account id")),
     responses(
-        (status = 200, description = "Signed out (HTML page; Set-Cookie clears postern_session)",
+        (status = 200, description = "A page with a sign-out button (POST); nothing changes",
             content_type = "text/html", body = String),
         (status = 404, description = "Not an account id (HTML page)", content_type = "text/html", body = String),
     ))]
-pub async fn logout_link(
-    state: State<SamlState>,
-    raw: Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    logout(state, raw, headers).await
+pub async fn logout_page(Path(raw): Path<String>) -> Response {
+    if parse_account(&raw).is_none() {
+        return not_found();
+    }
+    confirm_page(
+        "Sign out",
+        "Sign out of the helpdesk in this browser? (Your identity provider's own session stays.)",
+        "Sign out",
+    )
 }
 
-/// Signs out (a form button), as the GET does.
+/// Signs out: the session of the `postern_session` cookie ends if it belongs to this
+/// account, and the cookie is cleared (the IdP's own session stays). With the session
+/// cookie, the request must come from this server's own pages (Origin, or an X-CSRF-Token
+/// header; docs/SECURITY.md).
 #[utoipa::path(post, path = "/saml/{account_id}/logout", tag = "sso", security(()),
     params(("account_id" = i64, Path, description = "Account id")),
     responses(
         (status = 200, description = "Signed out (HTML page; Set-Cookie clears postern_session)",
             content_type = "text/html", body = String),
+        (status = 403, description = "Sent with the session cookie from another site (no matching Origin or Referer, no CSRF token); nothing changed",
+            content_type = "text/html", body = String),
         (status = 404, description = "Not an account id (HTML page)", content_type = "text/html", body = String),
     ))]
-pub async fn logout_form(
-    state: State<SamlState>,
-    raw: Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    logout(state, raw, headers).await
-}
-
-async fn logout(
+pub async fn logout(
     State(state): State<SamlState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
