@@ -3,6 +3,7 @@
 //! storage path is covered by the end-to-end tests.
 
 use postern::domain::{EmailAddress, Envelope};
+use postern::net::PaceLimits;
 use postern::smtp::{
     Accepted, Delivery, DeliveryError, RecipientVerdict, Session, SessionConfig, SessionEnd,
 };
@@ -56,8 +57,13 @@ fn config() -> SessionConfig {
         max_received_headers: 5,
         max_errors: 10,
         command_timeout: Duration::from_secs(5),
-        data_timeout: Duration::from_secs(5),
-        data_budget: postern::smtp::DataBudget::new(1 << 20),
+        data_pace: PaceLimits {
+            idle: Duration::from_secs(5),
+            total: Some(Duration::from_secs(60)),
+            min_rate: 0,
+            grace: Duration::from_secs(5),
+        },
+        data_budget: postern::smtp::DataBudget::shared(1 << 20),
     }
 }
 
@@ -510,7 +516,7 @@ async fn the_memory_budget_holds_back_a_second_big_message_until_the_first_is_do
     // 256 KiB for everyone; each message is 150 KiB.
     let mut cfg = config();
     cfg.max_message_size = 200_000;
-    cfg.data_budget = postern::smtp::DataBudget::new(256 * 1024);
+    cfg.data_budget = postern::smtp::DataBudget::shared(256 * 1024);
     let budget = cfg.data_budget.clone();
     let cfg = Arc::new(cfg);
     let body = format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(150_000));

@@ -6,12 +6,14 @@
 //! OpenAPI document are built from the same list and cannot drift apart.
 
 pub mod api;
+pub mod body_pace;
 pub mod error;
 pub mod extract;
 pub mod pagination;
 pub mod principal;
 pub mod saml;
 pub mod sanitize;
+pub mod server;
 
 use crate::store::Store;
 use api::{
