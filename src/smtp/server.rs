@@ -55,6 +55,8 @@ impl<D: Delivery> SmtpServer<D> {
         let sessions = TaskTracker::new();
         // Sessions watch this token: it fires with `shutdown`, and idle sessions leave at once.
         let session_stop = shutdown.child_token();
+        // Fires when the grace period is over: sessions still running are closed.
+        let cut_off = CancellationToken::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut backoff = AcceptBackoff::new("smtp");
         // After a failed accept (out of descriptors), no accept until this instant.
@@ -112,10 +114,15 @@ impl<D: Delivery> SmtpServer<D> {
                         peer,
                     };
                     let counted = crate::metrics::smtp_session_opened();
+                    let cut = cut_off.clone();
                     sessions.spawn(async move {
                         let _slot = slot;
                         let _counted = counted;
-                        conn.serve(stream).await;
+                        // Past the shutdown grace the session is dropped, which closes it.
+                        tokio::select! {
+                            _ = conn.serve(stream) => {}
+                            _ = cut.cancelled() => {}
+                        }
                     }.instrument(span));
                 }
                 _ = shutdown.cancelled(), if deadline.is_none() => {
@@ -126,6 +133,9 @@ impl<D: Delivery> SmtpServer<D> {
                 _ = sessions.wait(), if deadline.is_some() => break,
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                     tracing::warn!(left = sessions.len(), "grace period over, closing remaining sessions");
+                    cut_off.cancel();
+                    // They stop at their next await; give them a moment to let go.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sessions.wait()).await;
                     break;
                 }
             }

@@ -172,8 +172,29 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(dir: &Path, extra: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(postern_bin())
-            .args(["serve", "--log-json"])
+        let mut cmd = Command::new(postern_bin());
+        cmd.args(["serve", "--log-json"]);
+        Self::spawn(cmd, dir, extra)
+    }
+
+    /// Like [`ServerProcess::start`], with the open-file limit (soft and hard) of the
+    /// server lowered to `max_open_files` (`ulimit -n` in the shell that starts it).
+    pub fn start_with_open_file_limit(
+        dir: &Path,
+        extra: &[(&str, &str)],
+        max_open_files: u32,
+    ) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -n {max_open_files} && exec \"$0\" serve --log-json"
+            ))
+            .arg(postern_bin());
+        Self::spawn(cmd, dir, extra)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, extra: &[(&str, &str)]) -> Self {
+        let mut child = cmd
             .envs(test_env(dir, extra))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
