@@ -113,10 +113,9 @@ fn smtp_prefixes(settings: &Settings) -> Result<crate::net::PrefixLengths, AppEr
         .map_err(|e| AppError::Config(e.to_string()))
 }
 
-/// Raises the open-file limit and shares it out: HTTP's connection cap is what SMTP's
-/// connections and the reserve leave (`net::fds`), so HTTP can never starve SMTP.
-fn http_limits(settings: &Settings) -> Result<crate::http::server::HttpLimits, AppError> {
-    let h = &settings.http;
+/// Raises the open-file limit and shares it out between SMTP and HTTP connections
+/// (`net::fds`), so that HTTP can never take the descriptors SMTP needs.
+fn open_file_plan(settings: &Settings) -> Result<crate::net::fds::FilePlan, AppError> {
     let limit = match crate::net::fds::raise_open_file_limit() {
         Ok(limit) => {
             tracing::info!(
@@ -128,26 +127,43 @@ fn http_limits(settings: &Settings) -> Result<crate::http::server::HttpLimits, A
             limit.now
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the open-file limit; HTTP keeps its configured cap");
+            tracing::warn!(error = %e, "cannot read the open-file limit; the configured connection caps stand");
             u64::MAX
         }
     };
+    let (smtp, http) = (&settings.smtp, &settings.http);
     let plan = crate::net::fds::FilePlan::new(
         limit,
-        settings.smtp.max_connections,
-        h.reserved_descriptors,
-        h.max_connections,
+        smtp.max_connections,
+        http.reserved_descriptors,
+        http.max_connections,
     )?;
-    if plan.http_connections < h.max_connections {
+    if plan.smtp_connections < smtp.max_connections {
         tracing::warn!(
             open_file_limit = limit,
-            smtp_descriptors = plan.smtp,
-            reserved = plan.reserved,
-            http_connections = plan.http_connections,
-            configured = h.max_connections,
-            "http.max_connections lowered to fit the open-file limit beside SMTP; raise the hard limit (LimitNOFILE=) to serve more"
+            smtp_connections = plan.smtp_connections,
+            configured = smtp.max_connections,
+            "smtp.max_connections lowered to fit the open-file limit; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=)"
         );
     }
+    if plan.http_connections < http.max_connections {
+        tracing::warn!(
+            open_file_limit = limit,
+            smtp_descriptors = plan.smtp_descriptors,
+            reserved = plan.reserved,
+            http_connections = plan.http_connections,
+            configured = http.max_connections,
+            "http.max_connections lowered to fit the open-file limit beside SMTP; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) to serve more"
+        );
+    }
+    Ok(plan)
+}
+
+fn http_limits(
+    settings: &Settings,
+    plan: &crate::net::fds::FilePlan,
+) -> Result<crate::http::server::HttpLimits, AppError> {
+    let h = &settings.http;
     Ok(crate::http::server::HttpLimits {
         connections: ConnectionLimits::new(
             plan.http_connections,
@@ -233,7 +249,8 @@ impl Application {
         } else {
             None
         };
-        let http_limits = http_limits(&settings)?;
+        let files = open_file_plan(&settings)?;
+        let http_limits = http_limits(&settings, &files)?;
         let smtp_listener = TcpListener::bind(s.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -265,7 +282,7 @@ impl Application {
             smtp_listener,
             session,
             ConnectionLimits::new(
-                s.max_connections,
+                files.smtp_connections,
                 s.max_connections_per_ip,
                 smtp_prefixes(&settings)?,
             ),

@@ -14,6 +14,10 @@
 //!         (a socket and an upload file per connection; the listener and the connection
 //!          being refused)
 //! ```
+//!
+//! When the limit cannot hold `smtp.max_connections` beside at least 32 HTTP connections,
+//! SMTP's cap is lowered too (both are logged at start); below 8 SMTP connections the
+//! server refuses to start.
 
 use std::io;
 
@@ -21,8 +25,11 @@ use std::io;
 /// such connections are closed without a reply (see `smtp::server`).
 pub const SMTP_REFUSALS: usize = 32;
 
-/// Fewest HTTP connections worth starting with.
-const HTTP_MIN: u64 = 8;
+/// HTTP connections kept when the open-file limit is short (SMTP is lowered for them).
+const HTTP_FLOOR: u64 = 32;
+
+/// Fewest SMTP connections worth starting with.
+const SMTP_FLOOR: u64 = 8;
 
 /// The soft limit on open files before and after [`raise_open_file_limit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,25 +58,29 @@ pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
     } else {
         hard
     };
-    if target > before {
+    // macOS refuses more than OPEN_MAX (10240) whatever the hard limit says.
+    for attempt in [target, target.min(10_240)] {
+        if attempt <= before {
+            break;
+        }
         let raised = libc::rlimit {
-            rlim_cur: target,
+            rlim_cur: attempt,
             rlim_max: hard,
         };
         // SAFETY: setrlimit reads the struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            let e = io::Error::last_os_error();
-            tracing::warn!(error = %e, soft = before, hard, "cannot raise the open-file limit");
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             return Ok(OpenFileLimit {
                 before,
-                now: before,
+                now: attempt,
                 hard,
             });
         }
+        let e = io::Error::last_os_error();
+        tracing::warn!(error = %e, soft = before, wanted = attempt, hard, "cannot raise the open-file limit");
     }
     Ok(OpenFileLimit {
         before,
-        now: target.max(before),
+        now: before,
         hard,
     })
 }
@@ -93,7 +104,10 @@ pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FilePlan {
     pub limit: u64,
-    pub smtp: u64,
+    /// SMTP connections allowed at once (the configured cap unless the limit is short).
+    pub smtp_connections: usize,
+    /// Descriptors SMTP may use with that many connections.
+    pub smtp_descriptors: u64,
     pub reserved: u64,
     /// HTTP connections allowed at once.
     pub http_connections: usize,
@@ -101,42 +115,43 @@ pub struct FilePlan {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the open-file limit ({limit}) is too low: SMTP needs {smtp} descriptors for \
-     smtp.max_connections = {smtp_connections}, {reserved} are kept for the rest \
-     (http.reserved_descriptors), leaving fewer than {http_min} HTTP connections; raise the \
-     hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower smtp.max_connections"
+    "the open-file limit ({limit}) is too low: {reserved} descriptors are kept for the \
+     process (http.reserved_descriptors) and too few are left for SMTP and HTTP connections; \
+     raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower http.reserved_descriptors"
 )]
 pub struct FilePlanError {
     limit: u64,
-    smtp: u64,
-    smtp_connections: usize,
     reserved: u64,
-    http_min: u64,
 }
 
 impl FilePlan {
+    /// Shares `limit` descriptors out. When it cannot hold both configured caps, SMTP (mail
+    /// intake) keeps all it can while HTTP still gets [`HTTP_FLOOR`] connections; the caller
+    /// logs the lowered caps.
     pub fn new(
         limit: u64,
-        smtp_connections: usize,
+        smtp_wanted: usize,
         reserved: u64,
         http_wanted: usize,
     ) -> Result<Self, FilePlanError> {
-        let smtp = 2 * smtp_connections as u64 + SMTP_REFUSALS as u64 + 2;
-        let http_room = limit.saturating_sub(smtp + reserved).saturating_sub(2) / 2;
-        if http_room < HTTP_MIN.min(http_wanted as u64) {
-            return Err(FilePlanError {
-                limit,
-                smtp,
-                smtp_connections,
-                reserved,
-                http_min: HTTP_MIN.min(http_wanted as u64),
-            });
+        let error = FilePlanError { limit, reserved };
+        // Fixed costs: SMTP's refusals, listener and connection being accepted; the
+        // reserve; HTTP's listener and connection being refused.
+        let fixed = SMTP_REFUSALS as u64 + 2 + reserved + 2;
+        // Each connection of either kind may take two descriptors.
+        let pairs = limit.checked_sub(fixed).ok_or(error.clone())? / 2;
+        let http_floor = (http_wanted as u64).min(HTTP_FLOOR);
+        let smtp = (smtp_wanted as u64).min(pairs.saturating_sub(http_floor));
+        if smtp < (smtp_wanted as u64).min(SMTP_FLOOR) {
+            return Err(error);
         }
+        let http = (http_wanted as u64).min(pairs - smtp);
         Ok(Self {
             limit,
-            smtp,
+            smtp_connections: smtp as usize,
+            smtp_descriptors: 2 * smtp + SMTP_REFUSALS as u64 + 2,
             reserved,
-            http_connections: http_room.min(http_wanted as u64) as usize,
+            http_connections: http as usize,
         })
     }
 }
@@ -149,19 +164,27 @@ mod tests {
     fn http_gets_what_smtp_and_the_reserve_leave() {
         // 1024 files, 100 SMTP connections: 234 for SMTP, 256 kept, (1024-234-256-2)/2 = 266.
         let plan = FilePlan::new(1024, 100, 256, 1000).unwrap();
-        assert_eq!(plan.smtp, 234);
+        assert_eq!(plan.smtp_connections, 100);
+        assert_eq!(plan.smtp_descriptors, 234);
         assert_eq!(plan.http_connections, 266);
-        assert!(plan.smtp + plan.reserved + 2 * plan.http_connections as u64 + 2 <= 1024);
-        // Plenty of files: the configured cap stands.
-        assert_eq!(
-            FilePlan::new(1 << 20, 500, 256, 1024)
-                .unwrap()
-                .http_connections,
-            1024
+        assert!(
+            plan.smtp_descriptors + plan.reserved + 2 * plan.http_connections as u64 + 2 <= 1024
         );
-        // Too few: refuse to start rather than let HTTP starve SMTP.
-        let err = FilePlan::new(1024, 500, 256, 1024).unwrap_err();
-        assert!(err.to_string().contains("smtp.max_connections"), "{err}");
+        // Plenty of files: the configured caps stand.
+        let plan = FilePlan::new(1 << 20, 500, 256, 1024).unwrap();
+        assert_eq!((plan.smtp_connections, plan.http_connections), (500, 1024));
+    }
+
+    #[test]
+    fn a_short_limit_lowers_smtp_to_keep_some_http_and_too_short_refuses() {
+        // The defaults under a hard limit of 1024: (1024 - 292) / 2 = 366 pairs, 32 for HTTP.
+        let plan = FilePlan::new(1024, 500, 256, 1024).unwrap();
+        assert_eq!((plan.smtp_connections, plan.http_connections), (334, 32));
+        assert!(
+            plan.smtp_descriptors + plan.reserved + 2 * plan.http_connections as u64 + 2 <= 1024
+        );
+        let err = FilePlan::new(300, 500, 256, 1024).unwrap_err();
+        assert!(err.to_string().contains("LimitNOFILE"), "{err}");
     }
 
     #[test]
