@@ -7,7 +7,9 @@
 //! written at once, and is closed.
 
 use super::body_pace::PacedBody;
-use crate::net::{AcceptBackoff, ConnectionLimits, ConnectionSlot, LimitHit, PaceLimits};
+use crate::net::{
+    AcceptBackoff, ConnectionLimits, ConnectionSlot, LimitHit, PaceLimits, RefusalLog,
+};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -17,7 +19,6 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -30,9 +31,6 @@ pub struct HttpLimits {
     pub body: PaceLimits,
 }
 
-/// Refusals are logged at most this often (a flood would fill the disk otherwise).
-const LOG_REFUSALS_EVERY: Duration = Duration::from_secs(10);
-
 /// Serves `router` until `shutdown` fires; then stops accepting, lets requests in flight
 /// finish and closes idle connections. Returns once every connection is closed (the caller
 /// bounds that wait).
@@ -44,7 +42,7 @@ pub async fn serve(
 ) {
     let connections = TaskTracker::new();
     let mut backoff = AcceptBackoff::new("http");
-    let mut refusals = RefusalLog::default();
+    let mut refusals = RefusalLog::new("http");
     loop {
         let accepted = tokio::select! {
             biased;
@@ -139,29 +137,4 @@ fn refuse(stream: TcpStream, hit: LimitHit) {
         text.len()
     );
     let _ = stream.try_write(response.as_bytes());
-}
-
-#[derive(Default)]
-struct RefusalLog {
-    since_last: u64,
-    last: Option<Instant>,
-}
-
-impl RefusalLog {
-    fn note(&mut self, peer: SocketAddr, hit: LimitHit) {
-        self.since_last += 1;
-        let now = Instant::now();
-        if self
-            .last
-            .is_none_or(|at| now.duration_since(at) >= LOG_REFUSALS_EVERY)
-        {
-            let cap = match hit {
-                LimitHit::Total => "http.max_connections".to_string(),
-                LimitHit::PerClient(group) => format!("http.max_connections_per_ip for {group}"),
-            };
-            tracing::warn!(%peer, refused = self.since_last, %cap, "HTTP connections refused: limit reached");
-            self.since_last = 0;
-            self.last = Some(now);
-        }
-    }
 }

@@ -3,8 +3,14 @@
 use super::client::{ClientGroup, PrefixLengths};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Refusals are logged at most this often: a flood would fill the disk otherwise.
+const LOG_REFUSALS_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct ConnectionLimits {
@@ -83,6 +89,50 @@ impl ConnectionLimits {
 
     pub fn max_total(&self) -> usize {
         self.max_total
+    }
+}
+
+/// Logs connections refused by a cap, at most once every 10 s with the count since.
+#[derive(Debug)]
+pub struct RefusalLog {
+    listener: &'static str,
+    since_last: u64,
+    last: Option<Instant>,
+}
+
+impl RefusalLog {
+    pub fn new(listener: &'static str) -> Self {
+        Self {
+            listener,
+            since_last: 0,
+            last: None,
+        }
+    }
+
+    pub fn note(&mut self, peer: SocketAddr, hit: LimitHit) {
+        self.since_last += 1;
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < LOG_REFUSALS_EVERY)
+        {
+            return;
+        }
+        let cap = match hit {
+            LimitHit::Total => format!("{}.max_connections", self.listener),
+            LimitHit::PerClient(group) => {
+                format!("{}.max_connections_per_ip for {group}", self.listener)
+            }
+        };
+        tracing::warn!(
+            listener = self.listener,
+            %peer,
+            refused = self.since_last,
+            %cap,
+            "connections refused: limit reached (logged at most every 10 s)"
+        );
+        self.since_last = 0;
+        self.last = Some(now);
     }
 }
 

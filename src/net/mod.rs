@@ -10,5 +10,5 @@ pub mod pace;
 
 pub use accept::AcceptBackoff;
 pub use client::{ClientGroup, PrefixLengths};
-pub use limits::{ConnectionLimits, ConnectionSlot, LimitHit};
+pub use limits::{ConnectionLimits, ConnectionSlot, LimitHit, RefusalLog};
 pub use pace::{Pace, PaceBreach, PaceLimits};

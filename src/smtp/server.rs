@@ -4,7 +4,7 @@ use super::delivery::Delivery;
 use super::reply::Reply;
 use super::session::{Session, SessionConfig, SessionEnd};
 use crate::net::fds::SMTP_REFUSALS;
-use crate::net::{AcceptBackoff, ConnectionLimits, LimitHit};
+use crate::net::{AcceptBackoff, ConnectionLimits, LimitHit, RefusalLog};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +59,7 @@ impl<D: Delivery> SmtpServer<D> {
         let cut_off = CancellationToken::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut backoff = AcceptBackoff::new("smtp");
+        let mut refusals = RefusalLog::new("smtp");
         // After a failed accept (out of descriptors), no accept until this instant.
         let mut paused_until: Option<tokio::time::Instant> = None;
         loop {
@@ -90,15 +91,13 @@ impl<D: Delivery> SmtpServer<D> {
                         Ok(slot) => slot,
                         Err(hit) => {
                             let text = match hit {
-                                LimitHit::Total => {
-                                    tracing::warn!(%peer, "SMTP connection limit reached (smtp.max_connections)");
-                                    format!("{} Too many connections, try again later", self.config.hostname)
-                                }
-                                LimitHit::PerClient(group) => {
-                                    tracing::warn!(%peer, %group, "SMTP per-client connection limit reached (smtp.max_connections_per_ip)");
-                                    format!("{} Too many connections from your network ({group}), try again later", self.config.hostname)
-                                }
+                                LimitHit::Total => format!(
+                                    "{} Too many connections, try again later", self.config.hostname),
+                                LimitHit::PerClient(group) => format!(
+                                    "{} Too many connections from your network ({group}), try again later",
+                                    self.config.hostname),
                             };
+                            refusals.note(peer, hit);
                             self.refuse(stream, Reply::new(421, "4.7.0", text));
                             continue;
                         }
