@@ -555,6 +555,26 @@ mod tests {
         let err = Settings::load_with_env(None, env(&[("POSTERN__SMTP__MAX_LINE_LENGTH", "100")]))
             .unwrap_err();
         assert!(err.to_string().contains("max_line_length"), "{err}");
+        let err = Settings::load_with_env(None, env(&[("POSTERN__SMTP__IPV6_PREFIX", "129")]))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("smtp.ipv4_prefix / smtp.ipv6_prefix"),
+            "{err}"
+        );
+        let err = Settings::load_with_env(
+            None,
+            env(&[("POSTERN__SMTP__MAX_INFLIGHT_DATA_PER_IP", "1024")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("max_inflight_data_per_ip"),
+            "{err}"
+        );
+        let err =
+            Settings::load_with_env(None, env(&[("POSTERN__SMTP__DATA_TOTAL_TIMEOUT", "1m")]))
+                .unwrap_err();
+        assert!(err.to_string().contains("data_total_timeout"), "{err}");
         let err =
             Settings::load_with_env(Some(Path::new("/nonexistent.toml")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
