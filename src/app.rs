@@ -5,6 +5,7 @@ use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::import::runner::{ImportRunner, RunnerSettings};
 use crate::ingest::MailIntake;
+use crate::net::PaceLimits;
 use crate::outbound::OutboundQueue;
 use crate::rules::{QueueReplySender, RulesConfig, RulesEngine, SystemClock};
 use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
@@ -39,6 +40,10 @@ pub enum AppError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    OpenFiles(#[from] crate::net::fds::FilePlanError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What threading needs, from the settings and the store's reply-token secret.
@@ -58,6 +63,7 @@ pub struct Application {
     store: Store,
     smtp: SmtpServer<MailIntake>,
     http: TcpListener,
+    http_limits: crate::http::server::HttpLimits,
     writer: tokio::task::JoinHandle<()>,
     outbound: Arc<OutboundQueue>,
     /// The rules engine and the wake-up intake gives it after each commit.
@@ -107,6 +113,81 @@ pub fn rules_engine(
         },
         Arc::new(SystemClock),
     )
+}
+
+fn smtp_prefixes(settings: &Settings) -> Result<crate::net::PrefixLengths, AppError> {
+    settings
+        .smtp_prefixes()
+        .map_err(|e| AppError::Config(e.to_string()))
+}
+
+/// Raises the open-file limit and shares it out between SMTP and HTTP connections
+/// (`net::fds`), so that HTTP can never take the descriptors SMTP needs.
+fn open_file_plan(settings: &Settings) -> Result<crate::net::fds::FilePlan, AppError> {
+    let limit = match crate::net::fds::raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                soft = limit.now,
+                was = limit.before,
+                hard = limit.hard,
+                "open-file limit"
+            );
+            limit.now
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; the configured connection caps stand");
+            u64::MAX
+        }
+    };
+    let (smtp, http) = (&settings.smtp, &settings.http);
+    let plan = crate::net::fds::FilePlan::new(
+        limit,
+        smtp.max_connections,
+        http.reserved_descriptors,
+        http.max_connections,
+    )?;
+    if plan.smtp_connections < smtp.max_connections {
+        tracing::warn!(
+            open_file_limit = limit,
+            smtp_connections = plan.smtp_connections,
+            configured = smtp.max_connections,
+            "smtp.max_connections lowered to fit the open-file limit; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=)"
+        );
+    }
+    if plan.http_connections < http.max_connections {
+        tracing::warn!(
+            open_file_limit = limit,
+            smtp_descriptors = plan.smtp_descriptors,
+            reserved = plan.reserved,
+            http_connections = plan.http_connections,
+            configured = http.max_connections,
+            "http.max_connections lowered to fit the open-file limit beside SMTP; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) to serve more"
+        );
+    }
+    Ok(plan)
+}
+
+fn http_limits(
+    settings: &Settings,
+    plan: &crate::net::fds::FilePlan,
+) -> Result<crate::http::server::HttpLimits, AppError> {
+    let h = &settings.http;
+    Ok(crate::http::server::HttpLimits {
+        connections: ConnectionLimits::new(
+            plan.http_connections,
+            h.max_connections_per_ip,
+            settings
+                .http_prefixes()
+                .map_err(|e| AppError::Config(e.to_string()))?,
+        ),
+        header_timeout: h.header_timeout,
+        body: PaceLimits {
+            idle: h.body_timeout,
+            total: None,
+            min_rate: h.body_min_rate,
+            grace: h.body_rate_grace,
+        },
+    })
 }
 
 impl Application {
@@ -190,6 +271,8 @@ impl Application {
         } else {
             None
         };
+        let files = open_file_plan(&settings)?;
+        let http_limits = http_limits(&settings, &files)?;
         let smtp_listener = TcpListener::bind(s.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -205,13 +288,26 @@ impl Application {
             max_received_headers: s.max_received_headers,
             max_errors: s.max_errors,
             command_timeout: s.command_timeout,
-            data_timeout: s.data_timeout,
-            data_budget: smtp::DataBudget::new(s.max_inflight_data),
+            data_pace: PaceLimits {
+                idle: s.data_timeout,
+                total: Some(s.data_total_timeout),
+                min_rate: s.data_min_rate,
+                grace: s.data_rate_grace,
+            },
+            data_budget: smtp::DataBudget::new(
+                s.max_inflight_data,
+                s.max_inflight_data_per_ip,
+                smtp_prefixes(&settings)?,
+            ),
         };
         let smtp = SmtpServer::new(
             smtp_listener,
             session,
-            ConnectionLimits::new(s.max_connections, s.max_connections_per_ip),
+            ConnectionLimits::new(
+                files.smtp_connections,
+                s.max_connections_per_ip,
+                smtp_prefixes(&settings)?,
+            ),
             tls,
             intake,
         );
@@ -227,6 +323,7 @@ impl Application {
             store,
             smtp,
             http,
+            http_limits,
             writer: writer_task,
             outbound,
             rules,
@@ -326,16 +423,12 @@ impl Application {
                 )));
             }
         }
-        let http_stop = shutdown.clone();
-        let http = tokio::spawn(async move {
-            // With each connection's address: per-client limits (sign-in starts) need it.
-            axum::serve(
-                self.http,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-        });
+        let http = tokio::spawn(crate::http::server::serve(
+            self.http,
+            router,
+            self.http_limits,
+            shutdown.clone(),
+        ));
         self.smtp
             .run(shutdown.clone(), self.settings.smtp.shutdown_grace)
             .await;

@@ -157,16 +157,31 @@ pub struct SmtpSettings {
     pub hostname: String,
     pub max_message_size: usize,
     pub max_inflight_data: usize,
+    /// Message bytes the sessions of one client (see `ipv4_prefix`, `ipv6_prefix`) may hold.
+    pub max_inflight_data_per_ip: usize,
     pub max_recipients: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Client addresses that count as one for the per-IP limits: IPv4 /32, IPv6 /64.
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
     pub max_line_length: usize,
     pub max_received_headers: usize,
     pub max_errors: usize,
+    /// Time for a whole command line (not reset by the bytes that trickle in).
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// Longest wait for the next bytes of message data.
     #[serde(with = "humantime_serde")]
     pub data_timeout: Duration,
+    /// Longest time for the data of one message (DATA) or one BDAT chunk.
+    #[serde(with = "humantime_serde")]
+    pub data_total_timeout: Duration,
+    /// Least average rate of message data, in bytes per second, once `data_rate_grace`
+    /// has passed; 0: no minimum.
+    pub data_min_rate: u64,
+    #[serde(with = "humantime_serde")]
+    pub data_rate_grace: Duration,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub tls: TlsSettings,
@@ -183,6 +198,24 @@ pub struct TlsSettings {
 pub struct HttpSettings {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// Connections served at once (lowered at start if the open-file limit is short).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Time for a whole request head, from the connection's start or the previous response
+    /// (so also the keep-alive idle time).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest wait for the next bytes of a request body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Least average rate of a request body in bytes per second after `body_rate_grace`.
+    pub body_min_rate: u64,
+    #[serde(with = "humantime_serde")]
+    pub body_rate_grace: Duration,
+    /// Open files kept for everything but connections (see `net::fds`).
+    pub reserved_descriptors: u64,
     /// Reverse proxies whose X-Forwarded-For is believed: IP addresses or CIDR networks.
     pub trusted_proxies: Vec<String>,
 }
@@ -372,6 +405,31 @@ impl Settings {
             "smtp.max_connections and smtp.max_connections_per_ip must be at least 1",
         )?;
         check(
+            s.max_inflight_data / 8 * 7 >= s.max_message_size,
+            "smtp.max_inflight_data must be at least 8/7 of smtp.max_message_size (an eighth of it is kept for small messages)",
+        )?;
+        check(
+            s.max_inflight_data_per_ip >= s.max_message_size,
+            "smtp.max_inflight_data_per_ip must be at least smtp.max_message_size",
+        )?;
+        check(
+            s.command_timeout >= Duration::from_secs(1)
+                && s.data_timeout >= Duration::from_secs(1)
+                && s.data_total_timeout >= s.data_timeout,
+            "smtp.command_timeout and smtp.data_timeout must be at least 1s, and smtp.data_total_timeout at least smtp.data_timeout",
+        )?;
+        self.smtp_prefixes()?;
+        self.http_prefixes()?;
+        let h = &self.http;
+        check(
+            h.max_connections >= 1 && h.max_connections_per_ip >= 1,
+            "http.max_connections and http.max_connections_per_ip must be at least 1",
+        )?;
+        check(
+            h.header_timeout >= Duration::from_secs(1) && h.body_timeout >= Duration::from_secs(1),
+            "http.header_timeout and http.body_timeout must be at least 1s",
+        )?;
+        check(
             self.store.batch_max >= 1,
             "store.batch_max must be at least 1",
         )?;
@@ -500,6 +558,18 @@ impl Settings {
         Ok(())
     }
 
+    /// How SMTP groups client addresses for its per-IP limits.
+    pub fn smtp_prefixes(&self) -> Result<crate::net::PrefixLengths, ConfigError> {
+        crate::net::PrefixLengths::new(self.smtp.ipv4_prefix, self.smtp.ipv6_prefix)
+            .map_err(|e| ConfigError::Invalid(format!("smtp.ipv4_prefix / smtp.ipv6_prefix: {e}")))
+    }
+
+    /// How HTTP groups client addresses for its per-IP limit.
+    pub fn http_prefixes(&self) -> Result<crate::net::PrefixLengths, ConfigError> {
+        crate::net::PrefixLengths::new(self.http.ipv4_prefix, self.http.ipv6_prefix)
+            .map_err(|e| ConfigError::Invalid(format!("http.ipv4_prefix / http.ipv6_prefix: {e}")))
+    }
+
     /// The base URL browsers use to reach the HTTP server (no trailing slash); `bound` is the
     /// address actually listened on, used when `http.public_url` is empty.
     pub fn public_base_url(&self, bound: SocketAddr) -> String {
@@ -571,6 +641,26 @@ mod tests {
         let err = Settings::load_with_env(None, env(&[("POSTERN__SMTP__MAX_LINE_LENGTH", "100")]))
             .unwrap_err();
         assert!(err.to_string().contains("max_line_length"), "{err}");
+        let err = Settings::load_with_env(None, env(&[("POSTERN__SMTP__IPV6_PREFIX", "129")]))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("smtp.ipv4_prefix / smtp.ipv6_prefix"),
+            "{err}"
+        );
+        let err = Settings::load_with_env(
+            None,
+            env(&[("POSTERN__SMTP__MAX_INFLIGHT_DATA_PER_IP", "1024")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("max_inflight_data_per_ip"),
+            "{err}"
+        );
+        let err =
+            Settings::load_with_env(None, env(&[("POSTERN__SMTP__DATA_TOTAL_TIMEOUT", "1m")]))
+                .unwrap_err();
+        assert!(err.to_string().contains("data_total_timeout"), "{err}");
         let err =
             Settings::load_with_env(Some(Path::new("/nonexistent.toml")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");

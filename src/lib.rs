@@ -11,6 +11,7 @@ pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod metrics;
+pub mod net;
 pub mod outbound;
 pub mod private_files;
 pub mod rules;

@@ -3,6 +3,7 @@
 //! storage path is covered by the end-to-end tests.
 
 use postern::domain::{EmailAddress, Envelope};
+use postern::net::PaceLimits;
 use postern::smtp::{
     Accepted, Delivery, DeliveryError, RecipientVerdict, Session, SessionConfig, SessionEnd,
 };
@@ -56,8 +57,13 @@ fn config() -> SessionConfig {
         max_received_headers: 5,
         max_errors: 10,
         command_timeout: Duration::from_secs(5),
-        data_timeout: Duration::from_secs(5),
-        data_budget: postern::smtp::DataBudget::new(1 << 20),
+        data_pace: PaceLimits {
+            idle: Duration::from_secs(5),
+            total: Some(Duration::from_secs(60)),
+            min_rate: 0,
+            grace: Duration::from_secs(5),
+        },
+        data_budget: postern::smtp::DataBudget::shared(1 << 20),
     }
 }
 
@@ -510,7 +516,7 @@ async fn the_memory_budget_holds_back_a_second_big_message_until_the_first_is_do
     // 256 KiB for everyone; each message is 150 KiB.
     let mut cfg = config();
     cfg.max_message_size = 200_000;
-    cfg.data_budget = postern::smtp::DataBudget::new(256 * 1024);
+    cfg.data_budget = postern::smtp::DataBudget::shared(256 * 1024);
     let budget = cfg.data_budget.clone();
     let cfg = Arc::new(cfg);
     let body = format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(150_000));
@@ -561,4 +567,168 @@ async fn the_memory_budget_holds_back_a_second_big_message_until_the_first_is_do
     tb.await.unwrap().unwrap();
     assert_eq!(d.delivered.lock().unwrap().len(), 2);
     assert_eq!(budget.available_bytes(), 256 * 1024, "all room given back");
+}
+
+/// Starts a session over an in-memory pipe; returns the client's halves and the task.
+fn start_session(
+    cfg: SessionConfig,
+) -> (
+    tokio::io::ReadHalf<tokio::io::DuplexStream>,
+    tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    tokio::task::JoinHandle<std::io::Result<SessionEnd<tokio::io::DuplexStream>>>,
+) {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let s = Session::new(
+        server,
+        Arc::new(Recorder::default()),
+        Arc::new(cfg),
+        "t".into(),
+        peer(),
+        false,
+        false,
+        CancellationToken::new(),
+    );
+    let task = tokio::spawn(s.run(true));
+    let (read, write) = tokio::io::split(client);
+    (read, write, task)
+}
+
+/// Writes `prefix`, then one byte of `trickle` every `every` (for at most `bytes` bytes),
+/// and returns what the server answered until it closed, with the time it closed at
+/// (counted from the end of `prefix`).
+async fn trickle(
+    cfg: SessionConfig,
+    prefix: &[u8],
+    every: Duration,
+    bytes: usize,
+) -> (String, Duration) {
+    let (mut read, mut write, task) = start_session(cfg);
+    write.write_all(prefix).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        for _ in 0..bytes {
+            tokio::time::sleep(every).await;
+            if write.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+        write
+    });
+    let mut out = Vec::new();
+    read.read_to_end(&mut out).await.unwrap();
+    let closed = started.elapsed();
+    task.await.unwrap().unwrap();
+    writer.abort();
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_line_trickled_a_byte_at_a_time_is_cut_off_at_the_command_timeout() {
+    let mut cfg = config();
+    cfg.command_timeout = Duration::from_secs(10);
+    // One byte every 3 s never leaves the connection idle for 10 s.
+    let (out, closed) = trickle(cfg, b"EHLO c\r\n", Duration::from_secs(3), 40).await;
+    let last = out
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.starts_with("421 4.4.2 "), "{out}");
+    assert!(
+        last.contains("no complete command line within 10s"),
+        "{out}"
+    );
+    assert!(
+        closed >= Duration::from_secs(10) && closed < Duration::from_secs(11),
+        "closed after {closed:?}, the limit is 10 s for the whole line"
+    );
+}
+
+fn paced(idle: u64, total: u64, min_rate: u64, grace: u64) -> PaceLimits {
+    PaceLimits {
+        idle: Duration::from_secs(idle),
+        total: Some(Duration::from_secs(total)),
+        min_rate,
+        grace: Duration::from_secs(grace),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn message_data_slower_than_the_minimum_rate_is_cut_off_after_the_grace() {
+    let mut cfg = config();
+    cfg.data_pace = paced(5, 600, 100, 10);
+    let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nDATA\r\n");
+    // One byte every 2 s: never idle for 5 s, but 0.5 bytes per second.
+    let (out, closed) = trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await;
+    let last = out
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.starts_with("421 4.4.2 "), "{out}");
+    assert!(last.contains("too slow"), "{out}");
+    assert!(
+        closed >= Duration::from_secs(10) && closed < Duration::from_secs(12),
+        "closed after {closed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn message_data_is_cut_off_at_the_total_limit() {
+    let mut cfg = config();
+    cfg.data_pace = paced(5, 20, 0, 0);
+    let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nDATA\r\n");
+    let (out, closed) = trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await;
+    let last = out
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.starts_with("421 4.4.2 "), "{out}");
+    assert!(last.contains("took longer than 20s"), "{out}");
+    assert!(
+        closed >= Duration::from_secs(20) && closed < Duration::from_secs(21),
+        "closed after {closed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bdat_chunk_trickled_is_cut_off_too() {
+    let mut cfg = config();
+    cfg.data_pace = paced(5, 600, 100, 10);
+    let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nBDAT 1000 LAST\r\n");
+    let (out, closed) = trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await;
+    assert!(out.contains("421 4.4.2 "), "{out}");
+    assert!(closed < Duration::from_secs(12), "closed after {closed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversize_message_gives_its_memory_room_back_while_it_is_still_being_read() {
+    let mut cfg = config();
+    cfg.max_message_size = 100_000;
+    cfg.data_budget = postern::smtp::DataBudget::shared(256 * 1024);
+    let budget = cfg.data_budget.clone();
+    let (mut read, mut write, task) = start_session(cfg);
+    // 150 kB without the final dot: the session knows the message is too big and only
+    // looks for its end now.
+    let head = format!(
+        "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nDATA\r\nSubject: big\r\n\r\n{}\r\n",
+        "y".repeat(150_000)
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        budget.available_bytes(),
+        256 * 1024,
+        "a message known to be too big holds no room"
+    );
+    write.write_all(b".\r\nQUIT\r\n").await.unwrap();
+    let mut out = Vec::new();
+    read.read_to_end(&mut out).await.unwrap();
+    task.await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("552 5.3.4"), "{text}");
 }

@@ -7,6 +7,7 @@
 //! OpenAPI document are built from the same list and cannot drift apart.
 
 pub mod api;
+pub mod body_pace;
 pub mod client_addr;
 pub mod csrf;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod principal;
 pub mod rate_limit;
 pub mod saml;
 pub mod sanitize;
+pub mod server;
 pub mod server_key;
 
 use crate::store::Store;

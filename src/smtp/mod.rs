@@ -9,7 +9,8 @@ pub mod server;
 pub mod session;
 pub mod tls;
 
+pub use crate::net::ConnectionLimits;
 pub use budget::DataBudget;
 pub use delivery::{Accepted, Delivery, DeliveryError, RecipientVerdict};
-pub use server::{ConnectionLimits, SmtpServer};
+pub use server::SmtpServer;
 pub use session::{Session, SessionConfig, SessionEnd};

@@ -3,70 +3,18 @@
 use super::delivery::Delivery;
 use super::reply::Reply;
 use super::session::{Session, SessionConfig, SessionEnd};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use crate::net::fds::SMTP_REFUSALS;
+use crate::net::{AcceptBackoff, ConnectionLimits, LimitHit, RefusalLog};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-
-/// Caps on simultaneous connections, overall and per client IP.
-#[derive(Clone)]
-pub struct ConnectionLimits {
-    total: Arc<Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    max_per_ip: usize,
-}
-
-/// Held for the life of a connection; frees its slots when dropped.
-pub struct ConnectionSlot {
-    _permit: OwnedSemaphorePermit,
-    ip: IpAddr,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        if let Ok(mut map) = self.per_ip.lock() {
-            if let Some(n) = map.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
-
-impl ConnectionLimits {
-    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
-        Self {
-            total: Arc::new(Semaphore::new(max_total)),
-            per_ip: Arc::new(Mutex::new(HashMap::new())),
-            max_per_ip,
-        }
-    }
-
-    pub fn try_acquire(&self, ip: IpAddr) -> Option<ConnectionSlot> {
-        let permit = self.total.clone().try_acquire_owned().ok()?;
-        let mut map = self.per_ip.lock().ok()?;
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(ConnectionSlot {
-            _permit: permit,
-            ip,
-            per_ip: self.per_ip.clone(),
-        })
-    }
-}
 
 pub struct SmtpServer<D> {
     listener: TcpListener,
@@ -74,6 +22,9 @@ pub struct SmtpServer<D> {
     limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
     delivery: Arc<D>,
+    /// 421 replies being written to connections that are not served; bounded, so that a
+    /// flood of connections over the cap cannot hold descriptors (see `net::fds`).
+    refusals: Arc<Semaphore>,
 }
 
 impl<D: Delivery> SmtpServer<D> {
@@ -90,6 +41,7 @@ impl<D: Delivery> SmtpServer<D> {
             limits,
             tls,
             delivery,
+            refusals: Arc::new(Semaphore::new(SMTP_REFUSALS)),
         }
     }
 
@@ -103,29 +55,52 @@ impl<D: Delivery> SmtpServer<D> {
         let sessions = TaskTracker::new();
         // Sessions watch this token: it fires with `shutdown`, and idle sessions leave at once.
         let session_stop = shutdown.child_token();
+        // Fires when the grace period is over: sessions still running are closed.
+        let cut_off = CancellationToken::new();
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut backoff = AcceptBackoff::new("smtp");
+        let mut refusals = RefusalLog::new("smtp");
+        // After a failed accept (out of descriptors), no accept until this instant.
+        let mut paused_until: Option<tokio::time::Instant> = None;
         loop {
+            let pause = paused_until.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
-                accepted = self.listener.accept() => {
+                _ = tokio::time::sleep_until(pause), if paused_until.is_some() => {
+                    paused_until = None;
+                }
+                accepted = self.listener.accept(), if paused_until.is_none() => {
                     let (stream, peer) = match accepted {
-                        Ok(x) => x,
+                        Ok(x) => {
+                            backoff.accepted();
+                            x
+                        }
                         Err(e) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let wait = backoff.failed(&e);
+                            if !wait.is_zero() {
+                                paused_until = Some(tokio::time::Instant::now() + wait);
+                            }
                             continue;
                         }
                     };
                     if deadline.is_some() {
-                        tokio::spawn(refuse(stream, Reply::new(421, "4.3.2",
-                            format!("{} Service shutting down, try again later", self.config.hostname))));
+                        self.refuse(stream, Reply::new(421, "4.3.2",
+                            format!("{} Service shutting down, try again later", self.config.hostname)));
                         continue;
                     }
-                    let Some(slot) = self.limits.try_acquire(peer.ip()) else {
-                        tracing::warn!(%peer, "connection limit reached");
-                        tokio::spawn(refuse(stream, Reply::new(421, "4.7.0",
-                            format!("{} Too many connections, try again later", self.config.hostname))));
-                        continue;
+                    let slot = match self.limits.try_acquire(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(hit) => {
+                            let text = match hit {
+                                LimitHit::Total => format!(
+                                    "{} Too many connections, try again later", self.config.hostname),
+                                LimitHit::PerClient(group) => format!(
+                                    "{} Too many connections from your network ({group}), try again later",
+                                    self.config.hostname),
+                            };
+                            refusals.note(peer, hit);
+                            self.refuse(stream, Reply::new(421, "4.7.0", text));
+                            continue;
+                        }
                     };
                     let id = new_session_id();
                     let span = tracing::info_span!("smtp", session = %id, %peer);
@@ -138,10 +113,15 @@ impl<D: Delivery> SmtpServer<D> {
                         peer,
                     };
                     let counted = crate::metrics::smtp_session_opened();
+                    let cut = cut_off.clone();
                     sessions.spawn(async move {
                         let _slot = slot;
                         let _counted = counted;
-                        conn.serve(stream).await;
+                        // Past the shutdown grace the session is dropped, which closes it.
+                        tokio::select! {
+                            _ = conn.serve(stream) => {}
+                            _ = cut.cancelled() => {}
+                        }
                     }.instrument(span));
                 }
                 _ = shutdown.cancelled(), if deadline.is_none() => {
@@ -152,6 +132,9 @@ impl<D: Delivery> SmtpServer<D> {
                 _ = sessions.wait(), if deadline.is_some() => break,
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                     tracing::warn!(left = sessions.len(), "grace period over, closing remaining sessions");
+                    cut_off.cancel();
+                    // They stop at their next await; give them a moment to let go.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sessions.wait()).await;
                     break;
                 }
             }
@@ -215,6 +198,21 @@ impl<D: Delivery> Connection<D> {
         );
         if let Err(e) = session.run(false).await {
             tracing::debug!(error = %e, "TLS session ended with an I/O error");
+        }
+    }
+}
+
+impl<D> SmtpServer<D> {
+    /// Answers `reply` and closes; with too many refusals in flight, just closes.
+    fn refuse(&self, stream: TcpStream, reply: Reply) {
+        match self.refusals.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    refuse(stream, reply).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => drop(stream),
         }
     }
 }

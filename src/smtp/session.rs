@@ -7,11 +7,13 @@ use super::data::{count_received_headers, DotReader};
 use super::delivery::{Delivery, RecipientVerdict};
 use super::reply::Reply;
 use crate::domain::{EmailAddress, Envelope};
+use crate::net::{Pace, PaceBreach, PaceLimits};
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -25,8 +27,12 @@ pub struct SessionConfig {
     pub max_line_length: usize,
     pub max_received_headers: usize,
     pub max_errors: usize,
+    /// Time allowed for a whole command line, from when the server is ready for it: bytes
+    /// that trickle in do not extend it.
     pub command_timeout: Duration,
-    pub data_timeout: Duration,
+    /// Limits on receiving message data (DATA, or one BDAT chunk): the wait for the next
+    /// bytes, the whole transfer, and the least average rate after a grace period.
+    pub data_pace: PaceLimits,
     /// Message bytes all sessions together may hold in memory.
     pub data_budget: DataBudget,
 }
@@ -45,9 +51,18 @@ pub enum SessionEnd<S> {
 #[derive(Debug)]
 enum Interrupt {
     Eof,
-    Timeout,
+    Timeout(Stalled),
+    /// No memory room for the message within the data timeout.
+    Busy,
     Shutdown,
     Io(std::io::Error),
+}
+
+/// Which time limit a client ran into.
+#[derive(Debug, Clone, Copy)]
+enum Stalled {
+    Command(Duration),
+    Data(PaceBreach),
 }
 
 enum LineRead {
@@ -249,12 +264,20 @@ where
                 }
                 Ok(false)
             }
-            Interrupt::Timeout => {
-                tracing::info!("timeout, closing session");
+            Interrupt::Timeout(stalled) => {
+                tracing::info!(?stalled, "client too slow, closing session");
+                self.reply(timeout_reply(&self.cfg.hostname, stalled));
+                Ok(false)
+            }
+            Interrupt::Busy => {
+                tracing::warn!("no memory room for message data in time, closing session");
                 self.reply(Reply::new(
                     421,
-                    "4.4.2",
-                    format!("{} Timeout exceeded, closing connection", self.cfg.hostname),
+                    "4.3.2",
+                    format!(
+                        "{} Too much mail in progress (from your network or in all), closing connection; the message was not accepted, send it again later",
+                        self.cfg.hostname
+                    ),
                 ));
                 Ok(false)
             }
@@ -415,17 +438,28 @@ where
         self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
         let mut reader = DotReader::new(self.cfg.max_message_size);
         let mut message = Vec::with_capacity(READ_CHUNK);
-        let mut room = self.cfg.data_budget.reserve();
+        let mut room = Some(self.cfg.data_budget.reserve(self.peer.ip()));
+        let mut pace = Pace::start(self.cfg.data_pace);
         loop {
-            // The message grows by at most what is buffered: make room for it first.
-            let upcoming = (message.len() + self.inbuf.len()).min(self.cfg.max_message_size);
-            self.make_room(&mut room, upcoming).await?;
+            if let Some(room) = room.as_mut() {
+                // The message grows by at most what is buffered: make room for it first.
+                let upcoming = (message.len() + self.inbuf.len()).min(self.cfg.max_message_size);
+                self.make_room(room, upcoming, &mut pace).await?;
+            }
             let (used, done) = reader.feed(&self.inbuf, &mut message);
             self.inbuf.advance(used);
+            if reader.overflowed() && room.is_some() {
+                // Too big: from here on the bytes are only scanned for the end of data, so
+                // the memory and the room they held go back to other sessions now.
+                room = None;
+                message = Vec::new();
+            }
             if done {
                 break;
             }
-            self.fill(self.cfg.data_timeout, false).await?;
+            let (deadline, breach) = pace.deadline();
+            let read = self.fill(deadline, Stalled::Data(breach), false).await?;
+            pace.received(read);
         }
         let overflow = reader.overflowed();
         self.finish_message(message, overflow).await;
@@ -433,16 +467,23 @@ where
         Ok(())
     }
 
-    /// Waits (at most the data timeout) until `room` covers `bytes`.
-    async fn make_room(&mut self, room: &mut Reservation, bytes: usize) -> Result<(), Interrupt> {
+    /// Waits (at most the data timeout) until `room` covers `bytes`. The time waited is
+    /// not held against the sender's pace: the server made it wait.
+    async fn make_room(
+        &mut self,
+        room: &mut Reservation,
+        bytes: usize,
+        pace: &mut Pace,
+    ) -> Result<(), Interrupt> {
         if bytes < room.bytes() {
             return Ok(());
         }
         // Pending replies go out before a possible wait.
         self.flush().await.map_err(Interrupt::Io)?;
-        tokio::time::timeout(self.cfg.data_timeout, room.cover(bytes))
-            .await
-            .map_err(|_| Interrupt::Timeout)
+        let began = Instant::now();
+        let covered = tokio::time::timeout(self.cfg.data_pace.idle, room.cover(bytes)).await;
+        pace.excuse(began.elapsed());
+        covered.map_err(|_| Interrupt::Busy)
     }
 
     async fn bdat(&mut self, size: u64, last: bool) -> Result<(), Interrupt> {
@@ -454,25 +495,39 @@ where
             (None, Some(tx)) => Some(tx.chunks.take().unwrap_or_default()),
             _ => None,
         };
-        let mut room = self
-            .tx
-            .as_mut()
-            .and_then(|tx| tx.chunk_room.take())
-            .unwrap_or_else(|| self.cfg.data_budget.reserve());
+        // Room only while the message is kept: none once it is too big (or refused).
+        let mut room = match &chunk_sink {
+            Some((_, false)) => Some(
+                self.tx
+                    .as_mut()
+                    .and_then(|tx| tx.chunk_room.take())
+                    .unwrap_or_else(|| self.cfg.data_budget.reserve(self.peer.ip())),
+            ),
+            _ => None,
+        };
+        let mut pace = Pace::start(self.cfg.data_pace);
         while remaining > 0 {
             if self.inbuf.is_empty() {
-                self.fill(self.cfg.data_timeout, false).await?;
+                let (deadline, breach) = pace.deadline();
+                let read = self.fill(deadline, Stalled::Data(breach), false).await?;
+                pace.received(read);
             }
             let take = remaining.min(self.inbuf.len() as u64) as usize;
             if let Some((buf, overflow)) = chunk_sink.as_mut() {
                 if !*overflow && buf.len() + take <= max {
                     let upcoming = buf.len() + take;
-                    self.make_room(&mut room, upcoming).await?;
+                    if let Some(room) = room.as_mut() {
+                        self.make_room(room, upcoming, &mut pace).await?;
+                    }
                     if let Some((buf, _)) = chunk_sink.as_mut() {
                         buf.extend_from_slice(&self.inbuf[..take]);
                     }
                 } else {
+                    // Too big: keep reading to stay in sync, but hold neither the bytes
+                    // nor their room.
                     *overflow = true;
+                    *buf = Vec::new();
+                    room = None;
                 }
             }
             self.inbuf.advance(take);
@@ -490,7 +545,7 @@ where
         } else {
             if let Some(tx) = self.tx.as_mut() {
                 tx.chunks = Some((message, overflow));
-                tx.chunk_room = Some(room);
+                tx.chunk_room = room;
             }
             self.reply(Reply::new(250, "2.0.0", format!("{size} octets received")));
         }
@@ -556,6 +611,9 @@ where
     async fn read_line(&mut self) -> Result<LineRead, Interrupt> {
         let max = self.cfg.max_line_length;
         let mut overlong = false;
+        // One deadline for the whole line: a byte now and then does not push it back.
+        let limit = self.cfg.command_timeout;
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(pos) = self.inbuf.iter().position(|&b| b == b'\n') {
                 let raw = self.inbuf.split_to(pos + 1);
@@ -574,29 +632,63 @@ where
                 overlong = true;
                 self.inbuf.clear();
             }
-            self.fill(self.cfg.command_timeout, true).await?;
+            self.fill(deadline, Stalled::Command(limit), true).await?;
         }
     }
 
-    /// Sends pending replies, then reads more input. While waiting between transactions
+    /// Sends pending replies, then reads more input before `deadline` (else the client
+    /// `stalled`); returns the number of bytes read. While waiting between transactions
     /// the session gives way to shutdown; inside one it does not.
-    async fn fill(&mut self, timeout: Duration, interruptible: bool) -> Result<(), Interrupt> {
+    async fn fill(
+        &mut self,
+        deadline: Instant,
+        stalled: Stalled,
+        interruptible: bool,
+    ) -> Result<usize, Interrupt> {
         self.flush().await.map_err(Interrupt::Io)?;
         self.inbuf.reserve(READ_CHUNK);
         let can_stop = interruptible && self.tx.is_none();
-        let read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.inbuf));
+        let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.inbuf));
         let outcome = tokio::select! {
             biased;
             _ = self.shutdown.cancelled(), if can_stop => return Err(Interrupt::Shutdown),
             r = read => r,
         };
         match outcome {
-            Err(_) => Err(Interrupt::Timeout),
+            Err(_) => Err(Interrupt::Timeout(stalled)),
             Ok(Err(e)) => Err(Interrupt::Io(e)),
             Ok(Ok(0)) => Err(Interrupt::Eof),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(n)) => Ok(n),
         }
     }
+}
+
+/// The 421 for a client that ran into a time limit: what happened, and what to do.
+fn timeout_reply(hostname: &str, stalled: Stalled) -> Reply {
+    let d = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs().max(1)));
+    let text = match stalled {
+        Stalled::Command(limit) => format!(
+            "{hostname} Timeout: no complete command line within {}, closing connection; reconnect and send each command in one go",
+            d(limit)
+        ),
+        Stalled::Data(PaceBreach::Idle(limit)) => format!(
+            "{hostname} Timeout: no message data for {}, closing connection; the message was not accepted, send it again",
+            d(limit)
+        ),
+        Stalled::Data(PaceBreach::Total(limit)) => format!(
+            "{hostname} Timeout: the message data took longer than {}, closing connection; the message was not accepted, send it again over a faster link",
+            d(limit)
+        ),
+        Stalled::Data(PaceBreach::TooSlow {
+            bytes,
+            elapsed,
+            min_rate,
+        }) => format!(
+            "{hostname} Timeout: message data too slow ({bytes} bytes in {}, the least is {min_rate} bytes per second), closing connection; the message was not accepted, send it again",
+            d(elapsed)
+        ),
+    };
+    Reply::new(421, "4.4.2", text)
 }
 
 fn sender_error_code(e: &crate::domain::AddressError) -> (u16, &'static str) {

@@ -172,21 +172,38 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(dir: &Path, extra: &[(&str, &str)]) -> Self {
-        Self::start_command(Command::new(postern_bin()), dir, extra)
+        let mut cmd = Command::new(postern_bin());
+        cmd.args(["serve", "--log-json"]);
+        Self::spawn(cmd, dir, extra)
     }
 
     /// Like [`ServerProcess::start`], with the process umask set first (e.g. "022").
     pub fn start_with_umask(dir: &Path, extra: &[(&str, &str)], umask: &str) -> Self {
-        let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" serve --log-json"))
             .arg(postern_bin());
-        Self::start_command(sh, dir, extra)
+        Self::spawn(cmd, dir, extra)
     }
 
-    fn start_command(mut command: Command, dir: &Path, extra: &[(&str, &str)]) -> Self {
-        let mut child = command
-            .args(["serve", "--log-json"])
+    /// Like [`ServerProcess::start`], with the open-file limit (soft and hard) of the
+    /// server lowered to `max_open_files` (`ulimit -n` in the shell that starts it).
+    pub fn start_with_open_file_limit(
+        dir: &Path,
+        extra: &[(&str, &str)],
+        max_open_files: u32,
+    ) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -n {max_open_files} && exec \"$0\" serve --log-json"
+            ))
+            .arg(postern_bin());
+        Self::spawn(cmd, dir, extra)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, extra: &[(&str, &str)]) -> Self {
+        let mut child = cmd
             .envs(test_env(dir, extra))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
