@@ -54,7 +54,7 @@ pub use users::{UserChanges, UserView};
 pub use writer::{CommitObserver, CommitWriter, DatabaseFile};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqlitePool};
+use sqlx::{ConnectOptions, Connection, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -169,6 +169,12 @@ impl Store {
             .log_statements(tracing::log::LevelFilter::Trace);
         let pool = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
+            // A COMMIT that fails on a full disk is rolled back by SQLite itself, but sqlx
+            // still counts the connection as inside the transaction (its own ROLLBACK then
+            // fails), and refuses every later BEGIN on it: such a connection is closed
+            // instead of being handed out again. (A connection whose ROLLBACK is merely
+            // still queued may be closed too; that costs one reconnection.)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     body_codec::register_sqlx(conn).await?;
@@ -231,5 +237,41 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A COMMIT that fails because the disk is full is rolled back by SQLite itself; sqlx
+    /// still counts the connection as inside the transaction and its own ROLLBACK then
+    /// fails. Found by the soak (scripts/soak): after a disk-full episode every write
+    /// transaction on such a pooled connection failed with "attempted to call begin_with
+    /// at non-zero transaction depth" until the process was restarted (API writes answered
+    /// 500, the rules worker gave up on events). The ROLLBACK below puts a connection in the
+    /// same state without filling a disk.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_itself_leaves_the_pool_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_cap(&dir.path().join("p.db"), 1, 0)
+            .await
+            .unwrap();
+        {
+            let mut tx = store.write_tx().await.unwrap();
+            sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
+        }
+        for attempt in 0..3 {
+            let mut tx = store
+                .write_tx()
+                .await
+                .unwrap_or_else(|e| panic!("write transaction {attempt} after the ended one: {e}"));
+            sqlx::query("INSERT INTO server_secrets (name, value) VALUES (?, 'x')")
+                .bind(format!("soak-{attempt}"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
     }
 }
