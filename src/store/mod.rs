@@ -87,11 +87,19 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// SQLite's (extended) result codes that mean the disk is full: SQLITE_FULL, and
+/// SQLITE_IOERR_SHMSIZE, what a full disk gives when the WAL index (postern.db-shm) must
+/// grow (seen in the soak: a disk-full episode answered with it throughout).
+fn is_disk_full_code(code: i32) -> bool {
+    const SQLITE_FULL: i32 = 13;
+    const SQLITE_IOERR_SHMSIZE: i32 = 10 | (19 << 8);
+    code == SQLITE_FULL || code == SQLITE_IOERR_SHMSIZE
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode;
         match &e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
+            rusqlite::Error::SqliteFailure(f, _) if is_disk_full_code(f.extended_code) => {
                 StoreError::DiskFull(e.to_string())
             }
             _ => StoreError::Writer(e),
@@ -101,10 +109,12 @@ impl From<rusqlite::Error> for StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        const SQLITE_FULL: &str = "13";
         const ENOSPC: i32 = 28;
         let full = match &e {
-            sqlx::Error::Database(db) => db.code().as_deref() == Some(SQLITE_FULL),
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(is_disk_full_code),
             sqlx::Error::Io(io) => io.raw_os_error() == Some(ENOSPC),
             _ => false,
         };
@@ -243,6 +253,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full disk is reported as such (452 4.3.1 to SMTP clients, 507 to the API, the rules
+    /// worker waits for space) whichever of its two codes SQLite gives.
+    #[test]
+    fn both_codes_of_a_full_disk_are_disk_full() {
+        for code in [13, 4874] {
+            let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            assert!(
+                matches!(StoreError::from(e), StoreError::DiskFull(_)),
+                "code {code}"
+            );
+        }
+        let other = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(10), None);
+        assert!(matches!(StoreError::from(other), StoreError::Writer(_)));
+    }
 
     /// A COMMIT that fails because the disk is full is rolled back by SQLite itself; sqlx
     /// still counts the connection as inside the transaction and its own ROLLBACK then
