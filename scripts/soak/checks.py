@@ -229,6 +229,9 @@ def check_outbound(report, db, account, api, sink_dir, journal):
     phantom = [mid for mid, ts in complete.items() if ts and mid not in by_mid]
     kills = [e["t"] for e in journal.of("kill")]
     sink_stops = [e["t"] for e in journal.of("sink_stop")]
+    fills = [e["t"] for e in journal.of("disk_full")]
+    frees = [e["t"] for e in journal.of("disk_freed")]
+    full_windows = [(a, min([b for b in frees if b >= a] or [a + 3600])) for a in fills]
     explained, unexplained = [], []
     for mid, ts in complete.items():
         if len(ts) < 2:
@@ -238,14 +241,20 @@ def check_outbound(report, db, account, api, sink_dir, journal):
         # or the peer stopped after taking the data and before answering.
         by_kill = any(ts[0] - 1 <= k <= ts[-1] + 1 for k in kills)
         by_peer = any(ts[0] - 1 <= s <= ts[0] + 2 for s in sink_stops)
+        # Not legitimate, but named: the delivery could not be recorded on a full disk, so
+        # the row's lease ran out and another attempt sent it again.
+        in_full = any(a - 1 <= ts[0] <= b + 1 for a, b in full_windows)
         (explained if by_kill or by_peer else unexplained).append(
-            {"mid": mid, "copies": len(ts), "by_kill": by_kill, "by_peer_stop": by_peer})
+            {"mid": mid, "copies": len(ts), "by_kill": by_kill, "by_peer_stop": by_peer,
+             "first_copy_while_disk_full": in_full, "received_at": ts})
     report.invariant("delivered_exactly_once", not never and not phantom and not unexplained,
                      f"relay received {sum(len(v) for v in complete.values())} complete messages "
                      f"({len(complete)} distinct, {partial} partial transfers cut by the peer's stops); "
                      f"{len(never)} marked delivered but never received, {len(phantom)} received but unknown, "
                      f"{len(explained)} duplicated after a kill or a peer stop in the delivery window, "
-                     f"{len(unexplained)} duplicated without one",
+                     f"{len(unexplained)} duplicated without one "
+                     f"({sum(1 for u in unexplained if u['first_copy_while_disk_full'])} of them "
+                     f"first delivered while the disk was full)",
                      never_received=never[:20], phantom=phantom[:20], duplicates_explained=explained[:50],
                      duplicates_unexplained=unexplained[:20])
 

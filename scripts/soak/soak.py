@@ -517,7 +517,7 @@ def main():
         disk.teardown(keep_image=keep_image)
         if keep_image and disk.can_fill and disk.kind != "tmpfs":
             log(f"the data file system is kept for inspection: mount -o loop {disk.image_path} {disk.mount_point}")
-        if not a.keep and sink is not None:
+        if not keep_image and sink is not None:
             shutil.rmtree(sink.dump_dir, ignore_errors=True)
         for extra in ("postern",):
             p = os.path.join(run_dir, extra)
@@ -546,6 +546,18 @@ def print_summary(result, report):
     print(f"sessions: {load['sessions']}")
     print(f"API: {result['load']['api']}")
     print(f"peak RSS {result['rss_mb']['peak']} MB; postern started {result['server']['starts']} times")
+    print()
+    print("honest SMTP during the faults (sessions that got through / all, messages answered 250):")
+    per_kind = {}
+    for w in result["load"]["fault_windows"]:
+        k = per_kind.setdefault(w["fault"], [0, 0, 0, 0, 0.0])
+        k[0] += 1
+        k[1] += w["sessions_ok"]
+        k[2] += w["sessions"]
+        k[3] += w["messages_acked"]
+        k[4] += w["seconds"]
+    for kind, (n, ok, total, acked, secs) in sorted(per_kind.items()):
+        print(f"  {kind:11} x{n}, {secs:5.0f} s: sessions {ok}/{total}, {acked} messages answered 250")
     print()
     for c in report.checks:
         mark = "PASS" if c["ok"] else ("FAIL" if c["kind"] == "invariant" else "    ")
