@@ -10,7 +10,6 @@ Counts what the server did with them: connections refused or closed at once, clo
 
 import errno
 import socket
-import time
 
 from common import loopback
 

@@ -31,6 +31,7 @@ directory; exit status 1 when an invariant fails (2 when the soak itself could n
 """
 
 import argparse
+import glob
 import json
 import os
 import random
@@ -352,8 +353,8 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     log(f"run directory {run_dir}, seed {seed}, {a.minutes} minutes, descriptors {hard}")
 
+    binary_copy = binary = os.path.join(run_dir, "postern")
     binary_src = a.binary or build(log)
-    binary = os.path.join(run_dir, "postern")
     shutil.copy2(binary_src, binary)  # a private copy: the shared target dir may be rebuilt meanwhile
     rev = git_rev() if not a.binary else f"binary {a.binary}"
 
@@ -519,10 +520,13 @@ def main():
             log(f"the data file system is kept for inspection: mount -o loop {disk.image_path} {disk.mount_point}")
         if not keep_image and sink is not None:
             shutil.rmtree(sink.dump_dir, ignore_errors=True)
-        for extra in ("postern",):
-            p = os.path.join(run_dir, extra)
-            if os.path.exists(p) and not a.keep:
-                os.unlink(p)
+        if not a.keep:
+            # The binary's copy and the generated mailboxes (bench/gen_mailbox.py makes them
+            # again, byte for byte, from their seed).
+            if os.path.exists(binary_copy):
+                os.unlink(binary_copy)
+            for d in glob.glob(os.path.join(run_dir, "mailbox-*")):
+                shutil.rmtree(d, ignore_errors=True)
     log(f"results: {os.path.join(run_dir, 'soak-result.json')}")
     sys.exit(status)
 
