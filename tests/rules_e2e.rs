@@ -1745,6 +1745,97 @@ async fn a_retried_event_does_not_run_a_rules_actions_twice() {
     app.stop().await;
 }
 
+/// A full disk is not one event's fault: the rules worker waits for space, then runs the
+/// rules of mail committed before the disk filled, instead of passing the event over after
+/// three tries (found by the soak, scripts/soak: a message committed just before the disk
+/// filled never got its rule's tag, and the log entry saying so could not be written
+/// either). The disk here is the page limit of the server's one pooled connection, which
+/// SQLite answers with SQLITE_FULL as it does on a full file system; intake commits through
+/// its own connection meanwhile.
+#[tokio::test]
+async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
+    let app = spawn_app(&[
+        ("POSTERN__RULES__POLL_INTERVAL", "100ms"),
+        ("POSTERN__STORE__READ_CONNECTIONS", "1"),
+    ])
+    .await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    add_rule(&dir, acct, "refund.toml", REFUND_RULE);
+    send(
+        &app,
+        "Ana <ana@client.test>",
+        &fwd,
+        "Remboursement 1",
+        "Merci",
+        &[],
+    )
+    .await;
+    wait_runs(&app, acct, 1).await;
+
+    let pool = app.store.pool();
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+        .execute(pool)
+        .await
+        .unwrap();
+    for size in [2000, 200, 20] {
+        let mut full = false;
+        for _ in 0..100_000 {
+            let r = sqlx::query(
+                "INSERT INTO rule_runs (account_id, rule_name, trigger, matched, conditions, created_at)
+                 VALUES (?, 'filler', 'x', 0, hex(randomblob(?)), 0)",
+            )
+            .bind(acct)
+            .bind(size / 2)
+            .execute(pool)
+            .await;
+            if let Err(e) = r {
+                assert!(e.to_string().contains("full"), "{e}");
+                full = true;
+                break;
+            }
+        }
+        assert!(full, "the database did not fill up");
+    }
+
+    send(
+        &app,
+        "Bea <bea@client.test>",
+        &fwd,
+        "Remboursement 2",
+        "Merci",
+        &[],
+    )
+    .await;
+    // A pass every 100 ms: many more than three tries while the disk is full.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        ticket_by_subject(&app, acct, "Remboursement 2")
+            .await
+            .tags
+            .is_empty(),
+        "no rule can have run on a full disk"
+    );
+    sqlx::query("DELETE FROM rule_runs WHERE rule_name = 'filler'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut tags = Vec::new();
+    for _ in 0..100 {
+        tags = ticket_by_subject(&app, acct, "Remboursement 2").await.tags;
+        if !tags.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tags, vec!["Urgent"], "the rule ran once space was back");
+    app.stop().await;
+}
+
 /// The worker keeps its position in memory, saves it at most about once a second while busy
 /// (not once per message, which cost intake a synced write each) and at shutdown. After a
 /// restart it goes on from the saved position: later mail still fires rules, and no rule

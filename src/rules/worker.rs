@@ -9,7 +9,7 @@ use super::live::{RuleEvent, RulesEngine};
 use super::schema::Trigger;
 use super::RulesError;
 use crate::domain::AccountId;
-use crate::store::NewRuleRun;
+use crate::store::{NewRuleRun, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,8 +149,10 @@ impl RulesEngine {
 
     /// Runs an event. A failure stops the pass without moving the cursor, so the item is
     /// tried again (a busy database, a full disk); after [`ATTEMPTS`] failures it is logged
-    /// in the rule log and passed over, so one bad item cannot block the rest. The mail
-    /// itself is safe in the store whatever rules do.
+    /// in the rule log and passed over, so one bad item cannot block the rest. A full disk
+    /// is no item's fault and fails every write, the log entry's too: the item waits for
+    /// space however long that takes, and is never passed over for it. The mail itself is
+    /// safe in the store whatever rules do.
     async fn run_logged(
         &self,
         event: &RuleEvent,
@@ -158,6 +160,10 @@ impl RulesEngine {
         id: i64,
     ) -> Result<(), RulesError> {
         if let Err(e) = self.run_event(event).await {
+            if matches!(e, RulesError::Store(StoreError::DiskFull(_))) {
+                tracing::warn!(cursor, id, error = %e, "rules wait for disk space");
+                return Err(e);
+            }
             {
                 let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
                 let attempts = match *failures {

@@ -53,7 +53,7 @@ pub use users::{UserChanges, UserView};
 pub use writer::{CommitObserver, CommitWriter, DatabaseFile};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqlitePool};
+use sqlx::{ConnectOptions, Connection, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -89,11 +89,19 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// SQLite's (extended) result codes that mean the disk is full: SQLITE_FULL, and
+/// SQLITE_IOERR_SHMSIZE, what a full disk gives when the WAL index (postern.db-shm) must
+/// grow (seen in the soak: a disk-full episode answered with it throughout).
+fn is_disk_full_code(code: i32) -> bool {
+    const SQLITE_FULL: i32 = 13;
+    const SQLITE_IOERR_SHMSIZE: i32 = 10 | (19 << 8);
+    code == SQLITE_FULL || code == SQLITE_IOERR_SHMSIZE
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode;
         match &e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
+            rusqlite::Error::SqliteFailure(f, _) if is_disk_full_code(f.extended_code) => {
                 StoreError::DiskFull(e.to_string())
             }
             _ => StoreError::Writer(e),
@@ -103,10 +111,12 @@ impl From<rusqlite::Error> for StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        const SQLITE_FULL: &str = "13";
         const ENOSPC: i32 = 28;
         let full = match &e {
-            sqlx::Error::Database(db) => db.code().as_deref() == Some(SQLITE_FULL),
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(is_disk_full_code),
             sqlx::Error::Io(io) => io.raw_os_error() == Some(ENOSPC),
             _ => false,
         };
@@ -179,6 +189,12 @@ impl Store {
             .log_statements(tracing::log::LevelFilter::Trace);
         let pool = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
+            // A COMMIT that fails on a full disk is rolled back by SQLite itself, but sqlx
+            // still counts the connection as inside the transaction (its own ROLLBACK then
+            // fails), and refuses every later BEGIN on it: such a connection is closed
+            // instead of being handed out again. (A connection whose ROLLBACK is merely
+            // still queued may be closed too; that costs one reconnection.)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     body_codec::register_sqlx(conn).await?;
@@ -241,5 +257,56 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk is reported as such (452 4.3.1 to SMTP clients, 507 to the API, the rules
+    /// worker waits for space) whichever of its two codes SQLite gives.
+    #[test]
+    fn both_codes_of_a_full_disk_are_disk_full() {
+        for code in [13, 4874] {
+            let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            assert!(
+                matches!(StoreError::from(e), StoreError::DiskFull(_)),
+                "code {code}"
+            );
+        }
+        let other = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(10), None);
+        assert!(matches!(StoreError::from(other), StoreError::Writer(_)));
+    }
+
+    /// A COMMIT that fails because the disk is full is rolled back by SQLite itself; sqlx
+    /// still counts the connection as inside the transaction and its own ROLLBACK then
+    /// fails. Found by the soak (scripts/soak): after a disk-full episode every write
+    /// transaction on such a pooled connection failed with "attempted to call begin_with
+    /// at non-zero transaction depth" until the process was restarted (API writes answered
+    /// 500, the rules worker gave up on events). The ROLLBACK below puts a connection in the
+    /// same state without filling a disk.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_itself_leaves_the_pool_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_cap(&dir.path().join("p.db"), 1, 0)
+            .await
+            .unwrap();
+        {
+            let mut tx = store.write_tx().await.unwrap();
+            sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
+        }
+        for attempt in 0..3 {
+            let mut tx = store
+                .write_tx()
+                .await
+                .unwrap_or_else(|e| panic!("write transaction {attempt} after the ended one: {e}"));
+            sqlx::query("INSERT INTO server_secrets (name, value) VALUES (?, 'x')")
+                .bind(format!("soak-{attempt}"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
     }
 }
