@@ -32,6 +32,8 @@ enum Step {
     DropMidData,
     /// Reads the message and never answers.
     Stall,
+    /// Reads the message, waits until the test opens the gate, then accepts it.
+    Gated,
 }
 
 #[derive(Default)]
@@ -41,6 +43,7 @@ struct PeerLog {
     rcpts: Vec<String>,
     accepted: Vec<Vec<u8>>,
     data_started: usize,
+    gate_open: bool,
 }
 
 /// A small SMTP server playing `script` (one step per connection; the last one repeats).
@@ -83,6 +86,10 @@ impl Peer {
 
     fn data_started(&self) -> usize {
         self.log.lock().unwrap().data_started
+    }
+
+    fn open_gate(&self) {
+        self.log.lock().unwrap().gate_open = true;
     }
 }
 
@@ -138,6 +145,13 @@ fn serve(stream: TcpStream, step: Step, log: &Mutex<PeerLog>) -> std::io::Result
                 Step::Stall => {
                     std::thread::sleep(Duration::from_secs(120));
                     return Ok(());
+                }
+                Step::Gated => {
+                    while !log.lock().unwrap().gate_open {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    log.lock().unwrap().accepted.push(data);
+                    w.write_all(b"250 2.0.0 queued\r\n")?;
                 }
                 _ => {
                     log.lock().unwrap().accepted.push(data);
@@ -981,5 +995,54 @@ async fn address_literal_recipients_are_refused_and_never_retried() {
         "the relay was asked for the literal: {rcpts:?}"
     );
     assert_eq!(rcpts.len(), 1, "{rcpts:?}");
+    app.stop().await;
+}
+
+/// The relay took the message but its outcome cannot be written yet (here another process
+/// holds the database's write lock past the busy timeout; in the soak it was a full disk): the
+/// worker keeps the outcome and writes it once it can, within its lease, so the message is not
+/// sent a second time when the lease runs out (found by the soak: a duplicate 46 s later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_outcome_cannot_be_written_yet_is_not_sent_twice() {
+    let peer = Peer::start(vec![Step::Gated, Step::Accept]);
+    let (app, _dns, _account, ticket, env) = app_with_peer(
+        &peer,
+        &[
+            ("POSTERN__OUTBOUND__LEASE", "20s"),
+            ("POSTERN__OUTBOUND__ATTEMPT_TIMEOUT", "5s"),
+            ("POSTERN__OUTBOUND__POLL_INTERVAL", "200ms"),
+        ],
+    )
+    .await;
+    reply_cli(app.dir.path(), &pairs(&env), ticket, "Hello", &[]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while peer.data_started() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the reply never reached the relay"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The message is on the wire. Another process takes the write lock, longer than the
+    // store's 10 s busy timeout, then the relay answers 250.
+    let db = app.dir.path().join("postern.db");
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(12));
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    peer.open_gate();
+    holder.join().unwrap();
+    let d = wait_deliveries(&app.store, ticket, &["delivered"], 30).await;
+    assert_eq!(d[0].attempts, 1, "{d:?}");
+    // Past the lease of the first attempt (20 s from its claim): nobody took the message
+    // over and sent it again.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(peer.accepted().len(), 1, "sent once");
+    assert_eq!(peer.connections().len(), 1);
     app.stop().await;
 }

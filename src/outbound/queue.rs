@@ -20,7 +20,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// A reply on its way.
@@ -363,13 +363,15 @@ impl OutboundQueue {
     async fn worker(&self, owner: String, shutdown: CancellationToken) {
         let lease = i64::try_from(self.cfg.lease.as_millis()).unwrap_or(600_000);
         while !shutdown.is_cancelled() {
+            // Taken before the claim, so it ends no later than the lease the store records.
+            let lease_until = Instant::now() + self.cfg.lease;
             match self
                 .store
                 .claim_delivery(&owner, lease, self.cfg.max_recipients as u32)
                 .await
             {
                 Ok(Some(claim)) => {
-                    self.deliver_claim(&owner, claim).await;
+                    self.deliver_claim(&owner, claim, lease_until).await;
                     continue;
                 }
                 Ok(None) => {}
@@ -385,7 +387,7 @@ impl OutboundQueue {
 
     /// One attempt for the recipients of one message, grouped by destination. A recipient
     /// that mail can never reach fails at once, without a connection (see [`check_deliverable`]).
-    async fn deliver_claim(&self, owner: &str, claim: ClaimedDelivery) {
+    async fn deliver_claim(&self, owner: &str, claim: ClaimedDelivery, lease_until: Instant) {
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, r) in claim.recipients.iter().enumerate() {
             if let Err(e) = check_deliverable(&r.recipient) {
@@ -394,7 +396,8 @@ impl OutboundQueue {
                     format!("refused by Postern before sending: 550 {e}"),
                 );
                 let outcome = self.failure(r.attempts, &refused);
-                self.record_outcome(owner, &claim, r, outcome).await;
+                self.record_outcome(owner, &claim, r, outcome, lease_until)
+                    .await;
                 continue;
             }
             let key = match self.cfg.mode {
@@ -445,7 +448,8 @@ impl OutboundQueue {
                     },
                     Err(e) => self.failure(row.attempts, e),
                 };
-                self.record_outcome(owner, &claim, row, outcome).await;
+                self.record_outcome(owner, &claim, row, outcome, lease_until)
+                    .await;
             }
         }
         crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
@@ -458,6 +462,7 @@ impl OutboundQueue {
         claim: &ClaimedDelivery,
         row: &ClaimedRecipient,
         outcome: DeliveryOutcome,
+        lease_until: Instant,
     ) {
         match &outcome {
             DeliveryOutcome::Delivered { .. } => {
@@ -470,17 +475,35 @@ impl OutboundQueue {
                 tracing::warn!(queue_id = row.id, recipient = %row.recipient, %error, "delivery failed permanently")
             }
         }
-        match self
-            .store
-            .finish_delivery(owner, row, claim.ticket_id, claim.account_id, &outcome)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => tracing::error!(
-                queue_id = row.id,
-                "outbound queue: the lease ran out before the attempt was recorded; raise outbound.lease above outbound.attempt_timeout"
-            ),
-            Err(e) => tracing::error!(queue_id = row.id, error = %e, "outbound queue: cannot record the attempt"),
+        // A message the peer took must not be sent again because its outcome could not be
+        // written (a full disk, a locked database): the outcome is kept and written again
+        // until the lease runs out, after which another worker may take the row over.
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self
+                .store
+                .finish_delivery(owner, row, claim.ticket_id, claim.account_id, &outcome)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::error!(
+                        queue_id = row.id,
+                        "outbound queue: the lease ran out before the attempt was recorded; raise outbound.lease above outbound.attempt_timeout"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    let left = lease_until.saturating_duration_since(Instant::now());
+                    if left <= pause {
+                        tracing::error!(queue_id = row.id, error = %e, "outbound queue: cannot record the attempt, and the lease ends; the message may be sent again");
+                        return;
+                    }
+                    tracing::warn!(queue_id = row.id, error = %e, retry_in = ?pause, "outbound queue: cannot record the attempt yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 
