@@ -373,6 +373,10 @@ impl Application {
                 self.store.generated_secret(crate::store::CSRF_KEY).await?,
             ),
             trusted_proxies: self.settings.http.trusted_proxy_networks(),
+            client_prefixes: self
+                .settings
+                .http_prefixes()
+                .map_err(|e| AppError::Config(e.to_string()))?,
         })
     }
 

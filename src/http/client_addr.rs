@@ -1,12 +1,13 @@
 //! Who a request comes from, for per-client limits: the address of the connection, or, when
 //! that is a reverse proxy listed in `http.trusted_proxies`, the client its X-Forwarded-For
-//! header names. An IPv6 client is counted by its /64 network, since one host is routinely
-//! given a whole /64 and can pick any address in it.
+//! header names. Clients are counted by network (`http.ipv4_prefix`, `http.ipv6_prefix`:
+//! each IPv4 address, each IPv6 /64 by default), as for the connection caps.
 
+use crate::net::{ClientGroup, PrefixLengths};
 use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap};
 use ipnet::IpNet;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -14,15 +15,22 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default)]
 pub struct ClientAddresses {
     trusted_proxies: Arc<[IpNet]>,
+    prefixes: PrefixLengths,
 }
 
 static NO_PEER_WARNED: AtomicBool = AtomicBool::new(false);
 
 impl ClientAddresses {
-    pub fn new(trusted_proxies: Vec<IpNet>) -> Self {
+    pub fn new(trusted_proxies: Vec<IpNet>, prefixes: PrefixLengths) -> Self {
         Self {
             trusted_proxies: trusted_proxies.into(),
+            prefixes,
         }
+    }
+
+    /// The network a client is counted under.
+    pub fn group(&self, client: IpAddr) -> ClientGroup {
+        self.prefixes.group(client)
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -85,17 +93,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The key a client is counted under: its IPv4 address, or its IPv6 /64 network.
-pub fn client_key(ip: IpAddr) -> IpAddr {
-    match canonical(ip) {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,10 +111,10 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let clients = ClientAddresses::new(vec![
-            "10.0.0.0/8".parse().unwrap(),
-            IpNet::from(ip("127.0.0.1")),
-        ]);
+        let clients = ClientAddresses::new(
+            vec!["10.0.0.0/8".parse().unwrap(), IpNet::from(ip("127.0.0.1"))],
+            PrefixLengths::default(),
+        );
         let h = xff(&["198.51.100.9, 203.0.113.5"]);
         // Not a proxy: the header is the client's own claim.
         assert_eq!(clients.resolve(ip("192.0.2.1"), &h), ip("192.0.2.1"));
@@ -139,15 +136,5 @@ mod tests {
             clients.resolve(ip("::ffff:127.0.0.1"), &xff(&["192.0.2.7"])),
             ip("192.0.2.7")
         );
-    }
-
-    #[test]
-    fn ipv6_clients_are_counted_per_64() {
-        assert_eq!(
-            client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
-            ip("2001:db8:1:2::")
-        );
-        assert_eq!(client_key(ip("192.0.2.1")), ip("192.0.2.1"));
-        assert_eq!(client_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
     }
 }

@@ -66,6 +66,8 @@ pub struct BrowserSecurity {
     pub csrf_key: server_key::ServerKey,
     /// Reverse proxies whose X-Forwarded-For is believed (`http.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How clients are grouped for per-client limits (`http.ipv4_prefix`, `http.ipv6_prefix`).
+    pub client_prefixes: crate::net::PrefixLengths,
 }
 
 #[derive(OpenApi)]
@@ -223,7 +225,7 @@ pub fn router(
         saml: saml::SamlState::new(
             store.clone(),
             saml,
-            ClientAddresses::new(browser.trusted_proxies),
+            ClientAddresses::new(browser.trusted_proxies, browser.client_prefixes),
         ),
         store,
         outbound,

@@ -1,11 +1,11 @@
-//! A per-client rate limit kept in memory: a token bucket per client key (see
-//! [`super::client_addr::client_key`]) that holds `limit` tokens and refills `limit` per
+//! A per-client rate limit kept in memory: a token bucket per client network (see
+//! [`super::client_addr::ClientAddresses::group`]) that holds `limit` tokens and refills `limit` per
 //! `window`. Memory is bounded: at most [`MAX_TRACKED_CLIENTS`] buckets; a full bucket is
 //! forgotten when room is needed (it says nothing a fresh one would not), and when every
 //! bucket is in use a new client goes unlimited rather than locking everyone out.
 
+use crate::net::ClientGroup;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ pub struct RateLimiter {
     /// 0: no limit.
     limit: u32,
     window: Duration,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<ClientGroup, Bucket>>,
 }
 
 impl RateLimiter {
@@ -45,7 +45,7 @@ impl RateLimiter {
 
     /// Takes one token for `key`; Err(wait) when there is none, `wait` being how long until
     /// there is.
-    pub fn check(&self, key: IpAddr) -> Result<(), Duration> {
+    pub fn check(&self, key: ClientGroup) -> Result<(), Duration> {
         self.check_at(key, Instant::now())
     }
 
@@ -56,7 +56,7 @@ impl RateLimiter {
         bucket.updated = now;
     }
 
-    fn check_at(&self, key: IpAddr, now: Instant) -> Result<(), Duration> {
+    fn check_at(&self, key: ClientGroup, now: Instant) -> Result<(), Duration> {
         if self.limit == 0 {
             return Ok(());
         }
@@ -93,8 +93,11 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    use crate::net::PrefixLengths;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> ClientGroup {
+        PrefixLengths::default().group(s.parse().unwrap())
     }
 
     #[test]
@@ -131,7 +134,10 @@ mod tests {
         let limiter = RateLimiter::new(2, Duration::from_secs(1));
         let t0 = Instant::now();
         for i in 0..MAX_TRACKED_CLIENTS as u32 {
-            let _ = limiter.check_at(IpAddr::from(i.to_be_bytes()), t0);
+            let _ = limiter.check_at(
+                PrefixLengths::default().group(IpAddr::from(i.to_be_bytes())),
+                t0,
+            );
         }
         // Full of fresh buckets: a newcomer passes untracked, the table does not grow.
         assert!(limiter.check_at(ip("203.0.113.1"), t0).is_ok());

@@ -16,7 +16,7 @@ use super::sessions::{
 };
 use super::sp_metadata::SpEndpoints;
 use crate::domain::{AccountId, Principal};
-use crate::http::client_addr::{client_key, ClientAddresses};
+use crate::http::client_addr::ClientAddresses;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{require_admin, ApiState};
@@ -157,7 +157,7 @@ pub async fn login(
         return not_found();
     };
     if let Some(client) = state.clients.client_of(&extensions, &headers) {
-        if let Err(wait) = state.login_limiter.check(client_key(client)) {
+        if let Err(wait) = state.login_limiter.check(state.clients.group(client)) {
             tracing::warn!(account = %account, client = %client, "SAML sign-in starts over the rate limit");
             return too_many_logins(&state.login_limiter, wait);
         }
