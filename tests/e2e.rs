@@ -7,25 +7,6 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-fn create_account(dir: &std::path::Path, name: &str, support: &str) -> (i64, String) {
-    let v = cli_json(
-        dir,
-        &[
-            "account",
-            "create",
-            "--name",
-            name,
-            "--support-address",
-            support,
-            "--json",
-        ],
-    );
-    (
-        v["id"].as_i64().unwrap(),
-        v["forwarding_address"].as_str().unwrap().to_string(),
-    )
-}
-
 fn ticket_subjects(dir: &std::path::Path, account: i64) -> Vec<String> {
     let v = cli_json(
         dir,

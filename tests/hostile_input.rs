@@ -65,32 +65,10 @@ fn quarantine_reasons(dir: &std::path::Path, account: i64) -> Vec<String> {
         .collect()
 }
 
-fn create_account(dir: &std::path::Path) -> (i64, String) {
-    let v = cli_json(
-        dir,
-        &[
-            "account",
-            "create",
-            "--name",
-            "Acme",
-            "--support-address",
-            "support@acme.test",
-            "--json",
-        ],
-    );
-    (
-        v["id"].as_i64().expect("account id"),
-        v["forwarding_address"]
-            .as_str()
-            .expect("forwarding address")
-            .to_string(),
-    )
-}
-
 #[test]
 fn deeply_nested_messages_are_quarantined_and_the_server_stays_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (account, fwd) = create_account(dir.path());
+    let (account, fwd) = create_account(dir.path(), "Acme", "support@acme.test");
     let mut server = ServerProcess::start(dir.path(), &[]);
 
     for (name, raw) in [
@@ -147,7 +125,7 @@ fn deeply_nested_messages_are_quarantined_and_the_server_stays_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_import_of_a_deeply_nested_message_quarantines_it_and_the_server_stays_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (account, _) = create_account(dir.path());
+    let (account, _) = create_account(dir.path(), "Acme", "support@acme.test");
     let token = api_token(dir.path(), account, "admin");
     let mut server = ServerProcess::start(dir.path(), &[]);
 

@@ -158,6 +158,26 @@ pub fn api_token(dir: &Path, account: i64, role: &str) -> String {
     v["token"].as_str().expect("token in JSON").to_string()
 }
 
+/// `postern account create` through the CLI: the account id and its forwarding address.
+pub fn create_account(dir: &Path, name: &str, support: &str) -> (i64, String) {
+    let v = cli_json(
+        dir,
+        &[
+            "account",
+            "create",
+            "--name",
+            name,
+            "--support-address",
+            support,
+            "--json",
+        ],
+    );
+    (
+        v["id"].as_i64().unwrap(),
+        v["forwarding_address"].as_str().unwrap().to_string(),
+    )
+}
+
 pub fn cli_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&cli(dir, args)).expect("JSON output")
 }
