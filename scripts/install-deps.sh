@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Postern needs on Debian, and only what is
-# missing. Usage: scripts/install-deps.sh run|test
+# missing. Usage: scripts/install-deps.sh run|test|fuzz
 set -euo pipefail
 mode="${1:-test}"
 
@@ -27,6 +27,14 @@ if [ "$mode" = test ]; then
   have xmlsec1 || need_pkgs+=(xmlsec1)
   # The sqlite3 shell is the peer of the rules benchmark (bench/rules.sh).
   have sqlite3 || need_pkgs+=(sqlite3)
+fi
+
+if [ "$mode" = fuzz ]; then
+  # libfuzzer-sys compiles libFuzzer (C++); fuzz/seed.py is Python; fuzz/run.sh measures
+  # CPU time with GNU time.
+  have c++ || need_pkgs+=(g++)
+  have python3 || need_pkgs+=(python3)
+  [ -x /usr/bin/time ] || need_pkgs+=(time)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -649,6 +649,35 @@ fn rewrite_clause(header: &str, method: &str, result: &str) -> String {
     format!("{}{}{}", &header[..start], result, rest)
 }
 
+/// Postern's own reading of parsed authentication headers, which otherwise runs only
+/// after DNS answers: for the fuzz targets (fuzz/), not for use elsewhere.
+#[doc(hidden)]
+pub mod fuzz_entry {
+    /// Parses `raw` as mail-auth does for verification, then applies to each DKIM and ARC
+    /// header what [`super::Authenticator::verify`] applies to it. Returns a count derived
+    /// from the results, so that none of the work is optimised away.
+    pub fn read_auth_headers(raw: &[u8]) -> usize {
+        let Some(message) = mail_auth::AuthenticatedMessage::parse(raw) else {
+            return 0;
+        };
+        let mut seen = message.errors.len();
+        for h in &message.dkim_headers {
+            seen += usize::from(super::signature_defect(&h.header).is_some());
+        }
+        for h in &message.aar_headers {
+            seen += super::dmarc_in_results(h.value).map_or(0, |r| r.len());
+        }
+        let from = message.from();
+        let from_domain = from.rsplit_once('@').map_or("", |(_, d)| d);
+        seen + super::absent_records::dmarc_walk_names(from_domain).len()
+    }
+
+    /// [`super::rewrite_clause`], which edits the Authentication-Results header text.
+    pub fn rewrite_clause(header: &str, method: &str, result: &str) -> String {
+        super::rewrite_clause(header, method, result)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{dmarc_in_results, rewrite_clause};

@@ -12,11 +12,12 @@
 //! makes that harmless.
 
 use super::mbox::open_error;
-use super::message_file::{read_message_file, sorted_entries};
+use super::message_file::{message_from_file_bytes, read_message_file, sorted_entries};
 use super::source::{
     FileSourceOptions, MessageFlags, MessageSource, Position, SourceError, SourceItem,
     SourceMessage,
 };
+use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
@@ -102,10 +103,8 @@ impl MaildirSource {
         loop {
             if let Some((folder, files)) = &mut self.current {
                 if let Some(rel) = files.pop_front() {
-                    let mut message = read_message_file(&self.root, &rel, self.max_message_size)?;
-                    message.flags = Some(flags_of(&rel));
-                    message.folder = Some(folder.name.clone());
-                    return Ok(Some(message));
+                    let message = read_message_file(&self.root, &rel, self.max_message_size)?;
+                    return Ok(Some(with_maildir_facts(message, &rel, &folder.name)));
                 }
             }
             let Some(folder) = self.folders.pop_front() else {
@@ -131,6 +130,29 @@ impl MaildirSource {
             self.current = Some((folder, files.into()));
         }
     }
+}
+
+/// A message file's flags (from its name) and folder, as the source yields them.
+fn with_maildir_facts(mut message: SourceMessage, relative: &Path, folder: &str) -> SourceMessage {
+    message.flags = Some(flags_of(relative));
+    message.folder = Some(folder.to_string());
+    message
+}
+
+/// The message a Maildir file at `relative` (below the folder given to the import) makes
+/// of `raw`, what was read of it (see [`message_from_file_bytes`]): what the source yields
+/// for that file, without the file. For the fuzz targets.
+pub fn message_from_bytes(
+    relative: &Path,
+    raw: Vec<u8>,
+    file_size: u64,
+    modified: Option<DateTime<Utc>>,
+    max_message_size: u64,
+) -> SourceMessage {
+    let origin = relative.display().to_string();
+    let message =
+        message_from_file_bytes(relative, origin, raw, file_size, modified, max_message_size);
+    with_maildir_facts(message, relative, &folder_name(&folder_of(relative)))
 }
 
 /// Every folder of the tree at `root` that has a `cur/` or `new/`, sorted by path.

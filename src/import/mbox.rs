@@ -231,22 +231,7 @@ impl MboxSource {
         } else {
             Box::new(BufReader::with_capacity(READ_BUFFER, file))
         };
-        let mut source = MboxSource {
-            path: path.to_path_buf(),
-            gzip,
-            reader: PieceReader {
-                inner,
-                pushback: Vec::new(),
-                pushback_at: 0,
-                pos: start,
-                line_start: true,
-            },
-            dialect,
-            max_message_size: options.max_message_size,
-            next_from: None,
-            piece: Vec::new(),
-            done: false,
-        };
+        let mut source = Self::over(path, gzip, inner, start, dialect, options.max_message_size);
         if gzip {
             if let Some(offset) = resume_offset {
                 source.skip_decompressed(offset)?;
@@ -258,6 +243,47 @@ impl MboxSource {
             source.read_message()?;
         }
         Ok(source)
+    }
+
+    /// Reads an mbox from any byte stream, as [`MboxSource::open`] reads a plain file from
+    /// its start (no gzip, no checkpoint); `name` stands for the path in origins and errors.
+    /// For readers that are not files, and for the fuzz targets.
+    pub fn from_reader(
+        name: &Path,
+        reader: impl Read + Send + 'static,
+        dialect: MboxDialect,
+        max_message_size: u64,
+    ) -> Result<Self, SourceError> {
+        let inner = Box::new(BufReader::with_capacity(READ_BUFFER, reader));
+        let mut source = Self::over(name, false, inner, 0, dialect, max_message_size);
+        source.read_first_from_line(None)?;
+        Ok(source)
+    }
+
+    fn over(
+        path: &Path,
+        gzip: bool,
+        inner: Box<dyn BufRead + Send>,
+        start: u64,
+        dialect: MboxDialect,
+        max_message_size: u64,
+    ) -> Self {
+        MboxSource {
+            path: path.to_path_buf(),
+            gzip,
+            reader: PieceReader {
+                inner,
+                pushback: Vec::new(),
+                pushback_at: 0,
+                pos: start,
+                line_start: true,
+            },
+            dialect,
+            max_message_size,
+            next_from: None,
+            piece: Vec::new(),
+            done: false,
+        }
     }
 
     fn skip_decompressed(&mut self, offset: u64) -> Result<(), SourceError> {

@@ -20,8 +20,7 @@ pub fn read_message_file(
     let meta = file.metadata().map_err(|e| io_error(&path, e))?;
     let modified: Option<DateTime<Utc>> = meta.modified().ok().map(DateTime::<Utc>::from);
     let size = meta.len();
-    let oversized = size > max_message_size;
-    let keep = if oversized {
+    let keep = if size > max_message_size {
         (OVERSIZED_HEAD as u64).min(max_message_size)
     } else {
         // The file may grow while it is read: never take more than the cap.
@@ -31,10 +30,31 @@ pub fn read_message_file(
     file.take(keep)
         .read_to_end(&mut raw)
         .map_err(|e| io_error(&path, e))?;
-    let content = if oversized || raw.len() as u64 > max_message_size {
+    Ok(message_from_file_bytes(
+        relative,
+        path.display().to_string(),
+        raw,
+        size,
+        modified,
+        max_message_size,
+    ))
+}
+
+/// The message made of `raw`, the bytes read from a file of `file_size` bytes (at most the
+/// cap plus one, or the head of an oversized file): [`read_message_file`] once the file is
+/// read, apart so that the fuzz targets can reach it without a file.
+pub fn message_from_file_bytes(
+    relative: &Path,
+    origin: String,
+    mut raw: Vec<u8>,
+    file_size: u64,
+    modified: Option<DateTime<Utc>>,
+    max_message_size: u64,
+) -> SourceMessage {
+    let content = if file_size > max_message_size || raw.len() as u64 > max_message_size {
         raw.truncate(OVERSIZED_HEAD);
         Content::Oversized {
-            size: size.max(raw.len() as u64),
+            size: file_size.max(raw.len() as u64),
             head: raw,
         }
     } else {
@@ -55,11 +75,11 @@ pub fn read_message_file(
             None => (None, DateSource::Unknown),
         },
     };
-    Ok(SourceMessage {
+    SourceMessage {
         position: Position::File {
             path: relative.to_path_buf(),
         },
-        origin: path.display().to_string(),
+        origin,
         content,
         date,
         date_source,
@@ -67,7 +87,7 @@ pub fn read_message_file(
         folder: None,
         truncated: false,
         envelope_sender: None,
-    })
+    }
 }
 
 /// The entries of `dir` sorted by name, as (name, is_dir, is_file); symbolic links to folders
