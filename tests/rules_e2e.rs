@@ -1950,3 +1950,89 @@ async fn mail_that_arrived_while_no_rule_existed_is_passed_over() {
     assert!(before.tags.is_empty(), "{:?}", before.tags);
     app.stop().await;
 }
+
+/// Found by the rules fuzz target: a rule with its own `reply_window` was stored with the
+/// key `reply_window_minutes`, which the rule reader refuses, so the live engine skipped it
+/// ("stored rule no longer valid") and it never ran.
+#[tokio::test]
+async fn a_rule_with_its_own_reply_window_runs_on_live_mail() {
+    let app = spawn_app(&[]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let id = add_rule(
+        &dir,
+        acct,
+        "window.json",
+        r#"{"name": "Refunds, one reply a day", "trigger": "message_received", "enabled": true,
+            "reply_window": "1d",
+            "conditions": {"field": "subject", "operator": "contains", "value": "refund"},
+            "actions": [{"type": "add_tag", "tag": "refund"}]}"#,
+    );
+    send(
+        &app,
+        "Ana <ana@client.test>",
+        &fwd,
+        "refund please",
+        "hi",
+        &[],
+    )
+    .await;
+    let runs = wait_runs(&app, acct, 1).await;
+    assert_eq!(runs[0].rule_id, Some(id), "{runs:#?}");
+    assert!(runs[0].matched, "{runs:#?}");
+    let ticket = ticket_by_subject(&app, acct, "refund please").await;
+    assert_eq!(ticket.tags, vec!["refund"]);
+    let shown = cli_json(
+        &dir,
+        &[
+            "rules",
+            "show",
+            &id.to_string(),
+            "--account",
+            &acct.to_string(),
+            "--json",
+        ],
+    );
+    assert_eq!(shown["definition"]["reply_window"], "1440m", "{shown}");
+}
+
+/// Migration 0015 rewrites the definitions stored by the bug above into the form the reader
+/// takes, and leaves every other definition as it was.
+#[test]
+fn migration_repairs_rules_stored_with_reply_window_minutes() {
+    let db = rusqlite::Connection::open_in_memory().expect("sqlite");
+    db.execute_batch("CREATE TABLE rules (id INTEGER PRIMARY KEY, definition TEXT NOT NULL)")
+        .expect("table");
+    let broken = json!({"name": "r", "trigger": "message_received", "enabled": true,
+        "position": 100, "conditions": {"all": []},
+        "actions": [{"type": "add_tag", "tag": "a"}], "reply_window_minutes": 720});
+    let fine = json!({"name": "s", "trigger": "message_received", "enabled": true,
+        "position": 100, "conditions": {"all": []},
+        "actions": [{"type": "add_tag", "tag": "b"}]});
+    for (id, d) in [(1, &broken), (2, &fine)] {
+        db.execute(
+            "INSERT INTO rules (id, definition) VALUES (?1, ?2)",
+            rusqlite::params![id, d.to_string()],
+        )
+        .expect("insert");
+    }
+    assert!(
+        postern::rules::parse_rule(&broken).is_err(),
+        "the bug's form is refused"
+    );
+    db.execute_batch(include_str!("../migrations/0015_rule_reply_window.sql"))
+        .expect("migration");
+    let read = |id: i64| -> Value {
+        let text: String = db
+            .query_row("SELECT definition FROM rules WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .expect("row");
+        serde_json::from_str(&text).expect("json")
+    };
+    let repaired = read(1);
+    let rule = postern::rules::parse_rule(&repaired)
+        .unwrap_or_else(|e| panic!("repaired rule refused: {e}\n{repaired}"));
+    assert_eq!(rule.reply_window_minutes, Some(720));
+    assert_eq!(read(2), fine);
+}

@@ -31,9 +31,24 @@ pub struct Rule {
     pub enabled: bool,
     pub conditions: Condition,
     pub actions: Vec<Action>,
-    /// Per-rule override of `rules.reply_window` (minutes).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Per-rule override of `rules.reply_window` (minutes). Stored as `reply_window` in
+    /// minutes (`"720m"`): the key and form [`parse_rule`] reads back.
+    #[serde(
+        rename = "reply_window",
+        serialize_with = "minutes_as_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reply_window_minutes: Option<i64>,
+}
+
+fn minutes_as_duration<S: serde::Serializer>(
+    minutes: &Option<i64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match minutes {
+        Some(m) => s.serialize_str(&format!("{m}m")),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
