@@ -2036,3 +2036,42 @@ fn migration_repairs_rules_stored_with_reply_window_minutes() {
     assert_eq!(rule.reply_window_minutes, Some(720));
     assert_eq!(read(2), fine);
 }
+
+/// Found by the rules fuzz target: minijinja 3.1.0 panics on some format strings; rendered
+/// by the rules worker, that panic ended the worker, and no rule of any account ran again.
+/// The action fails with a reason instead, and the next message gets its rules.
+#[tokio::test]
+async fn a_template_that_panics_the_engine_fails_its_action_and_rules_go_on() {
+    let app = spawn_app(&[]).await;
+    let dir = app.dir.path().to_path_buf();
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let note = add_rule(
+        &dir,
+        acct,
+        "note.json",
+        r#"{"name": "Odd note", "trigger": "message_received", "enabled": true, "position": 1,
+            "conditions": {"field": "subject", "operator": "contains", "value": "boom"},
+            "actions": [{"type": "add_note", "text": "{{ \"%(-%é\" | format(\"a\", 3) }}"}]}"#,
+    );
+    add_rule(
+        &dir,
+        acct,
+        "tag.json",
+        r#"{"name": "Tag all", "trigger": "message_received", "enabled": true, "position": 2,
+            "actions": [{"type": "add_tag", "tag": "seen"}]}"#,
+    );
+    send(&app, "Ana <ana@client.test>", &fwd, "boom", "hi", &[]).await;
+    let runs = wait_runs(&app, acct, 2).await;
+    let odd = runs
+        .iter()
+        .find(|r| r.rule_id == Some(note))
+        .unwrap_or_else(|| panic!("{runs:#?}"));
+    assert_eq!(odd.actions[0]["outcome"], "failed", "{odd:#?}");
+    let reason = odd.actions[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("template engine failed"), "{reason}");
+
+    send(&app, "Bruno <bruno@client.test>", &fwd, "hello", "hi", &[]).await;
+    wait_runs(&app, acct, 4).await;
+    let later = ticket_by_subject(&app, acct, "hello").await;
+    assert_eq!(later.tags, vec!["seen"]);
+}

@@ -210,7 +210,18 @@ pub fn render_template(
         let tmpl = env
             .get_template(source)
             .map_err(|e| template_error(source, &e))?;
-        tmpl.render(ctx).map_err(|e| template_error(source, &e))
+        // minijinja 3.1.0 panics on some format strings (`{{ "%(-%é" | format(1) }}`: it
+        // slices inside a character), and the string may come from ticket data. Uncaught,
+        // that panic would end the rules worker, for every account, on every restart.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tmpl.render(ctx)))
+            .map_err(|_| TemplateError {
+                line: 1,
+                column: 1,
+                message: "the template engine failed on this template (an internal error, \
+                          often a format string with non-ASCII text): simplify the template"
+                    .into(),
+            })?
+            .map_err(|e| template_error(source, &e))
     })?;
     if out.len() > MAX_OUTPUT_BYTES {
         return Err(TemplateError {
