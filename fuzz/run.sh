@@ -4,8 +4,10 @@
 # fuzz/artifacts/<target>/; a crash does not end the target's turn: fuzzing starts again
 # for the time left (a seed that crashes is moved out of the corpus first, so that it is
 # not run again). Prints one line per target, also appended to fuzz/logs/summary.tsv:
-#   date  target  wall_seconds  cpu_seconds  executions  corpus_files  crashes
-# (crashes: every input kept, timeouts and out-of-memory ones included).
+#   date  target  wall_s  cpu_s  executions  corpus_files  corpus_units  coverage  crashes
+# corpus_files: files in fuzz/corpus/<target> (seeds included, never minimised);
+# corpus_units and coverage: libFuzzer's last `corp:` and `cov:` figures; crashes: every
+# input kept, timeouts and out-of-memory ones included.
 # Environment: FUZZ_SECONDS, FUZZ_TARGETS (space-separated), FUZZ_ARGS (more libFuzzer flags).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -54,7 +56,7 @@ for t in $FUZZ_TARGETS; do
         status=$?
         set -e
         cpu=$(awk -v a="$cpu" '/^cpu /{c=$2+$3} END{print a+c}' "$log")
-        round_execs=$(awk -F': *' '/^stat::number_of_executed_units/{n=$2} END{print n+0}' "$log")
+        round_execs=$(awk '/^stat::number_of_executed_units:/{n=$2} END{print n+0}' "$log")
         execs=$((execs + round_execs))
         # Later rounds append to the same log: mark this round's figures as counted.
         sed -i 's/^cpu /counted cpu /; s/^stat::number_of_executed_units/counted stat::number_of_executed_units/' "$log"
@@ -77,6 +79,9 @@ for t in $FUZZ_TARGETS; do
     done
     wall=$(( $(date +%s) - start ))
     corpus=$(ls "corpus/$t" | wc -l)
-    line="$(date -u +%Y-%m-%d)	$t	$wall	$cpu	$execs	$corpus	$crashes"
+    # libFuzzer's last status line: edges covered and inputs in its (minimised) corpus.
+    cov=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
+    units=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -n 's/.* corp: \([0-9]*\).*/\1/p')
+    line="$(date -u +%Y-%m-%d)	$t	$wall	$cpu	$execs	$corpus	${units:-?}	${cov:-?}	$crashes"
     echo "$line" | tee -a logs/summary.tsv
 done
