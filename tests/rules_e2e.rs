@@ -1996,7 +1996,7 @@ async fn a_rule_with_its_own_reply_window_runs_on_live_mail() {
     assert_eq!(shown["definition"]["reply_window"], "1440m", "{shown}");
 }
 
-/// Migration 0015 rewrites the definitions stored by the bug above into the form the reader
+/// Migration 0017 rewrites the definitions stored by the bug above into the form the reader
 /// takes, and leaves every other definition as it was.
 #[test]
 fn migration_repairs_rules_stored_with_reply_window_minutes() {
@@ -2020,7 +2020,7 @@ fn migration_repairs_rules_stored_with_reply_window_minutes() {
         postern::rules::parse_rule(&broken).is_err(),
         "the bug's form is refused"
     );
-    db.execute_batch(include_str!("../migrations/0015_rule_reply_window.sql"))
+    db.execute_batch(include_str!("../migrations/0017_rule_reply_window.sql"))
         .expect("migration");
     let read = |id: i64| -> Value {
         let text: String = db

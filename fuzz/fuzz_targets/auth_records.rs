@@ -15,19 +15,21 @@ use mail_auth::spf::{Macro, Spf};
 use postern::auth::fuzz_entry;
 use postern::auth::org_domain;
 
-/// Whether `data` may hold a CIDR prefix length of zero: a `/` followed by nothing but
-/// zeros (`/0`, `//00`, and a bare `/`, which mail-auth reads as 0). mail-auth 0.12.1 builds
-/// the mask of `ip4:…/0`, `ip6:…/0`, `a/0` and `mx//0` as `u32::MAX << 32`, a shift
+/// Whether `data` may hold a CIDR prefix length that mail-auth 0.12.1 takes as zero: a `/`
+/// followed by nothing but zeros (`/0`, `//00`, a bare `/`) or by more than three digits
+/// (its digit accumulator wraps: `mx/2622220000000000000164152820656757655326220`). It
+/// builds the mask of a zero length as `u32::MAX << 32` (`u128::MAX << 128`), a shift
 /// overflow: a panic with overflow checks, a /32 mask without. That bug is known and
 /// documented (docs/conformance/spf.md, tests/spf_suites.rs); such inputs are kept from the
 /// SPF parser (only) so that fuzzing goes on past it.
 fn has_zero_prefix_length(data: &[u8]) -> bool {
     data.iter().enumerate().any(|(i, b)| {
-        *b == b'/'
-            && data[i + 1..]
-                .iter()
-                .take_while(|d| d.is_ascii_digit())
-                .all(|d| *d == b'0')
+        let digits: Vec<u8> = data[i + 1..]
+            .iter()
+            .take_while(|d| d.is_ascii_digit())
+            .copied()
+            .collect();
+        *b == b'/' && (digits.len() > 3 || digits.iter().all(|d| *d == b'0'))
     })
 }
 
