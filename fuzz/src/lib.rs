@@ -7,9 +7,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Mutex, OnceLock};
 
-/// 2 MiB: the stack of tokio's workers and of its blocking pool, where Postern parses mail,
-/// runs sessions and renders macros. libFuzzer's own thread has 8 MiB, which would hide a
-/// recursion that overflows in production.
+/// 2 MiB, tokio's default for its workers and blocking pool. `postern serve` gives them, and
+/// the import parsers, `postern::ingest::PARSE_THREAD_STACK` (8 MiB) as margin: the targets
+/// run with a quarter of that, so a deep recursion shows here well before it could overflow
+/// in production (libFuzzer's own thread has 8 MiB and would show nothing until then).
 pub const STACK_BYTES: usize = 2 * 1024 * 1024;
 
 type Job = Box<dyn FnOnce() + Send>;
