@@ -280,7 +280,17 @@ impl Application {
                 addr: s.listen,
                 source,
             })?;
+        let smtp_limits = ConnectionLimits::new(
+            files.smtp_connections,
+            s.max_connections_per_ip,
+            smtp_prefixes(&settings)?,
+        );
         let session = SessionConfig {
+            busy: (s.busy_percent > 0).then(|| smtp::BusyMode {
+                connections: smtp_limits.clone(),
+                percent: s.busy_percent,
+                command_timeout: s.busy_command_timeout,
+            }),
             hostname: s.hostname.clone(),
             max_message_size: s.max_message_size,
             max_recipients: s.max_recipients,
@@ -300,17 +310,7 @@ impl Application {
                 smtp_prefixes(&settings)?,
             ),
         };
-        let smtp = SmtpServer::new(
-            smtp_listener,
-            session,
-            ConnectionLimits::new(
-                files.smtp_connections,
-                s.max_connections_per_ip,
-                smtp_prefixes(&settings)?,
-            ),
-            tls,
-            intake,
-        );
+        let smtp = SmtpServer::new(smtp_listener, session, smtp_limits, tls, intake);
         let http = TcpListener::bind(settings.http.listen)
             .await
             .map_err(|source| AppError::Bind {

@@ -171,6 +171,11 @@ pub struct SmtpSettings {
     /// Time for a whole command line (not reset by the bytes that trickle in).
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// Share of `max_connections` in use (percent) from which the server is busy; 0: never.
+    pub busy_percent: u8,
+    /// Time for a whole command line while the server is busy.
+    #[serde(with = "humantime_serde")]
+    pub busy_command_timeout: Duration,
     /// Longest wait for the next bytes of message data.
     #[serde(with = "humantime_serde")]
     pub data_timeout: Duration,
@@ -417,6 +422,10 @@ impl Settings {
                 && s.data_timeout >= Duration::from_secs(1)
                 && s.data_total_timeout >= s.data_timeout,
             "smtp.command_timeout and smtp.data_timeout must be at least 1s, and smtp.data_total_timeout at least smtp.data_timeout",
+        )?;
+        check(
+            s.busy_percent <= 100 && s.busy_command_timeout >= Duration::from_secs(1),
+            "smtp.busy_percent must be 0 to 100, and smtp.busy_command_timeout at least 1s (a busy server uses the shorter of it and smtp.command_timeout)",
         )?;
         self.smtp_prefixes()?;
         self.http_prefixes()?;

@@ -43,6 +43,7 @@ fn session_config() -> SessionConfig {
             grace: Duration::from_secs(5),
         },
         data_budget: DataBudget::shared(1 << 20),
+        busy: None,
     }
 }
 

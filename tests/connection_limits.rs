@@ -412,3 +412,40 @@ async fn addresses_of_one_network_share_the_per_ip_connection_limit() {
     assert!(gd.starts_with("220"), "another /24 is another client: {gd}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connections_that_fill_the_server_are_closed_soon_and_senders_get_in() {
+    let app = spawn_app(&[
+        ("POSTERN__SMTP__MAX_CONNECTIONS", "10"),
+        ("POSTERN__SMTP__MAX_CONNECTIONS_PER_IP", "5"),
+        ("POSTERN__SMTP__BUSY_COMMAND_TIMEOUT", "2s"),
+    ])
+    .await;
+    let (_, fwd) = app.account("Shop", "support@shop.example").await;
+    // Two flooding addresses take every connection and then send nothing.
+    let mut flood = Vec::new();
+    for source in ["127.0.0.2", "127.0.0.3"] {
+        for _ in 0..5 {
+            let (c, greeting) = Smtp::connect_from(source, app.smtp_addr).await;
+            assert!(greeting.starts_with("220"), "{greeting}");
+            flood.push(c);
+        }
+    }
+    let (_, refused) = Smtp::connect_from("127.0.0.4", app.smtp_addr).await;
+    assert!(refused.starts_with("421"), "the server is full: {refused}");
+    // Busy: each idle connection is closed once the short limit has passed, and says why.
+    for c in &mut flood {
+        let reply = c.reply().await;
+        assert!(reply.starts_with("421 4.4.2 "), "{reply}");
+        assert!(reply.contains("the server is busy"), "{reply}");
+    }
+    let (mut sender, greeting) = Smtp::connect_from("127.0.0.4", app.smtp_addr).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    sender.start_data(&fwd).await;
+    sender
+        .send(small_message("after-the-flood").as_bytes())
+        .await;
+    let done = sender.reply().await;
+    assert!(done.starts_with("250"), "{done}");
+    app.stop().await;
+}

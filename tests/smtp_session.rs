@@ -64,6 +64,7 @@ fn config() -> SessionConfig {
             grace: Duration::from_secs(5),
         },
         data_budget: postern::smtp::DataBudget::shared(1 << 20),
+        busy: None,
     }
 }
 
@@ -731,4 +732,81 @@ async fn an_oversize_message_gives_its_memory_room_back_while_it_is_still_being_
     task.await.unwrap().unwrap();
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("552 5.3.4"), "{text}");
+}
+
+/// A server at `in_use` of 10 connections, busy from 80%, with a 3 s command limit then.
+fn busy_config(limits: &postern::net::ConnectionLimits) -> SessionConfig {
+    let mut cfg = config();
+    cfg.command_timeout = Duration::from_secs(300);
+    cfg.busy = Some(postern::smtp::BusyMode {
+        connections: limits.clone(),
+        percent: 80,
+        command_timeout: Duration::from_secs(3),
+    });
+    cfg
+}
+
+fn last_line(out: &str) -> String {
+    out.trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Issue 19, finding 4: idle connections that fill the server are closed sooner once it is
+/// busy (as Postfix's stress mode), also those that were already waiting.
+#[tokio::test(start_paused = true)]
+async fn a_busy_server_gives_command_lines_the_short_limit_even_to_those_already_waiting() {
+    let limits =
+        postern::net::ConnectionLimits::new(10, 10, postern::net::PrefixLengths::default());
+    let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    // Not busy (7 of 10): an idle client keeps the usual limit.
+    let mut held: Vec<_> = (0..7).map(|_| limits.try_acquire(ip).unwrap()).collect();
+    let (mut read, mut write, task) = start_session(busy_config(&limits));
+    write.write_all(b"EHLO c\r\n").await.unwrap();
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(!task.is_finished(), "not busy: the 5-minute limit applies");
+    // The server fills up (8 of 10): the waiting client is closed within the short limit
+    // (counted from when it began the line) and a check interval.
+    held.push(limits.try_acquire(ip).unwrap());
+    let mut out = Vec::new();
+    read.read_to_end(&mut out).await.unwrap();
+    let closed = started.elapsed();
+    task.await.unwrap().unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    assert!(last_line(&out).starts_with("421 4.4.2 "), "{out}");
+    assert!(last_line(&out).contains("the server is busy"), "{out}");
+    assert!(
+        closed >= Duration::from_secs(20) && closed <= Duration::from_secs(22),
+        "closed {closed:?} after the line began, about as soon as the server became busy"
+    );
+    drop(write);
+    // While busy, a trickling client is cut at 3 s.
+    let (out, closed) = trickle(
+        busy_config(&limits),
+        b"EHLO c\r\n",
+        Duration::from_secs(1),
+        40,
+    )
+    .await;
+    assert!(last_line(&out).contains("the server is busy"), "{out}");
+    assert!(
+        closed >= Duration::from_secs(3) && closed < Duration::from_secs(4),
+        "{closed:?}"
+    );
+    // Room again: the usual limit is back.
+    held.truncate(5);
+    let (out, closed) = trickle(
+        busy_config(&limits),
+        b"EHLO c\r\n",
+        Duration::from_secs(1),
+        10,
+    )
+    .await;
+    assert!(
+        closed > Duration::from_secs(10),
+        "a client of a server with room is not cut early: {closed:?} {out}"
+    );
 }

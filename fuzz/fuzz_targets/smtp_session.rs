@@ -128,6 +128,7 @@ fn config() -> SessionConfig {
             grace: Duration::from_secs(30),
         },
         data_budget: DataBudget::shared(1 << 20),
+        busy: None,
     }
 }
 

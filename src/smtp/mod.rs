@@ -13,4 +13,4 @@ pub use crate::net::ConnectionLimits;
 pub use budget::DataBudget;
 pub use delivery::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 pub use server::SmtpServer;
-pub use session::{Session, SessionConfig, SessionEnd};
+pub use session::{BusyMode, Session, SessionConfig, SessionEnd};

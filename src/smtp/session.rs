@@ -7,7 +7,7 @@ use super::data::{count_received_headers, DotReader};
 use super::delivery::{Delivery, RecipientVerdict};
 use super::reply::Reply;
 use crate::domain::{EmailAddress, Envelope};
-use crate::net::{Pace, PaceBreach, PaceLimits};
+use crate::net::{ConnectionLimits, Pace, PaceBreach, PaceLimits};
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +35,38 @@ pub struct SessionConfig {
     pub data_pace: PaceLimits,
     /// Message bytes all sessions together may hold in memory.
     pub data_budget: DataBudget,
+    /// Shorter command time limits while the server is nearly full; `None`: never.
+    pub busy: Option<BusyMode>,
 }
+
+/// When the server is busy (`percent` of its connections in use), a command line gets
+/// `command_timeout` instead of the usual limit, also on connections that are already
+/// waiting: connections that sit idle or trickle bytes make room for senders that wait, as
+/// Postfix's stress mode does. Message data keeps its own limits (idle, total, rate).
+#[derive(Clone)]
+pub struct BusyMode {
+    pub connections: ConnectionLimits,
+    pub percent: u8,
+    pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for BusyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusyMode")
+            .field("percent", &self.percent)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BusyMode {
+    fn is_busy(&self) -> bool {
+        self.connections.in_use() * 100 >= self.connections.max_total() * usize::from(self.percent)
+    }
+}
+
+/// How often a session waiting for a command checks whether the server became busy.
+const BUSY_CHECK: Duration = Duration::from_secs(1);
 
 /// How a session ended.
 #[derive(Debug)]
@@ -62,6 +93,8 @@ enum Interrupt {
 #[derive(Debug, Clone, Copy)]
 enum Stalled {
     Command(Duration),
+    /// The shorter command limit of a busy server.
+    BusyCommand(Duration),
     Data(PaceBreach),
 }
 
@@ -612,8 +645,7 @@ where
         let max = self.cfg.max_line_length;
         let mut overlong = false;
         // One deadline for the whole line: a byte now and then does not push it back.
-        let limit = self.cfg.command_timeout;
-        let deadline = Instant::now() + limit;
+        let started = Instant::now();
         loop {
             if let Some(pos) = self.inbuf.iter().position(|&b| b == b'\n') {
                 let raw = self.inbuf.split_to(pos + 1);
@@ -632,8 +664,39 @@ where
                 overlong = true;
                 self.inbuf.clear();
             }
-            self.fill(deadline, Stalled::Command(limit), true).await?;
+            let (stalled, deadline, wake) = self.command_limit(started);
+            match self.fill(wake, stalled, true).await {
+                // Not the deadline yet: look again whether the server became busy.
+                Err(Interrupt::Timeout(_)) if wake < deadline => {}
+                r => {
+                    r?;
+                }
+            }
         }
+    }
+
+    /// The time limit of a command line begun at `started`: which limit, its deadline, and
+    /// when to wake up to look again (the deadline, or sooner while the server may become
+    /// busy).
+    fn command_limit(&self, started: Instant) -> (Stalled, Instant, Instant) {
+        let usual = self.cfg.command_timeout;
+        let Some(busy) = &self.cfg.busy else {
+            return (Stalled::Command(usual), started + usual, started + usual);
+        };
+        if busy.is_busy() {
+            let limit = busy.command_timeout.min(usual);
+            return (
+                Stalled::BusyCommand(limit),
+                started + limit,
+                started + limit,
+            );
+        }
+        let deadline = started + usual;
+        (
+            Stalled::Command(usual),
+            deadline,
+            deadline.min(Instant::now() + BUSY_CHECK),
+        )
     }
 
     /// Sends pending replies, then reads more input before `deadline` (else the client
@@ -667,6 +730,10 @@ where
 fn timeout_reply(hostname: &str, stalled: Stalled) -> Reply {
     let d = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs().max(1)));
     let text = match stalled {
+        Stalled::BusyCommand(limit) => format!(
+            "{hostname} Timeout: the server is busy and no complete command line came within {}, closing connection; reconnect and send each command in one go",
+            d(limit)
+        ),
         Stalled::Command(limit) => format!(
             "{hostname} Timeout: no complete command line within {}, closing connection; reconnect and send each command in one go",
             d(limit)
