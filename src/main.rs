@@ -34,6 +34,9 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Internal: the parse probe `serve` and `import` start (reads messages on stdin).
+    #[command(hide = true)]
+    ParseProbe,
     /// Manage accounts (stores) and their forwarding addresses.
     #[command(subcommand)]
     Account(AccountCommand),
@@ -554,6 +557,16 @@ enum QuarantineCommand {
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::ParseProbe) {
+        // No runtime, no settings: one small process that may die on a message.
+        let stdin = std::io::stdin().lock();
+        let stdout = std::io::stdout().lock();
+        if let Err(e) = postern::ingest::parse_probe::serve_probe(stdin, stdout) {
+            eprintln!("postern parse-probe: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(postern::ingest::PARSE_THREAD_STACK)
@@ -568,6 +581,22 @@ fn main() {
     if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("postern: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
+    }
+}
+
+/// Messages that may hold attached messages are parsed first in a child process of this
+/// binary (docs/SECURITY.md, "Hostile messages").
+fn install_parse_probe() {
+    match std::env::current_exe() {
+        Ok(program) => {
+            postern::ingest::parse_probe::install(postern::ingest::parse_probe::ParseProbe::new(
+                program,
+                std::time::Duration::from_secs(30),
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find this program's path: messages are parsed without the probe")
+        }
     }
 }
 
@@ -633,6 +662,7 @@ async fn run(cli: Cli) -> Result<()> {
                 settings.log.format
             };
             postern::telemetry::init(format, &settings.log.level);
+            install_parse_probe();
             let app = Application::build(settings).await?;
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
@@ -772,7 +802,11 @@ async fn run(cli: Cli) -> Result<()> {
             };
             std::io::stdout().write_all(&bytes)?;
         }
-        Command::Import(args) => import(args, &settings).await?,
+        Command::Import(args) => {
+            install_parse_probe();
+            import(args, &settings).await?
+        }
+        Command::ParseProbe => {}
         Command::Verify {
             file,
             ip,

@@ -179,3 +179,58 @@ async fn an_import_of_a_deeply_nested_message_quarantines_it_and_the_server_stay
         vec!["too_deep".to_string()]
     );
 }
+
+/// A parser fault the limits do not foresee is contained: a message that may hold attached
+/// messages is parsed first in a child process; when that child dies (here through the
+/// probe's fault injection, as a stack overflow or an abort would kill it), the message is
+/// quarantined as `parser_crashed`, the server goes on, and the next child parses the rest.
+#[test]
+fn a_parser_crash_kills_only_the_probe_and_the_message_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let (account, fwd) = create_account(dir.path(), "Acme", "support@acme.test");
+    let mut server = ServerProcess::start(
+        dir.path(),
+        &[(
+            postern::ingest::parse_probe::FAULT_ABORT_ON,
+            "crash-the-parser-here",
+        )],
+    );
+    let forward = |subject: &str, body: &str| -> Vec<u8> {
+        format!(
+            "From: ana@customer.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@customer.test>\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: bob@other.test\r\nSubject: inner\r\n\r\n{body}\r\n--b--\r\n"
+        )
+        .into_bytes()
+    };
+    for (name, raw) in [
+        ("crash.eml", forward("first", "crash-the-parser-here")),
+        ("forward.eml", forward("second", "a forwarded message")),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, &raw).unwrap();
+        let (ok, transcript) = swaks_send(&server, &fwd, &file);
+        assert!(ok && transcript.contains("<-  250"), "{name}: {transcript}");
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "{name}: the server died"
+        );
+    }
+    assert_eq!(
+        quarantine_reasons(dir.path(), account),
+        vec!["parser_crashed".to_string()]
+    );
+    let tickets = cli_json(
+        dir.path(),
+        &[
+            "tickets",
+            "list",
+            "--account",
+            &account.to_string(),
+            "--json",
+        ],
+    );
+    assert_eq!(
+        tickets.as_array().map(Vec::len),
+        Some(1),
+        "the next forward was parsed by a new probe: {tickets}"
+    );
+}

@@ -6,6 +6,7 @@ pub mod forwarded;
 mod lookup_cache;
 pub mod mime_limits;
 mod parse;
+pub mod parse_probe;
 pub mod participants;
 pub mod reply_text;
 pub mod tnef;
@@ -458,7 +459,9 @@ impl Delivery for MailIntake {
                 source_position: None,
                 received_at,
             })]
-        } else if raw.len() > INLINE_PARSE_LIMIT {
+        } else if raw.len() > INLINE_PARSE_LIMIT
+            || (parse_probe::installed().is_some() && parse_probe::may_nest(&raw))
+        {
             let sender = envelope.mail_from.clone();
             let domain = self.inbound_domain.clone();
             let max_participants = self.max_participants;

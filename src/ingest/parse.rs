@@ -3,6 +3,7 @@
 use super::classify::{classify, Classification, ClassifyContext};
 use super::forwarded::find_forwarded_original;
 use super::mime_limits::{check_structure, StructureViolation};
+use super::parse_probe;
 use super::reply_text::stripped_reply_if_shorter;
 use super::tnef;
 use crate::domain::is_forward_subject;
@@ -205,8 +206,32 @@ fn attachment_rows(part: &mail_parser::MessagePart<'_>) -> Vec<NewAttachment> {
     }]
 }
 
-/// Parses and classifies `raw`. `envelope_sender` stands in for a missing From.
+/// Parses and classifies `raw`. `envelope_sender` stands in for a missing From. A message
+/// that may hold attached messages is parsed first in the probe process, when this process
+/// has one (see [`super::parse_probe`]): blocking, so call it off the async workers for such
+/// messages.
 pub fn parse_inbound(
+    raw: &[u8],
+    envelope_sender: Option<&str>,
+    context: Option<&ClassifyContext<'_>>,
+) -> Result<ParsedMessage, Unusable> {
+    if let Some(probe) = parse_probe::installed() {
+        if parse_probe::may_nest(raw) {
+            let domain = context.map_or("", |c| c.inbound_domain);
+            if let Err(failure) = probe.check(raw, envelope_sender, domain) {
+                tracing::warn!(%failure, size = raw.len(), "message quarantined by the parse probe");
+                return Err(Unusable {
+                    reason: "parser_crashed",
+                    detail: failure.to_string(),
+                });
+            }
+        }
+    }
+    parse_unprobed(raw, envelope_sender, context)
+}
+
+/// [`parse_inbound`] without the probe: what the probe process itself runs.
+pub(super) fn parse_unprobed(
     raw: &[u8],
     envelope_sender: Option<&str>,
     context: Option<&ClassifyContext<'_>>,
