@@ -629,12 +629,7 @@ async fn a_command_line_trickled_a_byte_at_a_time_is_cut_off_at_the_command_time
     cfg.command_timeout = Duration::from_secs(10);
     // One byte every 3 s never leaves the connection idle for 10 s.
     let (out, closed) = trickle(cfg, b"EHLO c\r\n", Duration::from_secs(3), 40).await;
-    let last = out
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
+    let last = last_line(&out);
     assert!(last.starts_with("421 4.4.2 "), "{out}");
     assert!(
         last.contains("no complete command line within 10s"),
@@ -662,12 +657,7 @@ async fn message_data_slower_than_the_minimum_rate_is_cut_off_after_the_grace() 
     let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nDATA\r\n");
     // One byte every 2 s: never idle for 5 s, but 0.5 bytes per second.
     let (out, closed) = trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await;
-    let last = out
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
+    let last = last_line(&out);
     assert!(last.starts_with("421 4.4.2 "), "{out}");
     assert!(last.contains("too slow"), "{out}");
     assert!(
@@ -682,12 +672,7 @@ async fn message_data_is_cut_off_at_the_total_limit() {
     cfg.data_pace = paced(5, 20, 0, 0);
     let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nDATA\r\n");
     let (out, closed) = trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await;
-    let last = out
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
+    let last = last_line(&out);
     assert!(last.starts_with("421 4.4.2 "), "{out}");
     assert!(last.contains("took longer than 20s"), "{out}");
     assert!(
