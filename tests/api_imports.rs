@@ -17,22 +17,6 @@ use std::time::{Duration, Instant};
 
 const BRAND: &str = "support@shop.test";
 
-fn create_account(dir: &Path, name: &str, support: &str) -> i64 {
-    let v = cli_json(
-        dir,
-        &[
-            "account",
-            "create",
-            "--name",
-            name,
-            "--support-address",
-            support,
-            "--json",
-        ],
-    );
-    v["id"].as_i64().expect("account id")
-}
-
 /// An API client that remembers every answer, to check that none shows a secret.
 struct Api {
     client: Client,
@@ -237,13 +221,6 @@ fn mbox_of(messages: &[String]) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes).expect("gzip");
-    enc.finish().expect("gzip")
-}
-
 /// The conversations of an account: the sets of Message-IDs that share a ticket.
 async fn threads_of(store: &Store, account: i64) -> BTreeSet<BTreeSet<String>> {
     let rows: Vec<(i64, String)> = sqlx::query_as(
@@ -322,7 +299,7 @@ async fn an_uploaded_mbox_imports_like_the_cli_and_its_file_is_deleted() {
 
     // The same file through the CLI into another account counts the same.
     let dir = app.stop().await;
-    let other = create_account(dir.path(), "Other", "support@other.test");
+    let other = create_account(dir.path(), "Other", "support@other.test").0;
     let cli_summary = cli_json(
         dir.path(),
         &[
@@ -768,7 +745,7 @@ async fn imap_jobs_refuse_servers_on_private_addresses_by_default() {
     let work = tempfile::tempdir().expect("temp dir");
     let data = work.path();
     let postern = ServerProcess::start(data, &[]);
-    let account = create_account(data, "Acme", "support@shop.test");
+    let account = create_account(data, "Acme", "support@shop.test").0;
     let api = Api::new(postern.http_addr, &api_token(data, account, "admin"));
     let id = api.start_imap(&server).await;
     let failed = api.wait_ended(id).await;
@@ -801,9 +778,9 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
         ("POSTERN__IMPORTS__MAX_RATE", "800"),
     ];
     let mut postern = ServerProcess::start(data, &env);
-    let cut = create_account(data, "Cut", "support@shop.test");
-    let whole = create_account(data, "Whole", "support@shop.test");
-    let killed = create_account(data, "Killed", "support@shop.test");
+    let cut = create_account(data, "Cut", "support@shop.test").0;
+    let whole = create_account(data, "Whole", "support@shop.test").0;
+    let killed = create_account(data, "Killed", "support@shop.test").0;
     let cut_api = Api::new(postern.http_addr, &api_token(data, cut, "admin"));
     let whole_api = Api::new(postern.http_addr, &api_token(data, whole, "admin"));
     let killed_token = api_token(data, killed, "admin");

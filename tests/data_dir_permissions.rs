@@ -81,20 +81,7 @@ async fn the_data_folder_is_private_under_umask_022_and_made_private_again_at_st
     }
 
     // An import through the API: its upload, staging copy and lock in data/imports.
-    let account = cli_json(
-        &data,
-        &[
-            "account",
-            "create",
-            "--name",
-            "Shop",
-            "--support-address",
-            "support@shop.test",
-            "--json",
-        ],
-    )["id"]
-        .as_i64()
-        .expect("account id");
+    let account = create_account(&data, "Shop", "support@shop.test").0;
     let token = api_token(&data, account, "admin");
     let resp = reqwest::Client::new()
         .post(format!(

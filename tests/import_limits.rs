@@ -56,12 +56,6 @@ fn mailbox(n: usize, body_bytes: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes).expect("gzip");
-    enc.finish().expect("gzip")
-}
-
 /// What the imports folder holds (nothing when it does not exist).
 fn imports_files(data: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(data.join("imports"))
@@ -239,20 +233,7 @@ async fn the_decompressed_and_staged_sizes_are_capped_as_configured() {
 fn postern_import_of_a_gzip_bomb_stops_and_leaves_no_files() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
-    let account = cli_json(
-        &data,
-        &[
-            "account",
-            "create",
-            "--name",
-            "Shop",
-            "--support-address",
-            "support@shop.test",
-            "--json",
-        ],
-    )["id"]
-        .as_i64()
-        .expect("account id");
+    let account = create_account(&data, "Shop", "support@shop.test").0;
     let bomb = tmp.path().join("old.mbox.gz");
     std::fs::write(&bomb, gzip_bomb(200 * 1024 * 1024)).expect("write bomb");
     let out = cli_output(

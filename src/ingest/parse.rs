@@ -218,12 +218,20 @@ pub fn parse_inbound(
     if let Some(probe) = parse_probe::installed() {
         if parse_probe::may_nest(raw) {
             let domain = context.map_or("", |c| c.inbound_domain);
-            if let Err(failure) = probe.check(raw, envelope_sender, domain) {
-                tracing::warn!(%failure, size = raw.len(), "message quarantined by the parse probe");
-                return Err(Unusable {
-                    reason: "parser_crashed",
-                    detail: failure.to_string(),
-                });
+            match probe.check(raw, envelope_sender, domain) {
+                Ok(()) => {}
+                // No child to ask (out of processes or descriptors, the binary replaced by
+                // an upgrade): parsed here as without the probe; the nesting cap still holds.
+                Err(failure @ parse_probe::ProbeFailure::Unavailable(_)) => {
+                    tracing::warn!(%failure, "parsing without the probe");
+                }
+                Err(failure) => {
+                    tracing::warn!(%failure, size = raw.len(), "message quarantined by the parse probe");
+                    return Err(Unusable {
+                        reason: "parser_crashed",
+                        detail: failure.to_string(),
+                    });
+                }
             }
         }
     }

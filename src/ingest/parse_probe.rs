@@ -83,7 +83,7 @@ pub enum ProbeFailure {
     Panicked,
     #[error("the MIME parser took longer than {0:?} on this message and was stopped")]
     TooSlow(Duration),
-    #[error("the parse probe could not be started ({0}); the message is kept unparsed")]
+    #[error("the parse probe could not be started ({0})")]
     Unavailable(String),
 }
 
@@ -356,6 +356,15 @@ mod tests {
         for (raw, expected) in cases {
             assert_eq!(may_nest(raw), expected, "{}", String::from_utf8_lossy(raw));
         }
+    }
+
+    #[test]
+    fn a_probe_that_cannot_start_says_so() {
+        let probe = ParseProbe::new("/nonexistent/postern".into(), Duration::from_secs(1));
+        assert!(matches!(
+            probe.check(b"Content-Type: message/rfc822\r\n\r\n", None, "in.test"),
+            Err(ProbeFailure::Unavailable(_))
+        ));
     }
 
     #[test]

@@ -178,6 +178,14 @@ pub fn create_account(dir: &Path, name: &str, support: &str) -> (i64, String) {
     )
 }
 
+/// `bytes` gzip-compressed, as a mailbox export or an upload would come.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
 pub fn cli_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&cli(dir, args)).expect("JSON output")
 }
