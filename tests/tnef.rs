@@ -1,6 +1,9 @@
 //! TNEF (winmail.dat) unpacking, `postern::ingest::tnef`, against two public corpora and
 //! against hostile input.
 //!
+//! This is a test binary of its own (not a module of tests/it): it installs a counting
+//! global allocator, which would count and slow every other test of a shared binary.
+//!
 //! Corpora, in ../shared/corpora (a test that needs them and cannot find them fails with a
 //! message saying so):
 //! - tnefparse-examples: EXPECTED.json lists, per sample, the attachment names tnefparse

@@ -20,7 +20,7 @@ use postern::auth::org_domain;
 /// (its digit accumulator wraps: `mx/2622220000000000000164152820656757655326220`). It
 /// builds the mask of a zero length as `u32::MAX << 32` (`u128::MAX << 128`), a shift
 /// overflow: a panic with overflow checks, a /32 mask without. That bug is known and
-/// documented (docs/conformance/spf.md, tests/spf_suites.rs); such inputs are kept from the
+/// documented (docs/conformance/spf.md, tests/it/auth/spf_suites.rs); such inputs are kept from the
 /// SPF parser (only) so that fuzzing goes on past it.
 fn has_zero_prefix_length(data: &[u8]) -> bool {
     data.iter().enumerate().any(|(i, b)| {

@@ -295,7 +295,7 @@ fn get(input: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
 /// The child's side (`postern parse-probe`): parses each message it is sent on a small
 /// stack and answers one byte, until its input ends.
 pub fn serve_probe(mut input: impl Read, mut output: impl Write) -> std::io::Result<()> {
-    // Fault injection for the tests of this isolation (tests/hostile_input.rs): a message
+    // Fault injection for the tests of this isolation (tests/it/ingest/hostile_input.rs): a message
     // holding this text aborts the probe as a parser crash would. Only whoever starts the
     // server sets its environment.
     let abort_marker = std::env::var(FAULT_ABORT_ON).ok().filter(|m| !m.is_empty());

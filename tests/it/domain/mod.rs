@@ -1,0 +1,2 @@
+//! Plain types (`src/domain`): address syntax.
+mod addresses;

@@ -1,0 +1,7 @@
+//! Import sources and jobs (`src/import`): mbox, Maildir, eml folders, IMAP, uploads.
+mod api_jobs;
+mod folders;
+mod imap;
+mod limits;
+mod mbox;
+mod pipeline;

@@ -1,0 +1,2 @@
+//! Connection limits and slow clients (`src/net`), over real loopback TCP.
+mod connection_limits;

@@ -1,0 +1,2 @@
+//! Outbound mail (`src/outbound`) against real receiving peers.
+mod end_to_end;

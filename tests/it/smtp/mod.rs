@@ -1,0 +1,2 @@
+//! The SMTP session state machine (`src/smtp`).
+mod session;

@@ -1,0 +1,2 @@
+//! Durability of the store (`src/store`).
+mod crash;
