@@ -6,6 +6,7 @@ pub mod dns;
 mod dns_self_test;
 pub mod dovecot;
 pub mod outbound;
+pub mod rules;
 
 use postern::app::Application;
 use postern::config::Settings;

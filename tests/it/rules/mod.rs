@@ -1,2 +1,3 @@
 //! Rules, macros and the scheduler (`src/rules`).
+mod cases;
 mod end_to_end;
