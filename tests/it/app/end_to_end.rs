@@ -242,14 +242,14 @@ async fn storage_failure_answers_451_and_nothing_is_half_stored() {
         .await
         .unwrap();
     let addr = app.smtp_addr;
-    let f = fwd.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut c, _) = RawSmtp::connect(addr).unwrap();
-        c.cmd("EHLO c.test").unwrap();
-        c.send_mail("ana@customer.test", &f, "From: ana@customer.test\nMessage-ID: <retry-1@customer.test>\nSubject: Retry me\n\nx\n").unwrap()
-    })
-    .await
-    .unwrap();
+    let r = app
+        .smtp_send(
+            "c.test",
+            "ana@customer.test",
+            &fwd,
+            "From: ana@customer.test\nMessage-ID: <retry-1@customer.test>\nSubject: Retry me\n\nx\n",
+        )
+        .await;
     assert_eq!(r.code, 451, "{}", r.text);
     assert!(r.text.contains("4.3.0"));
     let acct = postern::domain::AccountId(account);

@@ -151,14 +151,8 @@ async fn app_with_dns(dns: &TestDns) -> TestApp {
 
 /// Sends bytes exactly (BDAT) from `mail_from`; returns the final reply.
 async fn send(app: &TestApp, mail_from: &str, fwd: &str, raw: Vec<u8>) -> SmtpReply {
-    let (addr, from, to) = (app.smtp_addr, mail_from.to_string(), fwd.to_string());
-    tokio::task::spawn_blocking(move || {
-        let (mut c, _) = RawSmtp::connect(addr).unwrap();
-        c.cmd("EHLO mail.sender.test").unwrap();
-        c.send_exact(&from, &to, &raw).unwrap()
-    })
-    .await
-    .unwrap()
+    app.smtp_send_exact("mail.sender.test", mail_from, fwd, raw)
+        .await
 }
 
 async fn last_message(
@@ -677,14 +671,7 @@ async fn a_forwarding_confirmation_counts_only_when_google_signed_it() {
         shown["support_addresses"][0]["confirmation_code"].is_null(),
         "{shown}"
     );
-    assert_eq!(
-        app.store
-            .tickets(AccountId(account), None)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.ticket_count(account).await, 1);
     // Signed by google.com: the code is stored, no ticket.
     let signed = hop(
         &[
@@ -714,14 +701,7 @@ async fn a_forwarding_confirmation_counts_only_when_google_signed_it() {
         shown["support_addresses"][0]["confirmation_code"],
         "5550123"
     );
-    assert_eq!(
-        app.store
-            .tickets(AccountId(account), None)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.ticket_count(account).await, 1);
     app.stop().await;
 }
 

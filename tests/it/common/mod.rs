@@ -5,6 +5,7 @@
 pub mod dns;
 mod dns_self_test;
 pub mod dovecot;
+pub mod fixture_cases;
 pub mod outbound;
 pub mod rules;
 
@@ -92,6 +93,57 @@ impl TestApp {
             .await
             .expect("create account");
         (a.id, a.support_addresses[0].forwarding_address.clone())
+    }
+
+    /// How many tickets `account` has.
+    pub async fn ticket_count(&self, account: i64) -> usize {
+        self.store
+            .tickets(postern::domain::AccountId(account), None)
+            .await
+            .expect("tickets")
+            .len()
+    }
+
+    /// One SMTP session from a client saying `EHLO helo`: sends `message` (LF line ends
+    /// made CRLF, dot-stuffed by `RawSmtp::send_mail`) and returns the final reply.
+    pub async fn smtp_send(&self, helo: &str, from: &str, to: &str, message: &str) -> SmtpReply {
+        let (addr, helo, from, to, message) = (
+            self.smtp_addr,
+            helo.to_string(),
+            from.to_string(),
+            to.to_string(),
+            message.to_string(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let (mut c, _) = RawSmtp::connect(addr).expect("SMTP connection");
+            c.cmd(&format!("EHLO {helo}")).expect("EHLO");
+            c.send_mail(&from, &to, &message).expect("SMTP transaction")
+        })
+        .await
+        .expect("SMTP client thread")
+    }
+
+    /// As `smtp_send`, with the bytes sent exactly as given (BDAT).
+    pub async fn smtp_send_exact(
+        &self,
+        helo: &str,
+        from: &str,
+        to: &str,
+        raw: Vec<u8>,
+    ) -> SmtpReply {
+        let (addr, helo, from, to) = (
+            self.smtp_addr,
+            helo.to_string(),
+            from.to_string(),
+            to.to_string(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let (mut c, _) = RawSmtp::connect(addr).expect("SMTP connection");
+            c.cmd(&format!("EHLO {helo}")).expect("EHLO");
+            c.send_exact(&from, &to, &raw).expect("SMTP transaction")
+        })
+        .await
+        .expect("SMTP client thread")
     }
 
     pub async fn stop(self) -> tempfile::TempDir {

@@ -6,15 +6,7 @@ use postern::domain::{AccountId, TicketId};
 use postern::store::Mailbox;
 
 async fn send(app: &TestApp, from: &str, to: &str, text: String) -> String {
-    let (addr, to) = (app.smtp_addr, to.to_string());
-    let from = from.to_string();
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut c, _) = RawSmtp::connect(addr).unwrap();
-        c.cmd("EHLO mx.forwarder.test").unwrap();
-        c.send_mail(&from, &to, &text).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = app.smtp_send("mx.forwarder.test", from, to, &text).await;
     assert_eq!(r.code, 250, "{}", r.text);
     r.text
 }
@@ -75,15 +67,7 @@ async fn bounce_of_our_reply_joins_its_ticket_and_others_are_quarantined() {
         .expect("bounce event");
     assert_eq!(event.data["recipients"][0]["address"], "ana@customer.test");
     assert_eq!(event.data["recipients"][0]["status"], "5.1.1");
-    assert_eq!(
-        app.store
-            .tickets(AccountId(account), None)
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "no new ticket"
-    );
+    assert_eq!(app.ticket_count(account).await, 1, "no new ticket");
 
     let stray = send(&app, "", &fwd, dsn("someone-else@elsewhere.test")).await;
     assert!(stray.contains("queued as q"), "{stray}");
@@ -93,14 +77,7 @@ async fn bounce_of_our_reply_joins_its_ticket_and_others_are_quarantined() {
         .await
         .unwrap();
     assert_eq!(q[0].reason, "bounce");
-    assert_eq!(
-        app.store
-            .tickets(AccountId(account), None)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.ticket_count(account).await, 1);
     app.stop().await;
 }
 

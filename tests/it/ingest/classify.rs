@@ -15,6 +15,7 @@
 //! in production (the store's mailbox forwards everything with its own envelope sender), so
 //! a bounce must be recognised from its content and headers, not from a null envelope.
 
+use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir};
 use mail_parser::MessageParser;
 use postern::ingest::classify::*;
 use serde::Deserialize;
@@ -647,16 +648,8 @@ fn run_case(dir: &Path, name: &str, want: &Expected) -> Result<Vec<String>, Stri
 
 #[test]
 fn classification_cases() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/classify");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().to_string_lossy().into_owned();
-            Some(name.strip_suffix(".toml")?.to_string())
-        })
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no cases in {}", dir.display());
+    let dir = fixture_dir("classify");
+    let names = case_names(&dir, "toml");
     let mut failures = Vec::new();
     for name in &names {
         let path = dir.join(format!("{name}.toml"));
@@ -671,13 +664,7 @@ fn classification_cases() {
         }
     }
     println!("{} classification cases", names.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        names.len(),
-        failures.join("\n")
-    );
+    assert_all_passed(&failures, names.len());
 }
 
 #[test]

@@ -363,14 +363,7 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
         .find(|m| m.message_id.as_deref() == Some("q2@customer.test"))
         .expect("the answer is in the same ticket");
     assert_eq!(back.thread_reason, "reply_token");
-    assert_eq!(
-        app.store
-            .tickets(AccountId(account), None)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.ticket_count(account).await, 1);
 
     // Later the partner's server bounces: a DSN about our message marks that recipient
     // bounced, joins the ticket, opens no new one.
@@ -405,14 +398,7 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
         .unwrap();
     assert_eq!(ana.status, "delivered");
     assert!(t.events.iter().any(|e| e.kind == "bounce"));
-    assert_eq!(
-        app.store
-            .tickets(AccountId(account), None)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.ticket_count(account).await, 1);
     app.stop().await;
 }
 

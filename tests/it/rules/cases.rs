@@ -3,6 +3,7 @@
 //! the running server's rules worker must have done (tickets, rule log). One test runs every
 //! case, each against its own server, and names every case that fails.
 
+use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir};
 use crate::common::rules::{add_macro, add_rule, send, ticket_by_subject, wait_runs, write};
 use crate::common::{cli, cli_json, spawn_app, TestApp};
 use postern::domain::{AccountId, EmailAddress, Role};
@@ -339,16 +340,8 @@ async fn run_case(cases: &Path, case: Case) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_cases() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().to_string_lossy().into_owned();
-            Some(name.strip_suffix(".toml")?.to_string())
-        })
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no cases in {}", dir.display());
+    let dir = fixture_dir("rules");
+    let names = case_names(&dir, "toml");
     // Each case has a server of its own: they run side by side, and a panic in one (a
     // helper's assertion) is that case's failure.
     let mut tasks = Vec::new();
@@ -384,11 +377,5 @@ async fn rule_cases() {
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        names.len(),
-        failures.join("\n")
-    );
+    assert_all_passed(&failures, names.len());
 }

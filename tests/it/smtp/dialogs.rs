@@ -18,8 +18,8 @@
 //! In C, S and message lines, `\r`, `\n`, `\t`, `\0` and `\\` stand for those characters.
 
 use super::pipe::{config, converse_with, Recorder};
+use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir};
 use postern::smtp::DeliveryError;
-use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
@@ -183,18 +183,12 @@ async fn run(d: Dialog) -> Vec<String> {
 
 #[tokio::test]
 async fn smtp_dialogs() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp_dialogs");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "dialog"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no dialogs in {}", dir.display());
+    let dir = fixture_dir("smtp_dialogs");
+    let names = case_names(&dir, "dialog");
     let mut failures = Vec::new();
-    for path in &files {
-        let name = path.file_stem().unwrap_or_default().to_string_lossy();
-        let dialog = std::fs::read_to_string(path)
+    for name in &names {
+        let path = dir.join(format!("{name}.dialog"));
+        let dialog = std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
             .and_then(|text| parse(&text));
         match dialog {
@@ -207,11 +201,5 @@ async fn smtp_dialogs() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} dialogs failed:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    assert_all_passed(&failures, names.len());
 }

@@ -1,0 +1,37 @@
+//! Table tests over a folder of fixture files: the case names, and one verdict that names
+//! every failing case.
+
+use std::path::{Path, PathBuf};
+
+/// The folder `tests/fixtures/<name>` of this project.
+pub fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The names (without `.ext`) of the `*.ext` files in `dir`, sorted; fails when there are
+/// none, so that a table test cannot pass by running nothing.
+pub fn case_names(dir: &Path, ext: &str) -> Vec<String> {
+    let suffix = format!(".{ext}");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            Some(name.strip_suffix(&suffix)?.to_string())
+        })
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no *{suffix} cases in {}", dir.display());
+    names
+}
+
+/// Fails with every failing case, one a line, after all cases have run.
+pub fn assert_all_passed(failures: &[String], total: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
