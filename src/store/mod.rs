@@ -82,8 +82,13 @@ pub enum StoreError {
     WriterGone,
     #[error("{0}")]
     NotFound(String),
+    /// Something the caller asked for is not allowed (a client's mistake: shown to it).
     #[error("{0}")]
     Invalid(String),
+    /// A failure of ours (damaged stored data, a thread that cannot start): never shown to a
+    /// client, only logged.
+    #[error("internal storage failure: {0}")]
+    Internal(String),
     /// The thing already exists (same address in the account, ...).
     #[error("{0}")]
     Conflict(String),
