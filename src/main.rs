@@ -1921,6 +1921,16 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     use std::io::IsTerminal;
     use std::sync::Arc;
 
+    // A second group-commit writer beside a running server's would compete with it for the
+    // database file (and slow its SMTP 250s): the server runs imports itself.
+    if let Some(lock) = postern::store::ServeLock::held_by_a_server(&settings.database_path())? {
+        bail!(
+            "`postern serve` is running on this data folder (lock {} is held): import through \
+             it instead (POST /api/v1/imports, see docs/IMPORT.md), or stop it and run this \
+             command again",
+            lock.display()
+        );
+    }
     let today = chrono::Utc::now().date_naive();
     let range = DateRange {
         since: args

@@ -11,6 +11,7 @@ mod import_jobs;
 mod intake;
 mod outbound;
 mod rules;
+mod serve_lock;
 mod server_secrets;
 mod sessions;
 mod sso;
@@ -41,6 +42,7 @@ pub use rules::{
     MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,
     RuleRunView, RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
 };
+pub use serve_lock::{ServeLock, ServeLockError};
 pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};
 pub use sessions::SESSION_COOKIE;
 pub use sso::{SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRoleRecord};
