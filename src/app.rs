@@ -204,7 +204,7 @@ impl Application {
                 source,
             })?
             .log();
-        let serve_lock = crate::store::ServeLock::acquire(&settings.database_path())?;
+        let serve_lock = crate::store::ServeLock::serve(&settings.database_path())?;
         let store = Store::open_with_cap(
             &settings.database_path(),
             settings.store.read_connections,

@@ -1922,15 +1922,9 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     use std::sync::Arc;
 
     // A second group-commit writer beside a running server's would compete with it for the
-    // database file (and slow its SMTP 250s): the server runs imports itself.
-    if let Some(lock) = postern::store::ServeLock::held_by_a_server(&settings.database_path())? {
-        bail!(
-            "`postern serve` is running on this data folder (lock {} is held): import through \
-             it instead (POST /api/v1/imports, see docs/IMPORT.md), or stop it and run this \
-             command again",
-            lock.display()
-        );
-    }
+    // database file (and slow its SMTP 250s): the server runs imports itself. Held until the
+    // import ends, so that no server starts beside it either.
+    let _writers = postern::store::ServeLock::command(&settings.database_path())?;
     let today = chrono::Utc::now().date_naive();
     let range = DateRange {
         since: args

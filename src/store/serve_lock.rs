@@ -1,8 +1,10 @@
 //! One serving process per database. `postern serve` holds an exclusive lock (flock) on a file
-//! beside the database while it runs; the operating system releases it when the process ends,
-//! however it ends. A second `serve` on the same data, or a command that would start a second
-//! group-commit writer beside the running one (`postern import`), sees the lock and refuses
-//! with a clear message instead of competing with the server's writer for the file.
+//! beside the database while it runs; `postern import` on the command line, which starts a
+//! group-commit writer of its own, holds the same lock shared. The operating system releases
+//! it when the process ends, however it ends. So a second `serve`, an import beside a running
+//! server, or a server started beside a running import, sees the lock and refuses with a clear
+//! message instead of competing with the other writer for the file. Command-line imports may
+//! run side by side (each import has its own lock too: import/job_lock.rs).
 //!
 //! The lock file is never deleted: deleting it would race with a process that has just opened
 //! it (see import/job_lock.rs for that dance); an empty file left in the data folder costs
@@ -22,10 +24,17 @@ pub enum ServeLockError {
         source: std::io::Error,
     },
     #[error(
-        "another `postern serve` is running on this database (lock {path} is held); stop it \
+        "another Postern process writes to this database (a `postern serve`, or a \
+         `postern import` on the command line; lock {path} is held); wait for it or stop it \
          first, or give this server its own data_dir"
     )]
     Held { path: PathBuf },
+    #[error(
+        "`postern serve` is running on this data folder (lock {path} is held): import through \
+         it instead (POST /api/v1/imports, see docs/IMPORT.md), or stop it and run this \
+         command again"
+    )]
+    ServerRunning { path: PathBuf },
 }
 
 /// Held while `postern serve` runs; dropping it releases the lock.
@@ -53,8 +62,8 @@ fn open(path: &Path) -> Result<File, ServeLockError> {
 }
 
 impl ServeLock {
-    /// Takes the lock of the database at `database`, or says who holds it.
-    pub fn acquire(database: &Path) -> Result<Self, ServeLockError> {
+    /// For `postern serve`: the database at `database` to itself, or who holds it.
+    pub fn serve(database: &Path) -> Result<Self, ServeLockError> {
         let path = lock_path(database);
         let file = open(&path)?;
         match file.try_lock() {
@@ -64,18 +73,14 @@ impl ServeLock {
         }
     }
 
-    /// Whether a server runs on the database at `database` now. `None` when there is no
-    /// lock file at all (no server ever ran here, or the folder is not ours to write).
-    pub fn held_by_a_server(database: &Path) -> Result<Option<PathBuf>, ServeLockError> {
+    /// For a command that writes through a writer of its own (`postern import`): shared
+    /// with other such commands, refused while a server runs.
+    pub fn command(database: &Path) -> Result<Self, ServeLockError> {
         let path = lock_path(database);
-        if !path.exists() {
-            return Ok(None);
-        }
         let file = open(&path)?;
-        match file.try_lock() {
-            // Released when `file` is dropped, at once.
-            Ok(()) => Ok(None),
-            Err(TryLockError::WouldBlock) => Ok(Some(path)),
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(ServeLockError::ServerRunning { path }),
             Err(TryLockError::Error(source)) => Err(ServeLockError::Io { path, source }),
         }
     }
@@ -86,19 +91,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_holder_at_a_time_and_released_on_drop() {
+    fn a_server_excludes_everyone_and_commands_exclude_only_servers() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("postern.db");
-        assert!(ServeLock::held_by_a_server(&db).expect("check").is_none());
-        let lock = ServeLock::acquire(&db).expect("first");
+        let server = ServeLock::serve(&db).expect("first server");
         assert!(matches!(
-            ServeLock::acquire(&db),
+            ServeLock::serve(&db),
             Err(ServeLockError::Held { .. })
         ));
-        let held = ServeLock::held_by_a_server(&db).expect("check");
-        assert_eq!(held, Some(dir.path().join("postern.db.serve.lock")));
-        drop(lock);
-        assert!(ServeLock::held_by_a_server(&db).expect("check").is_none());
-        let _again = ServeLock::acquire(&db).expect("free again");
+        assert!(matches!(
+            ServeLock::command(&db),
+            Err(ServeLockError::ServerRunning { .. })
+        ));
+        drop(server);
+
+        let import = ServeLock::command(&db).expect("an import");
+        let _another = ServeLock::command(&db).expect("imports side by side");
+        assert!(matches!(
+            ServeLock::serve(&db),
+            Err(ServeLockError::Held { .. })
+        ));
+        drop(import);
+        drop(_another);
+        let _server = ServeLock::serve(&db).expect("free again");
     }
 }
