@@ -44,6 +44,8 @@ pub enum AppError {
     OpenFiles(#[from] crate::net::fds::FilePlanError),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    ServeLock(#[from] crate::store::ServeLockError),
 }
 
 /// What threading needs, from the settings and the store's reply-token secret.
@@ -70,6 +72,8 @@ pub struct Application {
     rules: Option<(Arc<RulesEngine>, Arc<tokio::sync::Notify>)>,
     /// Import jobs of the API, committing through the same writer as intake.
     imports: Arc<ImportRunner>,
+    /// This server is the one writer of its database while it runs (store/serve_lock.rs).
+    _serve_lock: crate::store::ServeLock,
 }
 
 /// The outbound queue of the configuration: what `postern serve` runs, and what the CLI
@@ -200,6 +204,7 @@ impl Application {
                 source,
             })?
             .log();
+        let serve_lock = crate::store::ServeLock::serve(&settings.database_path())?;
         let store = Store::open_with_cap(
             &settings.database_path(),
             settings.store.read_connections,
@@ -328,6 +333,7 @@ impl Application {
             outbound,
             rules,
             imports,
+            _serve_lock: serve_lock,
         })
     }
 

@@ -1921,6 +1921,10 @@ async fn import(args: ImportArgs, settings: &Settings) -> Result<()> {
     use std::io::IsTerminal;
     use std::sync::Arc;
 
+    // A second group-commit writer beside a running server's would compete with it for the
+    // database file (and slow its SMTP 250s): the server runs imports itself. Held until the
+    // import ends, so that no server starts beside it either.
+    let _writers = postern::store::ServeLock::command(&settings.database_path())?;
     let today = chrono::Utc::now().date_naive();
     let range = DateRange {
         since: args

@@ -156,7 +156,8 @@ fn tighten(path: &Path, recursive: bool, report: &mut DataDirReport) {
 /// The files SQLite keeps beside a database.
 fn database_files(database: &Path) -> Vec<PathBuf> {
     let mut files = vec![database.to_path_buf()];
-    for suffix in ["-wal", "-shm", "-journal"] {
+    // `.serve.lock`: the lock `postern serve` holds (store/serve_lock.rs).
+    for suffix in ["-wal", "-shm", "-journal", ".serve.lock"] {
         let mut name = database.as_os_str().to_owned();
         name.push(suffix);
         files.push(PathBuf::from(name));

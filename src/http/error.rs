@@ -1,6 +1,7 @@
 //! The one shape of every API error: `{"error": {"code": "...", "message": "..."}}`, with
 //! a stable machine-readable code and a sentence saying what went wrong and what to do.
 
+use super::request_id;
 use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -57,6 +58,21 @@ impl ApiError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }
+
+    /// A failure that is ours, not the client's: a 500 whose message names only the request
+    /// id; the details go to the operator's log under that id.
+    pub fn internal(what: &str, error: &dyn std::fmt::Display) -> Self {
+        let id = request_id::current().unwrap_or_else(|| "none".into());
+        tracing::error!(request_id = %id, error = %error, "{what}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!(
+                "internal error (request id {id}); try again, and tell the operator if it \
+                 persists, quoting the request id"
+            ),
+        )
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -70,15 +86,8 @@ impl From<StoreError> for ApiError {
                 "unavailable",
                 "the server's disk is full; try again later",
             ),
-            other => {
-                // Details of database failures are for the operator's log, not for clients.
-                tracing::error!(error = %other, "API request failed in the store");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; try again, and tell the operator if it persists",
-                )
-            }
+            // Details of database failures are for the operator's log, not for clients.
+            other => Self::internal("API request failed in the store", &other),
         }
     }
 }

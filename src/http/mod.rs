@@ -15,6 +15,7 @@ pub mod extract;
 pub mod pagination;
 pub mod principal;
 pub mod rate_limit;
+pub mod request_id;
 pub mod saml;
 pub mod sanitize;
 pub mod server;
@@ -240,6 +241,8 @@ pub fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost, so that every answer carries the id, errors of the layers inside too.
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 

@@ -82,19 +82,19 @@ pub fn decode(data: Vec<u8>, compression: Option<&str>, size: i64) -> Result<Vec
         None => Ok(data),
         Some(ZSTD) => {
             let size = usize::try_from(size)
-                .map_err(|_| StoreError::Invalid(format!("blob with a negative size {size}")))?;
+                .map_err(|_| StoreError::Internal(format!("blob with a negative size {size}")))?;
             let out = zstd::bulk::decompress(&data, size).map_err(|e| {
-                StoreError::Invalid(format!("a stored blob does not decompress: {e}"))
+                StoreError::Internal(format!("a stored blob does not decompress: {e}"))
             })?;
             if out.len() != size {
-                return Err(StoreError::Invalid(format!(
+                return Err(StoreError::Internal(format!(
                     "a stored blob decompressed to {} bytes instead of {size}",
                     out.len()
                 )));
             }
             Ok(out)
         }
-        Some(other) => Err(StoreError::Invalid(format!(
+        Some(other) => Err(StoreError::Internal(format!(
             "a stored blob uses an unknown compression {other:?} (written by a newer Postern?)"
         ))),
     }

@@ -32,7 +32,7 @@ pub fn pack(text: &str) -> Option<Vec<u8>> {
 /// [`MAX_BODY_BYTES`] is reported as damage rather than served.
 pub fn unpack(frame: &[u8]) -> Result<String, StoreError> {
     let damaged =
-        |why: String| StoreError::Invalid(format!("a stored message body is damaged: {why}"));
+        |why: String| StoreError::Internal(format!("a stored message body is damaged: {why}"));
     let size = match zstd::zstd_safe::get_frame_content_size(frame) {
         Ok(Some(size)) if size <= MAX_BODY_BYTES => size,
         Ok(Some(size)) => return Err(damaged(format!("it claims {size} bytes"))),

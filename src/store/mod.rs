@@ -11,6 +11,7 @@ mod import_jobs;
 mod intake;
 mod outbound;
 mod rules;
+mod serve_lock;
 mod server_secrets;
 mod sessions;
 mod sso;
@@ -41,6 +42,7 @@ pub use rules::{
     MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,
     RuleRunView, RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
 };
+pub use serve_lock::{ServeLock, ServeLockError};
 pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};
 pub use sessions::SESSION_COOKIE;
 pub use sso::{SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRoleRecord};
@@ -82,8 +84,13 @@ pub enum StoreError {
     WriterGone,
     #[error("{0}")]
     NotFound(String),
+    /// Something the caller asked for is not allowed (a client's mistake: shown to it).
     #[error("{0}")]
     Invalid(String),
+    /// A failure of ours (damaged stored data, a thread that cannot start): never shown to a
+    /// client, only logged.
+    #[error("internal storage failure: {0}")]
+    Internal(String),
     /// The thing already exists (same address in the account, ...).
     #[error("{0}")]
     Conflict(String),

@@ -112,7 +112,7 @@ impl CommitWriter {
                 checkpoints.stop();
                 let _ = done.send(());
             })
-            .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
         let handle = tokio::spawn(async move {
             let _ = stopped.await;
         });
@@ -172,7 +172,7 @@ fn run(
                 for job in batch.drain(..) {
                     let err = match &e {
                         StoreError::DiskFull(msg) => StoreError::DiskFull(msg.clone()),
-                        other => StoreError::Invalid(format!("commit failed: {other}")),
+                        other => StoreError::Internal(format!("commit failed: {other}")),
                     };
                     let _ = job.reply.send(Err(err));
                 }
@@ -322,7 +322,9 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("postern-checkpoint".into())
             .spawn(move || checkpoint_loop(&conn, &flag, &sleeping))
-            .map_err(|e| StoreError::Invalid(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Internal(format!("cannot start the checkpoint thread: {e}"))
+            })?;
         Ok(Self { stop, idle, thread })
     }
 

@@ -197,14 +197,7 @@ fn start_error(e: StartError) -> ApiError {
         StartError::NoJob(_) => ApiError::not_found(message),
         StartError::Invalid(_) => invalid(message),
         StartError::Store(e) => e.into(),
-        StartError::Lock(e) => {
-            tracing::error!(error = %e, "cannot start an import job");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error: cannot prepare the import; tell the operator (see the server log)",
-            )
-        }
+        StartError::Lock(e) => ApiError::internal("cannot start an import job", &e),
     }
 }
 
@@ -445,12 +438,11 @@ async fn save_ca(dir: &Path, pem: &str) -> Result<PathBuf, ApiError> {
         file.sync_all().await
     };
     write.await.map_err(|e| {
-        tracing::error!(error = %e, dir = %dir.display(), "cannot save an import's CA certificate");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error: cannot save the CA certificate; tell the operator (see the server log)",
-        )
+        let what = format!(
+            "cannot save an import's CA certificate in {}",
+            dir.display()
+        );
+        ApiError::internal(&what, &e)
     })?;
     Ok(path)
 }

@@ -55,14 +55,7 @@ pub(crate) fn outbound_error(e: OutboundError) -> ApiError {
             e.to_string(),
         ),
         OutboundError::Store(e) => e.into(),
-        other => {
-            tracing::error!(error = %other, "outbound request failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; try again, and tell the operator if it persists",
-            )
-        }
+        other => ApiError::internal("outbound request failed", &other),
     }
 }
 

@@ -1976,3 +1976,80 @@ async fn api_tokens_die_with_their_creator_and_expire() {
     assert!(text.contains("expired"), "{text}");
     app.stop().await;
 }
+
+/// A failure of ours (here a stored message damaged on disk) is a 500 whose message names only
+/// the request id, never the internal detail; every answer carries `X-Request-Id`.
+#[tokio::test]
+async fn internal_failures_are_500_with_a_request_id_and_no_internal_detail() {
+    let app = spawn_app(&[]).await;
+    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let text = "My order 1234 has not arrived, could you look into it please?\r\n".repeat(80);
+    deliver(
+        &app,
+        "ana@customer.test",
+        &fwd,
+        plain_mail("ana@customer.test", &fwd, "Parcel", &text, "damaged-1"),
+    )
+    .await;
+    // The raw message is a zstd frame; damage it the way a bad disk would.
+    let damaged =
+        sqlx::query("UPDATE blobs SET data = x'28b52ffd00deadbeef' WHERE compression = 'zstd'")
+            .execute(app.store.pool())
+            .await
+            .expect("damage the blob");
+    assert_eq!(
+        damaged.rows_affected(),
+        1,
+        "the raw message is stored compressed"
+    );
+
+    let secret = api_token(app.dir.path(), acct, "agent");
+    let api = Api::new(&app, &secret);
+    let list = api.get("/api/v1/tickets").await;
+    let id = list["items"][0]["id"].as_i64().expect("ticket id");
+    let detail = api.get(&format!("/api/v1/tickets/{id}")).await;
+    let response = api
+        .client
+        .get(format!(
+            "{}/api/v1/messages/{}/raw",
+            api.base, detail["messages"][0]["id"]
+        ))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("raw");
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .expect("X-Request-Id on an error");
+    assert_eq!(request_id.len(), 16, "{request_id}");
+    let body = response.text().await.expect("body");
+    assert_error_shape(StatusCode::INTERNAL_SERVER_ERROR, &body, "internal");
+    assert!(
+        body.contains(&request_id),
+        "the message names the request id: {body}"
+    );
+    for detail in ["decompress", "blob", "zstd", "storage"] {
+        assert!(
+            !body.contains(detail),
+            "no internal detail ({detail}): {body}"
+        );
+    }
+
+    // Every answer carries an id, a new one each time.
+    let ok = api
+        .client
+        .get(format!("{}/api/v1/tickets", api.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("list");
+    let other = ok
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    assert!(other.is_some_and(|o| o != request_id), "{other:?}");
+}
