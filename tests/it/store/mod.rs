@@ -1,2 +1,3 @@
-//! Durability of the store (`src/store`).
+//! The store (`src/store`): durability after a crash, one serving process per database.
 mod crash;
+mod serve_lock;

@@ -3,9 +3,7 @@
 //! `postern serve` refuse with a message saying what to do; once the server stops, the same
 //! import runs, and a server started while it runs refuses.
 
-mod common;
-
-use common::{cli_output, create_account, postern_bin, test_env, ServerProcess};
+use crate::common::{cli_output, create_account, postern_bin, test_env, ServerProcess};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
