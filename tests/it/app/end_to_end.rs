@@ -7,16 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn ticket_subjects(dir: &std::path::Path, account: i64) -> Vec<String> {
-    let v = cli_json(
-        dir,
-        &[
-            "tickets",
-            "list",
-            "--account",
-            &account.to_string(),
-            "--json",
-        ],
-    );
+    let v = tickets_json(dir, account);
     v.as_array()
         .unwrap()
         .iter()
@@ -118,16 +109,7 @@ print("sent")
     );
 
     // The ticket from smtplib: HTML part, attachment, customer from the From header.
-    let list = cli_json(
-        dir.path(),
-        &[
-            "tickets",
-            "list",
-            "--account",
-            &account.to_string(),
-            "--json",
-        ],
-    );
+    let list = tickets_json(dir.path(), account);
     let id = list
         .as_array()
         .unwrap()

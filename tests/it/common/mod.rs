@@ -107,20 +107,11 @@ impl TestApp {
     /// One SMTP session from a client saying `EHLO helo`: sends `message` (LF line ends
     /// made CRLF, dot-stuffed by `RawSmtp::send_mail`) and returns the final reply.
     pub async fn smtp_send(&self, helo: &str, from: &str, to: &str, message: &str) -> SmtpReply {
-        let (addr, helo, from, to, message) = (
-            self.smtp_addr,
-            helo.to_string(),
-            from.to_string(),
-            to.to_string(),
-            message.to_string(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let (mut c, _) = RawSmtp::connect(addr).expect("SMTP connection");
-            c.cmd(&format!("EHLO {helo}")).expect("EHLO");
-            c.send_mail(&from, &to, &message).expect("SMTP transaction")
+        let message = message.to_string();
+        self.smtp_session(helo, from, to, move |c, from, to| {
+            c.send_mail(from, to, &message)
         })
         .await
-        .expect("SMTP client thread")
     }
 
     /// As `smtp_send`, with the bytes sent exactly as given (BDAT).
@@ -131,6 +122,22 @@ impl TestApp {
         to: &str,
         raw: Vec<u8>,
     ) -> SmtpReply {
+        self.smtp_session(helo, from, to, move |c, from, to| {
+            c.send_exact(from, to, &raw)
+        })
+        .await
+    }
+
+    /// Connects, says EHLO, and runs one transaction on a blocking thread.
+    async fn smtp_session(
+        &self,
+        helo: &str,
+        from: &str,
+        to: &str,
+        transaction: impl FnOnce(&mut RawSmtp, &str, &str) -> std::io::Result<SmtpReply>
+            + Send
+            + 'static,
+    ) -> SmtpReply {
         let (addr, helo, from, to) = (
             self.smtp_addr,
             helo.to_string(),
@@ -140,7 +147,7 @@ impl TestApp {
         tokio::task::spawn_blocking(move || {
             let (mut c, _) = RawSmtp::connect(addr).expect("SMTP connection");
             c.cmd(&format!("EHLO {helo}")).expect("EHLO");
-            c.send_exact(&from, &to, &raw).expect("SMTP transaction")
+            transaction(&mut c, &from, &to).expect("SMTP transaction")
         })
         .await
         .expect("SMTP client thread")
@@ -160,17 +167,7 @@ pub fn postern_bin() -> PathBuf {
 
 /// Runs a postern CLI command against `dir` and returns its stdout (panics on failure).
 pub fn cli(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(postern_bin())
-        .args(args)
-        .envs(test_env(dir, &[]))
-        .output()
-        .expect("run postern");
-    assert!(
-        out.status.success(),
-        "postern {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cli_ok(dir, &[], args)
 }
 
 /// Runs a postern CLI command against `dir` with extra environment; whatever it did.
@@ -191,6 +188,20 @@ pub fn cli_ok(dir: &Path, extra: &[(&str, &str)], args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `postern tickets list --account ACCOUNT --json` against `dir`.
+pub fn tickets_json(dir: &Path, account: i64) -> serde_json::Value {
+    cli_json(
+        dir,
+        &[
+            "tickets",
+            "list",
+            "--account",
+            &account.to_string(),
+            "--json",
+        ],
+    )
 }
 
 /// Creates an API token with `role` for `account` through the CLI; returns its secret.
@@ -409,16 +420,24 @@ impl RawSmtp {
         self.read_reply()
     }
 
-    /// MAIL, RCPT, DATA and the message (dot-stuffed here); returns the final reply.
-    pub fn send_mail(&mut self, from: &str, to: &str, message: &str) -> std::io::Result<SmtpReply> {
+    /// MAIL and RCPT; the refusal, if either is refused (after RSET for a refused RCPT).
+    fn envelope(&mut self, from: &str, to: &str) -> std::io::Result<Option<SmtpReply>> {
         let r = self.cmd(&format!("MAIL FROM:<{from}>"))?;
         if r.code != 250 {
-            return Ok(r);
+            return Ok(Some(r));
         }
         let r = self.cmd(&format!("RCPT TO:<{to}>"))?;
         if r.code != 250 {
             let _ = self.cmd("RSET")?;
-            return Ok(r);
+            return Ok(Some(r));
+        }
+        Ok(None)
+    }
+
+    /// MAIL, RCPT, DATA and the message (dot-stuffed here); returns the final reply.
+    pub fn send_mail(&mut self, from: &str, to: &str, message: &str) -> std::io::Result<SmtpReply> {
+        if let Some(refusal) = self.envelope(from, to)? {
+            return Ok(refusal);
         }
         let r = self.cmd("DATA")?;
         if r.code != 354 {
@@ -440,14 +459,8 @@ impl RawSmtp {
     /// MAIL, RCPT and the message bytes exactly as given (BDAT: no stuffing, no line-ending
     /// change); returns the first refusal or the final reply.
     pub fn send_exact(&mut self, from: &str, to: &str, raw: &[u8]) -> std::io::Result<SmtpReply> {
-        let r = self.cmd(&format!("MAIL FROM:<{from}>"))?;
-        if r.code != 250 {
-            return Ok(r);
-        }
-        let r = self.cmd(&format!("RCPT TO:<{to}>"))?;
-        if r.code != 250 {
-            let _ = self.cmd("RSET")?;
-            return Ok(r);
+        if let Some(refusal) = self.envelope(from, to)? {
+            return Ok(refusal);
         }
         self.send_raw(format!("BDAT {} LAST\r\n", raw.len()).as_bytes())?;
         self.send_raw(raw)?;

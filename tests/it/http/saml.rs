@@ -833,19 +833,8 @@ fn cli_sets_and_shows_sso() {
     let bad = idp_dir.path().join("idp-nocert.xml");
     std::fs::write(&good, idp_metadata(idp_dir.path(), true)).unwrap();
     std::fs::write(&bad, idp_metadata(idp_dir.path(), false)).unwrap();
-    let created = crate::common::cli_json(
-        dir.path(),
-        &[
-            "account",
-            "create",
-            "--name",
-            "Acme",
-            "--support-address",
-            "support@acme.test",
-            "--json",
-        ],
-    );
-    let id = created["id"].as_i64().unwrap().to_string();
+    let (id, _) = crate::common::create_account(dir.path(), "Acme", "support@acme.test");
+    let id = id.to_string();
 
     let shown = crate::common::cli_json(dir.path(), &["sso", "show", "--account", &id, "--json"]);
     assert!(shown["idp"].is_null());

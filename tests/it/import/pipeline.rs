@@ -742,18 +742,7 @@ fn shop_data_dirs() -> [tempfile::TempDir; 2] {
 /// A data folder with the brand's account (id 1).
 fn shop_data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    cli(
-        dir.path(),
-        &[
-            "account",
-            "create",
-            "--name",
-            "Shop",
-            "--support-address",
-            BRAND,
-            "--json",
-        ],
-    );
+    create_account(dir.path(), "Shop", BRAND);
     dir
 }
 

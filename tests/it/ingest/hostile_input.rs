@@ -47,16 +47,7 @@ fn swaks_send(server: &ServerProcess, to: &str, data: &std::path::Path) -> (bool
 }
 
 fn ticket_count(dir: &std::path::Path, account: i64) -> usize {
-    let tickets = cli_json(
-        dir,
-        &[
-            "tickets",
-            "list",
-            "--account",
-            &account.to_string(),
-            "--json",
-        ],
-    );
+    let tickets = tickets_json(dir, account);
     tickets.as_array().map_or(0, Vec::len)
 }
 

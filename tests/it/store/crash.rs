@@ -10,20 +10,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn sigkill_mid_load_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
-    let v = cli_json(
-        dir.path(),
-        &[
-            "account",
-            "create",
-            "--name",
-            "Acme",
-            "--support-address",
-            "support@acme.test",
-            "--json",
-        ],
-    );
-    let account = v["id"].as_i64().unwrap();
-    let fwd = v["forwarding_address"].as_str().unwrap().to_string();
+    let (account, fwd) = create_account(dir.path(), "Acme", "support@acme.test");
     let server = ServerProcess::start(dir.path(), &[]);
     let addr = server.smtp_addr;
 
@@ -76,16 +63,7 @@ fn sigkill_mid_load_loses_no_acknowledged_message() {
 
     // Restart on the same data: the database recovers from its WAL.
     let server = ServerProcess::start(dir.path(), &[]);
-    let tickets = cli_json(
-        dir.path(),
-        &[
-            "tickets",
-            "list",
-            "--account",
-            &account.to_string(),
-            "--json",
-        ],
-    );
+    let tickets = tickets_json(dir.path(), account);
     let stored: HashSet<String> = tickets
         .as_array()
         .unwrap()
