@@ -149,6 +149,15 @@ async fn app_with_dns(dns: &TestDns) -> TestApp {
     .await
 }
 
+/// The test zones on a loopback DNS server, and a server using it with the account Acme:
+/// (dns, app, account id, forwarding address); the DNS server stops when `dns` is dropped.
+async fn acme_with_dns(k: &Keys) -> (TestDns, TestApp, i64, String) {
+    let dns = TestDns::start(zone(k)).await;
+    let app = app_with_dns(&dns).await;
+    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    (dns, app, account, fwd)
+}
+
 /// Sends bytes exactly (BDAT) from `mail_from`; returns the final reply.
 async fn send(app: &TestApp, mail_from: &str, fwd: &str, raw: Vec<u8>) -> SmtpReply {
     app.smtp_send_exact("mail.sender.test", mail_from, fwd, raw)
@@ -178,9 +187,7 @@ async fn last_message(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_mail_passes_dmarc_through_dkim_even_when_spf_fails() {
     let k = keys();
-    let dns = TestDns::start(zone(&k)).await;
-    let app = app_with_dns(&dns).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (_dns, app, account, fwd) = acme_with_dns(&k).await;
     let signed = signed_by_customer(&k, "rsa-sha256");
     let r = send(&app, "ana@customer.test", &fwd, signed).await;
     assert_eq!(r.code, 250, "{}", r.text);
@@ -222,9 +229,7 @@ async fn signed_mail_passes_dmarc_through_dkim_even_when_spf_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_sha1_signatures_and_seals_are_refused() {
     let k = keys();
-    let dns = TestDns::start(zone(&k)).await;
-    let app = app_with_dns(&dns).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (dns, app, account, fwd) = acme_with_dns(&k).await;
     let sha1 = signed_by_customer(&k, "rsa-sha1");
     assert!(
         String::from_utf8_lossy(&sha1).contains("a=rsa-sha1"),
@@ -300,9 +305,7 @@ async fn rsa_sha1_signatures_and_seals_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_mail_is_flagged_and_never_joins_the_real_customers_ticket() {
     let k = keys();
-    let dns = TestDns::start(zone(&k)).await;
-    let app = app_with_dns(&dns).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (_dns, app, account, fwd) = acme_with_dns(&k).await;
     let signed = signed_by_customer(&k, "rsa-sha256");
     assert_eq!(
         send(&app, "ana@customer.test", &fwd, signed).await.code,
@@ -352,9 +355,7 @@ async fn stored_messages(app: &TestApp, account: i64) -> Vec<(String, bool)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spoof_under_the_same_message_id_does_not_get_the_real_message_dropped() {
     let k = keys();
-    let dns = TestDns::start(zone(&k)).await;
-    let app = app_with_dns(&dns).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (_dns, app, account, fwd) = acme_with_dns(&k).await;
     // Eve guesses the Message-ID of Ana's next message and sends first, another body.
     let spoof = ORIGINAL.replace(
         "Where is my order 77?",
@@ -388,9 +389,7 @@ async fn a_spoof_under_the_same_message_id_does_not_get_the_real_message_dropped
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authenticated_message_is_never_dropped_for_an_unauthenticated_copy() {
     let k = keys();
-    let dns = TestDns::start(zone(&k)).await;
-    let app = app_with_dns(&dns).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (_dns, app, account, fwd) = acme_with_dns(&k).await;
     let r = send(&app, "bounce@evil.test", &fwd, ORIGINAL.as_bytes().to_vec()).await;
     assert_eq!(r.code, 250, "{}", r.text);
     let real = signed_by_customer(&k, "rsa-sha256");
@@ -412,9 +411,7 @@ async fn an_authenticated_message_is_never_dropped_for_an_unauthenticated_copy()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_mail_is_vouched_for_by_a_trusted_arc_seal_only() {
     let k = keys();
-    let dns = TestDns::start(zone(&k)).await;
-    let app = app_with_dns(&dns).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (dns, app, account, fwd) = acme_with_dns(&k).await;
     let signed = signed_by_customer(&k, "rsa-sha256");
     // Gmail forwards it: the footer breaks the original DKIM body hash; the ARC seal says
     // DMARC passed when Gmail received it.
@@ -491,9 +488,7 @@ async fn forwarded_mail_is_vouched_for_by_a_trusted_arc_seal_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_refuses_direct_dmarc_reject_failures_only() {
     let k = keys();
-    let dns = TestDns::start(zone(&k)).await;
-    let app = app_with_dns(&dns).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (_dns, app, account, fwd) = acme_with_dns(&k).await;
     cli(
         app.dir.path(),
         &[

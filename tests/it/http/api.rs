@@ -14,19 +14,9 @@ fn base(app: &TestApp) -> String {
     format!("http://{}", app.http_addr)
 }
 
-/// Sends one message over SMTP (blocking client on a blocking thread); asserts 250.
+/// Sends one message over SMTP; asserts 250.
 async fn deliver(app: &TestApp, from: &str, to: &str, message: String) {
-    let addr = app.smtp_addr;
-    let (from, to) = (from.to_string(), to.to_string());
-    let reply = tokio::task::spawn_blocking(move || {
-        let (mut c, _) = RawSmtp::connect(addr).expect("connect");
-        c.cmd("EHLO client.test").expect("ehlo");
-        let r = c.send_mail(&from, &to, &message).expect("send");
-        let _ = c.cmd("QUIT");
-        r
-    })
-    .await
-    .expect("join");
+    let reply = app.smtp_send("client.test", from, to, &message).await;
     assert_eq!(reply.code, 250, "delivery refused: {}", reply.text);
 }
 

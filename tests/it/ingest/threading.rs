@@ -50,20 +50,16 @@ impl Conversation {
 
     async fn deliver(&self, scenario: &str, file: &str) -> Delivered {
         let text = self.fixture(scenario, file);
-        let (addr, fwd) = (self.app.smtp_addr, self.fwd.clone());
         let sender = text
             .lines()
             .find_map(|l| l.strip_prefix("From: "))
             .and_then(|f| f.rsplit('<').next())
             .map(|f| f.trim_end_matches('>').to_string())
             .unwrap_or_default();
-        let reply = tokio::task::spawn_blocking(move || {
-            let (mut c, _) = RawSmtp::connect(addr).unwrap();
-            c.cmd("EHLO mx.forwarder.test").unwrap();
-            c.send_mail(&sender, &fwd, &text).unwrap()
-        })
-        .await
-        .unwrap();
+        let reply = self
+            .app
+            .smtp_send("mx.forwarder.test", &sender, &self.fwd, &text)
+            .await;
         assert_eq!(reply.code, 250, "{file}: {}", reply.text);
         let queued = reply.text.split("queued as m").nth(1).unwrap_or("").trim();
         let message: i64 = queued
