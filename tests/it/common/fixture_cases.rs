@@ -26,6 +26,22 @@ pub fn case_names(dir: &Path, ext: &str) -> Vec<String> {
     names
 }
 
+/// Reads the file `<name>.<ext>` of `dir`.
+pub fn read_case(dir: &Path, name: &str, ext: &str) -> Result<String, String> {
+    let path = dir.join(format!("{name}.{ext}"));
+    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Adds a case's outcome to `failures`: the case could not run (`Err`), or what differs
+/// from its expectation (a non-empty list).
+pub fn record(failures: &mut Vec<String>, name: &str, outcome: Result<Vec<String>, String>) {
+    match outcome {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => failures.push(format!("{name}: {}", problems.join("\n    "))),
+        Err(e) => failures.push(format!("{name}: {e}")),
+    }
+}
+
 /// Fails with every failing case, one a line, after all cases have run.
 pub fn assert_all_passed(failures: &[String], total: usize) {
     assert!(

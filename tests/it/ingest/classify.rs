@@ -15,7 +15,7 @@
 //! in production (the store's mailbox forwards everything with its own envelope sender), so
 //! a bounce must be recognised from its content and headers, not from a null envelope.
 
-use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir};
+use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir, read_case, record};
 use mail_parser::MessageParser;
 use postern::ingest::classify::*;
 use serde::Deserialize;
@@ -652,16 +652,10 @@ fn classification_cases() {
     let names = case_names(&dir, "toml");
     let mut failures = Vec::new();
     for name in &names {
-        let path = dir.join(format!("{name}.toml"));
-        let outcome = std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
+        let outcome = read_case(&dir, name, "toml")
             .and_then(|text| toml::from_str::<Expected>(&text).map_err(|e| e.to_string()))
             .and_then(|want| run_case(&dir, name, &want));
-        match outcome {
-            Ok(problems) if problems.is_empty() => {}
-            Ok(problems) => failures.push(format!("{name}: {}", problems.join("; "))),
-            Err(e) => failures.push(format!("{name}: {e}")),
-        }
+        record(&mut failures, name, outcome);
     }
     println!("{} classification cases", names.len());
     assert_all_passed(&failures, names.len());

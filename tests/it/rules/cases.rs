@@ -3,7 +3,7 @@
 //! the running server's rules worker must have done (tickets, rule log). One test runs every
 //! case, each against its own server, and names every case that fails.
 
-use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir};
+use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir, read_case, record};
 use crate::common::rules::{add_macro, add_rule, send, ticket_by_subject, wait_runs, write};
 use crate::common::{cli, cli_json, spawn_app, TestApp};
 use postern::domain::{AccountId, EmailAddress, Role};
@@ -346,9 +346,7 @@ async fn rule_cases() {
     // helper's assertion) is that case's failure.
     let mut tasks = Vec::new();
     for name in &names {
-        let path = dir.join(format!("{name}.toml"));
-        let case = std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
+        let case = read_case(&dir, name, "toml")
             .and_then(|text| toml::from_str::<Case>(&text).map_err(|e| e.to_string()));
         tasks.push((
             name,
@@ -371,11 +369,7 @@ async fn rule_cases() {
                 Err(e) => e.to_string(),
             }),
         };
-        match outcome {
-            Ok(problems) if problems.is_empty() => {}
-            Ok(problems) => failures.push(format!("{name}: {}", problems.join("; "))),
-            Err(e) => failures.push(format!("{name}: {e}")),
-        }
+        record(&mut failures, name, outcome);
     }
     assert_all_passed(&failures, names.len());
 }

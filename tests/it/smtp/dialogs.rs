@@ -18,7 +18,7 @@
 //! In C, S and message lines, `\r`, `\n`, `\t`, `\0` and `\\` stand for those characters.
 
 use super::pipe::{config, converse_with, Recorder};
-use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir};
+use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir, read_case, record};
 use postern::smtp::DeliveryError;
 use std::sync::Arc;
 
@@ -187,19 +187,11 @@ async fn smtp_dialogs() {
     let names = case_names(&dir, "dialog");
     let mut failures = Vec::new();
     for name in &names {
-        let path = dir.join(format!("{name}.dialog"));
-        let dialog = std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| parse(&text));
-        match dialog {
-            Err(e) => failures.push(format!("{name}: {e}")),
-            Ok(d) => {
-                let problems = run(d).await;
-                if !problems.is_empty() {
-                    failures.push(format!("{name}: {}", problems.join("\n    ")));
-                }
-            }
-        }
+        let outcome = match read_case(&dir, name, "dialog").and_then(|text| parse(&text)) {
+            Ok(d) => Ok(run(d).await),
+            Err(e) => Err(e),
+        };
+        record(&mut failures, name, outcome);
     }
     assert_all_passed(&failures, names.len());
 }
