@@ -485,6 +485,21 @@ pub fn corpora_dir() -> PathBuf {
     dir
 }
 
+/// Every file below `dir`, in its subfolders too.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Fails with a clear message when a real peer program the test drives is not installed.
 pub fn require_program(name: &str) -> PathBuf {
     for dir in std::env::var("PATH")

@@ -5,6 +5,7 @@ use postern::import::{
     Content, DateSource, FileSourceOptions, MboxDialect, MboxSource, Position, SourceError,
     SourceMessage,
 };
+use crate::common::files_under;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -163,7 +164,7 @@ fn unescaped_from_lines_in_bodies_do_not_split_messages() {
 #[test]
 fn perl_mail_box_mbox_reads_45_messages_in_lf_and_crlf() {
     let dir = crate::common::corpora_dir().join("perl-mail-box-threads");
-    let mut files: Vec<PathBuf> = walk(&dir)
+    let mut files: Vec<PathBuf> = files_under(&dir)
         .into_iter()
         .filter(|p| {
             std::fs::read(p)
@@ -189,19 +190,6 @@ fn perl_mail_box_mbox_reads_45_messages_in_lf_and_crlf() {
             assert!(raw(m).len() > 100);
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 const M1: &str = "From: a@example.com\nSubject: one\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\nFrom here on\n>From the start\n>>From quoted twice\nend\n";

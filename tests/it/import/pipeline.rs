@@ -244,7 +244,7 @@ async fn mu_maildir_imports_cur_and_new_and_never_tmp() {
 async fn malformed_mail_goes_to_quarantine_with_its_position_never_lost() {
     let env = Env::new(&[]).await;
     let root = corpus("stalwart-mail-parser/resources/eml/malformed");
-    let files = walk(&root)
+    let files = files_under(&root)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "eml"))
         .count();
@@ -280,21 +280,6 @@ async fn malformed_mail_goes_to_quarantine_with_its_position_never_lost() {
     assert_eq!(quarantined, rows, "each quarantine entry names its file");
     assert!(rows <= s.quarantined && rows > 0);
     assert_eq!(stored + s.quarantined + s.duplicates, files as i64);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// The 45 messages of Mail::Box's test folder, as (date, raw) in file order.

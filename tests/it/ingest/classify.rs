@@ -26,17 +26,6 @@ const DOMAIN: &str = "in.postern.test";
 /// The envelope sender of forwarded mail, as Gmail rewrites it.
 const FORWARDER: Option<&str> = Some("support+caf_=fwd-a1b2c3=in.postern.test@brand.test");
 
-fn corpora() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora");
-    assert!(
-        dir.is_dir(),
-        "the test corpora are missing: expected {} (the shared folder beside the project, see \
-         its README); these tests cannot run without it",
-        dir.display()
-    );
-    dir
-}
-
 fn classify_raw(raw: &[u8], envelope: Option<&str>, ctx: &ClassifyContext<'_>) -> Classification {
     let message = MessageParser::default()
         .parse(raw)
@@ -106,7 +95,7 @@ fn print_counts(corpus: &str, counts: &BTreeMap<String, usize>) {
 
 #[test]
 fn mimekit_reports_bounces_and_the_rest() {
-    let dir = corpora().join("mimekit-testdata/UnitTests/TestData/messages");
+    let dir = crate::common::corpora_dir().join("mimekit-testdata/UnitTests/TestData/messages");
     let table: &[(&str, Want)] = &[
         ("bounce.txt", Want::Bounce(1)),
         ("delivery-status.txt", Want::Bounce(1)),
@@ -238,7 +227,7 @@ fn mimekit_reports_bounces_and_the_rest() {
 fn mimekit_no_other_sample_is_a_bounce() {
     // The rest of MimeKit's test data (DKIM, S/MIME, PGP, message/partial, TNEF messages):
     // whatever they are, none is a bounce.
-    let root = corpora().join("mimekit-testdata/UnitTests/TestData");
+    let root = crate::common::corpora_dir().join("mimekit-testdata/UnitTests/TestData");
     let mut files = Vec::new();
     for sub in ["dkim", "smime", "openpgp", "partial", "tnef"] {
         for e in std::fs::read_dir(root.join(sub)).unwrap() {
@@ -276,7 +265,7 @@ fn mimekit_no_other_sample_is_a_bounce() {
 
 #[test]
 fn spamscope_bounce_and_the_rest() {
-    let dir = corpora().join("spamscope-mail-parser/tests/mails");
+    let dir = crate::common::corpora_dir().join("spamscope-mail-parser/tests/mails");
     // Every file, read one by one (see SOURCE.txt: real spam, phishing and one bounce).
     let table: &[(&str, Want)] = &[
         // MailSite DSN, Return-Path <>, message/rfc822-headers (sic) with the original headers.
@@ -339,7 +328,7 @@ fn spamscope_bounce_and_the_rest() {
 
 #[test]
 fn cpython_messages_per_file() {
-    let dir = corpora().join("cpython-email-testdata/Lib/test/test_email/data");
+    let dir = crate::common::corpora_dir().join("cpython-email-testdata/Lib/test/test_email/data");
     // Every msg_*.txt, read one by one.
     let bounces_and_auto: &[(&str, Want)] = &[
         // A skeleton multipart/report; report-type=delivery-status with no status part and
@@ -420,7 +409,7 @@ fn cpython_messages_per_file() {
 
 #[test]
 fn other_corpora_reports() {
-    let root = corpora();
+    let root = crate::common::corpora_dir();
     // Amazon SES bounce (Nodemailer's fixture).
     let b = bounce_of(check_file(
         &root.join("nodemailer-mailparser-fixtures/test/fixtures/delivery-status.eml"),
