@@ -1,11 +1,11 @@
 //! mbox import source: real files written by others (MimeKit's with their known message
 //! offsets, CPython's, Mail::Box's) and generated edge cases of every dialect.
 
+use crate::common::files_under;
 use postern::import::{
     Content, DateSource, FileSourceOptions, MboxDialect, MboxSource, Position, SourceError,
     SourceMessage,
 };
-use crate::common::files_under;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
