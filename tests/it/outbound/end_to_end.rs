@@ -347,14 +347,9 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
     let answer = format!(
         "From: Ana Lima <ana@customer.test>\r\nTo: support@{BRAND}\r\nSubject: Re: Order 77 late\r\nMessage-ID: <q2@customer.test>\r\nIn-Reply-To: <{token}>\r\nReferences: <q1@customer.test> <{token}>\r\n\r\nThanks!\r\n"
     );
-    let (smtp, fwd2) = (app.smtp_addr, fwd.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut c, _) = RawSmtp::connect(smtp).unwrap();
-        c.cmd("EHLO customer.test").unwrap();
-        c.send_mail("ana@customer.test", &fwd2, &answer).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = app
+        .smtp_send("customer.test", "ana@customer.test", &fwd, &answer)
+        .await;
     assert_eq!(r.code, 250, "{}", r.text);
     let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
     let back = t
@@ -370,14 +365,7 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
     let dsn = format!(
         "From: Mail Delivery System <MAILER-DAEMON@mx.customer.test>\r\nTo: support@{BRAND}\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn1@mx.customer.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nThe mailbox is gone.\r\n\r\n--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.test\r\n\r\nFinal-Recipient: rfc822; boss@partner.test\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 mailbox gone\r\n\r\n--b1\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: support@{BRAND}\r\nTo: ana@customer.test\r\nMessage-ID: <{token}>\r\nSubject: Re: Order 77 late\r\n\r\n--b1--\r\n"
     );
-    let (smtp, fwd3) = (app.smtp_addr, fwd.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut c, _) = RawSmtp::connect(smtp).unwrap();
-        c.cmd("EHLO mx.customer.test").unwrap();
-        c.send_mail("", &fwd3, &dsn).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = app.smtp_send("mx.customer.test", "", &fwd, &dsn).await;
     assert_eq!(r.code, 250, "{}", r.text);
     let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
     let boss = t
