@@ -227,6 +227,13 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Whether the group-commit writer gathers its WAL appends (`store.wal_append_buffer`;
+    /// on by default).
+    pub fn with_wal_append_buffer(mut self, on: bool) -> Self {
+        self.file.wal_append_buffer = on;
+        self
+    }
+
     /// The database file, for the group-commit writer's own connection.
     pub fn database_file(&self) -> &DatabaseFile {
         &self.file
