@@ -9,6 +9,7 @@ pub use body_codec::pack as pack_body;
 mod customers;
 mod import_jobs;
 mod intake;
+mod migrations;
 mod outbound;
 mod rules;
 mod server_secrets;
@@ -78,6 +79,13 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// The database records a migration this build cannot vouch for (migrations.rs).
+    #[error(
+        "the database records migration {version} {problem}: it was made by another build of \
+         Postern, one whose migrations were edited. Open it with that build, or restore a \
+         backup made by a release; released migrations are never edited (docs/MIGRATIONS.md)"
+    )]
+    UnknownMigration { version: i64, problem: &'static str },
     #[error("the storage writer has stopped")]
     WriterGone,
     #[error("{0}")]
@@ -204,9 +212,9 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
+        migrations::migrate(&options, &pool).await?;
         Ok(Self {
             pool,
             file: DatabaseFile::new(path, max_size),
