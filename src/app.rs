@@ -210,7 +210,8 @@ impl Application {
             settings.store.read_connections,
             settings.store.max_size,
         )
-        .await?;
+        .await?
+        .with_wal_append_buffer(settings.store.wal_append_buffer);
         let outbound = outbound_queue(&settings, &store).await?;
         let threading = threading_config(&store, &settings).await?;
         let rules = settings.rules.enabled.then(|| {

@@ -285,6 +285,8 @@ pub struct StoreSettings {
     pub batch_max: usize,
     pub read_connections: u32,
     pub max_size: u64,
+    /// Gather the writer's appends to the WAL into one write per commit.
+    pub wal_append_buffer: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -643,6 +645,17 @@ mod tests {
         assert_eq!(s.smtp.hostname, "mx.env");
         assert_eq!(s.smtp.data_timeout, Duration::from_secs(10));
         assert_eq!(s.dns.nameservers, vec!["127.0.0.1:5353", "10.0.0.1"]);
+    }
+
+    /// The WAL append buffer is on unless turned off, in the file or the environment.
+    #[test]
+    fn the_wal_append_buffer_can_be_turned_off() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert!(s.store.wal_append_buffer);
+        let s =
+            Settings::load_with_env(None, env(&[("POSTERN__STORE__WAL_APPEND_BUFFER", "false")]))
+                .unwrap();
+        assert!(!s.store.wal_append_buffer);
     }
 
     #[test]

@@ -649,6 +649,7 @@ fn parse_address(s: &str, what: &str) -> Result<EmailAddress> {
 async fn open_store(settings: &Settings) -> Result<Store> {
     Store::open(&settings.database_path(), settings.store.read_connections)
         .await
+        .map(|store| store.with_wal_append_buffer(settings.store.wal_append_buffer))
         .with_context(|| format!("opening {}", settings.database_path().display()))
 }
 

@@ -9,6 +9,7 @@ pub use body_codec::pack as pack_body;
 mod customers;
 mod import_jobs;
 mod intake;
+mod migrations;
 mod outbound;
 mod rules;
 mod serve_lock;
@@ -80,6 +81,13 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// The database records a migration this build cannot vouch for (migrations.rs).
+    #[error(
+        "the database records migration {version} {problem}: it was made by another build of \
+         Postern, one whose migrations were edited. Open it with that build, or restore a \
+         backup made by a release; released migrations are never edited (docs/MIGRATIONS.md)"
+    )]
+    UnknownMigration { version: i64, problem: &'static str },
     #[error("the storage writer has stopped")]
     WriterGone,
     #[error("{0}")]
@@ -211,9 +219,9 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
+        migrations::migrate(&options, &pool).await?;
         Ok(Self {
             pool,
             file: DatabaseFile::new(path, max_size),
@@ -232,6 +240,13 @@ impl Store {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Whether the group-commit writer gathers its WAL appends (`store.wal_append_buffer`;
+    /// on by default).
+    pub fn with_wal_append_buffer(mut self, on: bool) -> Self {
+        self.file.wal_append_buffer = on;
+        self
     }
 
     /// The database file, for the group-commit writer's own connection.

@@ -24,6 +24,8 @@ pub struct DatabaseFile {
     pub path: PathBuf,
     /// Largest size in bytes (0: no cap); beyond it writes fail as "disk full".
     pub max_size: u64,
+    /// Gather WAL appends into one write per commit (`store.wal_append_buffer`).
+    pub wal_append_buffer: bool,
 }
 
 impl DatabaseFile {
@@ -31,13 +33,19 @@ impl DatabaseFile {
         Self {
             path: path.to_path_buf(),
             max_size,
+            wal_append_buffer: true,
         }
     }
 
     pub(super) fn open(&self) -> Result<Connection, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        // WAL appends gathered into one write per commit (wal_append_buffer.rs).
-        let conn = match super::wal_append_buffer::vfs_name() {
+        // WAL appends gathered into one write per commit (wal_append_buffer.rs); it needs
+        // synchronous=FULL, set below before anything is written.
+        let vfs = match self.wal_append_buffer {
+            true => super::wal_append_buffer::vfs_name(),
+            false => None,
+        };
+        let conn = match vfs {
             Some(vfs) => Connection::open_with_flags_and_vfs(&self.path, flags, vfs)?,
             None => Connection::open_with_flags(&self.path, flags)?,
         };
