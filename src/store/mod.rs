@@ -4,6 +4,7 @@ mod accounts;
 mod api_queries;
 mod blob_codec;
 mod body_codec;
+mod connection_settings;
 pub use blob_codec::{key as blob_key, pack as pack_blob};
 pub use body_codec::pack as pack_body;
 mod customers;
@@ -55,11 +56,10 @@ pub use tokens::{ApiTokenView, TokenCreator, TokenRefusal, API_TOKEN_PREFIX};
 pub use users::{UserChanges, UserView};
 pub use writer::{CommitObserver, CommitWriter, DatabaseFile};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -148,7 +148,7 @@ async fn cap_size(conn: &mut sqlx::SqliteConnection, max_size: u64) -> Result<()
     let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
         .fetch_one(&mut *conn)
         .await?;
-    let pages = (max_size / page_size.max(512) as u64).max(1);
+    let pages = connection_settings::max_page_count(max_size, page_size);
     sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
         .execute(&mut *conn)
         .await?;
@@ -196,12 +196,8 @@ impl Store {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: every commit is fsync'd before it returns. A 250 is a promise.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
             .log_statements(tracing::log::LevelFilter::Trace);
+        let options = connection_settings::pool_options(options);
         let pool = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
             // A COMMIT that fails on a full disk is rolled back by SQLite itself, but sqlx

@@ -49,36 +49,12 @@ impl DatabaseFile {
             Some(vfs) => Connection::open_with_flags_and_vfs(&self.path, flags, vfs)?,
             None => Connection::open_with_flags(&self.path, flags)?,
         };
-        conn.busy_timeout(Duration::from_secs(10))?;
-        // FULL: every commit is fsync'd before it returns. A 250 is a promise.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // The checkpointer thread copies the WAL into the database after each commit, on
-        // the other core. SQLite's own checkpoint on commit is only the backstop for when it
-        // falls behind: at 4,096 pages, an import's batch of 500 messages (~12,000 pages)
-        // set it off after every commit, and the writer spent a fifth of its time copying.
-        conn.pragma_update(None, "wal_autocheckpoint", 32_768)?;
-        // The WAL is not cut back after each restart: frames are 24 bytes longer than a
-        // page, so writing into freshly truncated file space made the kernel zero and
-        // allocate blocks on every frame (a seventh of the writer's time in an import).
-        // The checkpointer truncates it instead once writing pauses.
-        conn.pragma_update(None, "journal_size_limit", -1)?;
-        // Statement journals (for statements that may fail half-way inside a transaction)
-        // in memory rather than in temporary files.
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        super::connection_settings::apply(&conn, super::connection_settings::Role::Writer)?;
         if self.max_size > 0 {
             let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-            let pages = (self.max_size / page_size.max(512) as u64).max(1);
+            let pages = super::connection_settings::max_page_count(self.max_size, page_size);
             conn.pragma_update(None, "max_page_count", pages)?;
         }
-        // 4 MiB of page cache (SQLite's default is 2 MiB, with which the B-tree pages of the
-        // indexes were read again from the file for most inserts). Not more: at most commits
-        // SQLite scans the whole page-cache hash (`pcache1TruncateUnsafe`, after a B-tree
-        // balance parked a page beyond the end of the file), and with 32 MiB that scan was
-        // 4% of the server's CPU under SMTP load; 4 MiB used 6% less CPU there, no more time
-        // in an import, and a third less memory (docs/BENCHMARKS.md).
-        conn.pragma_update(None, "cache_size", -4_096)?;
         conn.set_prepared_statement_cache_capacity(64);
         super::body_codec::register(&conn)?;
         Ok(conn)
