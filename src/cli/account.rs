@@ -141,10 +141,7 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
             if reset || strict_dmarc.is_some() || !trust_arc.is_empty() {
                 store.set_account_setting(id, "auth", auth.clone()).await?;
             }
-            let defaults = crate::auth::AuthPolicy {
-                trusted_arc_forwarders: settings.auth.trusted_arc_forwarders.clone(),
-                strict_dmarc: settings.auth.strict_dmarc,
-            };
+            let defaults = crate::auth::AuthPolicy::from_config(&settings.auth);
             let effective =
                 crate::ingest::account_policy(&serde_json::json!({"auth": auth}), &defaults);
             if out.json {

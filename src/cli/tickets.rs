@@ -4,9 +4,11 @@ use super::open_store;
 use super::output::{print_json, JsonFlag};
 use super::queue::print_delivery;
 use crate::config::Settings;
+use crate::domain::StoredAuthResults;
 use crate::domain::{AccountId, TicketId};
 use anyhow::Result;
 use clap::Subcommand;
+use serde::Deserialize;
 
 #[derive(Subcommand)]
 pub enum TicketsCommand {
@@ -87,39 +89,12 @@ pub(super) async fn show(cmd: TicketCommand, settings: &Settings) -> Result<()> 
             if !m.flags.is_empty() {
                 println!("Flags: {}", m.flags.join(", "));
             }
-            if let Some(a) = &m.auth_results {
-                let v = &a["verdicts"];
-                let dkim: Vec<String> = v["dkim"]
-                    .as_array()
-                    .map(|l| {
-                        l.iter()
-                            .map(|d| {
-                                format!(
-                                    "{}{}",
-                                    d["result"].as_str().unwrap_or("?"),
-                                    d["domain"]
-                                        .as_str()
-                                        .map(|x| format!(" ({x})"))
-                                        .unwrap_or_default()
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                println!(
-                    "Auth: dmarc={} (p={}, From {}) spf={} dkim=[{}] arc={} iprev={}{}",
-                    v["dmarc"]["result"].as_str().unwrap_or("?"),
-                    v["dmarc"]["policy"].as_str().unwrap_or("?"),
-                    v["dmarc"]["from_domain"].as_str().unwrap_or("?"),
-                    v["spf_mail_from"]["result"].as_str().unwrap_or("?"),
-                    dkim.join(", "),
-                    v["arc"]["result"].as_str().unwrap_or("?"),
-                    v["iprev"]["result"].as_str().unwrap_or("?"),
-                    match a["policy"]["authenticated_domain"].as_str() {
-                        Some(d) => format!("; authenticated: {d}"),
-                        None => String::new(),
-                    }
-                );
+            if let Some(a) = m
+                .auth_results
+                .as_ref()
+                .and_then(|a| StoredAuthResults::deserialize(a).ok())
+            {
+                println!("{}", auth_line(&a));
             }
             println!("Subject: {}", m.subject);
             if let Some(d) = m.date {
@@ -145,4 +120,54 @@ pub(super) async fn show(cmd: TicketCommand, settings: &Settings) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// One line of what sender authentication found, e.g.
+/// `Auth: dmarc=pass (p=reject, From brand.com) spf=fail dkim=[pass (brand.com)] arc=none iprev=pass; authenticated: brand.com`.
+fn auth_line(a: &StoredAuthResults) -> String {
+    let v = &a.verdicts;
+    let dkim: Vec<String> = v
+        .dkim
+        .iter()
+        .map(|d| {
+            format!(
+                "{}{}",
+                d.result,
+                d.domain
+                    .as_deref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    format!(
+        "Auth: dmarc={} (p={}, From {}) spf={} dkim=[{}] arc={} iprev={}{}",
+        v.dmarc.result,
+        v.dmarc.policy,
+        v.dmarc.from_domain,
+        v.spf_mail_from.result,
+        dkim.join(", "),
+        v.arc.result,
+        v.iprev.result,
+        match &a.policy.authenticated_domain {
+            Some(d) => format!("; authenticated: {d}"),
+            None => String::new(),
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auth_line;
+    use crate::domain::StoredAuthResults;
+
+    #[test]
+    fn auth_line_sums_up_the_stored_verdicts() {
+        let stored = r#"{"verdicts":{"iprev":{"result":"pass"},"spf_helo":{"result":"none"},"spf_mail_from":{"result":"fail","domain":"fwd.example"},"dkim":[{"result":"pass","domain":"brand.com","selector":"s1"},{"result":"fail"}],"arc":{"result":"none","sealers":[],"hop_dmarc":[]},"dmarc":{"result":"pass","from_domain":"brand.com","policy":"reject","spf_aligned":false,"dkim_aligned":true},"header":"mx.test; dmarc=pass"},"policy":{"authenticated_domain":"brand.com","via_trusted_arc":null,"spoof_suspected":false,"reject":null}}"#;
+        let a = StoredAuthResults::parse(stored).expect("a stored document");
+        assert_eq!(
+            auth_line(&a),
+            "Auth: dmarc=pass (p=reject, From brand.com) spf=fail dkim=[pass (brand.com), fail] arc=none iprev=pass; authenticated: brand.com"
+        );
+    }
 }

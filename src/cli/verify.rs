@@ -44,10 +44,7 @@ pub(super) async fn run(args: VerifyArgs, settings: &Settings) -> Result<()> {
         mail_from: mail_from.as_deref(),
     };
     let v = auth.verify(&raw, &facts).await;
-    let policy = crate::auth::AuthPolicy {
-        trusted_arc_forwarders: settings.auth.trusted_arc_forwarders.clone(),
-        strict_dmarc: settings.auth.strict_dmarc,
-    };
+    let policy = crate::auth::AuthPolicy::from_config(&settings.auth);
     let envelope_domain = mail_from
         .as_deref()
         .and_then(|m| m.rsplit_once('@'))

@@ -1,5 +1,6 @@
 //! Plain types shared by every part. Imports nothing of the project.
 
+mod auth_results;
 mod duplicate;
 mod email_address;
 mod forwarding_address;
@@ -8,6 +9,9 @@ mod public_address;
 mod text_fold;
 mod threading;
 
+pub use auth_results::{
+    ArcVerdict, AuthVerdicts, DmarcVerdict, PolicyOutcome, StoredAuthResults, Verdict,
+};
 pub use duplicate::{
     judge_duplicate, same_body, DistinctBecause, DuplicateVerdict, IncomingCopy, StoredCopy,
 };

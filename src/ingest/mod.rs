@@ -14,7 +14,9 @@ pub mod tnef;
 pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusable};
 pub use participants::DEFAULT_MAX_PARTICIPANTS;
 
-use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome};
+use crate::auth::{
+    evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome, StoredAuthResults,
+};
 use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
@@ -22,6 +24,7 @@ use crate::store::{
 };
 use classify::ClassifyContext;
 use lookup_cache::LookupCache;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,13 +216,6 @@ fn storage_error(e: StoreError) -> DeliveryError {
         },
         _ => DeliveryError::temporary("4.3.0", "Storage failure, try again later"),
     }
-}
-
-/// What `messages.auth_results` holds: the verdicts and what the account's policy made of them.
-#[derive(serde::Serialize)]
-struct StoredAuthResults<'a> {
-    verdicts: &'a AuthVerdicts,
-    policy: &'a PolicyOutcome,
 }
 
 /// Where a message is filed: our inbound domain, and how many participants it may add.
@@ -520,8 +516,8 @@ impl Delivery for MailIntake {
                         // Straight to text: going through a `serde_json::Value` tree first
                         // cost a sixteenth of the session threads' time.
                         m.auth_results = match serde_json::to_string(&StoredAuthResults {
-                            verdicts,
-                            policy: outcome,
+                            verdicts: Cow::Borrowed(verdicts),
+                            policy: Cow::Borrowed(outcome),
                         }) {
                             Ok(text) => Some(text),
                             Err(e) => {

@@ -1,7 +1,7 @@
 //! Reading tickets, messages and quarantine, always within one account.
 
 use super::{Mailbox, Store, StoreError};
-use crate::domain::{AccountId, TicketId};
+use crate::domain::{AccountId, StoredAuthResults, TicketId};
 use serde::Serialize;
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -371,8 +371,9 @@ impl Store {
                 .await?
                 .flatten();
         let header = auth
-            .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
-            .and_then(|v| v["verdicts"]["header"].as_str().map(str::to_string));
+            .as_deref()
+            .and_then(StoredAuthResults::parse)
+            .map(|a| a.verdicts.into_owned().header);
         Ok(match header {
             Some(h) => {
                 // Folded lines of the header must stay CRLF + tab; the value already is.
