@@ -64,7 +64,7 @@ pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "attachment".into());
         attachments.push(crate::outbound::DraftAttachment {
-            content_type: guess_type(&filename).to_string(),
+            content_type: crate::outbound::content_type_of(&filename).to_string(),
             filename,
             data,
         });
@@ -107,22 +107,4 @@ pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn guess_type(filename: &str) -> &'static str {
-    let ext = filename
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "pdf" => "application/pdf",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "txt" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "zip" => "application/zip",
-        _ => "application/octet-stream",
-    }
 }
