@@ -11,7 +11,7 @@ use common::outbound::{
     dkimpy_verify, header, outbound_env, pairs, set_up_domain, wait_deliveries, Sink, BRAND,
 };
 use common::{api_token, cli, cli_json, cli_ok, cli_output, spawn_app, spawn_app_in, TestApp};
-use postern::domain::{AccountId, EmailAddress, Role};
+use postern::domain::{AccountId, EmailAddress, Role, Scope};
 use postern::rules::{ManualClock, QueueReplySender, RulesConfig, RulesEngine};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -160,7 +160,10 @@ async fn ticket_by_subject(
         .find(|t| t.subject == subject)
         .unwrap_or_else(|| panic!("no ticket {subject:?}"));
     app.store
-        .ticket(postern::domain::TicketId(t.id), Some(AccountId(account)))
+        .ticket(
+            postern::domain::TicketId(t.id),
+            Scope::Account(AccountId(account)),
+        )
         .await
         .expect("ticket")
 }
@@ -979,7 +982,7 @@ macro = "ack"
             .store
             .ticket(
                 postern::domain::TicketId(r.ticket_id.unwrap()),
-                Some(AccountId(live)),
+                Scope::Account(AccountId(live)),
             )
             .await
             .unwrap()
@@ -1486,7 +1489,7 @@ async fn out_of_hours_auto_reply_is_delivered_signed_and_once_per_window() {
     // Nothing else was queued: one queue entry in the account.
     let queue = app
         .store
-        .queue_entries(Some(AccountId(acct)), 100)
+        .queue_entries(Scope::Account(AccountId(acct)), 100)
         .await
         .unwrap();
     assert_eq!(queue.len(), 1, "{queue:?}");
@@ -1578,7 +1581,7 @@ async fn without_a_verified_domain_the_auto_reply_is_recorded_with_the_reason() 
     }
     assert!(app
         .store
-        .queue_entries(Some(AccountId(acct)), 10)
+        .queue_entries(Scope::Account(AccountId(acct)), 10)
         .await
         .unwrap()
         .is_empty());

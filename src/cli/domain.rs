@@ -1,7 +1,7 @@
 //! `postern domain`: sending domains, their DKIM keys and the DNS records replies need.
 
-use super::open_store;
 use super::output::{print_json, JsonFlag};
+use super::{open_store, scope};
 use crate::config::Settings;
 use crate::domain::AccountId;
 use anyhow::Result;
@@ -113,7 +113,7 @@ pub(super) async fn run(cmd: DomainCommand, settings: &Settings) -> Result<()> {
             }
         }
         DomainCommand::List { account, out } => {
-            let list = store.sending_domains(account).await?;
+            let list = store.sending_domains(scope(account)).await?;
             if out.json {
                 let docs: Vec<serde_json::Value> = list
                     .iter()

@@ -19,6 +19,7 @@ mod token;
 mod verify;
 
 use crate::config::Settings;
+use crate::domain::{AccountId, Scope};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -121,4 +122,10 @@ async fn open_store(settings: &Settings) -> Result<Store> {
     Store::open(&settings.database_path(), settings.store.read_connections)
         .await
         .with_context(|| format!("opening {}", settings.database_path().display()))
+}
+
+/// `--account` narrows a command to one account; without it the operator on this machine
+/// sees every account (the only place `Scope::Operator` comes from).
+fn scope(account: Option<AccountId>) -> Scope {
+    account.map_or(Scope::Operator, Scope::Account)
 }

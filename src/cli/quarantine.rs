@@ -1,7 +1,7 @@
 //! `postern quarantine`: accepted mail that could not become a ticket.
 
-use super::open_store;
 use super::output::{print_json, JsonFlag};
+use super::{open_store, scope};
 use crate::config::Settings;
 use crate::domain::AccountId;
 use anyhow::Result;
@@ -21,7 +21,7 @@ pub enum QuarantineCommand {
 pub(super) async fn run(cmd: QuarantineCommand, settings: &Settings) -> Result<()> {
     let QuarantineCommand::List { account, out } = cmd;
     let store = open_store(settings).await?;
-    let items = store.quarantine(account).await?;
+    let items = store.quarantine(scope(account)).await?;
     if out.json {
         print_json(&items)?;
     } else {

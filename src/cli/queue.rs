@@ -1,7 +1,7 @@
 //! `postern queue`: the outbound queue, one entry per recipient of each reply.
 
-use super::open_store;
 use super::output::{print_json, print_list, JsonFlag};
+use super::{open_store, scope};
 use crate::config::Settings;
 use crate::domain::AccountId;
 use anyhow::Result;
@@ -67,13 +67,13 @@ pub(super) async fn run(cmd: QueueCommand, settings: &Settings) -> Result<()> {
             limit,
             out,
         } => {
-            let entries = store.queue_entries(account, limit).await?;
+            let entries = store.queue_entries(scope(account), limit).await?;
             print_list(&out, &entries, "the queue is empty", print_delivery)?;
         }
         QueueCommand::Retry { id, account, out } => {
             let lifetime =
                 i64::try_from(settings.outbound.lifetime.as_millis()).unwrap_or(i64::MAX / 2);
-            let d = store.retry_delivery(id, account, lifetime).await?;
+            let d = store.retry_delivery(id, scope(account), lifetime).await?;
             if out.json {
                 print_json(&d)?;
             } else {

@@ -3,7 +3,7 @@
 use super::open_store;
 use super::output::{print_json, JsonFlag};
 use crate::config::Settings;
-use crate::domain::{AccountId, TicketId};
+use crate::domain::{AccountId, Scope, TicketId};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -72,7 +72,13 @@ pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
     let store = open_store(settings).await?;
     let account = match account {
         Some(a) => a,
-        None => AccountId(store.ticket(ticket, None).await?.ticket.account_id),
+        None => AccountId(
+            store
+                .ticket(ticket, Scope::Operator)
+                .await?
+                .ticket
+                .account_id,
+        ),
     };
     let outbound = crate::app::outbound_queue(settings, &store).await?;
     let draft = crate::outbound::ReplyDraft {

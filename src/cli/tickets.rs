@@ -1,8 +1,8 @@
 //! `postern tickets list` and `postern ticket show`.
 
-use super::open_store;
 use super::output::{print_json, JsonFlag};
 use super::queue::print_delivery;
+use super::{open_store, scope};
 use crate::config::Settings;
 use crate::domain::StoredAuthResults;
 use crate::domain::{AccountId, TicketId};
@@ -67,7 +67,7 @@ pub(super) async fn list(cmd: TicketsCommand, settings: &Settings) -> Result<()>
 pub(super) async fn show(cmd: TicketCommand, settings: &Settings) -> Result<()> {
     let TicketCommand::Show { id, account, out } = cmd;
     let store = open_store(settings).await?;
-    let t = store.ticket(id, account).await?;
+    let t = store.ticket(id, scope(account)).await?;
     if out.json {
         print_json(&t)?;
     } else {

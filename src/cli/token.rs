@@ -3,7 +3,7 @@
 use super::open_store;
 use super::output::{print_json, JsonFlag};
 use crate::config::Settings;
-use crate::domain::{AccountId, Role};
+use crate::domain::{AccountId, Role, Scope};
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde::Serialize;
@@ -114,7 +114,7 @@ pub(super) async fn run(cmd: TokenCommand, settings: &Settings) -> Result<()> {
             }
         }
         TokenCommand::Revoke { id, out } => {
-            let t = store.revoke_api_token(id, None).await?;
+            let t = store.revoke_api_token(id, Scope::Operator).await?;
             if out.json {
                 print_json(&t)?;
             } else {

@@ -6,6 +6,7 @@ mod email_address;
 mod forwarding_address;
 mod principal;
 mod public_address;
+mod scope;
 mod text_fold;
 mod threading;
 
@@ -19,6 +20,7 @@ pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
 pub use principal::{Principal, Role};
 pub use public_address::{is_public_ip, not_public, NotPublic};
+pub use scope::Scope;
 pub use text_fold::{fold as fold_text, strip_marks};
 pub use threading::{
     is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, reply_subject,
