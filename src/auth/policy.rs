@@ -5,6 +5,7 @@
 
 use super::{AuthVerdicts, PolicyOutcome};
 use crate::config::AuthSettings;
+use crate::domain::AccountAuthSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,17 @@ impl AuthPolicy {
         Self {
             trusted_arc_forwarders: auth.trusted_arc_forwarders.clone(),
             strict_dmarc: auth.strict_dmarc,
+        }
+    }
+
+    /// An account's policy: what its settings set, these defaults for the rest.
+    pub fn for_account(&self, account: &AccountAuthSettings) -> Self {
+        Self {
+            trusted_arc_forwarders: account
+                .trusted_arc_forwarders
+                .clone()
+                .unwrap_or_else(|| self.trusted_arc_forwarders.clone()),
+            strict_dmarc: account.strict_dmarc.unwrap_or(self.strict_dmarc),
         }
     }
 }

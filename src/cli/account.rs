@@ -113,17 +113,13 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
             reset,
             out,
         } => {
-            let mut settings_doc = store.account_settings(id).await?;
-            let mut auth = if reset {
-                serde_json::json!({})
-            } else {
-                settings_doc["auth"].take()
-            };
-            if !auth.is_object() {
-                auth = serde_json::json!({});
+            let mut account_settings = store.account_settings(id).await?;
+            let auth = &mut account_settings.auth;
+            if reset {
+                *auth = Default::default();
             }
             if let Some(strict) = strict_dmarc {
-                auth["strict_dmarc"] = strict.into();
+                auth.strict_dmarc = Some(strict);
             }
             if !trust_arc.is_empty() {
                 let list: Vec<String> = trust_arc
@@ -136,14 +132,13 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
                 {
                     bail!("--trust-arc {bad:?} is not a domain name");
                 }
-                auth["trusted_arc_forwarders"] = list.into();
+                auth.trusted_arc_forwarders = Some(list);
             }
             if reset || strict_dmarc.is_some() || !trust_arc.is_empty() {
-                store.set_account_setting(id, "auth", auth.clone()).await?;
+                store.set_account_settings(id, &account_settings).await?;
             }
-            let defaults = crate::auth::AuthPolicy::from_config(&settings.auth);
-            let effective =
-                crate::ingest::account_policy(&serde_json::json!({"auth": auth}), &defaults);
+            let effective = crate::auth::AuthPolicy::from_config(&settings.auth)
+                .for_account(&account_settings.auth);
             if out.json {
                 print_json(&effective)?;
             } else {

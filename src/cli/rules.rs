@@ -288,25 +288,36 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             clear,
             out,
         } => {
-            if let Some(f) = file {
-                let v: serde_json::Value = serde_json::from_str(&read_text(&f)?)
-                    .with_context(|| format!("{} is not JSON", f.display()))?;
-                rules::business_hours::BusinessHours::parse(&v).map_err(|e| anyhow::anyhow!(e))?;
+            // The file is checked before the account is looked up.
+            let written = match file {
+                Some(f) => {
+                    let v: serde_json::Value = serde_json::from_str(&read_text(&f)?)
+                        .with_context(|| format!("{} is not JSON", f.display()))?;
+                    rules::business_hours::BusinessHours::parse(&v)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    Some(v)
+                }
+                None => None,
+            };
+            let mut account_settings = store.account_settings(account).await?;
+            if let Some(v) = written {
+                account_settings.business_hours = Some(v);
                 store
-                    .set_account_setting(account, "business_hours", v)
+                    .set_account_settings(account, &account_settings)
                     .await?;
             } else if clear {
+                account_settings.business_hours = None;
                 store
-                    .set_account_setting(account, "business_hours", serde_json::Value::Null)
+                    .set_account_settings(account, &account_settings)
                     .await?;
             }
-            let v = store.account_settings(account).await?["business_hours"].clone();
+            let hours = &account_settings.business_hours;
             if out.json {
-                print_json(&v)?;
-            } else if v.is_null() {
-                println!("no business hours: every hour counts as within business hours");
+                print_json(hours)?;
+            } else if let Some(v) = hours {
+                println!("{}", serde_json::to_string_pretty(v)?);
             } else {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("no business hours: every hour counts as within business hours");
             }
         }
         RulesCommand::Tick { out } => {

@@ -1,5 +1,6 @@
 //! Plain types shared by every part. Imports nothing of the project.
 
+mod account_settings;
 mod auth_results;
 mod duplicate;
 mod email_address;
@@ -10,6 +11,7 @@ mod scope;
 mod text_fold;
 mod threading;
 
+pub use account_settings::{AccountAuthSettings, AccountSettings};
 pub use auth_results::{
     ArcVerdict, AuthVerdicts, DmarcVerdict, PolicyOutcome, StoredAuthResults, Verdict,
 };
