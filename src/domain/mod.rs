@@ -5,6 +5,7 @@ mod auth_results;
 mod duplicate;
 mod email_address;
 mod forwarding_address;
+mod import_totals;
 mod principal;
 mod public_address;
 mod scope;
@@ -20,6 +21,7 @@ pub use duplicate::{
 };
 pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
+pub use import_totals::ImportTotals;
 pub use principal::{Principal, Role};
 pub use public_address::{is_public_ip, not_public, NotPublic};
 pub use scope::Scope;

@@ -1,7 +1,7 @@
 //! Import jobs (admins only): past mail from an IMAP account or an uploaded mbox / .eml,
 //! run in the background by the server (`import::runner`), with progress, cancel and resume.
 
-use crate::domain::{AccountId, Principal};
+use crate::domain::{AccountId, ImportTotals, Principal};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
@@ -61,15 +61,8 @@ pub struct ImportJob {
     pub open_newest: u32,
     /// Messages read into the staging file once the first pass is over.
     pub staged: Option<i64>,
-    /// Totals so far (committed batches; a dry run's when it ends). While the job runs,
-    /// `progress` has the live figures.
-    pub seen: i64,
-    pub imported: i64,
-    pub duplicates: i64,
-    pub quarantined: i64,
-    /// Outside `since`/`until`.
-    pub skipped: i64,
-    pub bytes: i64,
+    #[serde(flatten)]
+    pub totals: ImportTotals,
     /// Tickets the import created and existing tickets it added history to (once ended).
     pub tickets_created: Option<i64>,
     pub tickets_merged: Option<i64>,
@@ -153,12 +146,7 @@ fn job_of(view: ImportJobView, runner: &ImportRunner) -> ImportJob {
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(0),
         staged: view.staged,
-        seen: view.seen,
-        imported: view.imported,
-        duplicates: view.duplicates,
-        quarantined: view.quarantined,
-        skipped: view.skipped,
-        bytes: view.bytes,
+        totals: view.totals,
         tickets_created: view.tickets_created,
         tickets_merged: view.tickets_merged,
         tickets: view
