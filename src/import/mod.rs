@@ -25,6 +25,7 @@ pub mod progress;
 pub mod runner;
 pub mod source;
 pub mod staging;
+pub mod upload;
 
 pub use crate::domain::ImportTotals;
 pub use date_range::{BadDate, DateRange};
