@@ -129,3 +129,38 @@ async fn open_store(settings: &Settings) -> Result<Store> {
 fn scope(account: Option<AccountId>) -> Scope {
     account.map_or(Scope::Operator, Scope::Account)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        // clap's own check: every conflicts_with / required_unless names an argument, no
+        // two arguments share a flag, ...
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn operator_scope_only_without_account() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Quarantine(quarantine::QuarantineCommand::List { account, .. })) => {
+                Some(scope(account))
+            }
+            _ => None,
+        };
+        assert_eq!(
+            parse(&["postern", "quarantine", "list"]),
+            Some(Scope::Operator)
+        );
+        assert_eq!(
+            parse(&["postern", "quarantine", "list", "--account", "4"]),
+            Some(Scope::Account(AccountId(4)))
+        );
+        assert_eq!(
+            parse(&["postern", "quarantine", "list", "--account", "x"]),
+            None
+        );
+    }
+}
