@@ -260,10 +260,7 @@ impl Application {
             writer,
             &settings.inbound.domain,
             auth,
-            AuthPolicy {
-                trusted_arc_forwarders: settings.auth.trusted_arc_forwarders.clone(),
-                strict_dmarc: settings.auth.strict_dmarc,
-            },
+            AuthPolicy::from_config(&settings.auth),
             settings.inbound.lookup_cache,
         )
         .with_max_participants(settings.threading.max_participants_per_message);

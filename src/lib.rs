@@ -1,10 +1,12 @@
 //! Postern: an email ingestion gateway for support teams.
 //!
 //! Parts (see DESIGN.md): `config`, `domain`, `store`, `smtp`, `ingest`, `http`, and
-//! `app` which wires them. `smtp` knows nothing of storage; `domain` imports nothing of ours.
+//! `app` which wires them, `cli` the command line (`main.rs` only parses and dispatches).
+//! `smtp` knows nothing of storage; `domain` imports nothing of ours.
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -7,8 +7,11 @@ mod cache;
 pub mod org_domain;
 pub mod policy;
 
+pub use crate::domain::{
+    ArcVerdict, AuthVerdicts, DmarcVerdict, PolicyOutcome, StoredAuthResults, Verdict,
+};
 pub use cache::BoundedCache;
-pub use policy::{evaluate, AuthPolicy, PolicyOutcome};
+pub use policy::{evaluate, AuthPolicy};
 
 use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
@@ -18,7 +21,6 @@ use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult, IprevResult,
     MessageAuthenticator, Parameters, RecordSet, SpfResult, Txt, MX,
 };
-use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,19 +31,6 @@ pub enum AuthError {
     Resolver(String),
     #[error("dns.nameservers: {0:?} is not an IP address (optionally with :port)")]
     BadNameserver(String),
-}
-
-/// One check's outcome, as RFC 8601 names it, with what it was about and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    /// pass, fail, softfail, neutral, none, temperror, permerror, policy
-    pub result: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub selector: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 impl Verdict {
@@ -63,43 +52,6 @@ impl Verdict {
         self.reason = Some(r.to_string());
         self
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArcVerdict {
-    pub result: String,
-    /// Sealing domains, oldest hop first (i=1, 2, ...).
-    pub sealers: Vec<String>,
-    /// What each hop's ARC-Authentication-Results said of DMARC (same order as `sealers`).
-    pub hop_dmarc: Vec<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DmarcVerdict {
-    pub result: String,
-    /// The RFC 5322 From domain the policy is about.
-    pub from_domain: String,
-    /// none, quarantine, reject, or unspecified when no record was found.
-    pub policy: String,
-    pub spf_aligned: bool,
-    pub dkim_aligned: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// Every verdict on one message, and the Authentication-Results header that sums them up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthVerdicts {
-    pub iprev: Verdict,
-    pub spf_helo: Verdict,
-    pub spf_mail_from: Verdict,
-    pub dkim: Vec<Verdict>,
-    pub arc: ArcVerdict,
-    pub dmarc: DmarcVerdict,
-    /// Value of the Authentication-Results header (without the field name).
-    pub header: String,
 }
 
 impl AuthVerdicts {

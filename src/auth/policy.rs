@@ -3,7 +3,9 @@
 //! for the first hop; a failing From domain with an enforcing DMARC policy is flagged as a
 //! likely spoof, never threaded into an existing ticket and never auto-replied to.
 
-use super::AuthVerdicts;
+use super::{AuthVerdicts, PolicyOutcome};
+use crate::config::AuthSettings;
+use crate::domain::AccountAuthSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,14 +16,25 @@ pub struct AuthPolicy {
     pub strict_dmarc: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyOutcome {
-    /// The From domain is proven: DMARC passed, or a trusted forwarder's ARC seal says it did.
-    pub authenticated_domain: Option<String>,
-    pub via_trusted_arc: Option<String>,
-    pub spoof_suspected: bool,
-    /// Set when strict mode refuses the message; the reason goes in the 550 reply.
-    pub reject: Option<String>,
+impl AuthPolicy {
+    /// The server's defaults (`[auth]`), which an account's own settings may override.
+    pub fn from_config(auth: &AuthSettings) -> Self {
+        Self {
+            trusted_arc_forwarders: auth.trusted_arc_forwarders.clone(),
+            strict_dmarc: auth.strict_dmarc,
+        }
+    }
+
+    /// An account's policy: what its settings set, these defaults for the rest.
+    pub fn for_account(&self, account: &AccountAuthSettings) -> Self {
+        Self {
+            trusted_arc_forwarders: account
+                .trusted_arc_forwarders
+                .clone()
+                .unwrap_or_else(|| self.trusted_arc_forwarders.clone()),
+            strict_dmarc: account.strict_dmarc.unwrap_or(self.strict_dmarc),
+        }
+    }
 }
 
 fn trusted(domain: &str, list: &[String]) -> bool {

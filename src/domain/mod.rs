@@ -1,20 +1,30 @@
 //! Plain types shared by every part. Imports nothing of the project.
 
+mod account_settings;
+mod auth_results;
 mod duplicate;
 mod email_address;
 mod forwarding_address;
+mod import_totals;
 mod principal;
 mod public_address;
+mod scope;
 mod text_fold;
 mod threading;
 
+pub use account_settings::{AccountAuthSettings, AccountSettings};
+pub use auth_results::{
+    ArcVerdict, AuthVerdicts, DmarcVerdict, PolicyOutcome, StoredAuthResults, Verdict,
+};
 pub use duplicate::{
     judge_duplicate, same_body, DistinctBecause, DuplicateVerdict, IncomingCopy, StoredCopy,
 };
 pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
+pub use import_totals::ImportTotals;
 pub use principal::{Principal, Role};
 pub use public_address::{is_public_ip, not_public, NotPublic};
+pub use scope::Scope;
 pub use text_fold::{fold as fold_text, strip_marks};
 pub use threading::{
     is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, reply_subject,

@@ -53,6 +53,11 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// What this principal may see: its own account, always.
+    pub fn scope(&self) -> super::Scope {
+        super::Scope::Account(self.account_id)
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }

@@ -25,7 +25,9 @@ pub mod progress;
 pub mod runner;
 pub mod source;
 pub mod staging;
+pub mod upload;
 
+pub use crate::domain::ImportTotals;
 pub use date_range::{BadDate, DateRange};
 pub use decompress_limit::{DecompressLimits, LimitExceeded};
 pub use eml::EmlSource;
@@ -35,8 +37,8 @@ pub use job_lock::{ImportLock, LockError};
 pub use maildir::{MaildirFolder, MaildirSource};
 pub use mbox::{MboxDialect, MboxSource};
 pub use pipeline::{
-    run_import, ImportCounters, ImportError, ImportProgress, ImportRequest, ImportSummary,
-    QuietProgress, SourceSpec,
+    run_import, ImportError, ImportProgress, ImportRequest, ImportSummary, QuietProgress,
+    SourceSpec,
 };
 pub use source::{
     Content, DateSource, FileSourceOptions, MessageFlags, MessageSource, Position, SourceError,

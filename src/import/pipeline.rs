@@ -15,7 +15,7 @@ use super::{
     Content, DateRange, DecompressLimits, EmlSource, FileSourceOptions, ImapConfig, ImapSource,
     MaildirSource, MboxDialect, MboxSource, MessageSource, Position, SourceError, SourceMessage,
 };
-use crate::domain::AccountId;
+use crate::domain::{AccountId, ImportTotals};
 use crate::ingest::{import_item, Filing, ImportOrigin};
 use crate::store::{
     import_status, CommitWriter, ImportCheckpoint, ImportJobView, Intake, IntakeOutcome,
@@ -168,17 +168,6 @@ impl ImportRequest {
     }
 }
 
-/// Running totals of an import.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ImportCounters {
-    pub seen: i64,
-    pub imported: i64,
-    pub duplicates: i64,
-    pub quarantined: i64,
-    pub skipped: i64,
-    pub bytes: i64,
-}
-
 /// The final word on an import (the CLI's `--json` output).
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct ImportSummary {
@@ -189,12 +178,8 @@ pub struct ImportSummary {
     pub source: String,
     /// How many messages an earlier run had already committed, when this run resumed it.
     pub resumed_after: Option<i64>,
-    pub seen: i64,
-    pub imported: i64,
-    pub duplicates: i64,
-    pub quarantined: i64,
-    pub skipped: i64,
-    pub bytes: i64,
+    #[serde(flatten)]
+    pub totals: ImportTotals,
     /// Tickets the import created and existing tickets it added history to (`None` on a dry run).
     pub tickets_created: Option<i64>,
     pub tickets_merged: Option<i64>,
@@ -204,15 +189,23 @@ pub struct ImportSummary {
     pub error: Option<String>,
 }
 
+/// A summary reads as its totals too (`summary.imported`): they are most of what it says.
+impl std::ops::Deref for ImportSummary {
+    type Target = ImportTotals;
+    fn deref(&self) -> &ImportTotals {
+        &self.totals
+    }
+}
+
 /// Told how an import goes (a progress bar, log lines, nothing).
 pub trait ImportProgress: Send + Sync {
     /// Now and then while the source is read (first pass).
     fn reading(&self, _totals: &StagingTotals) {}
     /// Once, when committing starts (second pass): `total` messages to commit, of which
     /// `counters` says how many an earlier run already did.
-    fn started(&self, _source: &str, _total: Option<i64>, _counters: &ImportCounters) {}
+    fn started(&self, _source: &str, _total: Option<i64>, _counters: &ImportTotals) {}
     /// After each committed batch.
-    fn advanced(&self, _counters: &ImportCounters) {}
+    fn advanced(&self, _counters: &ImportTotals) {}
     /// Once, at the end.
     fn finished(&self, _summary: &ImportSummary) {}
 }
@@ -332,7 +325,7 @@ pub async fn run_import(
         cancel: &cancel,
         staging: staging::staging_path(&request.lock_dir, job.id),
     };
-    let done_before = job.imported + job.duplicates + job.quarantined;
+    let done_before = job.totals.committed();
     let outcome = run.execute(&job).await;
     let (final_status, error) = match &outcome {
         Ok(Ending::Done) => (import_status::COMPLETED, None),
@@ -369,12 +362,7 @@ fn summary_of(view: &ImportJobView, resumed_after: Option<i64>, took: Duration) 
         dry_run: false,
         source: format!("{} {}", view.kind, view.source),
         resumed_after,
-        seen: view.seen,
-        imported: view.imported,
-        duplicates: view.duplicates,
-        quarantined: view.quarantined,
-        skipped: view.skipped,
-        bytes: view.bytes,
+        totals: view.totals,
         tickets_created: view.tickets_created,
         tickets_merged: view.tickets_merged,
         tickets: view
@@ -413,17 +401,7 @@ impl Run<'_> {
             None => None,
         };
         let (index, mut counters) = match reusable {
-            Some((index, job)) => (
-                index,
-                ImportCounters {
-                    seen: job.seen,
-                    imported: job.imported,
-                    duplicates: job.duplicates,
-                    quarantined: job.quarantined,
-                    skipped: job.skipped,
-                    bytes: job.bytes,
-                },
-            ),
+            Some((index, job)) => (index, job.totals),
             None => match self.stage().await? {
                 None => return Ok(Ending::Cancelled),
                 Some((index, totals)) => {
@@ -438,18 +416,18 @@ impl Run<'_> {
                         .await?;
                     (
                         index,
-                        ImportCounters {
+                        ImportTotals {
                             seen: totals.seen,
                             skipped: totals.skipped,
                             bytes: totals.bytes,
-                            ..ImportCounters::default()
+                            ..ImportTotals::default()
                         },
                     )
                 }
             },
         };
         let total = index.len() as i64;
-        let done = counters.imported + counters.duplicates + counters.quarantined;
+        let done = counters.committed();
         self.progress
             .started(&self.request.source.describe(), Some(total), &counters);
         let source = StagedSource::open(
@@ -590,9 +568,9 @@ impl Run<'_> {
     async fn commit(
         &self,
         batch: &mut Vec<Intake>,
-        before: ImportCounters,
+        before: ImportTotals,
         position: Option<String>,
-    ) -> Result<ImportCounters, ImportError> {
+    ) -> Result<ImportTotals, ImportError> {
         let checkpoint = ImportCheckpoint {
             job: self.job,
             position,
@@ -649,7 +627,7 @@ async fn dry_run(
         inbound_domain.to_string(),
         0,
     )?;
-    let mut counters = ImportCounters::default();
+    let mut counters = ImportTotals::default();
     progress.started(&request.source.describe(), None, &counters);
     let mut seen_keys: HashSet<String> = HashSet::new();
     let mut pending: Vec<String> = Vec::new();
@@ -721,12 +699,7 @@ async fn dry_run(
         dry_run: true,
         source: format!("{} {}", request.source.kind(), request.source.describe()),
         resumed_after: None,
-        seen: counters.seen,
-        imported: counters.imported,
-        duplicates: counters.duplicates,
-        quarantined: counters.quarantined,
-        skipped: counters.skipped,
-        bytes: counters.bytes,
+        totals: counters,
         tickets_created: None,
         tickets_merged: None,
         tickets: None,
@@ -743,7 +716,7 @@ async fn count_new(
     account: AccountId,
     pending: &mut Vec<String>,
     seen_keys: &mut HashSet<String>,
-    counters: &mut ImportCounters,
+    counters: &mut ImportTotals,
 ) -> Result<(), ImportError> {
     let keys = std::mem::take(pending);
     let existing = store.existing_dedup_keys(account, &keys).await?;

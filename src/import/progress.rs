@@ -2,17 +2,18 @@
 //! plain lines on stderr otherwise (a log, a pipe, CI). First the source is read (a spinner:
 //! messages and bytes read), then the messages are committed in date order (a bar with ETA).
 
-use super::pipeline::{ImportCounters, ImportProgress, ImportSummary};
+use super::pipeline::{ImportProgress, ImportSummary};
 use super::staging::StagingTotals;
+use crate::domain::ImportTotals;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-fn done(c: &ImportCounters) -> u64 {
-    (c.imported + c.duplicates + c.quarantined).max(0) as u64
+fn done(c: &ImportTotals) -> u64 {
+    c.committed().max(0) as u64
 }
 
-fn outcome(c: &ImportCounters) -> String {
+fn outcome(c: &ImportTotals) -> String {
     format!(
         "{} imported, {} duplicates, {} quarantined, {} outside the dates",
         c.imported, c.duplicates, c.quarantined, c.skipped
@@ -57,7 +58,7 @@ impl ImportProgress for TerminalProgress {
         ));
     }
 
-    fn started(&self, source: &str, total: Option<i64>, c: &ImportCounters) {
+    fn started(&self, source: &str, total: Option<i64>, c: &ImportTotals) {
         if let Ok(mut committing) = self.committing.lock() {
             *committing = true;
         }
@@ -81,7 +82,7 @@ impl ImportProgress for TerminalProgress {
         self.bar.set_message(outcome(c));
     }
 
-    fn advanced(&self, c: &ImportCounters) {
+    fn advanced(&self, c: &ImportTotals) {
         self.bar.set_position(done(c));
         self.bar.set_message(outcome(c));
     }
@@ -134,7 +135,7 @@ impl ImportProgress for LineProgress {
         }
     }
 
-    fn started(&self, source: &str, total: Option<i64>, c: &ImportCounters) {
+    fn started(&self, source: &str, total: Option<i64>, c: &ImportTotals) {
         let resumed = if done(c) > 0 {
             format!(" (resuming: {} already done)", done(c))
         } else {
@@ -149,7 +150,7 @@ impl ImportProgress for LineProgress {
         }
     }
 
-    fn advanced(&self, c: &ImportCounters) {
+    fn advanced(&self, c: &ImportTotals) {
         if self.due() {
             eprintln!(
                 "import: {} messages done in {:.1} s: {}",
@@ -166,14 +167,7 @@ impl ImportProgress for LineProgress {
             s.status,
             self.secs(),
             s.seen,
-            outcome(&ImportCounters {
-                seen: s.seen,
-                imported: s.imported,
-                duplicates: s.duplicates,
-                quarantined: s.quarantined,
-                skipped: s.skipped,
-                bytes: s.bytes,
-            })
+            outcome(&s.totals)
         );
     }
 }

@@ -8,13 +8,11 @@
 //! password, which is never stored: a resumed IMAP job is given it again.
 
 use super::job_lock::{ImportLock, LockError};
-use super::pipeline::{run_import, ImportCounters, ImportProgress, ImportSummary, SourceSpec};
+use super::pipeline::{run_import, ImportProgress, SourceSpec};
 use super::staging::StagingTotals;
 use super::{DateRange, DecompressLimits, ImapConfig, ImportRequest, SourceError};
-use crate::domain::AccountId;
-use crate::store::{
-    import_status, CommitWriter, DryRunCounts, ImportJobView, NewImportJob, Store, StoreError,
-};
+use crate::domain::{AccountId, ImportTotals};
+use crate::store::{import_status, CommitWriter, ImportJobView, NewImportJob, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -186,7 +184,7 @@ struct LiveState {
     committing_since: Option<Instant>,
     done_at_start: i64,
     total: Option<i64>,
-    counters: ImportCounters,
+    counters: ImportTotals,
 }
 
 /// A job running in this process.
@@ -199,8 +197,8 @@ struct LiveJob {
     state: Mutex<LiveState>,
 }
 
-fn done(c: &ImportCounters) -> i64 {
-    c.imported + c.duplicates + c.quarantined
+fn done(c: &ImportTotals) -> i64 {
+    c.committed()
 }
 
 impl LiveJob {
@@ -255,7 +253,7 @@ impl ImportProgress for Reporter {
         }
     }
 
-    fn started(&self, _source: &str, total: Option<i64>, counters: &ImportCounters) {
+    fn started(&self, _source: &str, total: Option<i64>, counters: &ImportTotals) {
         if let Ok(mut s) = self.0.state.lock() {
             s.counters = *counters;
             if self.0.dry_run {
@@ -269,7 +267,7 @@ impl ImportProgress for Reporter {
         }
     }
 
-    fn advanced(&self, counters: &ImportCounters) {
+    fn advanced(&self, counters: &ImportTotals) {
         if let Ok(mut s) = self.0.state.lock() {
             s.counters = *counters;
         }
@@ -638,7 +636,7 @@ impl ImportRunner {
             drop(writer);
             let status = match &result {
                 Ok(summary) if dry_run => {
-                    if let Err(e) = store.record_dry_run(id, &summary_counters(summary), &summary.status).await {
+                    if let Err(e) = store.record_dry_run(id, &summary.totals, &summary.status).await {
                         tracing::error!(job = id, error = %e, "cannot record the dry run's result");
                     }
                     summary.status.clone()
@@ -689,17 +687,6 @@ impl ImportRunner {
             finished();
         });
         Ok(())
-    }
-}
-
-fn summary_counters(s: &ImportSummary) -> DryRunCounts {
-    DryRunCounts {
-        seen: s.seen,
-        imported: s.imported,
-        duplicates: s.duplicates,
-        quarantined: s.quarantined,
-        skipped: s.skipped,
-        bytes: s.bytes,
     }
 }
 

@@ -14,14 +14,17 @@ pub mod tnef;
 pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusable};
 pub use participants::DEFAULT_MAX_PARTICIPANTS;
 
-use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome};
-use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
+use crate::auth::{
+    evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome, StoredAuthResults,
+};
+use crate::domain::{AccountId, AccountSettings, EmailAddress, Envelope, SupportAddressId};
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
     CommitWriter, Intake, IntakeOutcome, MessageKind, NewMessage, NewQuarantine, Store, StoreError,
 };
 use classify::ClassifyContext;
 use lookup_cache::LookupCache;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +49,7 @@ pub struct MailIntake {
     default_policy: AuthPolicy,
     /// Forwarding address (normalised) -> its account and support address.
     routes: LookupCache<String, (AccountId, SupportAddressId)>,
-    settings: LookupCache<AccountId, Arc<serde_json::Value>>,
+    settings: LookupCache<AccountId, Arc<AccountSettings>>,
     /// Told after each commit that stored a message: the rules worker runs then, after the
     /// 250 is decided and never in its way (it reads the committed rows itself).
     after_commit: Option<Arc<tokio::sync::Notify>>,
@@ -54,24 +57,6 @@ pub struct MailIntake {
 
 /// How many addresses and accounts the lookup caches remember at most.
 const LOOKUP_CACHE_CAPACITY: usize = 10_000;
-
-/// The account's authentication policy: its own settings (`auth` key) over the defaults.
-pub fn account_policy(settings: &serde_json::Value, defaults: &AuthPolicy) -> AuthPolicy {
-    let auth = &settings["auth"];
-    AuthPolicy {
-        trusted_arc_forwarders: auth["trusted_arc_forwarders"]
-            .as_array()
-            .map(|l| {
-                l.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_else(|| defaults.trusted_arc_forwarders.clone()),
-        strict_dmarc: auth["strict_dmarc"]
-            .as_bool()
-            .unwrap_or(defaults.strict_dmarc),
-    }
-}
 
 impl MailIntake {
     pub fn new(
@@ -126,7 +111,7 @@ impl MailIntake {
     async fn account_settings(
         &self,
         account: AccountId,
-    ) -> Result<Arc<serde_json::Value>, StoreError> {
+    ) -> Result<Arc<AccountSettings>, StoreError> {
         if let Some(hit) = self.settings.get(&account) {
             return Ok(hit);
         }
@@ -164,7 +149,7 @@ impl MailIntake {
                 .account_settings(*account)
                 .await
                 .map_err(storage_error)?;
-            let policy = account_policy(&settings, &self.default_policy);
+            let policy = self.default_policy.for_account(&settings.auth);
             let outcome = evaluate(&verdicts, &policy, envelope_domain);
             out.insert(*account, (verdicts.clone(), outcome));
         }
@@ -213,13 +198,6 @@ fn storage_error(e: StoreError) -> DeliveryError {
         },
         _ => DeliveryError::temporary("4.3.0", "Storage failure, try again later"),
     }
-}
-
-/// What `messages.auth_results` holds: the verdicts and what the account's policy made of them.
-#[derive(serde::Serialize)]
-struct StoredAuthResults<'a> {
-    verdicts: &'a AuthVerdicts,
-    policy: &'a PolicyOutcome,
 }
 
 /// Where a message is filed: our inbound domain, and how many participants it may add.
@@ -520,8 +498,8 @@ impl Delivery for MailIntake {
                         // Straight to text: going through a `serde_json::Value` tree first
                         // cost a sixteenth of the session threads' time.
                         m.auth_results = match serde_json::to_string(&StoredAuthResults {
-                            verdicts,
-                            policy: outcome,
+                            verdicts: Cow::Borrowed(verdicts),
+                            policy: Cow::Borrowed(outcome),
                         }) {
                             Ok(text) => Some(text),
                             Err(e) => {

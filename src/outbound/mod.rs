@@ -4,6 +4,7 @@
 //!
 //! Uses `store` and `domain` only; the DNS resolver is handed in by the caller (app, CLI).
 
+mod attachment_type;
 pub mod compose;
 pub mod delivery;
 pub mod dkim;
@@ -12,6 +13,7 @@ pub mod domains;
 pub mod queue;
 pub mod recipient;
 
+pub use attachment_type::content_type_of;
 pub use compose::{DraftAttachment, ReplyDraft};
 pub use delivery::DeliveryError;
 pub use domains::{DomainReport, RecordCheck, RecordStatus};

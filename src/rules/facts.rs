@@ -104,8 +104,6 @@ impl MessageFacts {
 
 /// The DMARC result recorded in a message's `auth_results`.
 pub fn dmarc_result(auth_results: Option<&str>) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(auth_results?).ok()?;
-    v["verdicts"]["dmarc"]["result"]
-        .as_str()
-        .map(str::to_ascii_lowercase)
+    let stored = crate::domain::StoredAuthResults::parse(auth_results?)?;
+    Some(stored.verdicts.dmarc.result.to_ascii_lowercase())
 }

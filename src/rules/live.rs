@@ -152,15 +152,15 @@ pub async fn account_rules(
 ) -> Result<AccountRules, RulesError> {
     let view = store.account(account).await?;
     let settings = store.account_settings(account).await?;
-    let business_hours = match settings.get("business_hours") {
-        Some(v) if !v.is_null() => match BusinessHours::parse(v) {
+    let business_hours = match &settings.business_hours {
+        Some(v) => match BusinessHours::parse(v) {
             Ok(h) => Some(h),
             Err(e) => {
                 tracing::warn!(account = account.0, error = %e, "business hours ignored");
                 None
             }
         },
-        _ => None,
+        None => None,
     };
     let macros = store
         .macros(account)

@@ -1,7 +1,9 @@
 //! Accounts and their support addresses.
 
 use super::{now_ms, Store, StoreError};
-use crate::domain::{AccountId, EmailAddress, ForwardingAddress, SupportAddressId};
+use crate::domain::{
+    AccountId, AccountSettings, EmailAddress, ForwardingAddress, SupportAddressId,
+};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -179,32 +181,34 @@ impl Store {
         Ok(out)
     }
 
-    /// The account's settings document (JSON object; keys are owned by the parts using them).
-    pub async fn account_settings(&self, id: AccountId) -> Result<serde_json::Value, StoreError> {
+    /// The account's own settings (defaults for what it does not set).
+    pub async fn account_settings(&self, id: AccountId) -> Result<AccountSettings, StoreError> {
         let raw: Option<String> = sqlx::query_scalar("SELECT settings FROM accounts WHERE id = ?")
             .bind(id.0)
             .fetch_optional(self.pool())
             .await?;
         let raw = raw.ok_or_else(|| StoreError::NotFound(format!("no account with id {id}")))?;
-        Ok(serde_json::from_str(&raw).unwrap_or_else(|_| serde_json::json!({})))
+        Ok(AccountSettings::parse(&raw))
     }
 
-    /// Replaces one top-level key of the account's settings.
-    pub async fn set_account_setting(
+    /// Replaces the account's settings.
+    pub async fn set_account_settings(
         &self,
         id: AccountId,
-        key: &str,
-        value: serde_json::Value,
+        settings: &AccountSettings,
     ) -> Result<(), StoreError> {
-        let mut settings = self.account_settings(id).await?;
-        if let Some(map) = settings.as_object_mut() {
-            map.insert(key.to_string(), value);
-        }
-        sqlx::query("UPDATE accounts SET settings = ? WHERE id = ?")
-            .bind(settings.to_string())
+        // Cannot fail for these types; if it ever did, it is an encoding failure, not the
+        // caller's mistake.
+        let text = serde_json::to_string(settings)
+            .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        let done = sqlx::query("UPDATE accounts SET settings = ? WHERE id = ?")
+            .bind(text)
             .bind(id.0)
             .execute(self.pool())
             .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no account with id {id}")));
+        }
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! writer updates those with each batch, see `ImportCheckpoint`), its status and its result.
 
 use super::{now_ms, Store, StoreError};
-use crate::domain::AccountId;
+use crate::domain::{AccountId, ImportTotals};
 use serde::Serialize;
 
 /// Where an import job stands.
@@ -38,13 +38,8 @@ pub struct ImportJobView {
     pub checkpoint: Option<String>,
     /// Messages read from the source and staged for the second pass (once it is read).
     pub staged: Option<i64>,
-    pub seen: i64,
-    pub imported: i64,
-    pub duplicates: i64,
-    pub quarantined: i64,
-    /// Outside `since`/`until`.
-    pub skipped: i64,
-    pub bytes: i64,
+    #[serde(flatten)]
+    pub totals: ImportTotals,
     /// Known when the job has finished.
     pub tickets_created: Option<i64>,
     pub tickets_merged: Option<i64>,
@@ -104,12 +99,14 @@ fn view(r: JobRow) -> ImportJobView {
         options: serde_json::from_str(&r.options).unwrap_or(serde_json::Value::Null),
         checkpoint: r.checkpoint,
         staged: r.staged,
-        seen: r.seen,
-        imported: r.imported,
-        duplicates: r.duplicates,
-        quarantined: r.quarantined,
-        skipped: r.skipped,
-        bytes: r.bytes,
+        totals: ImportTotals {
+            seen: r.seen,
+            imported: r.imported,
+            duplicates: r.duplicates,
+            quarantined: r.quarantined,
+            skipped: r.skipped,
+            bytes: r.bytes,
+        },
         tickets_created: r.tickets_created,
         tickets_merged: r.tickets_merged,
         cancel_requested: r.cancel_requested,
@@ -120,17 +117,6 @@ fn view(r: JobRow) -> ImportJobView {
         updated_at: time(r.updated_at),
         discarded_at: r.discarded_at.map(time),
     }
-}
-
-/// What a dry run counted.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DryRunCounts {
-    pub seen: i64,
-    pub imported: i64,
-    pub duplicates: i64,
-    pub quarantined: i64,
-    pub skipped: i64,
-    pub bytes: i64,
 }
 
 /// What a new job is.
@@ -243,7 +229,7 @@ impl Store {
     pub async fn record_dry_run(
         &self,
         id: i64,
-        counters: &DryRunCounts,
+        counters: &ImportTotals,
         final_status: &str,
     ) -> Result<(), StoreError> {
         let now = now_ms();

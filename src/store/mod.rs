@@ -30,7 +30,7 @@ pub use api_queries::{
     MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET, MAX_TAG_CHARS,
 };
 pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
-pub use import_jobs::{status as import_status, DryRunCounts, ImportJobView, NewImportJob};
+pub use import_jobs::{status as import_status, ImportJobView, NewImportJob};
 pub use intake::{
     whole_text_reply, ImportCheckpoint, Intake, IntakeOutcome, Mailbox, MessageKind, NewAttachment,
     NewMessage, NewQuarantine,

@@ -3,7 +3,7 @@
 
 use super::threading::put_blob_sqlx;
 use super::{now_ms, Mailbox, Store, StoreError};
-use crate::domain::{AccountId, MessageId, TicketId};
+use crate::domain::{AccountId, MessageId, Scope, TicketId};
 use serde::Serialize;
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -289,12 +289,12 @@ impl Store {
         }
     }
 
-    /// Sending domains of an account (every account's when `None`).
+    /// Sending domains in the scope (every account's for the operator).
     pub async fn sending_domains(
         &self,
-        account: Option<AccountId>,
+        scope: Scope,
     ) -> Result<Vec<SendingDomainView>, StoreError> {
-        let acct = account.map(|a| a.0);
+        let acct = scope.account().map(|a| a.0);
         let rows: Vec<DomainRow> = sqlx::query_as(&format!(
             "SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE (? IS NULL OR account_id = ?) ORDER BY account_id, domain"
         ))
@@ -647,13 +647,13 @@ impl Store {
         .await?)
     }
 
-    /// The queue, newest first (one account's when given), at most `limit` rows.
+    /// The queue in the scope, newest first, at most `limit` rows.
     pub async fn queue_entries(
         &self,
-        account: Option<AccountId>,
+        scope: Scope,
         limit: u32,
     ) -> Result<Vec<DeliveryView>, StoreError> {
-        let acct = account.map(|a| a.0);
+        let acct = scope.account().map(|a| a.0);
         Ok(sqlx::query_as(&format!(
             "{DELIVERY_SELECT} WHERE (? IS NULL OR account_id = ?) ORDER BY id DESC LIMIT ?"
         ))
@@ -668,10 +668,10 @@ impl Store {
     pub async fn retry_delivery(
         &self,
         id: i64,
-        account: Option<AccountId>,
+        scope: Scope,
         lifetime_ms: i64,
     ) -> Result<DeliveryView, StoreError> {
-        let acct = account.map(|a| a.0);
+        let acct = scope.account().map(|a| a.0);
         let status: Option<String> = sqlx::query_scalar(
             "SELECT status FROM outbound_queue WHERE id = ? AND (? IS NULL OR account_id = ?)",
         )

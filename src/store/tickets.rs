@@ -1,7 +1,7 @@
 //! Reading tickets, messages and quarantine, always within one account.
 
 use super::{Mailbox, Store, StoreError};
-use crate::domain::{AccountId, TicketId};
+use crate::domain::{AccountId, Scope, StoredAuthResults, TicketId};
 use serde::Serialize;
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -217,15 +217,11 @@ impl Store {
         Ok(rows.into_iter().map(summary).collect())
     }
 
-    /// One ticket with its messages. With `account`, a ticket of another account is
+    /// One ticket with its messages. In an account's scope, a ticket of another account is
     /// reported as not found.
-    pub async fn ticket(
-        &self,
-        id: TicketId,
-        account: Option<AccountId>,
-    ) -> Result<TicketDetail, StoreError> {
+    pub async fn ticket(&self, id: TicketId, scope: Scope) -> Result<TicketDetail, StoreError> {
         let sql = format!("{TICKET_SELECT} WHERE t.id = ? AND (? IS NULL OR t.account_id = ?)");
-        let acct = account.map(|a| a.0);
+        let acct = scope.account().map(|a| a.0);
         let row: Option<TicketRow> = sqlx::query_as(&sql)
             .bind(id.0)
             .bind(acct)
@@ -371,8 +367,9 @@ impl Store {
                 .await?
                 .flatten();
         let header = auth
-            .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
-            .and_then(|v| v["verdicts"]["header"].as_str().map(str::to_string));
+            .as_deref()
+            .and_then(StoredAuthResults::parse)
+            .map(|a| a.verdicts.into_owned().header);
         Ok(match header {
             Some(h) => {
                 // Folded lines of the header must stay CRLF + tab; the value already is.
@@ -384,12 +381,9 @@ impl Store {
         })
     }
 
-    /// Quarantined mail, newest first; `account` None lists everything (operator view).
-    pub async fn quarantine(
-        &self,
-        account: Option<AccountId>,
-    ) -> Result<Vec<QuarantineView>, StoreError> {
-        let acct = account.map(|a| a.0);
+    /// Quarantined mail in the scope, newest first (everything for the operator).
+    pub async fn quarantine(&self, scope: Scope) -> Result<Vec<QuarantineView>, StoreError> {
+        let acct = scope.account().map(|a| a.0);
         let rows: Vec<QuarantineRow> = sqlx::query_as(
             "SELECT id, account_id, reason, detail, size, source, received_at FROM quarantine
                  WHERE (? IS NULL OR account_id = ?) ORDER BY id DESC",

@@ -3,7 +3,7 @@
 //! most that user's role; it may expire. Tokens made on the command line have no creator.
 
 use super::{now_ms, Store, StoreError};
-use crate::domain::{AccountId, Principal, Role};
+use crate::domain::{AccountId, Principal, Role, Scope};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -265,16 +265,12 @@ impl Store {
         .bind(expires_at)
         .fetch_one(self.pool())
         .await?;
-        Ok((self.api_token(id, Some(account)).await?, secret))
+        Ok((self.api_token(id, Scope::Account(account)).await?, secret))
     }
 
-    /// One token; with `account`, a token of another account is not found.
-    pub async fn api_token(
-        &self,
-        id: i64,
-        account: Option<AccountId>,
-    ) -> Result<ApiTokenView, StoreError> {
-        let acct = account.map(|a| a.0);
+    /// One token; in an account's scope, a token of another account is not found.
+    pub async fn api_token(&self, id: i64, scope: Scope) -> Result<ApiTokenView, StoreError> {
+        let acct = scope.account().map(|a| a.0);
         let row: Option<TokenRow> = sqlx::query_as(&format!(
             "SELECT {TOKEN_COLUMNS} FROM {TOKEN_FROM} WHERE t.id = ? AND (? IS NULL OR t.account_id = ?)"
         ))
@@ -299,13 +295,13 @@ impl Store {
         Ok(rows.into_iter().map(view).collect())
     }
 
-    /// Revokes a token at once. With `account`, a token of another account is not found.
+    /// Revokes a token at once. In an account's scope, a token of another account is not found.
     pub async fn revoke_api_token(
         &self,
         id: i64,
-        account: Option<AccountId>,
+        scope: Scope,
     ) -> Result<ApiTokenView, StoreError> {
-        let acct = account.map(|a| a.0);
+        let acct = scope.account().map(|a| a.0);
         let done = sqlx::query(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?)
              WHERE id = ? AND (? IS NULL OR account_id = ?)",
@@ -319,7 +315,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no API token with id {id}")));
         }
-        self.api_token(id, account).await
+        self.api_token(id, scope).await
     }
 
     /// Who a bearer token speaks for, or why it is refused: unknown, revoked, expired, or

@@ -30,10 +30,7 @@ pub async fn list_domains(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> Result<Json<Vec<DomainWithRecords>>, ApiError> {
-    let list = state
-        .store
-        .sending_domains(Some(principal.account_id))
-        .await?;
+    let list = state.store.sending_domains(principal.scope()).await?;
     Ok(Json(
         list.into_iter()
             .map(|d| DomainWithRecords {

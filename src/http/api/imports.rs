@@ -1,24 +1,25 @@
 //! Import jobs (admins only): past mail from an IMAP account or an uploaded mbox / .eml,
 //! run in the background by the server (`import::runner`), with progress, cancel and resume.
 
-use crate::domain::{AccountId, Principal};
+use crate::domain::{AccountId, ImportTotals, Principal};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
 use crate::http::principal::require_admin;
 use crate::http::ApiState;
-use crate::import::decompress_limit::UploadCheck;
 use crate::import::runner::{
     ImportRunner, JobOptions, JobSource, LiveProgress, StartError, StartJob, UploadKind,
 };
-use crate::import::{DateRange, DecompressLimits, ImapConfig, ImapSecurity, LimitExceeded};
+use crate::import::upload::{
+    discard_upload, receive_upload, unique_file_name, UploadError, UploadLimits,
+};
+use crate::import::{DateRange, DecompressLimits, ImapConfig, ImapSecurity};
 use crate::store::{import_status, ImportJobView};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,15 +62,8 @@ pub struct ImportJob {
     pub open_newest: u32,
     /// Messages read into the staging file once the first pass is over.
     pub staged: Option<i64>,
-    /// Totals so far (committed batches; a dry run's when it ends). While the job runs,
-    /// `progress` has the live figures.
-    pub seen: i64,
-    pub imported: i64,
-    pub duplicates: i64,
-    pub quarantined: i64,
-    /// Outside `since`/`until`.
-    pub skipped: i64,
-    pub bytes: i64,
+    #[serde(flatten)]
+    pub totals: ImportTotals,
     /// Tickets the import created and existing tickets it added history to (once ended).
     pub tickets_created: Option<i64>,
     pub tickets_merged: Option<i64>,
@@ -153,12 +147,7 @@ fn job_of(view: ImportJobView, runner: &ImportRunner) -> ImportJob {
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(0),
         staged: view.staged,
-        seen: view.seen,
-        imported: view.imported,
-        duplicates: view.duplicates,
-        quarantined: view.quarantined,
-        skipped: view.skipped,
-        bytes: view.bytes,
+        totals: view.totals,
         tickets_created: view.tickets_created,
         tickets_merged: view.tickets_merged,
         tickets: view
@@ -285,12 +274,6 @@ fn has_control(s: &str) -> bool {
 }
 
 /// A file name in the imports folder that nobody can choose: the client's name is a label.
-fn server_name(prefix: &str) -> String {
-    use rand::Rng;
-    let n: u64 = rand::thread_rng().gen();
-    format!("{prefix}-{}-{n:016x}", crate::store::now_ms())
-}
-
 /// An IMAP import.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -426,7 +409,7 @@ async fn save_ca(dir: &Path, pem: &str) -> Result<PathBuf, ApiError> {
             "ca_pem: give the CA certificate as PEM text (-----BEGIN CERTIFICATE----- ...)",
         ));
     }
-    let path = dir.join(format!("{}.pem", server_name("ca")));
+    let path = dir.join(format!("{}.pem", unique_file_name("ca")));
     let write = async {
         crate::private_files::create_dir_all_async(dir).await?;
         let mut file = crate::private_files::open_options_async()
@@ -546,53 +529,41 @@ pub async fn upload_import(
             status: import_status::RUNNING,
         }));
     }
-    let dir = cfg.runner.dir().to_path_buf();
-    let base = server_name("upload");
-    let (owned, file_path) = match kind {
-        UploadKind::Mbox => {
-            let p = dir.join(format!("{base}.mbox"));
-            (p.clone(), p)
-        }
-        UploadKind::Eml => {
-            let folder = dir.join(&base);
-            (folder.clone(), folder.join("message.eml"))
-        }
+    let limits = UploadLimits {
+        max_size: cfg.max_upload_size,
+        decompress: cfg.decompress,
     };
-    let gzip_limits = (kind == UploadKind::Mbox).then_some(cfg.decompress);
-    let size = match receive(body, &file_path, cfg.max_upload_size, gzip_limits).await {
-        Ok(size) => size,
-        Err(e) => {
-            discard(&owned).await;
-            return Err(match e {
-                Received::TooLarge => too_large(),
-                Received::Decompressed(limit) => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "decompressed_too_large",
-                    format!("the gzip upload is refused and nothing of it is kept: {limit}"),
-                ),
-                Received::Empty => invalid("body: the upload is empty; send the file as the body"),
-                Received::Client(m) => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    format!("the upload did not arrive whole ({m}); send it again"),
-                ),
-                Received::Disk(m) => {
-                    tracing::error!(error = %m, dir = %dir.display(), "cannot write an import upload");
-                    ApiError::new(
-                        StatusCode::INSUFFICIENT_STORAGE,
-                        "unavailable",
-                        "the server cannot store the upload (disk full or not writable); tell the operator",
-                    )
-                }
-            });
-        }
-    };
+    let dir = cfg.runner.dir();
+    let upload = receive_upload(dir, kind, body.into_data_stream(), limits)
+        .await
+        .map_err(|e| match e {
+            UploadError::TooLarge => too_large(),
+            UploadError::Decompressed(limit) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "decompressed_too_large",
+                format!("the gzip upload is refused and nothing of it is kept: {limit}"),
+            ),
+            UploadError::Empty => invalid("body: the upload is empty; send the file as the body"),
+            UploadError::Client(m) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the upload did not arrive whole ({m}); send it again"),
+            ),
+            UploadError::Disk(e) => {
+                tracing::error!(error = %e, dir = %dir.display(), "cannot write an import upload");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "unavailable",
+                    "the server cannot store the upload (disk full or not writable); tell the operator",
+                )
+            }
+        })?;
     let options = JobOptions {
         source: JobSource::Upload {
             kind,
-            path: owned.clone(),
+            path: upload.path.clone(),
             name,
-            size,
+            size: upload.size,
         },
         folders: Vec::new(),
         since: c.range.since,
@@ -613,109 +584,8 @@ pub async fn upload_import(
     match started {
         Ok(id) => answer_job(&state, principal.account_id, id, StatusCode::ACCEPTED).await,
         Err(e) => {
-            discard(&owned).await;
+            discard_upload(&upload.path).await;
             Err(start_error(e))
-        }
-    }
-}
-
-enum Received {
-    TooLarge,
-    /// A gzip upload past the decompression limits (a gzip bomb, or a mailbox too large).
-    Decompressed(LimitExceeded),
-    Empty,
-    Client(String),
-    Disk(String),
-}
-
-/// The two bytes every gzip file starts with.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// Writes the body to `path` (0600) as it arrives, refusing more than `cap` bytes and, with
-/// `gzip_limits`, a gzip body that decompresses past them. The decompression runs inline:
-/// ordinary mail costs about a millisecond per chunk, and a bomb is stopped once
-/// [`crate::import::decompress_limit::RATIO_FLOOR`] bytes have come out of it.
-async fn receive(
-    body: Body,
-    path: &Path,
-    cap: u64,
-    gzip_limits: Option<DecompressLimits>,
-) -> Result<u64, Received> {
-    let disk = |e: std::io::Error| Received::Disk(e.to_string());
-    if let Some(parent) = path.parent() {
-        crate::private_files::create_dir_all_async(parent)
-            .await
-            .map_err(disk)?;
-    }
-    let mut file = crate::private_files::open_options_async()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .await
-        .map_err(disk)?;
-    let mut size: u64 = 0;
-    // The first bytes, until there are enough to tell gzip from plain text.
-    let mut first: Option<Vec<u8>> = gzip_limits.map(|_| Vec::new());
-    let mut gzip: Option<UploadCheck> = None;
-    // Once refused, the rest of the body is read and dropped: a client still sending would
-    // otherwise see its connection reset instead of the answer.
-    let mut refused: Option<LimitExceeded> = None;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Received::Client(e.to_string()))?;
-        size += chunk.len() as u64;
-        if size > cap {
-            return Err(refused.map_or(Received::TooLarge, Received::Decompressed));
-        }
-        if refused.is_some() {
-            continue;
-        }
-        let checked = if let (Some(seen), Some(limits)) = (first.as_mut(), gzip_limits) {
-            seen.extend_from_slice(&chunk);
-            let mut checked = Ok(());
-            if seen.len() >= GZIP_MAGIC.len() {
-                if seen.starts_with(&GZIP_MAGIC) {
-                    let mut check = UploadCheck::new(limits);
-                    checked = check.feed(seen);
-                    gzip = Some(check);
-                }
-                first = None;
-            }
-            checked
-        } else if let Some(check) = gzip.as_mut() {
-            check.feed(&chunk)
-        } else {
-            Ok(())
-        };
-        if let Err(limit) = checked {
-            refused = Some(limit);
-            continue;
-        }
-        file.write_all(&chunk).await.map_err(disk)?;
-    }
-    if let Some(limit) = refused {
-        return Err(Received::Decompressed(limit));
-    }
-    if size == 0 {
-        return Err(Received::Empty);
-    }
-    if let Some(check) = gzip.as_mut() {
-        check.finish().map_err(Received::Decompressed)?;
-    }
-    // On disk before the job that reads it exists: a resume after a crash finds it whole.
-    file.sync_all().await.map_err(disk)?;
-    Ok(size)
-}
-
-async fn discard(path: &Path) {
-    let result = if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
-        tokio::fs::remove_dir_all(path).await
-    } else {
-        tokio::fs::remove_file(path).await
-    };
-    if let Err(e) = result {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "cannot delete a refused upload");
         }
     }
 }

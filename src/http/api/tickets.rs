@@ -154,10 +154,7 @@ pub async fn get_ticket(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(html): ApiQuery<HtmlQuery>,
 ) -> Result<Json<TicketDetail>, ApiError> {
-    let mut t = state
-        .store
-        .ticket(TicketId(id), Some(principal.account_id))
-        .await?;
+    let mut t = state.store.ticket(TicketId(id), principal.scope()).await?;
     t.messages = t
         .messages
         .into_iter()
@@ -239,7 +236,7 @@ pub struct TagList {
 }
 
 async fn tags_of(state: &ApiState, p: &Principal, id: i64) -> Result<Json<TagList>, ApiError> {
-    let t = state.store.ticket(TicketId(id), Some(p.account_id)).await?;
+    let t = state.store.ticket(TicketId(id), p.scope()).await?;
     Ok(Json(TagList { tags: t.tags }))
 }
 
@@ -324,9 +321,6 @@ pub async fn ticket_events(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<TicketEvent>>, ApiError> {
-    let t = state
-        .store
-        .ticket(TicketId(id), Some(principal.account_id))
-        .await?;
+    let t = state.store.ticket(TicketId(id), principal.scope()).await?;
     Ok(Json(t.events))
 }

@@ -42,12 +42,7 @@ pub async fn get_token(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ApiTokenView>, ApiError> {
     require_admin(&principal)?;
-    Ok(Json(
-        state
-            .store
-            .api_token(id, Some(principal.account_id))
-            .await?,
-    ))
+    Ok(Json(state.store.api_token(id, principal.scope()).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -160,9 +155,6 @@ pub async fn revoke_token(
 ) -> Result<Json<ApiTokenView>, ApiError> {
     require_admin(&principal)?;
     Ok(Json(
-        state
-            .store
-            .revoke_api_token(id, Some(principal.account_id))
-            .await?,
+        state.store.revoke_api_token(id, principal.scope()).await?,
     ))
 }

@@ -2,6 +2,7 @@
 //! STARTTLS), the CLI, restart, graceful shutdown and limits.
 
 use crate::common::*;
+use postern::domain::Scope;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
@@ -293,7 +294,7 @@ async fn unusable_mail_is_quarantined_not_lost() {
     assert_eq!(r.0.code, 250, "{}", r.0.text);
     assert_eq!(r.1.code, 250, "{}", r.1.text);
     let acct = postern::domain::AccountId(account);
-    let q = app.store.quarantine(Some(acct)).await.unwrap();
+    let q = app.store.quarantine(Scope::Account(acct)).await.unwrap();
     let mut reasons: Vec<&str> = q.iter().map(|q| q.reason.as_str()).collect();
     reasons.sort();
     assert_eq!(reasons, ["no_sender", "unparseable"]);
@@ -348,7 +349,7 @@ async fn accounts_only_see_their_own_mail() {
         .store
         .ticket(
             postern::domain::TicketId(tb[0].id),
-            Some(postern::domain::AccountId(a)),
+            Scope::Account(postern::domain::AccountId(a)),
         )
         .await
         .unwrap_err();

@@ -5,7 +5,7 @@
 
 use crate::common::dns::{TestDns, Zone};
 use crate::common::*;
-use postern::domain::{AccountId, TicketId};
+use postern::domain::{AccountId, Scope, TicketId};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -171,7 +171,7 @@ async fn last_message(
     let tickets = app.store.tickets(AccountId(account), None).await.unwrap();
     let t = app
         .store
-        .ticket(TicketId(tickets[0].id), None)
+        .ticket(TicketId(tickets[0].id), Scope::Operator)
         .await
         .unwrap();
     let auth = t
@@ -320,7 +320,11 @@ async fn forged_mail_is_flagged_and_never_joins_the_real_customers_ticket() {
     assert_eq!(tickets.len(), 2);
     let flagged = tickets.iter().find(|t| t.id != real).unwrap();
     assert_eq!(flagged.flags, vec!["spoof_suspected"]);
-    let t = app.store.ticket(TicketId(flagged.id), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(flagged.id), Scope::Operator)
+        .await
+        .unwrap();
     let auth = t.messages[0].auth_results.clone().unwrap();
     assert_eq!(auth["verdicts"]["dmarc"]["result"], "fail");
     assert_eq!(auth["policy"]["spoof_suspected"], true);
@@ -334,7 +338,7 @@ async fn stored_messages(app: &TestApp, account: i64) -> Vec<(String, bool)> {
     for t in app.store.tickets(AccountId(account), None).await.unwrap() {
         for m in app
             .store
-            .ticket(TicketId(t.id), None)
+            .ticket(TicketId(t.id), Scope::Operator)
             .await
             .unwrap()
             .messages

@@ -4,7 +4,7 @@
 
 use super::dns::{TestDns, Zone};
 use super::{cli_ok, require_program};
-use postern::domain::TicketId;
+use postern::domain::{Scope, TicketId};
 use serde_json::Value;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -194,7 +194,7 @@ pub async fn wait_deliveries(
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let d = store
-            .ticket(TicketId(ticket), None)
+            .ticket(TicketId(ticket), Scope::Operator)
             .await
             .expect("ticket")
             .deliveries;

@@ -152,7 +152,10 @@ pub async fn ticket_by_subject(
         .find(|t| t.subject == subject)
         .unwrap_or_else(|| panic!("no ticket {subject:?}"));
     app.store
-        .ticket(postern::domain::TicketId(t.id), Some(AccountId(account)))
+        .ticket(
+            postern::domain::TicketId(t.id),
+            postern::domain::Scope::Account(AccountId(account)),
+        )
         .await
         .expect("ticket")
 }

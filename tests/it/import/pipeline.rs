@@ -7,8 +7,8 @@ use crate::common::*;
 use postern::config::Settings;
 use postern::domain::AccountId;
 use postern::import::{
-    run_import, ImapConfig, ImapSecurity, ImportCounters, ImportError, ImportProgress,
-    ImportRequest, ImportSummary, QuietProgress, SourceSpec,
+    run_import, ImapConfig, ImapSecurity, ImportError, ImportProgress, ImportRequest,
+    ImportSummary, ImportTotals, QuietProgress, SourceSpec,
 };
 use postern::store::{CommitWriter, Store};
 use serde_json::json;
@@ -959,7 +959,7 @@ async fn a_cancelled_import_stops_at_a_batch_and_the_same_import_resumes() {
     let cancel = CancellationToken::new();
     struct CancelAfterFirst(CancellationToken);
     impl ImportProgress for CancelAfterFirst {
-        fn advanced(&self, _c: &ImportCounters) {
+        fn advanced(&self, _c: &ImportTotals) {
             self.0.cancel();
         }
     }

@@ -2,7 +2,7 @@
 //! and what `ticket show` / `account show` display.
 
 use crate::common::*;
-use postern::domain::{AccountId, TicketId};
+use postern::domain::{AccountId, Scope, TicketId};
 use postern::store::Mailbox;
 
 async fn send(app: &TestApp, from: &str, to: &str, text: String) -> String {
@@ -51,7 +51,7 @@ async fn bounce_of_our_reply_joins_its_ticket_and_others_are_quarantined() {
     assert!(ours.contains("queued as m"), "{ours}");
     let t = app
         .store
-        .ticket(TicketId(ticket), Some(AccountId(account)))
+        .ticket(TicketId(ticket), Scope::Account(AccountId(account)))
         .await
         .unwrap();
     let bounce = t
@@ -73,7 +73,7 @@ async fn bounce_of_our_reply_joins_its_ticket_and_others_are_quarantined() {
     assert!(stray.contains("queued as q"), "{stray}");
     let q = app
         .store
-        .quarantine(Some(AccountId(account)))
+        .quarantine(Scope::Account(AccountId(account)))
         .await
         .unwrap();
     assert_eq!(q[0].reason, "bounce");
@@ -141,7 +141,11 @@ async fn auto_replies_are_marked_threaded_and_do_not_reopen() {
         .await
         .unwrap();
     send(&app, "ana@customer.test", &fwd, "From: ana@customer.test\nSubject: Auto: Re: Where is my order\nAuto-Submitted: auto-replied\nIn-Reply-To: <o-1@customer.test>\nMessage-ID: <ooo-1@customer.test>\n\nI am on holiday until Monday.\n".into()).await;
-    let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(ticket), Scope::Operator)
+        .await
+        .unwrap();
     assert_eq!(t.messages.len(), 2);
     assert_eq!(t.messages[1].classification, "auto_generated");
     assert!(
@@ -155,7 +159,11 @@ async fn auto_replies_are_marked_threaded_and_do_not_reopen() {
     assert_eq!(t.ticket.status, "closed", "an auto-reply does not reopen");
     // A person writing does.
     send(&app, "ana@customer.test", &fwd, "From: ana@customer.test\nSubject: Re: Where is my order\nIn-Reply-To: <o-1@customer.test>\nMessage-ID: <o-2@customer.test>\n\nStill nothing!\n".into()).await;
-    let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(ticket), Scope::Operator)
+        .await
+        .unwrap();
     assert_eq!(t.ticket.status, "open");
     // ticket show (text) displays classification and thread reason of every message.
     let shown = cli(app.dir.path(), &["ticket", "show", &ticket.to_string()]);
@@ -185,7 +193,11 @@ async fn winmail_dat_is_unpacked_into_real_attachments() {
     .unwrap();
     assert_eq!(r.code, 250, "{}", r.text);
     let ticket = app.store.tickets(AccountId(account), None).await.unwrap()[0].id;
-    let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(ticket), Scope::Operator)
+        .await
+        .unwrap();
     let names: Vec<String> = t.messages[0]
         .attachments
         .iter()

@@ -17,7 +17,7 @@
 
 use crate::common::*;
 
-use postern::domain::{AccountId, TicketId};
+use postern::domain::{AccountId, Scope, TicketId};
 use postern::ingest::classify::ClassifyContext;
 use postern::ingest::{parse_inbound, parse_message};
 use postern::store::MessageKind;
@@ -380,7 +380,7 @@ async fn check_corpus(
     for t in app.store.tickets(acct, None).await.expect("tickets") {
         let detail = app
             .store
-            .ticket(TicketId(t.id), Some(acct))
+            .ticket(TicketId(t.id), Scope::Account(acct))
             .await
             .expect("ticket");
         assert_eq!(detail.ticket.account_id, account);
@@ -390,7 +390,7 @@ async fn check_corpus(
     }
     let quarantine: HashMap<i64, _> = app
         .store
-        .quarantine(Some(acct))
+        .quarantine(Scope::Account(acct))
         .await
         .expect("quarantine")
         .into_iter()

@@ -3,7 +3,7 @@
 //! Postern's reply-token Message-IDs.
 
 use crate::common::*;
-use postern::domain::{mint_reply_token, AccountId, TicketId};
+use postern::domain::{mint_reply_token, AccountId, Scope, TicketId};
 use postern::store::Mailbox;
 use std::collections::HashMap;
 use std::path::Path;
@@ -148,7 +148,7 @@ async fn customer_agent_customer_outlook_and_header_dropping_client() {
     let t = c
         .app
         .store
-        .ticket(TicketId(first.ticket), Some(AccountId(c.account)))
+        .ticket(TicketId(first.ticket), Scope::Account(AccountId(c.account)))
         .await
         .unwrap();
     let m = t
@@ -257,7 +257,12 @@ async fn separate_tickets_of_one_conversation_are_merged_and_the_merge_recorded(
     let open = c.open_tickets().await;
     assert_eq!(open, vec![b.ticket], "one ticket left");
     assert_eq!(a_ticket, b.ticket);
-    let t = c.app.store.ticket(TicketId(b.ticket), None).await.unwrap();
+    let t = c
+        .app
+        .store
+        .ticket(TicketId(b.ticket), Scope::Operator)
+        .await
+        .unwrap();
     assert_eq!(t.messages.len(), 3);
     assert!(
         t.events.iter().any(|e| e.kind == "merged"),
@@ -279,7 +284,7 @@ async fn a_stranger_with_a_copied_reference_gets_a_new_flagged_ticket() {
     let t = c
         .app
         .store
-        .ticket(TicketId(eve.ticket), None)
+        .ticket(TicketId(eve.ticket), Scope::Operator)
         .await
         .unwrap();
     assert_eq!(t.ticket.flags, vec!["unverified_reply"]);
@@ -306,7 +311,7 @@ async fn forwarded_by_hand_the_customer_is_the_original_sender() {
     let t = c
         .app
         .store
-        .ticket(TicketId(fwd.ticket), None)
+        .ticket(TicketId(fwd.ticket), Scope::Operator)
         .await
         .unwrap();
     assert_eq!(t.ticket.customer.as_deref(), Some("carla@customer.test"));

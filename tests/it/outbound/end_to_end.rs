@@ -8,7 +8,7 @@
 use crate::common::dns::{TestDns, Zone};
 use crate::common::outbound::*;
 use crate::common::*;
-use postern::domain::{AccountId, TicketId};
+use postern::domain::{AccountId, Scope, TicketId};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -351,7 +351,11 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
         .smtp_send("customer.test", "ana@customer.test", &fwd, &answer)
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
-    let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(ticket), Scope::Operator)
+        .await
+        .unwrap();
     let back = t
         .messages
         .iter()
@@ -367,7 +371,11 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
     );
     let r = app.smtp_send("mx.customer.test", "", &fwd, &dsn).await;
     assert_eq!(r.code, 250, "{}", r.text);
-    let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(ticket), Scope::Operator)
+        .await
+        .unwrap();
     let boss = t
         .deliveries
         .iter()
@@ -484,7 +492,11 @@ async fn permanent_failure_bounces_at_once() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(peer.connections().len(), 1, "no retry after a 5xx");
-    let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(ticket), Scope::Operator)
+        .await
+        .unwrap();
     assert!(
         t.events.iter().any(|e| e.kind == "delivery_failed"),
         "{:?}",
@@ -780,7 +792,12 @@ async fn api_replies_and_domains() {
     }
     let (s, v) = call(&agent, reqwest::Method::POST, &format!("/tickets/{ticket}/replies"), Some(json!({"text": "x", "attachments": [{"filename": "a.pdf", "content_type": "application/pdf", "data": "%%%"}]}))).await;
     assert_eq!(s, 400, "{v}");
-    assert!(app.store.queue_entries(None, 10).await.unwrap().is_empty());
+    assert!(app
+        .store
+        .queue_entries(Scope::Operator, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // A good reply with an attachment: 202, delivered, listed on the ticket.
     let good = json!({"text": "Invoice attached.", "html": "<p>Invoice attached.</p>", "cc": ["boss@customer.test"],
@@ -891,7 +908,12 @@ async fn address_literal_recipients_are_refused_and_never_retried() {
         msg.contains("a@[127.0.0.1]") && msg.contains("address literal"),
         "{v}"
     );
-    assert!(app.store.queue_entries(None, 10).await.unwrap().is_empty());
+    assert!(app
+        .store
+        .queue_entries(Scope::Operator, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // Stored straight into the queue, past the API's check.
     let from = postern::store::Mailbox {
@@ -955,7 +977,11 @@ async fn address_literal_recipients_are_refused_and_never_retried() {
     assert_eq!(ana.status, "delivered", "{d:?}");
     // Retries are due every second here: none happens, and the relay never saw the literal.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let t = app.store.ticket(TicketId(ticket), None).await.unwrap();
+    let t = app
+        .store
+        .ticket(TicketId(ticket), Scope::Operator)
+        .await
+        .unwrap();
     let again = t
         .deliveries
         .iter()

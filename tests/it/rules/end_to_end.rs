@@ -12,7 +12,7 @@ use crate::common::rules::{
     add_macro, add_rule, cli_raw, send, settled_runs, ticket_by_subject, wait_runs, write,
 };
 use crate::common::{api_token, cli, cli_json, cli_ok, spawn_app, spawn_app_in, TestApp};
-use postern::domain::AccountId;
+use postern::domain::{AccountId, Scope};
 use postern::rules::{ManualClock, QueueReplySender, RulesConfig, RulesEngine};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -582,7 +582,7 @@ macro = "ack"
             .store
             .ticket(
                 postern::domain::TicketId(r.ticket_id.unwrap()),
-                Some(AccountId(live)),
+                Scope::Account(AccountId(live)),
             )
             .await
             .unwrap()
@@ -1089,7 +1089,7 @@ async fn out_of_hours_auto_reply_is_delivered_signed_and_once_per_window() {
     // Nothing else was queued: one queue entry in the account.
     let queue = app
         .store
-        .queue_entries(Some(AccountId(acct)), 100)
+        .queue_entries(Scope::Account(AccountId(acct)), 100)
         .await
         .unwrap();
     assert_eq!(queue.len(), 1, "{queue:?}");
@@ -1181,7 +1181,7 @@ async fn without_a_verified_domain_the_auto_reply_is_recorded_with_the_reason() 
     }
     assert!(app
         .store
-        .queue_entries(Some(AccountId(acct)), 10)
+        .queue_entries(Scope::Account(AccountId(acct)), 10)
         .await
         .unwrap()
         .is_empty());

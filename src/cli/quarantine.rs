@@ -1,0 +1,40 @@
+//! `postern quarantine`: accepted mail that could not become a ticket.
+
+use super::output::{print_json, JsonFlag};
+use super::{open_store, scope};
+use crate::config::Settings;
+use crate::domain::AccountId;
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum QuarantineCommand {
+    /// Quarantined messages, newest first.
+    List {
+        #[arg(long)]
+        account: Option<AccountId>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+pub(super) async fn run(cmd: QuarantineCommand, settings: &Settings) -> Result<()> {
+    let QuarantineCommand::List { account, out } = cmd;
+    let store = open_store(settings).await?;
+    let items = store.quarantine(scope(account)).await?;
+    if out.json {
+        print_json(&items)?;
+    } else {
+        for q in items {
+            println!(
+                "q{} account={} {} ({} bytes) {}",
+                q.id,
+                q.account_id.map_or("-".into(), |a| a.to_string()),
+                q.reason,
+                q.size,
+                q.detail.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
