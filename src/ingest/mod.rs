@@ -15,10 +15,10 @@ pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusa
 pub use participants::DEFAULT_MAX_PARTICIPANTS;
 
 use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome};
-use crate::domain::{AccountId, EmailAddress, Envelope, SupportAddressId};
+use crate::domain::{AccountId, EmailAddress, Envelope, MessageKind, SupportAddressId};
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
-    CommitWriter, Intake, IntakeOutcome, MessageKind, NewMessage, NewQuarantine, Store, StoreError,
+    CommitWriter, Intake, IntakeOutcome, NewMessage, NewQuarantine, Store, StoreError,
 };
 use classify::ClassifyContext;
 use lookup_cache::LookupCache;

@@ -2,7 +2,8 @@
 //! messages of their ticket, and the durable per-recipient delivery queue with leases.
 
 use super::threading::put_blob_sqlx;
-use super::{now_ms, Mailbox, Store, StoreError};
+use super::{now_ms, Store, StoreError};
+use crate::domain::Mailbox;
 use crate::domain::{AccountId, MessageId, TicketId};
 use serde::Serialize;
 

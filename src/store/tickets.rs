@@ -1,6 +1,7 @@
 //! Reading tickets, messages and quarantine, always within one account.
 
-use super::{Mailbox, Store, StoreError};
+use super::{Store, StoreError};
+use crate::domain::Mailbox;
 use crate::domain::{AccountId, TicketId};
 use serde::Serialize;
 
