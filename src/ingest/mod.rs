@@ -1,7 +1,13 @@
-//! What happens to one inbound message: route it to its accounts, parse it, and commit
-//! it durably (or quarantine it) before the SMTP session answers 250.
+//! What happens to one inbound message: route it to its accounts, parse it, classify it,
+//! thread it (the order in [`thread_resolver`], as code over facts from the store) and
+//! commit it durably through the store's writer (or quarantine it) before the SMTP session
+//! answers 250. The writer runs [`filing`]'s decisions inside its batch transaction, through
+//! the store's `ThreadingRepository`.
 
+pub mod bounce_filing;
 pub mod classify;
+pub mod duplicates;
+pub mod filing;
 pub mod forwarded;
 mod lookup_cache;
 pub mod mime_limits;
@@ -9,10 +15,13 @@ mod parse;
 pub mod parse_probe;
 pub mod participants;
 pub mod reply_text;
+pub mod thread_resolver;
 pub mod tnef;
 
+pub use filing::MessageFiling;
 pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusable};
 pub use participants::DEFAULT_MAX_PARTICIPANTS;
+pub use thread_resolver::{ThreadResolver, ThreadingConfig};
 
 use crate::auth::{evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome};
 use crate::domain::{AccountId, EmailAddress, Envelope, MessageKind, SupportAddressId};

@@ -14,7 +14,8 @@ mod rules;
 mod server_secrets;
 mod sessions;
 mod sso;
-mod threading;
+mod threading_repository;
+mod threading_sqlite;
 mod tickets;
 mod tokens;
 mod users;
@@ -44,7 +45,10 @@ pub use rules::{
 pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};
 pub use sessions::SESSION_COOKIE;
 pub use sso::{SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRoleRecord};
-pub use threading::ThreadingConfig;
+pub use threading_repository::{
+    Filing, MessageFiler, NewTicket, QuarantineStatus, StoredCopyRow, StoredMessage, SubjectQuery,
+    ThreadingRepository, TicketUpdate,
+};
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
 };

@@ -1,7 +1,7 @@
 //! Outbound storage: sending domains with their DKIM keys, replies recorded as outbound
 //! messages of their ticket, and the durable per-recipient delivery queue with leases.
 
-use super::threading::put_blob_sqlx;
+use super::threading_sqlite::put_blob_sqlx;
 use super::{now_ms, Store, StoreError};
 use crate::domain::Mailbox;
 use crate::domain::{AccountId, MessageId, TicketId};
