@@ -72,3 +72,135 @@ pub fn dedup<R: ThreadingRepository + ?Sized>(
     // same bytes again are the same message).
     by_key(repo, format!("{}#{}", m.dedup_key, m.raw_sha256))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The duplicate policy as a table: `testdata/duplicates.json` holds a store's messages
+    //! and one incoming message, each with what becomes of it and, where it matters, the
+    //! look-ups that may cost.
+
+    use super::*;
+    use crate::domain::{AccountId, Mailbox, MessageId, MessageKind, TicketId};
+    use crate::ingest::fake_repository::FakeRepository;
+    use serde::Deserialize;
+    use std::sync::Arc;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Case {
+        name: String,
+        #[serde(default)]
+        store: FakeRepository,
+        message: Incoming,
+        expect: Expected,
+        #[serde(default)]
+        lookups: Option<Vec<String>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Incoming {
+        #[serde(default)]
+        message_id: Option<String>,
+        /// `mid:<message_id>` when not given.
+        #[serde(default)]
+        dedup_key: Option<String>,
+        sender: String,
+        #[serde(default)]
+        authenticated: bool,
+        raw: String,
+        #[serde(default)]
+        raw_sha256: String,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case", deny_unknown_fields)]
+    enum Expected {
+        Store(String),
+        /// The stored message's id.
+        Duplicate(i64),
+    }
+
+    fn new_message(i: Incoming) -> NewMessage {
+        let dedup_key = i
+            .dedup_key
+            .unwrap_or_else(|| format!("mid:{}", i.message_id.as_deref().unwrap_or_default()));
+        NewMessage {
+            account_id: AccountId(1),
+            support_address_id: None,
+            message_id: i.message_id,
+            dedup_key,
+            in_reply_to: None,
+            references: vec![],
+            from: Mailbox {
+                name: None,
+                address: i.sender,
+            },
+            to: vec![],
+            cc: vec![],
+            participants: vec![],
+            reply_to: None,
+            subject: String::new(),
+            sent_at: None,
+            received_at: 0,
+            text_body: None,
+            html_body: None,
+            text_packed: None,
+            html_packed: None,
+            raw: Arc::new(i.raw.into_bytes()),
+            raw_packed: None,
+            raw_sha256: i.raw_sha256,
+            envelope_json: "{}".into(),
+            source: "smtp",
+            attachments: vec![],
+            kind: MessageKind::Normal,
+            forwarded_from: None,
+            stripped_text: None,
+            spoof_suspected: false,
+            dmarc_pass_domain: i.authenticated.then(|| "cust.test".to_string()),
+            auth_results: None,
+            import_job: None,
+        }
+    }
+
+    fn run(case: Case) -> Result<(), String> {
+        let Case {
+            name,
+            mut store,
+            message,
+            expect,
+            lookups,
+        } = case;
+        let decision =
+            dedup(&mut store, &new_message(message)).map_err(|e| format!("{name}: {e}"))?;
+        let got = match decision {
+            DedupDecision::Store { dedup_key } => Expected::Store(dedup_key),
+            DedupDecision::Duplicate(StoredMessage {
+                message: MessageId(id),
+                ticket: TicketId(_),
+            }) => Expected::Duplicate(id),
+        };
+        if got != expect {
+            return Err(format!("{name}: expected {expect:?}, got {got:?}"));
+        }
+        match lookups {
+            Some(allowed) if store.lookups != allowed => Err(format!(
+                "{name}: look-ups {:?}, expected {allowed:?}",
+                store.lookups
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    #[test]
+    fn the_duplicate_policy_decides_every_case_of_the_table() {
+        let cases: Vec<Case> = match serde_json::from_str(include_str!("testdata/duplicates.json"))
+        {
+            Ok(cases) => cases,
+            Err(e) => panic!("duplicates.json: {e}"),
+        };
+        assert!(cases.len() >= 12, "the table lost cases: {}", cases.len());
+        let failures: Vec<String> = cases.into_iter().filter_map(|c| run(c).err()).collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}

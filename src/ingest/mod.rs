@@ -7,6 +7,8 @@
 pub mod bounce_filing;
 pub mod classify;
 pub mod duplicates;
+#[cfg(test)]
+mod fake_repository;
 pub mod filing;
 pub mod forwarded;
 mod lookup_cache;

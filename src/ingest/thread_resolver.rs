@@ -275,3 +275,6 @@ fn may_merge<R: ThreadingRepository + ?Sized>(
         || m.recipients.iter().any(|p| *p == customer)
         || repo.is_brand(m.account, &customer)?)
 }
+
+#[cfg(test)]
+mod tests;
