@@ -3,8 +3,7 @@
 //! nothing. A permanent report naming no recipient we know bounces every recipient of a
 //! message that had only one.
 
-use crate::domain::AccountId;
-use crate::store::{StoreError, ThreadingRepository};
+use crate::store::{BounceRecords, StoreError};
 
 /// A recipient the report says failed, with the reason kept on its queue row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,22 +52,20 @@ pub fn is_permanent(report: &serde_json::Value) -> bool {
 }
 
 /// Marks in the queue what a report about our message `original_message_id` says failed.
-pub fn mark_bounced<R: ThreadingRepository + ?Sized>(
+pub fn mark_bounced<R: BounceRecords + ?Sized>(
     repo: &mut R,
-    account: AccountId,
     original_message_id: &str,
     report: &serde_json::Value,
-    now: i64,
 ) -> Result<(), StoreError> {
-    let Some(message) = repo.outbound_message(account, original_message_id)? else {
+    let Some(message) = repo.outbound_message(original_message_id)? else {
         return Ok(());
     };
     let mut marked = 0;
     for r in failed_recipients(report) {
-        marked += repo.mark_recipient_bounced(account, message, &r.address, &r.why, now)?;
+        marked += repo.mark_recipient_bounced(message, &r.address, &r.why)?;
     }
     if marked == 0 && is_permanent(report) {
-        repo.mark_sole_recipient_bounced(account, message, NO_RECIPIENT_NAMED, now)?;
+        repo.mark_sole_recipient_bounced(message, NO_RECIPIENT_NAMED)?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! no proof lost do ([`judge_duplicate`]). The store only finds the candidate rows.
 
 use crate::domain::{judge_duplicate, DuplicateVerdict, IncomingCopy, StoredCopy};
-use crate::store::{NewMessage, StoreError, StoredMessage, ThreadingRepository};
+use crate::store::{NewMessage, StoreError, StoredMessage, ThreadingFacts};
 
 /// Copies stored under one Message-ID that an incoming message is compared with; more are
 /// taken as different (and stored), so that a flood of reuses costs a bounded amount each.
@@ -20,13 +20,12 @@ pub enum DedupDecision {
 }
 
 /// Whether `m` repeats a stored message of its account.
-pub fn dedup<R: ThreadingRepository + ?Sized>(
+pub fn dedup<R: ThreadingFacts + ?Sized>(
     repo: &mut R,
     m: &NewMessage,
 ) -> Result<DedupDecision, StoreError> {
-    let account = m.account_id;
     let by_key = |repo: &mut R, key: String| -> Result<DedupDecision, StoreError> {
-        Ok(match repo.message_by_dedup_key(account, &key)? {
+        Ok(match repo.message_by_dedup_key(&key)? {
             Some(stored) => DedupDecision::Duplicate(stored),
             None => DedupDecision::Store { dedup_key: key },
         })
@@ -39,7 +38,7 @@ pub fn dedup<R: ThreadingRepository + ?Sized>(
         // No Message-ID: the key is a hash of the whole normalised message.
         return by_key(repo, m.dedup_key.clone());
     };
-    let copies = repo.copies_under_message_id(account, message_id, MAX_COPIES_COMPARED)?;
+    let copies = repo.copies_under_message_id(message_id, MAX_COPIES_COMPARED)?;
     if copies.is_empty() {
         return Ok(DedupDecision::Store {
             dedup_key: m.dedup_key.clone(),
@@ -80,22 +79,10 @@ mod tests {
     //! look-ups that may cost.
 
     use super::*;
-    use crate::domain::{AccountId, Mailbox, MessageId, MessageKind, TicketId};
-    use crate::ingest::fake_repository::FakeRepository;
+    use crate::domain::{AccountId, Mailbox, MessageKind};
+    use crate::ingest::decision_table;
     use serde::Deserialize;
     use std::sync::Arc;
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Case {
-        name: String,
-        #[serde(default)]
-        store: FakeRepository,
-        message: Incoming,
-        expect: Expected,
-        #[serde(default)]
-        lookups: Option<Vec<String>>,
-    }
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -163,44 +150,14 @@ mod tests {
         }
     }
 
-    fn run(case: Case) -> Result<(), String> {
-        let Case {
-            name,
-            mut store,
-            message,
-            expect,
-            lookups,
-        } = case;
-        let decision =
-            dedup(&mut store, &new_message(message)).map_err(|e| format!("{name}: {e}"))?;
-        let got = match decision {
-            DedupDecision::Store { dedup_key } => Expected::Store(dedup_key),
-            DedupDecision::Duplicate(StoredMessage {
-                message: MessageId(id),
-                ticket: TicketId(_),
-            }) => Expected::Duplicate(id),
-        };
-        if got != expect {
-            return Err(format!("{name}: expected {expect:?}, got {got:?}"));
-        }
-        match lookups {
-            Some(allowed) if store.lookups != allowed => Err(format!(
-                "{name}: look-ups {:?}, expected {allowed:?}",
-                store.lookups
-            )),
-            _ => Ok(()),
-        }
-    }
-
     #[test]
     fn the_duplicate_policy_decides_every_case_of_the_table() {
-        let cases: Vec<Case> = match serde_json::from_str(include_str!("testdata/duplicates.json"))
-        {
-            Ok(cases) => cases,
-            Err(e) => panic!("duplicates.json: {e}"),
-        };
-        assert!(cases.len() >= 12, "the table lost cases: {}", cases.len());
-        let failures: Vec<String> = cases.into_iter().filter_map(|c| run(c).err()).collect();
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        let table = include_str!("testdata/duplicates.json");
+        decision_table::check(table, 12, |store, incoming| {
+            Ok(match dedup(store, &new_message(incoming))? {
+                DedupDecision::Store { dedup_key } => Expected::Store(dedup_key),
+                DedupDecision::Duplicate(stored) => Expected::Duplicate(stored.message.0),
+            })
+        });
     }
 }

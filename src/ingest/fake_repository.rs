@@ -1,15 +1,10 @@
-//! An in-memory [`ThreadingRepository`] for unit tests of ingest's decisions: the facts of
-//! a small store, written as data, and the look-ups a decision made. Writes are refused:
-//! the decisions under test only read (the SQLite engine is tested by tests/threading.rs
-//! and its neighbours).
+//! An in-memory [`ThreadingFacts`] for unit tests of ingest's decisions: the facts of a
+//! small store, written as data, and the look-ups a decision made (the SQLite engine is
+//! tested by tests/threading.rs and its neighbours).
 
-use crate::domain::{
-    normalize_subject, AccountId, CustomerId, Direction, Mailbox, MessageId, SupportAddressId,
-    TicketId,
-};
+use crate::domain::{normalize_subject, Direction, MessageId, TicketId};
 use crate::store::{
-    Filing, IntakeOutcome, NewMessage, NewQuarantine, NewTicket, QuarantineStatus, StoreError,
-    StoredCopyRow, StoredMessage, SubjectQuery, ThreadingRepository, TicketUpdate,
+    Found, StoreResult, StoredCopyRow, StoredMessage, SubjectQuery, ThreadingFacts,
 };
 use serde::Deserialize;
 
@@ -68,7 +63,8 @@ fn inbound() -> Direction {
     Direction::Inbound
 }
 
-/// The store's facts: the brand's addresses (of account 1), tickets and messages.
+/// The store's facts, seen from account 1 (the account filing): the brand's addresses,
+/// tickets and messages (some of other accounts).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FakeRepository {
@@ -83,20 +79,17 @@ pub struct FakeRepository {
     pub lookups: Vec<&'static str>,
 }
 
-fn refused() -> StoreError {
-    StoreError::Invalid("the fake repository only answers look-ups".into())
-}
-
 impl FakeRepository {
     fn ticket(&self, id: TicketId) -> Option<&FakeTicket> {
         self.tickets.iter().find(|t| t.id == id.0)
     }
 
-    fn messages_of(&self, account: AccountId) -> impl Iterator<Item = &FakeMessage> {
+    /// The messages of the account filing, in id order.
+    fn messages_of_account(&self) -> impl Iterator<Item = &FakeMessage> {
         let mut of: Vec<&FakeMessage> = self
             .messages
             .iter()
-            .filter(|m| m.account == account.0)
+            .filter(|m| m.account == ACCOUNT)
             .collect();
         of.sort_by_key(|m| m.id);
         of.into_iter()
@@ -107,20 +100,20 @@ impl FakeRepository {
     }
 }
 
-impl ThreadingRepository for FakeRepository {
-    fn is_brand(&mut self, account: AccountId, email: &str) -> Result<bool, StoreError> {
+impl ThreadingFacts for FakeRepository {
+    fn is_brand(&mut self, email: &str) -> StoreResult<bool> {
         self.lookups.push("is_brand");
-        Ok(account.0 == ACCOUNT && self.brand.iter().any(|b| b == email))
+        Ok(self.brand.iter().any(|b| b == email))
     }
 
-    fn is_participant(&mut self, ticket: TicketId, email: &str) -> Result<bool, StoreError> {
+    fn is_participant(&mut self, ticket: TicketId, email: &str) -> StoreResult<bool> {
         self.lookups.push("is_participant");
         Ok(self
             .ticket(ticket)
             .is_some_and(|t| t.customer == email || t.participants.iter().any(|p| p == email)))
     }
 
-    fn has_participant_at(&mut self, ticket: TicketId, domain: &str) -> Result<bool, StoreError> {
+    fn has_participant_at(&mut self, ticket: TicketId, domain: &str) -> StoreResult<bool> {
         self.lookups.push("has_participant_at");
         let at = format!("@{domain}");
         Ok(self.ticket(ticket).is_some_and(|t| {
@@ -130,15 +123,11 @@ impl ThreadingRepository for FakeRepository {
         }))
     }
 
-    fn live_ticket(
-        &mut self,
-        account: AccountId,
-        ticket: TicketId,
-    ) -> Result<Option<TicketId>, StoreError> {
+    fn live_ticket(&mut self, ticket: TicketId) -> Found<TicketId> {
         self.lookups.push("live_ticket");
         let mut id = ticket;
         for _ in 0..16 {
-            match self.ticket(id).filter(|t| t.account == account.0) {
+            match self.ticket(id).filter(|t| t.account == ACCOUNT) {
                 None => return Ok(None),
                 Some(t) => match t.merged_into {
                     None => return Ok(Some(id)),
@@ -149,44 +138,28 @@ impl ThreadingRepository for FakeRepository {
         Ok(None)
     }
 
-    fn ticket_of_message_id(
-        &mut self,
-        account: AccountId,
-        message_id: &str,
-        direction: Option<Direction>,
-    ) -> Result<Option<TicketId>, StoreError> {
+    fn ticket_of_message_id(&mut self, id: &str, way: Option<Direction>) -> Found<TicketId> {
         self.lookups.push("ticket_of_message_id");
         Ok(self
-            .messages_of(account)
-            .find(|m| {
-                m.message_id.as_deref() == Some(message_id)
-                    && direction.is_none_or(|d| d == m.direction)
-            })
+            .messages_of_account()
+            .find(|m| m.message_id.as_deref() == Some(id) && way.is_none_or(|d| d == m.direction))
             .map(|m| TicketId(m.ticket)))
     }
 
-    fn first_ticket_referring_to(
-        &mut self,
-        account: AccountId,
-        message_id: &str,
-    ) -> Result<Option<TicketId>, StoreError> {
+    fn first_ticket_referring_to(&mut self, message_id: &str) -> Found<TicketId> {
         self.lookups.push("first_ticket_referring_to");
         Ok(self
-            .messages_of(account)
+            .messages_of_account()
             .find(|m| {
                 m.direction != Direction::Note && m.references.iter().any(|r| r == message_id)
             })
             .map(|m| TicketId(m.ticket)))
     }
 
-    fn tickets_referring_to(
-        &mut self,
-        account: AccountId,
-        message_id: &str,
-    ) -> Result<Vec<TicketId>, StoreError> {
+    fn tickets_referring_to(&mut self, message_id: &str) -> StoreResult<Vec<TicketId>> {
         self.lookups.push("tickets_referring_to");
         let mut found: Vec<TicketId> = self
-            .messages_of(account)
+            .messages_of_account()
             .filter(|m| m.references.iter().any(|r| r == message_id))
             .map(|m| TicketId(m.ticket))
             .collect();
@@ -195,18 +168,18 @@ impl ThreadingRepository for FakeRepository {
         Ok(found)
     }
 
-    fn ticket_customer(&mut self, ticket: TicketId) -> Result<Option<String>, StoreError> {
+    fn ticket_customer(&mut self, ticket: TicketId) -> Found<String> {
         self.lookups.push("ticket_customer");
         Ok(self.ticket(ticket).map(|t| t.customer.clone()))
     }
 
-    fn ticket_by_subject(&mut self, q: &SubjectQuery<'_>) -> Result<Option<TicketId>, StoreError> {
+    fn ticket_by_subject(&mut self, q: &SubjectQuery<'_>) -> Found<TicketId> {
         self.lookups.push("ticket_by_subject");
         Ok(self
             .tickets
             .iter()
             .filter(|t| {
-                t.account == q.account.0
+                t.account == ACCOUNT
                     && t.customer == q.customer
                     && normalize_subject(&t.subject) == q.normalized_subject
                     && t.merged_into.is_none()
@@ -217,14 +190,10 @@ impl ThreadingRepository for FakeRepository {
             .map(|t| TicketId(t.id)))
     }
 
-    fn message_by_dedup_key(
-        &mut self,
-        account: AccountId,
-        dedup_key: &str,
-    ) -> Result<Option<StoredMessage>, StoreError> {
+    fn message_by_dedup_key(&mut self, dedup_key: &str) -> Found<StoredMessage> {
         self.lookups.push("message_by_dedup_key");
         Ok(self
-            .messages_of(account)
+            .messages_of_account()
             .find(|m| m.dedup_key.as_deref() == Some(dedup_key))
             .map(|m| StoredMessage {
                 message: MessageId(m.id),
@@ -234,14 +203,13 @@ impl ThreadingRepository for FakeRepository {
 
     fn copies_under_message_id(
         &mut self,
-        account: AccountId,
-        message_id: &str,
+        id: &str,
         limit: usize,
-    ) -> Result<Vec<StoredCopyRow>, StoreError> {
+    ) -> StoreResult<Vec<StoredCopyRow>> {
         self.lookups.push("copies_under_message_id");
         Ok(self
-            .messages_of(account)
-            .filter(|m| m.message_id.as_deref() == Some(message_id))
+            .messages_of_account()
+            .filter(|m| m.message_id.as_deref() == Some(id))
             .take(limit)
             .map(|m| StoredCopyRow {
                 stored: StoredMessage {
@@ -255,7 +223,7 @@ impl ThreadingRepository for FakeRepository {
             .collect())
     }
 
-    fn blob(&mut self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn blob(&mut self, sha256: &str) -> Found<Vec<u8>> {
         self.lookups.push("blob");
         Ok(self
             .messages
@@ -263,93 +231,5 @@ impl ThreadingRepository for FakeRepository {
             .find(|m| Self::sha_of(m).as_deref() == Some(sha256))
             .and_then(|m| m.raw.clone())
             .map(String::into_bytes))
-    }
-
-    fn quarantine(
-        &mut self,
-        _: &NewQuarantine,
-        _: QuarantineStatus,
-    ) -> Result<IntakeOutcome, StoreError> {
-        Err(refused())
-    }
-
-    fn record_forwarding_confirmation(
-        &mut self,
-        _: AccountId,
-        _: SupportAddressId,
-        _: Option<&str>,
-        _: Option<&str>,
-    ) -> Result<(), StoreError> {
-        Err(refused())
-    }
-
-    fn activate_support_address(&mut self, _: SupportAddressId) -> Result<(), StoreError> {
-        Err(refused())
-    }
-
-    fn add_ticket_event(
-        &mut self,
-        _: AccountId,
-        _: TicketId,
-        _: &str,
-        _: &serde_json::Value,
-        _: i64,
-    ) -> Result<(), StoreError> {
-        Err(refused())
-    }
-
-    fn customer(&mut self, _: AccountId, _: &Mailbox, _: i64) -> Result<CustomerId, StoreError> {
-        Err(refused())
-    }
-
-    fn create_ticket(&mut self, _: &NewTicket<'_>) -> Result<TicketId, StoreError> {
-        Err(refused())
-    }
-
-    fn update_ticket(&mut self, _: TicketId, _: TicketUpdate) -> Result<(), StoreError> {
-        Err(refused())
-    }
-
-    fn add_participant(&mut self, _: TicketId, _: &str, _: &str) -> Result<(), StoreError> {
-        Err(refused())
-    }
-
-    fn insert_message(&mut self, _: &NewMessage, _: &Filing<'_>) -> Result<MessageId, StoreError> {
-        Err(refused())
-    }
-
-    fn merge_tickets(
-        &mut self,
-        _: AccountId,
-        _: TicketId,
-        _: TicketId,
-        _: &str,
-    ) -> Result<(), StoreError> {
-        Err(refused())
-    }
-
-    fn outbound_message(&mut self, _: AccountId, _: &str) -> Result<Option<MessageId>, StoreError> {
-        Err(refused())
-    }
-
-    fn mark_recipient_bounced(
-        &mut self,
-        _: AccountId,
-        _: MessageId,
-        _: &str,
-        _: &str,
-        _: i64,
-    ) -> Result<usize, StoreError> {
-        Err(refused())
-    }
-
-    fn mark_sole_recipient_bounced(
-        &mut self,
-        _: AccountId,
-        _: MessageId,
-        _: &str,
-        _: i64,
-    ) -> Result<usize, StoreError> {
-        Err(refused())
     }
 }

@@ -9,8 +9,8 @@ use super::duplicates::{dedup, DedupDecision};
 use super::thread_resolver::{Incoming, ThreadResolver, ThreadingConfig};
 use crate::domain::{normalize_subject, Direction, Mailbox, MessageKind, ThreadReason, TicketId};
 use crate::store::{
-    now_ms, Filing, IntakeOutcome, MessageFiler, NewMessage, NewQuarantine, NewTicket,
-    QuarantineStatus, StoreError, ThreadingRepository, TicketUpdate,
+    now_ms, Filing, IntakeOutcome, IntakeWrites, MessageFiler, NewMessage, NewQuarantine,
+    NewTicket, QuarantineStatus, StoreError, ThreadingFacts, ThreadingRepository, TicketUpdate,
 };
 
 /// The writer's [`MessageFiler`]: ingest's decisions over the store's repository.
@@ -47,7 +47,7 @@ fn domain_of(addr: &str) -> &str {
 }
 
 /// Keeps the message whole in quarantine with its reason.
-fn quarantine<R: ThreadingRepository + ?Sized>(
+fn quarantine<R: IntakeWrites + ?Sized>(
     repo: &mut R,
     m: &NewMessage,
     reason: &str,
@@ -70,14 +70,14 @@ fn quarantine<R: ThreadingRepository + ?Sized>(
 
 /// The customer of a message the brand sent: its first recipient that is neither the brand
 /// nor one of our forwarding addresses.
-fn first_customer_recipient<R: ThreadingRepository + ?Sized>(
+fn first_customer_recipient<R: ThreadingFacts + ?Sized>(
     repo: &mut R,
     inbound_domain: &str,
     m: &NewMessage,
 ) -> Result<Option<Mailbox>, StoreError> {
     for p in m.to.iter().chain(m.cc.iter()) {
         if !domain_of(&p.address).eq_ignore_ascii_case(inbound_domain)
-            && !repo.is_brand(m.account_id, &p.address)?
+            && !repo.is_brand(&p.address)?
         {
             return Ok(Some(p.clone()));
         }
@@ -94,9 +94,8 @@ fn file_bounce<R: ThreadingRepository + ?Sized>(
     original_message_id: Option<&str>,
     report: &serde_json::Value,
 ) -> Result<IntakeOutcome, StoreError> {
-    let account = m.account_id;
     let ticket = match original_message_id {
-        Some(id) => repo.ticket_of_message_id(account, id, Some(Direction::Outbound))?,
+        Some(id) => repo.ticket_of_message_id(id, Some(Direction::Outbound))?,
         None => None,
     };
     let Some(ticket) = ticket else {
@@ -108,10 +107,9 @@ fn file_bounce<R: ThreadingRepository + ?Sized>(
             QuarantineStatus::Held,
         );
     };
-    let now = now_ms();
-    repo.add_ticket_event(account, ticket, "bounce", report, now)?;
+    repo.add_ticket_event(ticket, "bounce", report)?;
     if let Some(id) = original_message_id {
-        mark_bounced(repo, account, id, report, now)?;
+        mark_bounced(repo, id, report)?;
     }
     let message = repo.insert_message(
         m,
@@ -132,7 +130,6 @@ pub fn file_message<R: ThreadingRepository + ?Sized>(
     repo: &mut R,
     m: &NewMessage,
 ) -> Result<IntakeOutcome, StoreError> {
-    let account = m.account_id;
     let dedup_key = match dedup(repo, m)? {
         DedupDecision::Duplicate(stored) => {
             return Ok(IntakeOutcome::Duplicate {
@@ -161,12 +158,7 @@ pub fn file_message<R: ThreadingRepository + ?Sized>(
             url,
         } => {
             if let Some(support) = m.support_address_id {
-                repo.record_forwarding_confirmation(
-                    account,
-                    support,
-                    code.as_deref(),
-                    url.as_deref(),
-                )?;
+                repo.record_forwarding_confirmation(support, code.as_deref(), url.as_deref())?;
             }
             tracing::info!(%provider, "forwarding confirmation received");
             return quarantine(
@@ -191,7 +183,7 @@ pub fn file_message<R: ThreadingRepository + ?Sized>(
     }
     let sender = m.from.address.as_str();
     let importing = m.import_job.is_some();
-    let sender_is_brand = repo.is_brand(account, sender)?;
+    let sender_is_brand = repo.is_brand(sender)?;
     // Historic mail the brand sent is an agent's reply; its customer is whom it went to.
     let outbound = importing && sender_is_brand;
     // Forwarded by hand by the brand or an agent: the customer is the original sender.
@@ -204,18 +196,13 @@ pub fn file_message<R: ThreadingRepository + ?Sized>(
     let placement = resolver.place(
         repo,
         &Incoming {
-            account,
             message_id: m.message_id.as_deref(),
             in_reply_to: m.in_reply_to.as_deref(),
             references: &m.references,
             sender,
             customer: &customer.address,
-            recipients: m
-                .to
-                .iter()
-                .chain(m.cc.iter())
-                .map(|p| p.address.as_str())
-                .collect(),
+            to: &m.to,
+            cc: &m.cc,
             subject: &m.subject,
             received_at: m.received_at,
             dmarc_pass_domain: m.dmarc_pass_domain.as_deref(),
@@ -243,7 +230,7 @@ pub fn file_message<R: ThreadingRepository + ?Sized>(
             t
         }
         None => {
-            let customer_row = repo.customer(account, &customer, now_ms())?;
+            let customer_row = repo.customer(&customer, now_ms())?;
             let subject = if m.subject.trim().is_empty() {
                 "(no subject)"
             } else {
@@ -251,7 +238,6 @@ pub fn file_message<R: ThreadingRepository + ?Sized>(
             };
             let ticket_flags: Vec<&str> = placement.flag.into_iter().collect();
             repo.create_ticket(&NewTicket {
-                account,
                 subject,
                 normalized_subject: &normalize_subject(&m.subject),
                 customer: customer_row,
@@ -290,7 +276,7 @@ pub fn file_message<R: ThreadingRepository + ?Sized>(
             flags: &flags,
         },
     )?;
-    let winner = merge_orphans(repo, account, ticket, &placement.orphans)?;
+    let winner = merge_orphans(repo, ticket, &placement.orphans)?;
     if let Some(support) = m.support_address_id.filter(|_| !importing) {
         repo.activate_support_address(support)?;
     }
@@ -302,15 +288,14 @@ pub fn file_message<R: ThreadingRepository + ?Sized>(
 
 /// Merges the tickets of replies that came before their parent into one, the oldest
 /// ticket winning; returns it.
-fn merge_orphans<R: ThreadingRepository + ?Sized>(
+fn merge_orphans<R: ThreadingFacts + IntakeWrites + ?Sized>(
     repo: &mut R,
-    account: crate::domain::AccountId,
     ticket: TicketId,
     orphans: &[TicketId],
 ) -> Result<TicketId, StoreError> {
     let mut winner = ticket;
     for &other in orphans {
-        let Some(other) = repo.live_ticket(account, other)? else {
+        let Some(other) = repo.live_ticket(other)? else {
             continue;
         };
         if other == winner {
@@ -321,7 +306,7 @@ fn merge_orphans<R: ThreadingRepository + ?Sized>(
         } else {
             (winner, other)
         };
-        repo.merge_tickets(account, keep, drop, "parent arrived after its replies")?;
+        repo.merge_tickets(keep, drop, "parent arrived after its replies")?;
         winner = keep;
     }
     Ok(winner)

@@ -6,6 +6,8 @@
 
 pub mod bounce_filing;
 pub mod classify;
+#[cfg(test)]
+mod decision_table;
 pub mod duplicates;
 #[cfg(test)]
 mod fake_repository;

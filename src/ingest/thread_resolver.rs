@@ -12,10 +12,10 @@
 //! 6. otherwise a new ticket.
 //!
 //! A suspected spoof never joins an existing conversation. The store answers the questions
-//! through [`ThreadingRepository`]; nothing here knows how they are stored.
+//! through [`ThreadingFacts`]; nothing here knows how they are stored.
 
-use crate::domain::{normalize_subject, verify_reply_token, AccountId, ThreadReason, TicketId};
-use crate::store::{StoreError, SubjectQuery, ThreadingRepository};
+use crate::domain::{normalize_subject, verify_reply_token, Mailbox, ThreadReason, TicketId};
+use crate::store::{StoreError, SubjectQuery, ThreadingFacts};
 
 /// What threading needs from the settings.
 #[derive(Clone)]
@@ -31,7 +31,6 @@ pub struct ThreadingConfig {
 /// The facts of one message that threading looks at.
 #[derive(Debug, Clone)]
 pub struct Incoming<'a> {
-    pub account: AccountId,
     pub message_id: Option<&'a str>,
     pub in_reply_to: Option<&'a str>,
     /// Oldest first, as in the header.
@@ -40,8 +39,9 @@ pub struct Incoming<'a> {
     pub sender: &'a str,
     /// Whose ticket it is: the sender, or whom the brand wrote to or forwarded from.
     pub customer: &'a str,
-    /// Everyone in To and Cc (lower-cased).
-    pub recipients: Vec<&'a str>,
+    /// To and Cc (addresses lower-cased).
+    pub to: &'a [Mailbox],
+    pub cc: &'a [Mailbox],
     pub subject: &'a str,
     pub received_at: i64,
     /// The domain DMARC passed for, if any.
@@ -106,7 +106,7 @@ impl ThreadResolver {
 
     /// Decides where `m` goes. The look-ups are the few a new message without references
     /// needs (replies waiting for it, then the subject), more only as the headers ask.
-    pub fn place<R: ThreadingRepository + ?Sized>(
+    pub fn place<R: ThreadingFacts + ?Sized>(
         &self,
         repo: &mut R,
         m: &Incoming<'_>,
@@ -119,7 +119,7 @@ impl ThreadResolver {
         }
         let mut orphans = Vec::new();
         if let Some(id) = m.message_id {
-            for t in repo.tickets_referring_to(m.account, id)? {
+            for t in repo.tickets_referring_to(id)? {
                 if may_merge(repo, m, t)? {
                     orphans.push(t);
                 }
@@ -168,7 +168,7 @@ impl ThreadResolver {
     }
 
     /// Steps 1 and 2: our reply tokens, then In-Reply-To, then References newest first.
-    fn header_match<R: ThreadingRepository + ?Sized>(
+    fn header_match<R: ThreadingFacts + ?Sized>(
         &self,
         repo: &mut R,
         m: &Incoming<'_>,
@@ -176,18 +176,18 @@ impl ThreadResolver {
         let cfg = &self.config;
         for id in m.parents_newest_first() {
             if let Some(t) = verify_reply_token(&cfg.secret, id, &cfg.inbound_domain) {
-                if let Some(t) = repo.live_ticket(m.account, TicketId(t))? {
+                if let Some(t) = repo.live_ticket(TicketId(t))? {
                     return Ok(Some((t, ThreadReason::ReplyToken)));
                 }
             }
         }
         if let Some(irt) = m.in_reply_to {
-            if let Some(t) = repo.ticket_of_message_id(m.account, irt, None)? {
+            if let Some(t) = repo.ticket_of_message_id(irt, None)? {
                 return Ok(Some((t, ThreadReason::InReplyTo)));
             }
         }
         for r in m.references.iter().rev() {
-            if let Some(t) = repo.ticket_of_message_id(m.account, r, None)? {
+            if let Some(t) = repo.ticket_of_message_id(r, None)? {
                 return Ok(Some((t, ThreadReason::References)));
             }
         }
@@ -195,7 +195,7 @@ impl ThreadResolver {
     }
 
     /// Step 5: same customer, same normalised subject, updated within the window.
-    fn subject_match<R: ThreadingRepository + ?Sized>(
+    fn subject_match<R: ThreadingFacts + ?Sized>(
         &self,
         repo: &mut R,
         m: &Incoming<'_>,
@@ -214,7 +214,6 @@ impl ThreadResolver {
             i64::MAX
         };
         repo.ticket_by_subject(&SubjectQuery {
-            account: m.account,
             customer: m.customer,
             normalized_subject: &normalized,
             updated_since: m.received_at - window,
@@ -227,15 +226,15 @@ impl ThreadResolver {
 /// message that referred to the same parent (JWZ's empty container: two replies to one
 /// missing message are one thread). Taken only when the sender may join; otherwise it is
 /// no match at all, as if the ids were unknown.
-fn sibling_match<R: ThreadingRepository + ?Sized>(
+fn sibling_match<R: ThreadingFacts + ?Sized>(
     repo: &mut R,
     m: &Incoming<'_>,
 ) -> Result<Option<TicketId>, StoreError> {
     for id in m.parents_newest_first() {
-        let Some(found) = repo.first_ticket_referring_to(m.account, id)? else {
+        let Some(found) = repo.first_ticket_referring_to(id)? else {
             continue;
         };
-        if let Some(t) = repo.live_ticket(m.account, found)? {
+        if let Some(t) = repo.live_ticket(found)? {
             if may_join(repo, m, t)? {
                 return Ok(Some(t));
             }
@@ -245,12 +244,12 @@ fn sibling_match<R: ThreadingRepository + ?Sized>(
 }
 
 /// Step 3: may the sender join `ticket`?
-fn may_join<R: ThreadingRepository + ?Sized>(
+fn may_join<R: ThreadingFacts + ?Sized>(
     repo: &mut R,
     m: &Incoming<'_>,
     ticket: TicketId,
 ) -> Result<bool, StoreError> {
-    if repo.is_participant(ticket, m.sender)? || repo.is_brand(m.account, m.sender)? {
+    if repo.is_participant(ticket, m.sender)? || repo.is_brand(m.sender)? {
         return Ok(true);
     }
     match m.dmarc_pass_domain {
@@ -263,7 +262,7 @@ fn may_join<R: ThreadingRepository + ?Sized>(
 /// into `m`'s? Exactly when the reply would have joined `m`'s ticket had `m` come first (the
 /// participant rule, step 3): its author is `m`'s sender, one of `m`'s recipients or the
 /// brand. The order in which mail arrives, or an import reads it, never changes the result.
-fn may_merge<R: ThreadingRepository + ?Sized>(
+fn may_merge<R: ThreadingFacts + ?Sized>(
     repo: &mut R,
     m: &Incoming<'_>,
     other: TicketId,
@@ -272,8 +271,8 @@ fn may_merge<R: ThreadingRepository + ?Sized>(
         return Ok(false);
     };
     Ok(customer == m.sender
-        || m.recipients.iter().any(|p| *p == customer)
-        || repo.is_brand(m.account, &customer)?)
+        || m.to.iter().chain(m.cc).any(|p| p.address == customer)
+        || repo.is_brand(&customer)?)
 }
 
 #[cfg(test)]

@@ -46,8 +46,9 @@ pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};
 pub use sessions::SESSION_COOKIE;
 pub use sso::{SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRoleRecord};
 pub use threading_repository::{
-    Filing, MessageFiler, NewTicket, QuarantineStatus, StoredCopyRow, StoredMessage, SubjectQuery,
-    ThreadingRepository, TicketUpdate,
+    BounceRecords, Filing, Found, IntakeWrites, MessageFiler, NewTicket, QuarantineStatus,
+    StoreResult, StoredCopyRow, StoredMessage, SubjectQuery, ThreadingFacts, ThreadingRepository,
+    TicketUpdate,
 };
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,

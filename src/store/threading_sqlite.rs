@@ -4,8 +4,8 @@
 
 use super::intake::{ImportCheckpoint, IntakeOutcome, NewMessage, NewQuarantine};
 use super::threading_repository::{
-    Filing, NewTicket, QuarantineStatus, StoredCopyRow, StoredMessage, SubjectQuery,
-    ThreadingRepository, TicketUpdate,
+    BounceRecords, Filing, Found, IntakeWrites, NewTicket, QuarantineStatus, StoreResult,
+    StoredCopyRow, StoredMessage, SubjectQuery, ThreadingFacts, TicketUpdate,
 };
 use super::{now_ms, StoreError};
 use crate::domain::{
@@ -27,47 +27,46 @@ const BY_MESSAGE_ID: &str = "account_id = ?1
            AND dedup_key >= 'mid:' || ?2 AND dedup_key < 'mid:' || ?2 || '$'
            AND message_id = ?2";
 
-/// Filing's storage on the writer's connection (inside its batch transaction).
+/// Filing's storage on the writer's connection (inside its batch transaction), scoped to
+/// the account of the message being filed.
 pub(super) struct SqliteThreading<'c> {
     conn: &'c Conn,
+    account: AccountId,
 }
 
 impl<'c> SqliteThreading<'c> {
-    pub(super) fn new(conn: &'c Conn) -> Self {
-        Self { conn }
+    /// Filing's storage for one message of `account`.
+    pub(super) fn new(conn: &'c Conn, account: AccountId) -> Self {
+        Self { conn, account }
     }
 }
 
-impl ThreadingRepository for SqliteThreading<'_> {
-    fn is_brand(&mut self, account: AccountId, email: &str) -> Result<bool, StoreError> {
+impl ThreadingFacts for SqliteThreading<'_> {
+    fn is_brand(&mut self, email: &str) -> StoreResult<bool> {
         let mut st = self.conn.prepare_cached(
             "SELECT 1 FROM support_addresses WHERE account_id = ?1 AND (address = ?2 OR from_address = ?2)
              UNION ALL SELECT 1 FROM accounts WHERE id = ?1 AND lower(from_address) = ?2
              UNION ALL SELECT 1 FROM users WHERE account_id = ?1 AND email = ?2
              LIMIT 1",
         )?;
-        Ok(st.exists(params![account.0, email])?)
+        Ok(st.exists(params![self.account.0, email])?)
     }
 
-    fn is_participant(&mut self, ticket: TicketId, email: &str) -> Result<bool, StoreError> {
+    fn is_participant(&mut self, ticket: TicketId, email: &str) -> StoreResult<bool> {
         let mut st = self.conn.prepare_cached(
             "SELECT 1 FROM ticket_participants WHERE ticket_id = ? AND email = ?",
         )?;
         Ok(st.exists(params![ticket.0, email])?)
     }
 
-    fn has_participant_at(&mut self, ticket: TicketId, domain: &str) -> Result<bool, StoreError> {
+    fn has_participant_at(&mut self, ticket: TicketId, domain: &str) -> StoreResult<bool> {
         let mut st = self.conn.prepare_cached(
             "SELECT 1 FROM ticket_participants WHERE ticket_id = ? AND email LIKE '%@' || ? LIMIT 1",
         )?;
         Ok(st.exists(params![ticket.0, domain])?)
     }
 
-    fn live_ticket(
-        &mut self,
-        account: AccountId,
-        ticket: TicketId,
-    ) -> Result<Option<TicketId>, StoreError> {
+    fn live_ticket(&mut self, ticket: TicketId) -> Found<TicketId> {
         let mut st = self
             .conn
             .prepare_cached("SELECT merged_into FROM tickets WHERE id = ? AND account_id = ?")?;
@@ -75,7 +74,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
         let mut id = ticket.0;
         for _ in 0..16 {
             let row: Option<Option<i64>> = st
-                .query_row(params![id, account.0], |r| r.get(0))
+                .query_row(params![id, self.account.0], |r| r.get(0))
                 .optional()?;
             match row {
                 None => return Ok(None),
@@ -86,51 +85,42 @@ impl ThreadingRepository for SqliteThreading<'_> {
         Ok(None)
     }
 
-    fn ticket_of_message_id(
-        &mut self,
-        account: AccountId,
-        message_id: &str,
-        direction: Option<Direction>,
-    ) -> Result<Option<TicketId>, StoreError> {
-        ticket_of_message_id(self.conn, account, message_id, direction)
+    fn ticket_of_message_id(&mut self, id: &str, way: Option<Direction>) -> Found<TicketId> {
+        ticket_of_message_id(self.conn, self.account, id, way)
     }
 
-    fn first_ticket_referring_to(
-        &mut self,
-        account: AccountId,
-        message_id: &str,
-    ) -> Result<Option<TicketId>, StoreError> {
+    fn first_ticket_referring_to(&mut self, message_id: &str) -> Found<TicketId> {
         let mut st = self.conn.prepare_cached(
             "SELECT m.ticket_id FROM message_references r JOIN messages m ON m.id = r.message_id
              WHERE r.account_id = ? AND r.referenced = ? AND m.direction <> 'note'
              ORDER BY m.id LIMIT 1",
         )?;
         Ok(st
-            .query_row(params![account.0, message_id], |r| r.get(0).map(TicketId))
+            .query_row(params![self.account.0, message_id], |r| {
+                r.get(0).map(TicketId)
+            })
             .optional()?)
     }
 
-    fn tickets_referring_to(
-        &mut self,
-        account: AccountId,
-        message_id: &str,
-    ) -> Result<Vec<TicketId>, StoreError> {
+    fn tickets_referring_to(&mut self, message_id: &str) -> StoreResult<Vec<TicketId>> {
         let mut st = self.conn.prepare_cached(
             "SELECT DISTINCT m.ticket_id FROM message_references r JOIN messages m ON m.id = r.message_id
              WHERE r.account_id = ? AND r.referenced = ? ORDER BY m.ticket_id",
         )?;
-        let rows = st.query_map(params![account.0, message_id], |r| r.get(0).map(TicketId))?;
+        let rows = st.query_map(params![self.account.0, message_id], |r| {
+            r.get(0).map(TicketId)
+        })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn ticket_customer(&mut self, ticket: TicketId) -> Result<Option<String>, StoreError> {
+    fn ticket_customer(&mut self, ticket: TicketId) -> Found<String> {
         let mut st = self.conn.prepare_cached(
             "SELECT c.email FROM tickets t JOIN customers c ON c.id = t.customer_id WHERE t.id = ?",
         )?;
         Ok(st.query_row(params![ticket.0], |r| r.get(0)).optional()?)
     }
 
-    fn ticket_by_subject(&mut self, q: &SubjectQuery<'_>) -> Result<Option<TicketId>, StoreError> {
+    fn ticket_by_subject(&mut self, q: &SubjectQuery<'_>) -> Found<TicketId> {
         let mut st = self.conn.prepare_cached(
             // Customer first, then that customer's tickets by subject: left to itself, SQLite
             // walked every ticket of the account updated within the window (for its ORDER BY),
@@ -145,7 +135,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
         Ok(st
             .query_row(
                 params![
-                    q.account.0,
+                    self.account.0,
                     q.customer,
                     q.normalized_subject,
                     q.updated_since,
@@ -156,17 +146,13 @@ impl ThreadingRepository for SqliteThreading<'_> {
             .optional()?)
     }
 
-    fn message_by_dedup_key(
-        &mut self,
-        account: AccountId,
-        dedup_key: &str,
-    ) -> Result<Option<StoredMessage>, StoreError> {
+    fn message_by_dedup_key(&mut self, dedup_key: &str) -> Found<StoredMessage> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT id, ticket_id FROM messages WHERE account_id = ? AND dedup_key = ?",
             )?
-            .query_row(params![account.0, dedup_key], |r| {
+            .query_row(params![self.account.0, dedup_key], |r| {
                 Ok(StoredMessage {
                     message: MessageId(r.get(0)?),
                     ticket: TicketId(r.get(1)?),
@@ -177,15 +163,14 @@ impl ThreadingRepository for SqliteThreading<'_> {
 
     fn copies_under_message_id(
         &mut self,
-        account: AccountId,
-        message_id: &str,
+        id: &str,
         limit: usize,
-    ) -> Result<Vec<StoredCopyRow>, StoreError> {
+    ) -> StoreResult<Vec<StoredCopyRow>> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT id, ticket_id, from_address, authenticated_domain IS NOT NULL, raw_sha256
                FROM messages WHERE {BY_MESSAGE_ID} ORDER BY id LIMIT ?3"
         ))?;
-        let rows = st.query_map(params![account.0, message_id, limit as i64], |r| {
+        let rows = st.query_map(params![self.account.0, id, limit as i64], |r| {
             Ok(StoredCopyRow {
                 stored: StoredMessage {
                     message: MessageId(r.get(0)?),
@@ -199,7 +184,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn blob(&mut self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn blob(&mut self, sha256: &str) -> Found<Vec<u8>> {
         let row: Option<(Vec<u8>, Option<String>, i64)> = self
             .conn
             .prepare_cached("SELECT data, compression, size FROM blobs WHERE sha256 = ?")?
@@ -209,32 +194,33 @@ impl ThreadingRepository for SqliteThreading<'_> {
             super::blob_codec::decode(data, compression.as_deref(), size).ok()
         }))
     }
+}
 
+impl IntakeWrites for SqliteThreading<'_> {
     fn quarantine(
         &mut self,
         q: &NewQuarantine,
         status: QuarantineStatus,
-    ) -> Result<IntakeOutcome, StoreError> {
+    ) -> StoreResult<IntakeOutcome> {
         store_quarantine(self.conn, q, status)
     }
 
     fn record_forwarding_confirmation(
         &mut self,
-        account: AccountId,
         support: SupportAddressId,
         code: Option<&str>,
         url: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         self.conn
             .prepare_cached(
                 "UPDATE support_addresses SET status = CASE WHEN status = 'active' THEN status ELSE 'confirmation_pending' END,
                         confirmation_code = ?, confirmation_url = ? WHERE id = ? AND account_id = ?",
             )?
-            .execute(params![code, url, support.0, account.0])?;
+            .execute(params![code, url, support.0, self.account.0])?;
         Ok(())
     }
 
-    fn activate_support_address(&mut self, support: SupportAddressId) -> Result<(), StoreError> {
+    fn activate_support_address(&mut self, support: SupportAddressId) -> StoreResult<()> {
         self.conn
             .prepare_cached(
                 "UPDATE support_addresses SET status = 'active' WHERE id = ? AND status <> 'active'",
@@ -245,21 +231,14 @@ impl ThreadingRepository for SqliteThreading<'_> {
 
     fn add_ticket_event(
         &mut self,
-        account: AccountId,
         ticket: TicketId,
         kind: &str,
         data: &serde_json::Value,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        add_event(self.conn, account, ticket, kind, data, now)
+    ) -> StoreResult<()> {
+        add_event(self.conn, self.account, ticket, kind, data, now_ms())
     }
 
-    fn customer(
-        &mut self,
-        account: AccountId,
-        who: &Mailbox,
-        now: i64,
-    ) -> Result<CustomerId, StoreError> {
+    fn customer(&mut self, who: &Mailbox, now: i64) -> StoreResult<CustomerId> {
         let conn = self.conn;
         // Looked up first (a returning customer is the common case), then inserted: an upsert
         // with RETURNING costs SQLite a statement journal and a temporary table per call.
@@ -267,7 +246,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
             .prepare_cached(
                 "SELECT id, name IS NULL FROM customers WHERE account_id = ? AND email = ?",
             )?
-            .query_row(params![account.0, who.address], |r| {
+            .query_row(params![self.account.0, who.address], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
@@ -283,13 +262,13 @@ impl ThreadingRepository for SqliteThreading<'_> {
                 conn.prepare_cached(
                     "INSERT INTO customers (account_id, email, name, created_at) VALUES (?, ?, ?, ?)",
                 )?
-                .execute(params![account.0, who.address, who.name, now])?;
+                .execute(params![self.account.0, who.address, who.name, now])?;
                 Ok(CustomerId(conn.last_insert_rowid()))
             }
         }
     }
 
-    fn create_ticket(&mut self, t: &NewTicket<'_>) -> Result<TicketId, StoreError> {
+    fn create_ticket(&mut self, t: &NewTicket<'_>) -> StoreResult<TicketId> {
         // Imported history opens its tickets closed (the import reopens the newest ones it
         // is asked to at its end).
         self.conn
@@ -302,7 +281,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
                          CASE WHEN ?9 IS NOT NULL THEN ?7 END, ?9)",
             )?
             .execute(params![
-                t.account.0,
+                self.account.0,
                 t.subject,
                 t.normalized_subject,
                 t.customer.0,
@@ -315,7 +294,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
         Ok(TicketId(self.conn.last_insert_rowid()))
     }
 
-    fn update_ticket(&mut self, ticket: TicketId, update: TicketUpdate) -> Result<(), StoreError> {
+    fn update_ticket(&mut self, ticket: TicketId, update: TicketUpdate) -> StoreResult<()> {
         match update {
             TicketUpdate::History { at, by_brand } => {
                 self.conn
@@ -346,12 +325,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
         Ok(())
     }
 
-    fn add_participant(
-        &mut self,
-        ticket: TicketId,
-        email: &str,
-        role: &str,
-    ) -> Result<(), StoreError> {
+    fn add_participant(&mut self, ticket: TicketId, email: &str, role: &str) -> StoreResult<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -360,28 +334,18 @@ impl ThreadingRepository for SqliteThreading<'_> {
         Ok(())
     }
 
-    fn insert_message(
-        &mut self,
-        m: &NewMessage,
-        filing: &Filing<'_>,
-    ) -> Result<MessageId, StoreError> {
+    fn insert_message(&mut self, m: &NewMessage, filing: &Filing<'_>) -> StoreResult<MessageId> {
         insert_message(self.conn, m, filing)
     }
 
-    fn merge_tickets(
-        &mut self,
-        account: AccountId,
-        winner: TicketId,
-        loser: TicketId,
-        why: &str,
-    ) -> Result<(), StoreError> {
+    fn merge_tickets(&mut self, winner: TicketId, loser: TicketId, why: &str) -> StoreResult<()> {
         let conn = self.conn;
         let (winner, loser) = (winner.0, loser.0);
         let now = now_ms();
         conn.prepare_cached(
             "UPDATE messages SET ticket_id = ? WHERE ticket_id = ? AND account_id = ?",
         )?
-        .execute(params![winner, loser, account.0])?;
+        .execute(params![winner, loser, self.account.0])?;
         conn.prepare_cached(
             "INSERT OR IGNORE INTO ticket_participants (ticket_id, email, role)
              SELECT ?, email, role FROM ticket_participants WHERE ticket_id = ?",
@@ -406,7 +370,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
         .execute(params![winner, now, now, loser])?;
         add_event(
             conn,
-            account,
+            self.account,
             TicketId(winner),
             "merged",
             &serde_json::json!({"from_ticket": loser, "reason": why}),
@@ -414,7 +378,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
         )?;
         add_event(
             conn,
-            account,
+            self.account,
             TicketId(loser),
             "merged_into",
             &serde_json::json!({"into_ticket": winner, "reason": why}),
@@ -423,46 +387,38 @@ impl ThreadingRepository for SqliteThreading<'_> {
         tracing::info!(winner, loser, why, "tickets merged");
         Ok(())
     }
+}
 
-    fn outbound_message(
-        &mut self,
-        account: AccountId,
-        message_id: &str,
-    ) -> Result<Option<MessageId>, StoreError> {
+impl BounceRecords for SqliteThreading<'_> {
+    fn outbound_message(&mut self, message_id: &str) -> Found<MessageId> {
         Ok(self
             .conn
             .prepare_cached(&format!(
                 "SELECT id FROM messages WHERE {BY_MESSAGE_ID} AND direction = 'outbound'
                  ORDER BY id LIMIT 1"
             ))?
-            .query_row(params![account.0, message_id], |r| r.get(0).map(MessageId))
+            .query_row(params![self.account.0, message_id], |r| {
+                r.get(0).map(MessageId)
+            })
             .optional()?)
     }
 
     fn mark_recipient_bounced(
         &mut self,
-        account: AccountId,
         message: MessageId,
         recipient: &str,
         why: &str,
-        now: i64,
-    ) -> Result<usize, StoreError> {
+    ) -> StoreResult<usize> {
         Ok(self
             .conn
             .prepare_cached(
                 "UPDATE outbound_queue SET status = 'bounced', last_error = ?, lease_owner = NULL, lease_until = NULL,
                      updated_at = ? WHERE account_id = ? AND message_id = ? AND recipient = ? AND status <> 'bounced'",
             )?
-            .execute(params![why, now, account.0, message.0, recipient])?)
+            .execute(params![why, now_ms(), self.account.0, message.0, recipient])?)
     }
 
-    fn mark_sole_recipient_bounced(
-        &mut self,
-        account: AccountId,
-        message: MessageId,
-        why: &str,
-        now: i64,
-    ) -> Result<usize, StoreError> {
+    fn mark_sole_recipient_bounced(&mut self, message: MessageId, why: &str) -> StoreResult<usize> {
         Ok(self
             .conn
             .prepare_cached(
@@ -471,7 +427,7 @@ impl ThreadingRepository for SqliteThreading<'_> {
                  WHERE account_id = ?3 AND message_id = ?4 AND status <> 'bounced'
                    AND (SELECT COUNT(*) FROM outbound_queue WHERE message_id = ?4) = 1",
             )?
-            .execute(params![why, now, account.0, message.0])?)
+            .execute(params![why, now_ms(), self.account.0, message.0])?)
     }
 }
 
@@ -482,7 +438,7 @@ fn ticket_of_message_id(
     account: AccountId,
     message_id: &str,
     direction: Option<Direction>,
-) -> Result<Option<TicketId>, StoreError> {
+) -> StoreResult<Option<TicketId>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT ticket_id FROM messages WHERE {BY_MESSAGE_ID}
            AND (?3 IS NULL OR direction = ?3)
@@ -503,7 +459,7 @@ fn add_event(
     kind: &str,
     data: &serde_json::Value,
     now: i64,
-) -> Result<(), StoreError> {
+) -> StoreResult<()> {
     let mut st = conn.prepare_cached(
         "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
     )?;
@@ -511,11 +467,7 @@ fn add_event(
     Ok(())
 }
 
-fn insert_message(
-    conn: &Conn,
-    m: &NewMessage,
-    filing: &Filing<'_>,
-) -> Result<MessageId, StoreError> {
+fn insert_message(conn: &Conn, m: &NewMessage, filing: &Filing<'_>) -> StoreResult<MessageId> {
     put_blob(
         conn,
         &m.raw_sha256,
@@ -603,7 +555,7 @@ fn insert_message(
 pub(super) fn store_import_checkpoint(
     conn: &Conn,
     c: &ImportCheckpoint,
-) -> Result<IntakeOutcome, StoreError> {
+) -> StoreResult<IntakeOutcome> {
     conn.prepare_cached(
         "UPDATE import_jobs SET checkpoint = COALESCE(?, checkpoint), imported = ?,
                 duplicates = ?, quarantined = ?, updated_at = ?
@@ -625,7 +577,7 @@ pub(super) fn store_quarantine(
     conn: &Conn,
     q: &NewQuarantine,
     status: QuarantineStatus,
-) -> Result<IntakeOutcome, StoreError> {
+) -> StoreResult<IntakeOutcome> {
     let account = q.account_id.map(|a| a.0);
     let existing: Option<i64> = conn
         .prepare_cached(
@@ -678,7 +630,7 @@ pub(super) async fn put_blob_sqlx(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     sha256: &str,
     data: &[u8],
-) -> Result<(), StoreError> {
+) -> StoreResult<()> {
     let stored = super::blob_codec::encode(data);
     sqlx::query(
         "INSERT INTO blobs (sha256, size, data, compression) VALUES (?, ?, ?, ?)
@@ -701,7 +653,7 @@ pub(super) fn put_blob(
     sha256: &str,
     data: &[u8],
     packed: Option<&[u8]>,
-) -> Result<(), StoreError> {
+) -> StoreResult<()> {
     let stored = match packed {
         Some(frame) => super::blob_codec::StoredBlob {
             data: frame.into(),
@@ -738,7 +690,7 @@ impl super::Store {
         to: &[Mailbox],
         subject: &str,
         text: &str,
-    ) -> Result<MessageId, StoreError> {
+    ) -> StoreResult<MessageId> {
         let mut tx = self.write_tx().await?;
         let owner: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM tickets WHERE id = ? AND account_id = ? AND merged_into IS NULL",

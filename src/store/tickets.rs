@@ -308,7 +308,7 @@ impl Store {
                 subject: r.subject,
                 date: r.sent_at.map(ms),
                 received_at: ms(r.received_at),
-                // Stored only where it differs from the whole text (threading.rs).
+                // Stored only where it differs from the whole text (threading_sqlite.rs).
                 stripped_text: r.stripped_text.or_else(|| {
                     r.text_body
                         .as_deref()

@@ -220,7 +220,7 @@ fn store_items(
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let outcome = match item {
-            Intake::Message(m) => filer.file(&mut SqliteThreading::new(conn), m)?,
+            Intake::Message(m) => filer.file(&mut SqliteThreading::new(conn, m.account_id), m)?,
             Intake::Quarantine(q) => store_quarantine(conn, q, QuarantineStatus::Held)?,
             Intake::ImportCheckpoint(c) => {
                 let mut c = c.clone();
@@ -488,9 +488,8 @@ mod tests {
             repo: &mut dyn crate::store::ThreadingRepository,
             m: &NewMessage,
         ) -> Result<IntakeOutcome, StoreError> {
-            let customer = repo.customer(m.account_id, &m.from, 0)?;
+            let customer = repo.customer(&m.from, 0)?;
             let ticket = repo.create_ticket(&crate::store::NewTicket {
-                account: m.account_id,
                 subject: &m.subject,
                 normalized_subject: &m.subject,
                 customer,
