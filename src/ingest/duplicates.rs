@@ -79,26 +79,8 @@ mod tests {
     //! look-ups that may cost.
 
     use super::*;
-    use crate::domain::{AccountId, Mailbox, MessageKind};
-    use crate::ingest::decision_table;
+    use crate::ingest::decision_table::{self, TableMessage};
     use serde::Deserialize;
-    use std::sync::Arc;
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Incoming {
-        #[serde(default)]
-        message_id: Option<String>,
-        /// `mid:<message_id>` when not given.
-        #[serde(default)]
-        dedup_key: Option<String>,
-        sender: String,
-        #[serde(default)]
-        authenticated: bool,
-        raw: String,
-        #[serde(default)]
-        raw_sha256: String,
-    }
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -108,53 +90,11 @@ mod tests {
         Duplicate(i64),
     }
 
-    fn new_message(i: Incoming) -> NewMessage {
-        let dedup_key = i
-            .dedup_key
-            .unwrap_or_else(|| format!("mid:{}", i.message_id.as_deref().unwrap_or_default()));
-        NewMessage {
-            account_id: AccountId(1),
-            support_address_id: None,
-            message_id: i.message_id,
-            dedup_key,
-            in_reply_to: None,
-            references: vec![],
-            from: Mailbox {
-                name: None,
-                address: i.sender,
-            },
-            to: vec![],
-            cc: vec![],
-            participants: vec![],
-            reply_to: None,
-            subject: String::new(),
-            sent_at: None,
-            received_at: 0,
-            text_body: None,
-            html_body: None,
-            text_packed: None,
-            html_packed: None,
-            raw: Arc::new(i.raw.into_bytes()),
-            raw_packed: None,
-            raw_sha256: i.raw_sha256,
-            envelope_json: "{}".into(),
-            source: "smtp",
-            attachments: vec![],
-            kind: MessageKind::Normal,
-            forwarded_from: None,
-            stripped_text: None,
-            spoof_suspected: false,
-            dmarc_pass_domain: i.authenticated.then(|| "cust.test".to_string()),
-            auth_results: None,
-            import_job: None,
-        }
-    }
-
     #[test]
     fn the_duplicate_policy_decides_every_case_of_the_table() {
         let table = include_str!("testdata/duplicates.json");
-        decision_table::check(table, 12, |store, incoming| {
-            Ok(match dedup(store, &new_message(incoming))? {
+        decision_table::check(table, 12, |store, incoming: TableMessage| {
+            Ok(match dedup(store, &incoming.into_new_message())? {
                 DedupDecision::Store { dedup_key } => Expected::Store(dedup_key),
                 DedupDecision::Duplicate(stored) => Expected::Duplicate(stored.message.0),
             })

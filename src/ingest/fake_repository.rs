@@ -1,10 +1,15 @@
-//! An in-memory [`ThreadingFacts`] for unit tests of ingest's decisions: the facts of a
-//! small store, written as data, and the look-ups a decision made (the SQLite engine is
-//! tested by tests/threading.rs and its neighbours).
+//! An in-memory [`ThreadingRepository`](crate::store::ThreadingRepository) for unit tests
+//! of ingest's decisions: the facts of a small store, written as data, the look-ups a
+//! decision made, and its writes as lines of text (the SQLite engine is tested by
+//! tests/threading.rs and its neighbours).
 
-use crate::domain::{normalize_subject, Direction, MessageId, TicketId};
+use crate::domain::{
+    normalize_subject, CustomerId, Direction, Mailbox, MessageId, SupportAddressId, TicketId,
+};
 use crate::store::{
-    Found, StoreResult, StoredCopyRow, StoredMessage, SubjectQuery, ThreadingFacts,
+    BounceRecords, Filing, Found, IntakeOutcome, IntakeWrites, NewMessage, NewQuarantine,
+    NewTicket, QuarantineStatus, StoreResult, StoredCopyRow, StoredMessage, SubjectQuery,
+    ThreadingFacts, TicketUpdate,
 };
 use serde::Deserialize;
 
@@ -74,10 +79,19 @@ pub struct FakeRepository {
     pub tickets: Vec<FakeTicket>,
     #[serde(default)]
     pub messages: Vec<FakeMessage>,
+    /// Outbound queue rows: (message row id, recipient).
+    #[serde(default)]
+    pub queue: Vec<(i64, String)>,
     /// Every look-up made, by name, in order.
     #[serde(skip)]
     pub lookups: Vec<&'static str>,
+    /// Every write made, as a line of text, in order.
+    #[serde(skip)]
+    pub writes: Vec<String>,
 }
+
+/// Rows the fake creates are numbered from here.
+pub const FIRST_NEW_ID: i64 = 100;
 
 impl FakeRepository {
     fn ticket(&self, id: TicketId) -> Option<&FakeTicket> {
@@ -231,5 +245,118 @@ impl ThreadingFacts for FakeRepository {
             .find(|m| Self::sha_of(m).as_deref() == Some(sha256))
             .and_then(|m| m.raw.clone())
             .map(String::into_bytes))
+    }
+}
+
+impl FakeRepository {
+    /// Records a write and returns the id of the row it made.
+    fn write(&mut self, line: String) -> i64 {
+        self.writes.push(line);
+        FIRST_NEW_ID + self.writes.len() as i64 - 1
+    }
+}
+
+impl IntakeWrites for FakeRepository {
+    fn quarantine(&mut self, q: &NewQuarantine, s: QuarantineStatus) -> StoreResult<IntakeOutcome> {
+        let id = self.write(format!("quarantine {} {}", q.reason, s.as_str()));
+        Ok(IntakeOutcome::Quarantined { id })
+    }
+
+    fn record_forwarding_confirmation(
+        &mut self,
+        support: SupportAddressId,
+        code: Option<&str>,
+        _: Option<&str>,
+    ) -> StoreResult<()> {
+        self.write(format!("forwarding confirmation {support} {code:?}"));
+        Ok(())
+    }
+
+    fn activate_support_address(&mut self, support: SupportAddressId) -> StoreResult<()> {
+        self.write(format!("support address {support} active"));
+        Ok(())
+    }
+
+    fn add_ticket_event(
+        &mut self,
+        ticket: TicketId,
+        kind: &str,
+        _: &serde_json::Value,
+    ) -> StoreResult<()> {
+        self.write(format!("event {kind} on {ticket}"));
+        Ok(())
+    }
+
+    fn customer(&mut self, who: &Mailbox, _: i64) -> StoreResult<CustomerId> {
+        Ok(CustomerId(self.write(format!("customer {}", who.address))))
+    }
+
+    fn create_ticket(&mut self, t: &NewTicket<'_>) -> StoreResult<TicketId> {
+        let line = format!(
+            "ticket of customer {} subject {:?} flags {:?} by brand {} import {:?}",
+            t.customer, t.subject, t.flags, t.by_brand, t.import_job
+        );
+        Ok(TicketId(self.write(line)))
+    }
+
+    fn update_ticket(&mut self, ticket: TicketId, update: TicketUpdate) -> StoreResult<()> {
+        self.write(format!("update {ticket} {update:?}"));
+        Ok(())
+    }
+
+    fn add_participant(&mut self, ticket: TicketId, email: &str, role: &str) -> StoreResult<()> {
+        self.write(format!("participant of {ticket} {email} {role}"));
+        Ok(())
+    }
+
+    fn insert_message(&mut self, _: &NewMessage, f: &Filing<'_>) -> StoreResult<MessageId> {
+        let line = format!(
+            "message in {} {} {} {} {:?} key {}",
+            f.ticket,
+            f.direction.as_str(),
+            f.classification,
+            f.reason.as_str(),
+            f.flags,
+            f.dedup_key
+        );
+        Ok(MessageId(self.write(line)))
+    }
+
+    fn merge_tickets(&mut self, winner: TicketId, loser: TicketId, _: &str) -> StoreResult<()> {
+        self.write(format!("merge {loser} into {winner}"));
+        Ok(())
+    }
+}
+
+impl BounceRecords for FakeRepository {
+    fn outbound_message(&mut self, message_id: &str) -> Found<MessageId> {
+        self.lookups.push("outbound_message");
+        Ok(self
+            .messages_of_account()
+            .find(|m| {
+                m.direction == Direction::Outbound && m.message_id.as_deref() == Some(message_id)
+            })
+            .map(|m| MessageId(m.id)))
+    }
+
+    fn mark_recipient_bounced(
+        &mut self,
+        message: MessageId,
+        to: &str,
+        why: &str,
+    ) -> StoreResult<usize> {
+        self.write(format!("bounced {message} {to}: {why}"));
+        Ok(self
+            .queue
+            .iter()
+            .filter(|(m, r)| *m == message.0 && r == to)
+            .count())
+    }
+
+    fn mark_sole_recipient_bounced(&mut self, message: MessageId, why: &str) -> StoreResult<usize> {
+        self.write(format!("bounced the sole recipient of {message}: {why}"));
+        Ok(usize::from(
+            self.queue.iter().filter(|(m, _)| *m == message.0).count() == 1,
+        ))
     }
 }

@@ -311,3 +311,48 @@ fn merge_orphans<R: ThreadingFacts + IntakeWrites + ?Sized>(
     }
     Ok(winner)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Filing as a table: `testdata/filing.json` holds a store's facts and one message
+    //! (its kind, sender, recipients, import job...), each with the outcome and every write
+    //! filing makes, in order: the customer it chooses, how a ticket is opened or updated
+    //! (closed history, the brand's mail as outbound), participants, merges, bounces.
+
+    use super::*;
+    use crate::ingest::decision_table::{self, TableMessage};
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Expected {
+        outcome: String,
+        writes: Vec<String>,
+    }
+
+    #[test]
+    fn filing_decides_every_case_of_the_table() {
+        let resolver = ThreadResolver::new(ThreadingConfig {
+            secret: b"filing-table-secret".to_vec(),
+            inbound_domain: "in.postern.test".into(),
+            subject_window_ms: 1_000,
+        });
+        let table = include_str!("testdata/filing.json");
+        decision_table::check(table, 12, |store, m: TableMessage| {
+            let outcome = file_message(&resolver, store, &m.into_new_message())?;
+            Ok(Expected {
+                outcome: match outcome {
+                    IntakeOutcome::Stored { message, ticket } => {
+                        format!("stored {message} in {ticket}")
+                    }
+                    IntakeOutcome::Duplicate { message, ticket } => {
+                        format!("duplicate of {message} in {ticket}")
+                    }
+                    IntakeOutcome::Quarantined { id } => format!("quarantined {id}"),
+                    IntakeOutcome::Checkpointed => "checkpointed".into(),
+                },
+                writes: std::mem::take(&mut store.writes),
+            })
+        });
+    }
+}

@@ -197,12 +197,8 @@ impl ThreadingFacts for SqliteThreading<'_> {
 }
 
 impl IntakeWrites for SqliteThreading<'_> {
-    fn quarantine(
-        &mut self,
-        q: &NewQuarantine,
-        status: QuarantineStatus,
-    ) -> StoreResult<IntakeOutcome> {
-        store_quarantine(self.conn, q, status)
+    fn quarantine(&mut self, q: &NewQuarantine, s: QuarantineStatus) -> StoreResult<IntakeOutcome> {
+        store_quarantine(self.conn, q, s)
     }
 
     fn record_forwarding_confirmation(
