@@ -3,11 +3,11 @@
 //! writer thread owns its connection; no hand-off between threads per statement).
 
 use super::intake::{ImportCheckpoint, IntakeOutcome, NewMessage, NewQuarantine};
+use super::now_ms;
 use super::threading_repository::{
     BounceRecords, Filing, Found, IntakeWrites, NewTicket, QuarantineStatus, StoreResult,
     StoredCopyRow, StoredMessage, SubjectQuery, ThreadingFacts, TicketUpdate,
 };
-use super::{now_ms, StoreError};
 use crate::domain::{
     AccountId, CustomerId, Direction, Mailbox, MessageId, SupportAddressId, TicketId,
 };
@@ -621,26 +621,6 @@ fn body_column<'a>(
     }
 }
 
-/// [`put_blob`] inside an sqlx transaction (the outbound queue writes through the pool).
-pub(super) async fn put_blob_sqlx(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    sha256: &str,
-    data: &[u8],
-) -> StoreResult<()> {
-    let stored = super::blob_codec::encode(data);
-    sqlx::query(
-        "INSERT INTO blobs (sha256, size, data, compression) VALUES (?, ?, ?, ?)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(sha256)
-    .bind(data.len() as i64)
-    .bind(&*stored.data)
-    .bind(stored.compression)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Content-addressed bytes: stored once whatever the number of messages using them.
 /// `packed` is their zstd frame when the caller compressed them (off the writer thread);
 /// without it they are stored as they are.
@@ -671,66 +651,6 @@ pub(super) fn put_blob(
         stored.compression
     ])?;
     Ok(())
-}
-
-impl super::Store {
-    /// Records a message the brand sent in `ticket` (an agent's reply), with its
-    /// Message-ID, so that the customer's answer threads back. The outbound queue builds on it.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_outbound_message(
-        &self,
-        account: crate::domain::AccountId,
-        ticket: TicketId,
-        message_id: &str,
-        from: &Mailbox,
-        to: &[Mailbox],
-        subject: &str,
-        text: &str,
-    ) -> StoreResult<MessageId> {
-        let mut tx = self.write_tx().await?;
-        let owner: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE id = ? AND account_id = ? AND merged_into IS NULL",
-        )
-        .bind(ticket.0)
-        .bind(account.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if owner.is_none() {
-            return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
-        }
-        let now = now_ms();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key, from_address,
-                                   from_name, to_list, subject, received_at, sent_at, text_body, size, thread_reason)
-             VALUES (?, ?, 'outbound', 'api', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'agent_reply') RETURNING id",
-        )
-        .bind(account.0)
-        .bind(ticket.0)
-        .bind(message_id)
-        .bind(format!("mid:{message_id}"))
-        .bind(&from.address)
-        .bind(&from.name)
-        .bind(json(&to))
-        .bind(subject)
-        .bind(now)
-        .bind(now)
-        .bind(text)
-        .bind(text.len() as i64)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, 'agent') ON CONFLICT DO NOTHING")
-            .bind(ticket.0)
-            .bind(&from.address)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE tickets SET updated_at = ?1, last_agent_reply_at = ?1 WHERE id = ?2")
-            .bind(now)
-            .bind(ticket.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(MessageId(id))
-    }
 }
 
 #[cfg(test)]
