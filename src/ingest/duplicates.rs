@@ -1,4 +1,4 @@
-//! When an incoming message is one already stored (DESIGN.md: the same Message-ID in one
+//! When an incoming message is one already stored (the rule: the same Message-ID in one
 //! account is one message; without a Message-ID, a hash of the normalised bytes stands in).
 //! A reused Message-ID alone does not make a duplicate: the same sender, the same body and
 //! no proof lost do ([`judge_duplicate`]). The store only finds the candidate rows.

@@ -1,6 +1,5 @@
-//! The threading order of live and imported mail (DESIGN.md, "Threading (live mail)"), as
-//! code over facts the store looks up, first match wins, always within the receiving
-//! account:
+//! The threading order of live and imported mail, as code over facts the store looks up;
+//! first match wins, always within the receiving account:
 //! 1. one of our reply tokens in In-Reply-To or References (newest first);
 //! 2. In-Reply-To, then References newest first, against the account's stored Message-IDs;
 //! 3. a ticket found by 1 or 2 takes the message only if the sender may join it (a
@@ -11,8 +10,10 @@
 //! 5. subject fallback: same customer, normalised subject, within the window;
 //! 6. otherwise a new ticket.
 //!
-//! A suspected spoof never joins an existing conversation. The store answers the questions
-//! through [`ThreadingFacts`]; nothing here knows how they are stored.
+//! A suspected spoof never joins an existing conversation. Imported history differs in one
+//! place: an import reads a mailbox in file order, not date order, so the subject window
+//! holds on both sides of the message's date. The store answers the questions through
+//! [`ThreadingFacts`]; nothing here knows how they are stored.
 
 use crate::domain::{normalize_subject, verify_reply_token, Mailbox, ThreadReason, TicketId};
 use crate::store::{StoreError, SubjectQuery, ThreadingFacts};
