@@ -4,12 +4,12 @@
 use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::import::runner::{ImportRunner, RunnerSettings};
-use crate::ingest::MailIntake;
+use crate::ingest::{MailIntake, ThreadingConfig};
 use crate::net::PaceLimits;
 use crate::outbound::OutboundQueue;
 use crate::rules::{QueueReplySender, RulesConfig, RulesEngine, SystemClock};
 use crate::smtp::{self, ConnectionLimits, SessionConfig, SmtpServer};
-use crate::store::{CommitWriter, Store, StoreError, ThreadingConfig};
+use crate::store::{CommitWriter, Store, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,8 @@ mod duplicate;
 mod email_address;
 mod forwarding_address;
 mod import_totals;
+mod mailbox;
+mod message_kind;
 mod principal;
 mod public_address;
 mod scope;
@@ -22,13 +24,15 @@ pub use duplicate::{
 pub use email_address::{AddressError, EmailAddress};
 pub use forwarding_address::ForwardingAddress;
 pub use import_totals::ImportTotals;
+pub use mailbox::Mailbox;
+pub use message_kind::MessageKind;
 pub use principal::{Principal, Role};
 pub use public_address::{is_public_ip, not_public, NotPublic};
 pub use scope::Scope;
 pub use text_fold::{fold as fold_text, strip_marks};
 pub use threading::{
     is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, reply_subject,
-    verify_reply_token,
+    verify_reply_token, ThreadReason,
 };
 
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,46 @@
 //! Pure pieces of threading: subject normalisation and Postern's reply tokens.
 
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+
+/// Why a message landed in its ticket (the `thread_reason` column, shown by `ticket show`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadReason {
+    /// One of our reply tokens in In-Reply-To or References.
+    ReplyToken,
+    InReplyTo,
+    References,
+    /// Same customer, same normalised subject, within the window.
+    Subject,
+    NewTicket,
+    /// A reply to a known ticket from someone who may not join it: a new, flagged ticket.
+    UnverifiedReply,
+    SpoofSuspected,
+    /// The parent of replies that came before it: it joins their ticket.
+    ParentOfExisting,
+    /// A reply to a message we never saw, beside another reply to it.
+    SharedParent,
+    BounceOfOurMessage,
+}
+
+impl ThreadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReplyToken => "reply_token",
+            Self::InReplyTo => "in_reply_to",
+            Self::References => "references",
+            Self::Subject => "subject",
+            Self::NewTicket => "new_ticket",
+            Self::UnverifiedReply => "unverified_reply",
+            Self::SpoofSuspected => "spoof_suspected",
+            Self::ParentOfExisting => "parent_of_existing",
+            Self::SharedParent => "shared_parent",
+            Self::BounceOfOurMessage => "bounce_of_our_message",
+        }
+    }
+}
 
 /// Reply and forward prefixes in the languages our customers' mail clients write.
 /// Compared case-insensitively, before an optional `[n]`/`(n)` counter and a colon.

@@ -547,29 +547,31 @@ mod tests {
 
     #[test]
     fn markers() {
-        assert_eq!(
-            marker("---------- Forwarded message ---------"),
-            Some(Marker::Forward("gmail"))
-        );
-        assert_eq!(
-            marker("-------- Message transféré --------"),
-            Some(Marker::Forward("thunderbird"))
-        );
-        assert_eq!(
-            marker("----- Forwarded Message -----"),
-            Some(Marker::Forward("yahoo"))
-        );
-        assert_eq!(
-            marker("Début du message réexpédié\u{a0}:"),
-            Some(Marker::Forward("apple"))
-        );
-        assert_eq!(
-            marker("-----Message d\u{2019}origine-----"),
-            Some(Marker::Original)
-        );
-        assert_eq!(marker("-----"), None);
-        assert_eq!(marker("Begin forwarded message"), None);
-        assert_eq!(marker("I forwarded message to you:"), None);
+        let cases = [
+            (
+                "---------- Forwarded message ---------",
+                Some(Marker::Forward("gmail")),
+            ),
+            (
+                "-------- Message transféré --------",
+                Some(Marker::Forward("thunderbird")),
+            ),
+            (
+                "----- Forwarded Message -----",
+                Some(Marker::Forward("yahoo")),
+            ),
+            (
+                "Début du message réexpédié\u{a0}:",
+                Some(Marker::Forward("apple")),
+            ),
+            ("-----Message d\u{2019}origine-----", Some(Marker::Original)),
+            ("-----", None),
+            ("Begin forwarded message", None),
+            ("I forwarded message to you:", None),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(marker(line), expected, "{line:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,17 @@
-//! What happens to one inbound message: route it to its accounts, parse it, and commit
-//! it durably (or quarantine it) before the SMTP session answers 250.
+//! What happens to one inbound message: route it to its accounts, parse it, classify it,
+//! thread it (the order in [`thread_resolver`], as code over facts from the store) and
+//! commit it durably through the store's writer (or quarantine it) before the SMTP session
+//! answers 250. The writer runs [`filing`]'s decisions inside its batch transaction, through
+//! the store's `ThreadingRepository`.
 
+pub mod bounce_filing;
 pub mod classify;
+#[cfg(test)]
+mod decision_table;
+pub mod duplicates;
+#[cfg(test)]
+mod fake_repository;
+pub mod filing;
 pub mod forwarded;
 mod lookup_cache;
 pub mod mime_limits;
@@ -9,18 +19,23 @@ mod parse;
 pub mod parse_probe;
 pub mod participants;
 pub mod reply_text;
+pub mod thread_resolver;
 pub mod tnef;
 
+pub use filing::MessageFiling;
 pub use parse::{content_hash, parse_inbound, parse_message, ParsedMessage, Unusable};
 pub use participants::DEFAULT_MAX_PARTICIPANTS;
+pub use thread_resolver::{ThreadResolver, ThreadingConfig};
 
 use crate::auth::{
     evaluate, AuthPolicy, AuthVerdicts, Authenticator, PolicyOutcome, StoredAuthResults,
 };
-use crate::domain::{AccountId, AccountSettings, EmailAddress, Envelope, SupportAddressId};
+use crate::domain::{
+    AccountId, AccountSettings, EmailAddress, Envelope, MessageKind, SupportAddressId,
+};
 use crate::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict};
 use crate::store::{
-    CommitWriter, Intake, IntakeOutcome, MessageKind, NewMessage, NewQuarantine, Store, StoreError,
+    CommitWriter, Intake, IntakeOutcome, NewMessage, NewQuarantine, Store, StoreError,
 };
 use classify::ClassifyContext;
 use lookup_cache::LookupCache;

@@ -7,7 +7,8 @@ use super::parse_probe;
 use super::reply_text::stripped_reply_if_shorter;
 use super::tnef;
 use crate::domain::is_forward_subject;
-use crate::store::{Mailbox, MessageKind, NewAttachment};
+use crate::domain::{Mailbox, MessageKind};
+use crate::store::NewAttachment;
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 

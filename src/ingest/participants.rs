@@ -3,7 +3,7 @@
 //! its To header must not add 100,000 rows. The raw message keeps every address, and so do
 //! the message's own To and Cc; only the participant rows are capped.
 
-use crate::store::Mailbox;
+use crate::domain::Mailbox;
 use std::collections::HashSet;
 
 /// `threading.max_participants_per_message` when the caller sets none.

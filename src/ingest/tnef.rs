@@ -642,19 +642,19 @@ mod tests {
             .chain([0])
             .flat_map(u16::to_le_bytes)
             .collect();
-        out.extend_from_slice(&PT_UNICODE.to_le_bytes());
-        out.extend_from_slice(&PR_ATTACH_LONG_FILENAME.to_le_bytes());
-        out.extend_from_slice(&1u32.to_le_bytes());
-        out.extend_from_slice(&(utf16.len() as u32).to_le_bytes());
-        out.extend_from_slice(&utf16);
-        out.resize(out.len().next_multiple_of(4), 0);
         let mime = [mime.as_bytes(), b"\0"].concat();
-        out.extend_from_slice(&PT_STRING8.to_le_bytes());
-        out.extend_from_slice(&PR_ATTACH_MIME_TAG.to_le_bytes());
-        out.extend_from_slice(&1u32.to_le_bytes());
-        out.extend_from_slice(&(mime.len() as u32).to_le_bytes());
-        out.extend_from_slice(&mime);
-        out.resize(out.len().next_multiple_of(4), 0);
+        for (kind, tag, value) in [
+            (PT_UNICODE, PR_ATTACH_LONG_FILENAME, &utf16),
+            (PT_STRING8, PR_ATTACH_MIME_TAG, &mime),
+        ] {
+            // One value of variable length, padded to four bytes.
+            out.extend_from_slice(&kind.to_le_bytes());
+            out.extend_from_slice(&tag.to_le_bytes());
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            out.extend_from_slice(value);
+            out.resize(out.len().next_multiple_of(4), 0);
+        }
         out
     }
 

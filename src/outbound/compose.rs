@@ -8,8 +8,9 @@
 
 use super::recipient::check_deliverable;
 use super::OutboundError;
+use crate::domain::Mailbox;
 use crate::domain::{reply_subject, EmailAddress};
-use crate::store::{Mailbox, ReplyContext};
+use crate::store::ReplyContext;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use mail_builder::headers::address::Address;

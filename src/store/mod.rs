@@ -17,7 +17,8 @@ mod serve_lock;
 mod server_secrets;
 mod sessions;
 mod sso;
-mod threading;
+mod threading_repository;
+mod threading_sqlite;
 mod tickets;
 mod tokens;
 mod users;
@@ -48,7 +49,11 @@ pub use serve_lock::{ServeLock, ServeLockError};
 pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};
 pub use sessions::SESSION_COOKIE;
 pub use sso::{SsoFinish, SsoIdpRecord, SsoProviderRecord, SsoRoleRecord};
-pub use threading::ThreadingConfig;
+pub use threading_repository::{
+    BounceRecords, Filing, Found, IntakeWrites, MessageFiler, NewTicket, QuarantineStatus,
+    StoreResult, StoredCopyRow, StoredMessage, SubjectQuery, ThreadingFacts, ThreadingRepository,
+    TicketUpdate,
+};
 pub use tickets::{
     AttachmentView, MessageView, QuarantineView, TicketDetail, TicketEvent, TicketSummary,
 };

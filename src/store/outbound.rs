@@ -1,9 +1,8 @@
 //! Outbound storage: sending domains with their DKIM keys, replies recorded as outbound
 //! messages of their ticket, and the durable per-recipient delivery queue with leases.
 
-use super::threading::put_blob_sqlx;
-use super::{now_ms, Mailbox, Store, StoreError};
-use crate::domain::{AccountId, MessageId, Scope, TicketId};
+use super::{now_ms, Store, StoreError};
+use crate::domain::{AccountId, Mailbox, MessageId, Scope, TicketId};
 use serde::Serialize;
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -861,4 +860,83 @@ impl Store {
 /// A JSON column's text.
 fn json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+/// `put_blob` (threading_sqlite.rs) inside an sqlx transaction (the outbound queue writes through the pool).
+pub(super) async fn put_blob_sqlx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    sha256: &str,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    let stored = super::blob_codec::encode(data);
+    sqlx::query(
+        "INSERT INTO blobs (sha256, size, data, compression) VALUES (?, ?, ?, ?)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(data.len() as i64)
+    .bind(&*stored.data)
+    .bind(stored.compression)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Records a message the brand sent in `ticket` (an agent's reply), with its
+    /// Message-ID, so that the customer's answer threads back. The outbound queue builds on it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_outbound_message(
+        &self,
+        account: crate::domain::AccountId,
+        ticket: TicketId,
+        message_id: &str,
+        from: &Mailbox,
+        to: &[Mailbox],
+        subject: &str,
+        text: &str,
+    ) -> Result<MessageId, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let owner: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE id = ? AND account_id = ? AND merged_into IS NULL",
+        )
+        .bind(ticket.0)
+        .bind(account.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if owner.is_none() {
+            return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
+        }
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key, from_address,
+                                   from_name, to_list, subject, received_at, sent_at, text_body, size, thread_reason)
+             VALUES (?, ?, 'outbound', 'api', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'agent_reply') RETURNING id",
+        )
+        .bind(account.0)
+        .bind(ticket.0)
+        .bind(message_id)
+        .bind(format!("mid:{message_id}"))
+        .bind(&from.address)
+        .bind(&from.name)
+        .bind(json(&to))
+        .bind(subject)
+        .bind(now)
+        .bind(now)
+        .bind(text)
+        .bind(text.len() as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, 'agent') ON CONFLICT DO NOTHING")
+            .bind(ticket.0)
+            .bind(&from.address)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE tickets SET updated_at = ?1, last_agent_reply_at = ?1 WHERE id = ?2")
+            .bind(now)
+            .bind(ticket.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(MessageId(id))
+    }
 }

@@ -1,7 +1,7 @@
 //! Reading tickets, messages and quarantine, always within one account.
 
-use super::{Mailbox, Store, StoreError};
-use crate::domain::{AccountId, Scope, StoredAuthResults, TicketId};
+use super::{Store, StoreError};
+use crate::domain::{AccountId, Mailbox, Scope, StoredAuthResults, TicketId};
 use serde::Serialize;
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -303,7 +303,7 @@ impl Store {
                 subject: r.subject,
                 date: r.sent_at.map(ms),
                 received_at: ms(r.received_at),
-                // Stored only where it differs from the whole text (threading.rs).
+                // Stored only where it differs from the whole text (threading_sqlite.rs).
                 stripped_text: r.stripped_text.or_else(|| {
                     r.text_body
                         .as_deref()

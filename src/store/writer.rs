@@ -9,7 +9,8 @@
 //! thread so that commits never wait for pages to be copied into the database file.
 
 use super::intake::{Intake, IntakeOutcome};
-use super::threading::{store_import_checkpoint, store_message, store_quarantine, ThreadingConfig};
+use super::threading_repository::{MessageFiler, QuarantineStatus};
+use super::threading_sqlite::{store_import_checkpoint, store_quarantine, SqliteThreading};
 use super::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -81,10 +82,11 @@ impl CommitWriter {
     pub fn spawn(
         db: &DatabaseFile,
         batch_max: usize,
-        threading: ThreadingConfig,
+        filer: impl Into<Box<dyn MessageFiler>>,
         observer: CommitObserver,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
         let batch_max = batch_max.max(1);
+        let filer = filer.into();
         let conn = db.open()?;
         let checkpoints = Checkpointer::start(db)?;
         let (tx, rx) = mpsc::channel(batch_max * 4);
@@ -92,7 +94,7 @@ impl CommitWriter {
         std::thread::Builder::new()
             .name("postern-writer".into())
             .spawn(move || {
-                run(conn, rx, batch_max, &threading, &observer, &checkpoints);
+                run(conn, rx, batch_max, &*filer, &observer, &checkpoints);
                 checkpoints.stop();
                 let _ = done.send(());
             })
@@ -118,7 +120,7 @@ fn run(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     batch_max: usize,
-    threading: &ThreadingConfig,
+    filer: &dyn MessageFiler,
     observer: &CommitObserver,
     checkpoints: &Checkpointer,
 ) {
@@ -133,7 +135,7 @@ fn run(
             }
         }
         let started = std::time::Instant::now();
-        let results = commit_batch(&mut conn, &batch, threading);
+        let results = commit_batch(&mut conn, &batch, filer);
         let took = started.elapsed();
         checkpoints.nudge();
         observer(took, batch.len());
@@ -194,7 +196,7 @@ impl Dropper {
 fn store_items(
     conn: &Connection,
     items: &[Intake],
-    threading: &ThreadingConfig,
+    filer: &dyn MessageFiler,
 ) -> Result<Vec<IntakeOutcome>, StoreError> {
     // An import checkpoint carries the job's totals before this job's items; what became of
     // those (stored, duplicate, quarantined) is only known here, in the same transaction.
@@ -202,8 +204,8 @@ fn store_items(
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let outcome = match item {
-            Intake::Message(m) => store_message(conn, threading, m)?,
-            Intake::Quarantine(q) => store_quarantine(conn, q, "held")?,
+            Intake::Message(m) => filer.file(&mut SqliteThreading::new(conn, m.account_id), m)?,
+            Intake::Quarantine(q) => store_quarantine(conn, q, QuarantineStatus::Held)?,
             Intake::ImportCheckpoint(c) => {
                 let mut c = c.clone();
                 c.imported += tally[0];
@@ -231,13 +233,13 @@ fn store_items(
 fn commit_batch(
     conn: &mut Connection,
     batch: &[Job],
-    threading: &ThreadingConfig,
+    filer: &dyn MessageFiler,
 ) -> Result<Vec<Result<Vec<IntakeOutcome>, StoreError>>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     let mut failed = false;
     for job in batch {
-        match store_items(&tx, &job.items, threading) {
+        match store_items(&tx, &job.items, filer) {
             Ok(outcomes) => results.push(Ok(outcomes)),
             Err(e) if batch.len() == 1 => results.push(Err(e)),
             Err(_) => {
@@ -255,20 +257,20 @@ fn commit_batch(
     }
     // Dropping rolls back (SQLite may already have, after disk full or an I/O error).
     drop(tx);
-    commit_batch_isolated(conn, batch, threading)
+    commit_batch_isolated(conn, batch, filer)
 }
 
 /// The slow path of [`commit_batch`]: one savepoint per job.
 fn commit_batch_isolated(
     conn: &mut Connection,
     batch: &[Job],
-    threading: &ThreadingConfig,
+    filer: &dyn MessageFiler,
 ) -> Result<Vec<Result<Vec<IntakeOutcome>, StoreError>>, StoreError> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let sp = tx.savepoint()?;
-        match store_items(&sp, &job.items, threading) {
+        match store_items(&sp, &job.items, filer) {
             Ok(outcomes) => {
                 sp.commit()?;
                 results.push(Ok(outcomes));
@@ -462,12 +464,44 @@ mod tests {
         (store, AccountId(account.id))
     }
 
-    fn threading() -> ThreadingConfig {
-        ThreadingConfig {
-            secret: b"k".to_vec(),
-            inbound_domain: "in.test".into(),
-            subject_window_ms: 1000,
+    /// Files every message in a ticket of its own: the writer's tests need rows, not the
+    /// threading order (ingest's, tested there).
+    struct TicketPerMessage;
+
+    impl MessageFiler for TicketPerMessage {
+        fn file(
+            &self,
+            repo: &mut dyn crate::store::ThreadingRepository,
+            m: &NewMessage,
+        ) -> Result<IntakeOutcome, StoreError> {
+            let customer = repo.customer(&m.from, 0)?;
+            let ticket = repo.create_ticket(&crate::store::NewTicket {
+                subject: &m.subject,
+                normalized_subject: &m.subject,
+                customer,
+                support_address: None,
+                flags: &[],
+                at: m.received_at,
+                by_brand: false,
+                import_job: None,
+            })?;
+            let message = repo.insert_message(
+                m,
+                &crate::store::Filing {
+                    ticket,
+                    dedup_key: &m.dedup_key,
+                    direction: crate::domain::Direction::Inbound,
+                    classification: "normal",
+                    reason: crate::domain::ThreadReason::NewTicket,
+                    flags: &[],
+                },
+            )?;
+            Ok(IntakeOutcome::Stored { message, ticket })
         }
+    }
+
+    fn threading() -> TicketPerMessage {
+        TicketPerMessage
     }
 
     /// A failing job in a batch fails alone: the others are committed (through the
