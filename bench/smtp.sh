@@ -23,6 +23,8 @@
 #              off:    auth.enabled=false, storage path only
 #   BENCH_REV  label for the build measured (default: git commit, "+ uncommitted changes"
 #              when src/ differs from HEAD at build time)
+#   POSTERN_BIN a postern binary to measure instead of building one (it is copied first):
+#              bench/compare.sh uses it to measure two builds side by side
 #   PERF       a file name: records a `perf record -g -F 999` profile of the postern server
 #              while smtp-source drives it, into PERF.<run name> (perf must be installed)
 #
@@ -87,26 +89,30 @@ for tool in python3 cargo; do
 done
 
 # --- build -------------------------------------------------------------------------------
-HEAD_BEFORE=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-log "cargo build --release"
-cargo build --release
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-
-if [ -z "${BENCH_REV:-}" ]; then
-    BENCH_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ "$BENCH_REV" != "$HEAD_BEFORE" ]; then
-        BENCH_REV="$HEAD_BEFORE..$BENCH_REV (HEAD moved during the build)"
-    fi
-    if ! git diff --quiet HEAD -- src migrations config Cargo.toml Cargo.lock 2>/dev/null ||
-        [ -n "$(git ls-files --others --exclude-standard -- src migrations 2>/dev/null)" ]; then
-        BENCH_REV="$BENCH_REV + uncommitted changes"
-    fi
-fi
-
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/postern-bench.XXXXXX")
-# A private copy: a shared target dir may be rebuilt while the benchmark runs.
-cp "$TARGET_DIR/release/postern" "$TMP/postern"
+if [ -n "${POSTERN_BIN:-}" ]; then
+    [ -x "$POSTERN_BIN" ] || die "POSTERN_BIN=$POSTERN_BIN is not an executable file"
+    BENCH_REV=${BENCH_REV:-"$POSTERN_BIN"}
+    cp "$POSTERN_BIN" "$TMP/postern"
+else
+    HEAD_BEFORE=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    log "cargo build --release"
+    cargo build --release
+    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    if [ -z "${BENCH_REV:-}" ]; then
+        BENCH_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+        if [ "$BENCH_REV" != "$HEAD_BEFORE" ]; then
+            BENCH_REV="$HEAD_BEFORE..$BENCH_REV (HEAD moved during the build)"
+        fi
+        if ! git diff --quiet HEAD -- src migrations config Cargo.toml Cargo.lock 2>/dev/null ||
+            [ -n "$(git ls-files --others --exclude-standard -- src migrations 2>/dev/null)" ]; then
+            BENCH_REV="$BENCH_REV + uncommitted changes"
+        fi
+    fi
+    # A private copy: a shared target dir may be rebuilt while the benchmark runs.
+    cp "$TARGET_DIR/release/postern" "$TMP/postern"
+fi
 BIN="$TMP/postern"
 
 SERVER_PID=""
