@@ -11,6 +11,7 @@ mod public_address;
 mod scope;
 mod text_fold;
 mod threading;
+mod ticket_change;
 
 pub use account_settings::{AccountAuthSettings, AccountSettings};
 pub use auth_results::{
@@ -30,6 +31,7 @@ pub use threading::{
     is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, reply_subject,
     verify_reply_token,
 };
+pub use ticket_change::{ChangeAuthor, HistoryEntry, TicketBefore, TicketChange};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

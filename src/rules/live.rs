@@ -9,9 +9,9 @@ use super::macros::{Macro, Missing};
 use super::reply::{AutoReply, ReplySender};
 use super::schema::{parse_rule, Condition, Field, Operand, Operator, Rule, Trigger};
 use super::RulesError;
-use crate::domain::{AccountId, TicketId};
+use crate::domain::{AccountId, ChangeAuthor, TicketChange, TicketId, TicketStatus};
 use crate::store::{
-    MacroRecord, MessageState, NewRuleRun, RuleChange, RuleRecord, Store, TicketState, TimeFilter,
+    MacroRecord, MessageState, NewRuleRun, RuleRecord, Store, TicketState, TimeFilter,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -255,24 +255,39 @@ pub fn time_filter(c: &Condition, now: i64) -> TimeFilter {
 
 /// The ticket changes of a matched plan, marked done (they are committed with the run's
 /// log entry, or not at all), with the index of each one's action.
-fn ticket_changes(p: &mut Plan) -> (Vec<RuleChange>, Vec<usize>) {
+fn ticket_changes(p: &mut Plan) -> (Vec<TicketChange>, Vec<usize>) {
     let mut changes = Vec::new();
     let mut slots = Vec::new();
     for (i, a) in p.actions.iter_mut().enumerate() {
         let change = match &a.step {
-            Some(Step::AddTag(t)) => RuleChange::AddTag(t.clone()),
-            Some(Step::RemoveTag(t)) => RuleChange::RemoveTag(t.clone()),
+            Some(Step::AddTag(t)) => TicketChange::AddTag(t.clone()),
+            Some(Step::RemoveTag { tag, stored }) => TicketChange::RemoveTags {
+                tag: tag.clone(),
+                stored: stored.clone(),
+            },
             Some(Step::SetStatus {
                 status,
                 snoozed_until,
-            }) => RuleChange::SetStatus {
-                status: status.clone(),
-                snoozed_until: *snoozed_until,
+            }) => match status.parse::<TicketStatus>() {
+                Ok(status) => TicketChange::SetStatus {
+                    status,
+                    snoozed_until: *snoozed_until,
+                },
+                // The rule's schema admits only the four statuses.
+                Err(e) => {
+                    a.outcome = Outcome::Failed;
+                    a.reason = Some(e);
+                    continue;
+                }
             },
-            Some(Step::Assign { user_id, .. }) => RuleChange::Assign(*user_id),
-            Some(Step::AssignTeam(t)) => RuleChange::Team(t.clone()),
-            Some(Step::SetPriority(x)) => RuleChange::Priority(x.clone()),
-            Some(Step::AddNote(n)) => RuleChange::Note(n.clone()),
+            Some(Step::Assign { user_id, .. }) => TicketChange::Assign(*user_id),
+            Some(Step::AssignTeam(t)) => TicketChange::Team(t.clone()),
+            Some(Step::SetPriority(x)) => TicketChange::Priority(x.clone()),
+            Some(Step::AddNote(n)) => TicketChange::Note {
+                text: n.clone(),
+                from_address: None,
+                from_name: None,
+            },
             Some(Step::Reply { .. }) => continue,
             None => {
                 if a.outcome == Outcome::Planned {
@@ -342,8 +357,12 @@ impl RulesEngine {
         }
     }
 
-    fn by(rule: &RuleRecord, depth: i64) -> serde_json::Value {
-        serde_json::json!({"rule": rule.id, "rule_name": rule.name, "depth": depth})
+    fn by(rule: &RuleRecord, depth: i64) -> ChangeAuthor {
+        ChangeAuthor::Rule {
+            id: rule.id,
+            name: rule.name.clone(),
+            depth,
+        }
     }
 
     /// Runs the enabled rules of the event's triggers on its ticket, in order.

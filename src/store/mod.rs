@@ -18,6 +18,7 @@ mod server_secrets;
 mod sessions;
 mod sso;
 mod threading;
+mod ticket_changes;
 mod tickets;
 mod tokens;
 mod users;
@@ -41,8 +42,8 @@ pub use outbound::{
     SendingDomainKeys, SendingDomainView,
 };
 pub use rules::{
-    MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,
-    RuleRunView, RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
+    MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleRecord, RuleRunView,
+    RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
 };
 pub use serve_lock::{ServeLock, ServeLockError};
 pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};

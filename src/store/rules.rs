@@ -1,9 +1,10 @@
 //! What the rules part keeps and reads: rules, macros, the run log, the scheduler's
 //! bookkeeping (fires, automated replies, cursors), the state of tickets as rules see it,
-//! and the changes rules make. Always within one account.
+//! and each run's log entry with the changes it made. Always within one account.
 
+use super::ticket_changes::apply_ticket_changes;
 use super::{now_ms, Store, StoreError};
-use crate::domain::AccountId;
+use crate::domain::{AccountId, ChangeAuthor, TicketChange};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -188,21 +189,6 @@ pub struct MessageState {
     pub auth_results: Option<String>,
     pub has_attachment: bool,
     pub received_at: i64,
-}
-
-/// A change a rule makes to a ticket.
-#[derive(Debug, Clone)]
-pub enum RuleChange {
-    AddTag(String),
-    RemoveTag(String),
-    SetStatus {
-        status: String,
-        snoozed_until: Option<i64>,
-    },
-    Assign(Option<i64>),
-    Team(String),
-    Priority(String),
-    Note(String),
 }
 
 /// The SQL side of a time-based rule's conditions: a superset of the tickets it can match,
@@ -607,8 +593,8 @@ impl Store {
     pub async fn commit_rule_run(
         &self,
         ticket: i64,
-        by: &serde_json::Value,
-        changes: &[RuleChange],
+        by: &ChangeAuthor,
+        changes: &[TicketChange],
         run: &NewRuleRun<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
@@ -625,7 +611,7 @@ impl Store {
                 return Ok(false);
             }
         }
-        apply_changes(&mut tx, run.account, ticket, by, changes, run.at).await?;
+        apply_ticket_changes(&mut tx, run.account, ticket, by, changes, run.at).await?;
         let logged = insert_run(&mut tx, run).await?;
         tx.commit().await?;
         Ok(logged.is_some())
@@ -760,25 +746,6 @@ impl Store {
         .bind(customer)
         .fetch_one(self.pool())
         .await?)
-    }
-
-    /// Applies a rule's changes to a ticket in one transaction, with one history event per
-    /// change (marked with the rule and the depth, which the worker reads back).
-    pub async fn apply_rule_changes(
-        &self,
-        account: AccountId,
-        ticket: i64,
-        by: &serde_json::Value,
-        changes: &[RuleChange],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write_tx().await?;
-        apply_changes(&mut tx, account, ticket, by, changes, now).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Wakes the snoozed tickets whose time has come (`snoozed_until <= now`): open again,
@@ -1118,148 +1085,6 @@ impl Store {
         }
         Ok(tickets)
     }
-}
-
-type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
-
-/// A rule's changes to a ticket within `tx`, one history event per change.
-async fn apply_changes(
-    tx: &mut Tx,
-    account: AccountId,
-    ticket: i64,
-    by: &serde_json::Value,
-    changes: &[RuleChange],
-    now: i64,
-) -> Result<(), StoreError> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM tickets WHERE id = ? AND account_id = ?")
-            .bind(ticket)
-            .bind(account.0)
-            .fetch_optional(&mut **tx)
-            .await?;
-    if found.is_none() {
-        return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
-    }
-    for change in changes {
-        let (kind, data) = match change {
-            RuleChange::AddTag(tag) => {
-                sqlx::query("INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
-                    .bind(ticket)
-                    .bind(tag)
-                    .execute(&mut **tx)
-                    .await?;
-                ("tag_added", serde_json::json!({"tag": tag}))
-            }
-            RuleChange::RemoveTag(tag) => {
-                // Tags match as rules compare them (case and accents aside): remove
-                // every stored spelling the rule saw.
-                let stored: Vec<String> =
-                    sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ?")
-                        .bind(ticket)
-                        .fetch_all(&mut **tx)
-                        .await?;
-                let wanted = crate::domain::fold_text(tag);
-                for s in stored
-                    .iter()
-                    .filter(|s| crate::domain::fold_text(s) == wanted)
-                {
-                    sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ? AND tag = ?")
-                        .bind(ticket)
-                        .bind(s)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                ("tag_removed", serde_json::json!({"tag": tag}))
-            }
-            RuleChange::SetStatus {
-                status,
-                snoozed_until,
-            } => {
-                sqlx::query(
-                    "UPDATE tickets SET status = ?, snoozed_until = ?,
-                        closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE id = ?",
-                )
-                .bind(status)
-                .bind(snoozed_until)
-                .bind(status)
-                .bind(now)
-                .bind(ticket)
-                .execute(&mut **tx)
-                .await?;
-                (
-                    "status_changed",
-                    serde_json::json!({"to": status, "snoozed_until": snoozed_until}),
-                )
-            }
-            RuleChange::Assign(user) => {
-                sqlx::query("UPDATE tickets SET assignee_id = ? WHERE id = ?")
-                    .bind(user)
-                    .bind(ticket)
-                    .execute(&mut **tx)
-                    .await?;
-                ("assigned", serde_json::json!({"to": user}))
-            }
-            RuleChange::Team(team) => {
-                sqlx::query("UPDATE tickets SET team = ? WHERE id = ?")
-                    .bind(team)
-                    .bind(ticket)
-                    .execute(&mut **tx)
-                    .await?;
-                ("team_assigned", serde_json::json!({"to": team}))
-            }
-            RuleChange::Priority(p) => {
-                sqlx::query("UPDATE tickets SET priority = ? WHERE id = ?")
-                    .bind(p)
-                    .bind(ticket)
-                    .execute(&mut **tx)
-                    .await?;
-                ("priority_changed", serde_json::json!({"to": p}))
-            }
-            RuleChange::Note(text) => {
-                let subject: String =
-                    sqlx::query_scalar("SELECT subject FROM tickets WHERE id = ?")
-                        .bind(ticket)
-                        .fetch_one(&mut **tx)
-                        .await?;
-                let note: i64 = sqlx::query_scalar(
-                    "INSERT INTO messages (account_id, ticket_id, direction, source, dedup_key, subject,
-                                           received_at, text_body, size, classification, thread_reason)
-                     VALUES (?, ?, 'note', 'rule', ?, ?, ?, ?, ?, 'normal', 'note') RETURNING id",
-                )
-                .bind(account.0)
-                .bind(ticket)
-                .bind(format!("rule-note:{}", super::tokens::random_secret()))
-                .bind(subject)
-                .bind(now)
-                .bind(text)
-                .bind(text.len() as i64)
-                .fetch_one(&mut **tx)
-                .await?;
-                ("note_added", serde_json::json!({"message_id": note}))
-            }
-        };
-        let mut data = data;
-        data["by"] = by.clone();
-        sqlx::query(
-            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(account.0)
-        .bind(ticket)
-        .bind(kind)
-        .bind(data.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
-        .bind(now)
-        .bind(ticket)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 async fn insert_run(
