@@ -12,6 +12,7 @@ mod scope;
 mod text_fold;
 mod threading;
 mod ticket_change;
+mod ticket_edit;
 
 pub use account_settings::{AccountAuthSettings, AccountSettings};
 pub use auth_results::{
@@ -32,6 +33,10 @@ pub use threading::{
     verify_reply_token,
 };
 pub use ticket_change::{ChangeAuthor, HistoryEntry, TicketBefore, TicketChange};
+pub use ticket_edit::{
+    check_note, clean_tag, InvalidChange, TicketEdit, MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET,
+    MAX_TAG_CHARS, PRIORITIES,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

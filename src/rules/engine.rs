@@ -206,7 +206,7 @@ fn plan_one(
         Action::AddTag { tag } => {
             if has_tag(tag) {
                 skip(action, Outcome::Skipped, "the ticket already has this tag")
-            } else if t.tags.len() >= crate::store::MAX_TAGS_PER_TICKET {
+            } else if t.tags.len() >= crate::domain::MAX_TAGS_PER_TICKET {
                 skip(
                     action,
                     Outcome::Skipped,

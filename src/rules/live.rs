@@ -676,3 +676,86 @@ impl RulesEngine {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::engine::ActionResult;
+
+    fn action(step: Option<Step>, outcome: Outcome) -> ActionResult {
+        ActionResult {
+            action: serde_json::json!({}),
+            outcome,
+            reason: None,
+            rendered: None,
+            step,
+        }
+    }
+
+    #[test]
+    fn a_plan_becomes_the_ticket_changes_of_its_planned_steps() {
+        let mut p = Plan {
+            matched: true,
+            conditions: Vec::new(),
+            actions: vec![
+                action(
+                    Some(Step::RemoveTag {
+                        tag: "urgent".into(),
+                        stored: vec!["URGENT".into(), "Urgent".into()],
+                    }),
+                    Outcome::Planned,
+                ),
+                action(
+                    Some(Step::Reply {
+                        to: "ana@client.test".into(),
+                        subject: "Re".into(),
+                        body: "Hi".into(),
+                    }),
+                    Outcome::Planned,
+                ),
+                action(None, Outcome::Skipped),
+                action(
+                    Some(Step::SetStatus {
+                        status: "snoozed".into(),
+                        snoozed_until: Some(60_000),
+                    }),
+                    Outcome::Planned,
+                ),
+                action(Some(Step::AddNote("Seen".into())), Outcome::Planned),
+            ],
+            stop: false,
+        };
+        let (changes, slots) = ticket_changes(&mut p);
+        assert_eq!(
+            changes,
+            [
+                TicketChange::RemoveTags {
+                    tag: "urgent".into(),
+                    stored: vec!["URGENT".into(), "Urgent".into()],
+                },
+                TicketChange::SetStatus {
+                    status: TicketStatus::Snoozed,
+                    snoozed_until: Some(60_000),
+                },
+                TicketChange::Note {
+                    text: "Seen".into(),
+                    from_address: None,
+                    from_name: None,
+                },
+            ]
+        );
+        assert_eq!(slots, [0, 3, 4]);
+        let outcomes: Vec<Outcome> = p.actions.iter().map(|a| a.outcome).collect();
+        // The reply is the sender's to mark; a skipped action stays skipped.
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Done,
+                Outcome::Planned,
+                Outcome::Skipped,
+                Outcome::Done,
+                Outcome::Done
+            ]
+        );
+    }
+}

@@ -6,13 +6,10 @@ use super::customers::like_pattern;
 use super::tickets::{summary, TicketRow, TICKET_SELECT};
 use super::{now_ms, Store, StoreError};
 use super::{AttachmentView, MessageView, TicketSummary};
-use crate::domain::{AccountId, ChangeAuthor, Principal, TicketChange, TicketId, TicketStatus};
-
-/// Tags are short labels; a ticket carries a bounded number of them.
-pub const MAX_TAG_CHARS: usize = 64;
-pub const MAX_TAGS_PER_TICKET: usize = 50;
-/// Internal notes are written by people: 64 KiB is plenty.
-pub const MAX_NOTE_BYTES: usize = 64 * 1024;
+use crate::domain::{
+    check_note, clean_tag, AccountId, ChangeAuthor, Principal, TicketChange, TicketEdit, TicketId,
+    TicketStatus,
+};
 
 /// The column a ticket listing is ordered by; ties are broken by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,37 +68,6 @@ pub struct TicketFilter {
     pub customer_id: Option<i64>,
     /// Words looked for in the subject and in the text of the messages.
     pub text: Option<String>,
-}
-
-/// What an agent changes on a ticket; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct TicketChanges {
-    pub status: Option<TicketStatus>,
-    pub snoozed_until: Option<i64>,
-    pub priority: Option<String>,
-    /// `Some(None)` unassigns.
-    pub assignee_id: Option<Option<i64>>,
-    /// Replaces the whole set of tags.
-    pub tags: Option<Vec<String>>,
-}
-
-/// A tag as stored: trimmed, case kept, bounded.
-pub fn clean_tag(tag: &str) -> Result<String, StoreError> {
-    let tag = tag.trim();
-    if tag.is_empty() {
-        return Err(StoreError::Invalid("a tag cannot be empty".into()));
-    }
-    if tag.chars().count() > MAX_TAG_CHARS {
-        return Err(StoreError::Invalid(format!(
-            "the tag {tag:?} is longer than {MAX_TAG_CHARS} characters"
-        )));
-    }
-    if tag.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!(
-            "the tag {tag:?} contains control characters"
-        )));
-    }
-    Ok(tag.to_string())
 }
 
 /// An attachment with its message id and bytes.
@@ -211,58 +177,16 @@ impl Store {
         &self,
         id: TicketId,
         by: &Principal,
-        changes: &TicketChanges,
+        edit: &TicketEdit,
     ) -> Result<(), StoreError> {
         let account = by.account_id;
         self.own_ticket(id, account).await?;
-        if let Some(Some(user)) = changes.assignee_id {
+        if let Some(Some(user)) = edit.assignee_id {
             // Another account's user is "not found", like a user that does not exist.
             self.user(user, account).await?;
         }
-        let tags = match &changes.tags {
-            Some(list) => {
-                let mut clean = Vec::with_capacity(list.len());
-                for t in list {
-                    let t = clean_tag(t)?;
-                    if !clean.contains(&t) {
-                        clean.push(t);
-                    }
-                }
-                if clean.len() > MAX_TAGS_PER_TICKET {
-                    return Err(StoreError::Invalid(format!(
-                        "a ticket has at most {MAX_TAGS_PER_TICKET} tags"
-                    )));
-                }
-                Some(clean)
-            }
-            None => None,
-        };
-        if let Some(priority) = &changes.priority {
-            if !["low", "normal", "high", "urgent"].contains(&priority.as_str()) {
-                return Err(StoreError::Invalid(format!(
-                    "unknown priority {priority:?} (expected low, normal, high or urgent)"
-                )));
-            }
-        }
-        let mut list = Vec::new();
-        if let Some(status) = changes.status {
-            list.push(TicketChange::SetStatus {
-                status,
-                snoozed_until: (status == TicketStatus::Snoozed)
-                    .then_some(changes.snoozed_until)
-                    .flatten(),
-            });
-        }
-        if let Some(priority) = &changes.priority {
-            list.push(TicketChange::Priority(priority.clone()));
-        }
-        if let Some(assignee) = changes.assignee_id {
-            list.push(TicketChange::Assign(assignee));
-        }
-        if let Some(tags) = tags {
-            list.push(TicketChange::ReplaceTags(tags));
-        }
-        self.change_ticket(account, id.0, &ChangeAuthor::from(by), &list, now_ms())
+        let changes = edit.changes()?;
+        self.change_ticket(account, id.0, &ChangeAuthor::from(by), &changes, now_ms())
             .await?;
         Ok(())
     }
@@ -284,11 +208,11 @@ impl Store {
         by: &Principal,
         tags: Vec<String>,
     ) -> Result<(), StoreError> {
-        let changes = TicketChanges {
+        let edit = TicketEdit {
             tags: Some(tags),
             ..Default::default()
         };
-        self.update_ticket(id, by, &changes).await
+        self.update_ticket(id, by, &edit).await
     }
 
     /// Adds one tag (no-op when present).
@@ -336,15 +260,7 @@ impl Store {
     ) -> Result<MessageView, StoreError> {
         let account = by.account_id;
         self.own_ticket(id, account).await?;
-        if body.trim().is_empty() {
-            return Err(StoreError::Invalid("the note is empty".into()));
-        }
-        if body.len() > MAX_NOTE_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "the note takes {} bytes; the limit is {MAX_NOTE_BYTES}",
-                body.len()
-            )));
-        }
+        check_note(body)?;
         let author = match by.user_id {
             Some(u) => Some(self.user(u, account).await?),
             None => None,

@@ -26,10 +26,7 @@ mod wal_append_buffer;
 mod writer;
 
 pub use accounts::{AccountView, SupportAddressView};
-pub use api_queries::{
-    clean_tag, AssigneeFilter, TicketChanges, TicketFilter, TicketSort, TicketSortKey,
-    MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET, MAX_TAG_CHARS,
-};
+pub use api_queries::{AssigneeFilter, TicketFilter, TicketSort, TicketSortKey};
 pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
 pub use import_jobs::{status as import_status, ImportJobView, NewImportJob};
 pub use intake::{

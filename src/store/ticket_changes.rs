@@ -3,7 +3,16 @@
 //! the scheduler and the agent API change a ticket.
 
 use super::{Store, StoreError};
-use crate::domain::{AccountId, ChangeAuthor, TicketBefore, TicketChange, TicketStatus};
+use crate::domain::{
+    AccountId, ChangeAuthor, InvalidChange, TicketBefore, TicketChange, TicketStatus,
+};
+
+/// A change a client asked for that cannot be made is the client's mistake.
+impl From<InvalidChange> for StoreError {
+    fn from(e: InvalidChange) -> Self {
+        StoreError::Invalid(e.0)
+    }
+}
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
