@@ -13,6 +13,7 @@ mod text_fold;
 mod threading;
 mod ticket_change;
 mod ticket_edit;
+mod ticket_facts;
 
 pub use account_settings::{AccountAuthSettings, AccountSettings};
 pub use auth_results::{
@@ -37,6 +38,7 @@ pub use ticket_edit::{
     check_note, clean_tag, InvalidChange, TicketEdit, MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET,
     MAX_TAG_CHARS, PRIORITIES,
 };
+pub use ticket_facts::{CustomerFacts, TicketFacts};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -4,15 +4,13 @@
 
 use super::business_hours::BusinessHours;
 use super::engine::{plan, Outcome, Plan, PlanContext, Step};
-use super::facts::{dmarc_result, AccountFacts, CustomerFacts, Facts, MessageFacts, TicketFacts};
+use super::facts::{dmarc_result, AccountFacts, Facts, MessageFacts};
 use super::macros::{Macro, Missing};
 use super::reply::{AutoReply, ReplySender};
 use super::schema::{parse_rule, Condition, Field, Operand, Operator, Rule, Trigger};
 use super::RulesError;
 use crate::domain::{AccountId, ChangeAuthor, TicketChange, TicketId, TicketStatus};
-use crate::store::{
-    MacroRecord, MessageState, NewRuleRun, RuleRecord, Store, TicketState, TimeFilter,
-};
+use crate::store::{MacroRecord, MessageState, NewRuleRun, RuleRecord, Store, TimeFilter};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -97,29 +95,6 @@ pub fn macro_from_record(m: &MacroRecord) -> Macro {
         } else {
             Missing::Empty
         },
-    }
-}
-
-/// The ticket as rules see it.
-pub fn ticket_facts(s: &TicketState) -> TicketFacts {
-    TicketFacts {
-        id: s.id,
-        subject: s.subject.clone(),
-        status: s.status.clone(),
-        priority: s.priority.clone(),
-        tags: s.tags.clone(),
-        assignee_email: s.assignee_email.clone(),
-        assignee_name: s.assignee_name.clone(),
-        team: s.team.clone(),
-        flags: s.flags.clone(),
-        created_at: s.created_at,
-        last_customer_message_at: s.last_customer_message_at,
-        last_agent_reply_at: s.last_agent_reply_at,
-        customer: s.customer_email.as_ref().map(|email| CustomerFacts {
-            email: email.clone(),
-            name: s.customer_name.clone(),
-            attributes: s.customer_attributes.clone(),
-        }),
     }
 }
 
@@ -456,7 +431,7 @@ impl RulesEngine {
         Ok(Some(Facts {
             now: self.clock.now_ms(),
             account: ctx.account.clone(),
-            ticket: ticket_facts(&state),
+            ticket: state,
             message: message.as_ref().map(message_facts),
             business_hours: ctx.business_hours.clone(),
         }))

@@ -4,8 +4,8 @@
 
 use super::customers::like_pattern;
 use super::tickets::{summary, TicketRow, TICKET_SELECT};
-use super::{now_ms, Store, StoreError};
 use super::{AttachmentView, MessageView, TicketSummary};
+use super::{Store, StoreError};
 use crate::domain::{
     check_note, clean_tag, AccountId, ChangeAuthor, Principal, TicketChange, TicketEdit, TicketId,
     TicketStatus,
@@ -186,7 +186,7 @@ impl Store {
             self.user(user, account).await?;
         }
         let changes = edit.changes()?;
-        self.change_ticket(account, id.0, &ChangeAuthor::from(by), &changes, now_ms())
+        self.change_ticket(account, id.0, &ChangeAuthor::from(by), &changes)
             .await?;
         Ok(())
     }
@@ -271,7 +271,7 @@ impl Store {
             from_name: author.and_then(|a| a.name),
         };
         let written = self
-            .change_ticket(account, id.0, &ChangeAuthor::from(by), &[note], now_ms())
+            .change_ticket(account, id.0, &ChangeAuthor::from(by), &[note])
             .await?;
         let note = written
             .first()

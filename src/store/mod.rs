@@ -40,7 +40,7 @@ pub use outbound::{
 };
 pub use rules::{
     MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleRecord, RuleRunView,
-    RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
+    RunFilter, SimTicket, TicketEventRow, TimeFilter,
 };
 pub use serve_lock::{ServeLock, ServeLockError};
 pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};

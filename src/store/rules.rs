@@ -4,7 +4,7 @@
 
 use super::ticket_changes::apply_ticket_changes;
 use super::{now_ms, Store, StoreError};
-use crate::domain::{AccountId, ChangeAuthor, TicketChange};
+use crate::domain::{AccountId, ChangeAuthor, CustomerFacts, TicketChange, TicketFacts};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -151,27 +151,6 @@ pub struct RunFilter {
     pub before: Option<i64>,
 }
 
-/// A ticket as rules see it.
-#[derive(Debug, Clone, Default)]
-pub struct TicketState {
-    pub id: i64,
-    pub account_id: i64,
-    pub subject: String,
-    pub status: String,
-    pub priority: String,
-    pub assignee_email: Option<String>,
-    pub assignee_name: Option<String>,
-    pub team: Option<String>,
-    pub flags: Vec<String>,
-    pub created_at: i64,
-    pub last_customer_message_at: Option<i64>,
-    pub last_agent_reply_at: Option<i64>,
-    pub customer_email: Option<String>,
-    pub customer_name: Option<String>,
-    pub customer_attributes: serde_json::Value,
-    pub tags: Vec<String>,
-}
-
 /// A message as rules see it.
 #[derive(Debug, Clone, Default)]
 pub struct MessageState {
@@ -228,7 +207,7 @@ pub struct TicketEventRow {
 /// Everything the simulation replays for one ticket.
 #[derive(Debug, Clone, Default)]
 pub struct SimTicket {
-    pub state: TicketState,
+    pub state: TicketFacts,
     pub messages: Vec<MessageState>,
     pub events: Vec<TicketEventRow>,
 }
@@ -243,10 +222,12 @@ const STATE_SELECT: &str = "SELECT t.id, t.account_id, t.subject, t.status, t.pr
     FROM tickets t LEFT JOIN customers c ON c.id = t.customer_id
     LEFT JOIN users u ON u.id = t.assignee_id";
 
-fn ticket_state(r: &sqlx::sqlite::SqliteRow) -> Result<TicketState, sqlx::Error> {
-    Ok(TicketState {
+fn ticket_state(r: &sqlx::sqlite::SqliteRow) -> Result<TicketFacts, sqlx::Error> {
+    let customer_email: Option<String> = r.try_get(12)?;
+    let customer_name: Option<String> = r.try_get(13)?;
+    let attributes: String = r.try_get(14)?;
+    Ok(TicketFacts {
         id: r.try_get(0)?,
-        account_id: r.try_get(1)?,
         subject: r.try_get(2)?,
         status: r.try_get(3)?,
         priority: r.try_get(4)?,
@@ -257,10 +238,11 @@ fn ticket_state(r: &sqlx::sqlite::SqliteRow) -> Result<TicketState, sqlx::Error>
         created_at: r.try_get(9)?,
         last_customer_message_at: r.try_get(10)?,
         last_agent_reply_at: r.try_get(11)?,
-        customer_email: r.try_get(12)?,
-        customer_name: r.try_get(13)?,
-        customer_attributes: serde_json::from_str(&r.try_get::<String, _>(14)?)
-            .unwrap_or_else(|_| serde_json::json!({})),
+        customer: customer_email.map(|email| CustomerFacts {
+            email,
+            name: customer_name,
+            attributes: serde_json::from_str(&attributes).unwrap_or_else(|_| serde_json::json!({})),
+        }),
         tags: Vec::new(),
     })
 }
@@ -668,7 +650,7 @@ impl Store {
         &self,
         account: AccountId,
         ticket: i64,
-    ) -> Result<Option<TicketState>, StoreError> {
+    ) -> Result<Option<TicketFacts>, StoreError> {
         let row = sqlx::query(&format!(
             "{STATE_SELECT} WHERE t.id = ? AND t.account_id = ? AND t.merged_into IS NULL"
         ))

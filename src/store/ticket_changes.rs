@@ -2,7 +2,7 @@
 //! per change that records one, and the ticket's `updated_at`. The one place where rules,
 //! the scheduler and the agent API change a ticket.
 
-use super::{Store, StoreError};
+use super::{now_ms, Store, StoreError};
 use crate::domain::{
     AccountId, ChangeAuthor, InvalidChange, TicketBefore, TicketChange, TicketStatus,
 };
@@ -27,7 +27,7 @@ struct BeforeRow {
 }
 
 impl Store {
-    /// Applies `changes` to a ticket of `account` at `now` in one transaction (see
+    /// Applies `changes` to a ticket of `account` now, in one transaction (see
     /// [`apply_ticket_changes`]); returns the ids of the notes written, in order.
     pub async fn change_ticket(
         &self,
@@ -35,13 +35,9 @@ impl Store {
         ticket: i64,
         by: &ChangeAuthor,
         changes: &[TicketChange],
-        now: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        if changes.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut tx = self.write_tx().await?;
-        let notes = apply_ticket_changes(&mut tx, account, ticket, by, changes, now).await?;
+        let notes = apply_ticket_changes(&mut tx, account, ticket, by, changes, now_ms()).await?;
         tx.commit().await?;
         Ok(notes)
     }
@@ -253,6 +249,21 @@ mod tests {
             .collect()
     }
 
+    /// `changes` to the ticket in one transaction at `now`, as the rules commit them.
+    async fn apply_at(
+        t: &(tempfile::TempDir, Store, AccountId, i64),
+        by: &ChangeAuthor,
+        changes: &[TicketChange],
+        now: i64,
+    ) -> Vec<i64> {
+        let mut tx = t.1.write_tx().await.unwrap();
+        let notes = apply_ticket_changes(&mut tx, t.2, t.3, by, changes, now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        notes
+    }
+
     type Row = (
         String,
         Option<i64>,
@@ -282,7 +293,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_rules_list_writes_its_rows_and_one_event_per_change() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let t = store_with_ticket().await;
+        let (store, ticket) = (&t.1, t.3);
         let rule = ChangeAuthor::Rule {
             id: 5,
             name: "vip".into(),
@@ -309,13 +321,10 @@ mod tests {
                 from_name: None,
             },
         ];
-        let notes = store
-            .change_ticket(account, ticket, &rule, &changes, 1_000)
-            .await
-            .unwrap();
-        assert_eq!(tags(&store, ticket).await, ["VIP"]);
+        let notes = apply_at(&t, &rule, &changes, 1_000).await;
+        assert_eq!(tags(store, ticket).await, ["VIP"]);
         assert_eq!(
-            row(&store, ticket).await,
+            row(store, ticket).await,
             (
                 "snoozed".into(),
                 Some(9_000),
@@ -354,7 +363,7 @@ mod tests {
             ("team_assigned", json!({"to": "billing", "by": by})),
             ("note_added", json!({"message_id": note, "by": by})),
         ];
-        let got = events(&store, ticket).await;
+        let got = events(store, ticket).await;
         assert_eq!(got.len(), expected.len(), "{got:?}");
         for ((kind, data, at), (want_kind, want_data)) in got.iter().zip(expected) {
             assert_eq!((kind.as_str(), data, *at), (want_kind, &want_data, 1_000));
@@ -363,7 +372,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_agents_list_records_only_what_changes() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let t = store_with_ticket().await;
+        let (store, ticket) = (&t.1, t.3);
         let agent = ChangeAuthor::Agent {
             user_id: None,
             token_id: Some(2),
@@ -377,12 +387,9 @@ mod tests {
             TicketChange::Assign(None),
             TicketChange::Priority("normal".into()),
         ];
-        store
-            .change_ticket(account, ticket, &agent, &same, 500)
-            .await
-            .unwrap();
-        assert!(events(&store, ticket).await.is_empty());
-        assert_eq!(row(&store, ticket).await.5, 10);
+        apply_at(&t, &agent, &same, 500).await;
+        assert!(events(store, ticket).await.is_empty());
+        assert_eq!(row(store, ticket).await.5, 10);
         let changes = [
             TicketChange::SetStatus {
                 status: TicketStatus::Closed,
@@ -390,13 +397,10 @@ mod tests {
             },
             TicketChange::ReplaceTags(vec!["b".into(), "a".into()]),
         ];
-        store
-            .change_ticket(account, ticket, &agent, &changes, 2_000)
-            .await
-            .unwrap();
+        apply_at(&t, &agent, &changes, 2_000).await;
         let by = agent.to_json();
         assert_eq!(
-            events(&store, ticket).await,
+            events(store, ticket).await,
             [
                 (
                     "status_changed".to_string(),
@@ -410,9 +414,9 @@ mod tests {
                 ),
             ]
         );
-        let r = row(&store, ticket).await;
+        let r = row(store, ticket).await;
         assert_eq!((r.0.as_str(), r.2, r.5), ("closed", Some(2_000), 2_000));
-        assert_eq!(tags(&store, ticket).await, ["a", "b"]);
+        assert_eq!(tags(store, ticket).await, ["a", "b"]);
     }
 
     #[tokio::test]
@@ -428,7 +432,6 @@ mod tests {
                     token_id: Some(1),
                 },
                 &[TicketChange::AddTag("x".into())],
-                100,
             )
             .await
             .unwrap_err();

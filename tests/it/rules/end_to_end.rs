@@ -165,7 +165,6 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
             &[postern::domain::TicketChange::AddTag(
                 "do-not-follow-up".into(),
             )],
-            start,
         )
         .await
         .unwrap();
