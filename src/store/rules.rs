@@ -673,15 +673,8 @@ impl Store {
         account: AccountId,
         message: i64,
     ) -> Result<Option<MessageState>, StoreError> {
-        let row = sqlx::query(&format!(
-            "{} WHERE m.id = ? AND m.account_id = ?",
-            message_select(true)
-        ))
-        .bind(message)
-        .bind(account.0)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|r| message_state(&r, true)).transpose()?)
+        self.first_message_state("m.id = ?", "m.id", message, account)
+            .await
     }
 
     /// The ticket's latest inbound message.
@@ -690,12 +683,29 @@ impl Store {
         account: AccountId,
         ticket: i64,
     ) -> Result<Option<MessageState>, StoreError> {
+        self.first_message_state(
+            "m.ticket_id = ? AND m.direction = 'inbound'",
+            "m.received_at DESC, m.id DESC",
+            ticket,
+            account,
+        )
+        .await
+    }
+
+    /// The first message of the account in `order` matching `filter` (one `?`, for
+    /// `value`), with its text.
+    async fn first_message_state(
+        &self,
+        filter: &str,
+        order: &str,
+        value: i64,
+        account: AccountId,
+    ) -> Result<Option<MessageState>, StoreError> {
         let row = sqlx::query(&format!(
-            "{} WHERE m.ticket_id = ? AND m.account_id = ? AND m.direction = 'inbound'
-             ORDER BY m.received_at DESC, m.id DESC LIMIT 1",
+            "{} WHERE {filter} AND m.account_id = ? ORDER BY {order} LIMIT 1",
             message_select(true)
         ))
-        .bind(ticket)
+        .bind(value)
         .bind(account.0)
         .fetch_optional(self.pool())
         .await?;
