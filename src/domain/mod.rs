@@ -13,6 +13,9 @@ mod public_address;
 mod scope;
 mod text_fold;
 mod threading;
+mod ticket_change;
+mod ticket_edit;
+mod ticket_facts;
 
 pub use account_settings::{AccountAuthSettings, AccountSettings};
 pub use auth_results::{
@@ -34,6 +37,12 @@ pub use threading::{
     is_forward_subject, mint_reply_token, normalize_subject, parse_message_ids, reply_subject,
     verify_reply_token, ThreadReason,
 };
+pub use ticket_change::{ChangeAuthor, HistoryEntry, TicketBefore, TicketChange};
+pub use ticket_edit::{
+    check_note, clean_tag, InvalidChange, TicketEdit, MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET,
+    MAX_TAG_CHARS, PRIORITIES,
+};
+pub use ticket_facts::{CustomerFacts, TicketFacts};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -53,7 +53,11 @@ pub struct ActionResult {
 #[derive(Debug, Clone)]
 pub enum Step {
     AddTag(String),
-    RemoveTag(String),
+    /// The tag as the rule names it, and the ticket's stored spellings of it.
+    RemoveTag {
+        tag: String,
+        stored: Vec<String>,
+    },
     SetStatus {
         status: String,
         snoozed_until: Option<i64>,
@@ -202,7 +206,7 @@ fn plan_one(
         Action::AddTag { tag } => {
             if has_tag(tag) {
                 skip(action, Outcome::Skipped, "the ticket already has this tag")
-            } else if t.tags.len() >= crate::store::MAX_TAGS_PER_TICKET {
+            } else if t.tags.len() >= crate::domain::MAX_TAGS_PER_TICKET {
                 skip(
                     action,
                     Outcome::Skipped,
@@ -213,8 +217,16 @@ fn plan_one(
             }
         }
         Action::RemoveTag { tag } => {
-            if has_tag(tag) {
-                planned(action, Step::RemoveTag(tag.clone()), None)
+            let stored = stored_spellings(&t.tags, tag);
+            if !stored.is_empty() {
+                planned(
+                    action,
+                    Step::RemoveTag {
+                        tag: tag.clone(),
+                        stored,
+                    },
+                    None,
+                )
             } else {
                 skip(
                     action,
@@ -400,10 +412,7 @@ pub fn apply_to_facts(step: &Step, facts: &mut Facts) {
     let t = &mut facts.ticket;
     match step {
         Step::AddTag(tag) => t.tags.push(tag.clone()),
-        Step::RemoveTag(tag) => {
-            let f = super::text::fold(tag);
-            t.tags.retain(|x| super::text::fold(x) != f);
-        }
+        Step::RemoveTag { stored, .. } => t.tags.retain(|x| !stored.contains(x)),
         Step::SetStatus { status, .. } => t.status = status.clone(),
         Step::Assign { email, name, .. } => {
             t.assignee_email = email.clone();
@@ -414,6 +423,16 @@ pub fn apply_to_facts(step: &Step, facts: &mut Facts) {
         // Notes and automated replies are not human activity: they change no condition.
         Step::AddNote(_) | Step::Reply { .. } => {}
     }
+}
+
+/// The ticket's stored spellings of `tag`: rules compare tags case and accents aside, so
+/// removing a tag removes every spelling of it that the rule sees.
+pub fn stored_spellings(tags: &[String], tag: &str) -> Vec<String> {
+    let wanted = super::text::fold(tag);
+    tags.iter()
+        .filter(|t| super::text::fold(t) == wanted)
+        .cloned()
+        .collect()
 }
 
 /// Does a rule with this trigger run for this event?
@@ -588,5 +607,46 @@ mod tests {
             plan(&follow_up(), &mut f, &ctx).actions[0].outcome,
             Outcome::Planned
         );
+    }
+    #[test]
+    fn a_removed_tag_names_every_stored_spelling_of_it() {
+        let tags: Vec<String> = ["Urgent", "urgent", "ÜRGENT", "urgently", "vip"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            stored_spellings(&tags, "URGENT"),
+            ["Urgent", "urgent", "ÜRGENT"]
+        );
+        assert!(stored_spellings(&tags, "billing").is_empty());
+    }
+
+    #[test]
+    fn remove_tag_plans_the_stored_spellings_and_later_actions_see_them_gone() {
+        let rule = parse_rule(&json!({
+            "name": "calm", "trigger": "ticket_updated",
+            "conditions": {"field": "status", "operator": "equals", "value": "open"},
+            "actions": [
+                {"type": "remove_tag", "tag": "urgent"},
+                {"type": "remove_tag", "tag": "Urgent"}
+            ]
+        }))
+        .unwrap();
+        let (macros, agents) = (HashMap::new(), HashMap::new());
+        let ctx = PlanContext {
+            macros: &macros,
+            agents: &agents,
+            last_auto_reply_at: None,
+            reply_window_ms: 0,
+            render: true,
+        };
+        let mut f = facts(1);
+        f.ticket.tags = vec!["URGENT".into(), "vip".into(), "Urgent".into()];
+        let p = plan(&rule, &mut f, &ctx);
+        assert!(matches!(
+            &p.actions[0].step,
+            Some(Step::RemoveTag { tag, stored }) if tag == "urgent" && stored == &["URGENT", "Urgent"]
+        ));
+        assert_eq!(p.actions[1].outcome, Outcome::Skipped);
+        assert_eq!(f.ticket.tags, ["vip"]);
     }
 }

@@ -4,15 +4,13 @@
 
 use super::business_hours::BusinessHours;
 use super::engine::{plan, Outcome, Plan, PlanContext, Step};
-use super::facts::{dmarc_result, AccountFacts, CustomerFacts, Facts, MessageFacts, TicketFacts};
+use super::facts::{dmarc_result, AccountFacts, Facts, MessageFacts};
 use super::macros::{Macro, Missing};
 use super::reply::{AutoReply, ReplySender};
 use super::schema::{parse_rule, Condition, Field, Operand, Operator, Rule, Trigger};
 use super::RulesError;
-use crate::domain::{AccountId, TicketId};
-use crate::store::{
-    MacroRecord, MessageState, NewRuleRun, RuleChange, RuleRecord, Store, TicketState, TimeFilter,
-};
+use crate::domain::{AccountId, ChangeAuthor, TicketChange, TicketId, TicketStatus};
+use crate::store::{MacroRecord, MessageState, NewRuleRun, RuleRecord, Store, TimeFilter};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -97,29 +95,6 @@ pub fn macro_from_record(m: &MacroRecord) -> Macro {
         } else {
             Missing::Empty
         },
-    }
-}
-
-/// The ticket as rules see it.
-pub fn ticket_facts(s: &TicketState) -> TicketFacts {
-    TicketFacts {
-        id: s.id,
-        subject: s.subject.clone(),
-        status: s.status.clone(),
-        priority: s.priority.clone(),
-        tags: s.tags.clone(),
-        assignee_email: s.assignee_email.clone(),
-        assignee_name: s.assignee_name.clone(),
-        team: s.team.clone(),
-        flags: s.flags.clone(),
-        created_at: s.created_at,
-        last_customer_message_at: s.last_customer_message_at,
-        last_agent_reply_at: s.last_agent_reply_at,
-        customer: s.customer_email.as_ref().map(|email| CustomerFacts {
-            email: email.clone(),
-            name: s.customer_name.clone(),
-            attributes: s.customer_attributes.clone(),
-        }),
     }
 }
 
@@ -255,24 +230,39 @@ pub fn time_filter(c: &Condition, now: i64) -> TimeFilter {
 
 /// The ticket changes of a matched plan, marked done (they are committed with the run's
 /// log entry, or not at all), with the index of each one's action.
-fn ticket_changes(p: &mut Plan) -> (Vec<RuleChange>, Vec<usize>) {
+fn ticket_changes(p: &mut Plan) -> (Vec<TicketChange>, Vec<usize>) {
     let mut changes = Vec::new();
     let mut slots = Vec::new();
     for (i, a) in p.actions.iter_mut().enumerate() {
         let change = match &a.step {
-            Some(Step::AddTag(t)) => RuleChange::AddTag(t.clone()),
-            Some(Step::RemoveTag(t)) => RuleChange::RemoveTag(t.clone()),
+            Some(Step::AddTag(t)) => TicketChange::AddTag(t.clone()),
+            Some(Step::RemoveTag { tag, stored }) => TicketChange::RemoveTags {
+                tag: tag.clone(),
+                stored: stored.clone(),
+            },
             Some(Step::SetStatus {
                 status,
                 snoozed_until,
-            }) => RuleChange::SetStatus {
-                status: status.clone(),
-                snoozed_until: *snoozed_until,
+            }) => match status.parse::<TicketStatus>() {
+                Ok(status) => TicketChange::SetStatus {
+                    status,
+                    snoozed_until: *snoozed_until,
+                },
+                // The rule's schema admits only the four statuses.
+                Err(e) => {
+                    a.outcome = Outcome::Failed;
+                    a.reason = Some(e);
+                    continue;
+                }
             },
-            Some(Step::Assign { user_id, .. }) => RuleChange::Assign(*user_id),
-            Some(Step::AssignTeam(t)) => RuleChange::Team(t.clone()),
-            Some(Step::SetPriority(x)) => RuleChange::Priority(x.clone()),
-            Some(Step::AddNote(n)) => RuleChange::Note(n.clone()),
+            Some(Step::Assign { user_id, .. }) => TicketChange::Assign(*user_id),
+            Some(Step::AssignTeam(t)) => TicketChange::Team(t.clone()),
+            Some(Step::SetPriority(x)) => TicketChange::Priority(x.clone()),
+            Some(Step::AddNote(n)) => TicketChange::Note {
+                text: n.clone(),
+                from_address: None,
+                from_name: None,
+            },
             Some(Step::Reply { .. }) => continue,
             None => {
                 if a.outcome == Outcome::Planned {
@@ -342,8 +332,12 @@ impl RulesEngine {
         }
     }
 
-    fn by(rule: &RuleRecord, depth: i64) -> serde_json::Value {
-        serde_json::json!({"rule": rule.id, "rule_name": rule.name, "depth": depth})
+    fn by(rule: &RuleRecord, depth: i64) -> ChangeAuthor {
+        ChangeAuthor::Rule {
+            id: rule.id,
+            name: rule.name.clone(),
+            depth,
+        }
     }
 
     /// Runs the enabled rules of the event's triggers on its ticket, in order.
@@ -437,7 +431,7 @@ impl RulesEngine {
         Ok(Some(Facts {
             now: self.clock.now_ms(),
             account: ctx.account.clone(),
-            ticket: ticket_facts(&state),
+            ticket: state,
             message: message.as_ref().map(message_facts),
             business_hours: ctx.business_hours.clone(),
         }))
@@ -655,5 +649,88 @@ impl RulesEngine {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::engine::ActionResult;
+
+    fn action(step: Option<Step>, outcome: Outcome) -> ActionResult {
+        ActionResult {
+            action: serde_json::json!({}),
+            outcome,
+            reason: None,
+            rendered: None,
+            step,
+        }
+    }
+
+    #[test]
+    fn a_plan_becomes_the_ticket_changes_of_its_planned_steps() {
+        let mut p = Plan {
+            matched: true,
+            conditions: Vec::new(),
+            actions: vec![
+                action(
+                    Some(Step::RemoveTag {
+                        tag: "urgent".into(),
+                        stored: vec!["URGENT".into(), "Urgent".into()],
+                    }),
+                    Outcome::Planned,
+                ),
+                action(
+                    Some(Step::Reply {
+                        to: "ana@client.test".into(),
+                        subject: "Re".into(),
+                        body: "Hi".into(),
+                    }),
+                    Outcome::Planned,
+                ),
+                action(None, Outcome::Skipped),
+                action(
+                    Some(Step::SetStatus {
+                        status: "snoozed".into(),
+                        snoozed_until: Some(60_000),
+                    }),
+                    Outcome::Planned,
+                ),
+                action(Some(Step::AddNote("Seen".into())), Outcome::Planned),
+            ],
+            stop: false,
+        };
+        let (changes, slots) = ticket_changes(&mut p);
+        assert_eq!(
+            changes,
+            [
+                TicketChange::RemoveTags {
+                    tag: "urgent".into(),
+                    stored: vec!["URGENT".into(), "Urgent".into()],
+                },
+                TicketChange::SetStatus {
+                    status: TicketStatus::Snoozed,
+                    snoozed_until: Some(60_000),
+                },
+                TicketChange::Note {
+                    text: "Seen".into(),
+                    from_address: None,
+                    from_name: None,
+                },
+            ]
+        );
+        assert_eq!(slots, [0, 3, 4]);
+        let outcomes: Vec<Outcome> = p.actions.iter().map(|a| a.outcome).collect();
+        // The reply is the sender's to mark; a skipped action stays skipped.
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Done,
+                Outcome::Planned,
+                Outcome::Skipped,
+                Outcome::Done,
+                Outcome::Done
+            ]
+        );
     }
 }

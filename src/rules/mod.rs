@@ -162,7 +162,7 @@ pub async fn preview_macro(
     let facts = facts::Facts {
         now: crate::store::now_ms(),
         account: ctx.account.clone(),
-        ticket: live::ticket_facts(&state),
+        ticket: state,
         message: None,
         business_hours: ctx.business_hours.clone(),
     };

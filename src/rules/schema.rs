@@ -878,7 +878,7 @@ impl Parser {
         Some(match kind.as_str() {
             "add_tag" | "remove_tag" => {
                 let tag = field(self, "tag", &["type", "tag"])?;
-                if let Err(e) = crate::store::clean_tag(&tag) {
+                if let Err(e) = crate::domain::clean_tag(&tag) {
                     self.err(&join(path, "tag"), e.to_string());
                     return None;
                 }

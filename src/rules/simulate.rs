@@ -19,7 +19,7 @@
 use super::conditions::TestResult;
 use super::engine::{plan, ActionResult, Outcome, PlanContext};
 use super::facts::{Facts, MessageFacts, TicketFacts};
-use super::live::{account_rules, message_facts, ticket_facts};
+use super::live::{account_rules, message_facts};
 use super::schema::{Condition, Field, Operand, Operator, Rule, Trigger};
 use super::RulesError;
 use crate::domain::AccountId;
@@ -381,7 +381,7 @@ pub async fn simulate(
 /// changes, defaults for what it does.
 fn initial_replay(t: SimTicket) -> Replay {
     let has = |kinds: &[&str]| t.events.iter().any(|e| kinds.contains(&e.kind.as_str()));
-    let mut facts = ticket_facts(&t.state);
+    let mut facts = t.state.clone();
     facts.last_customer_message_at = None;
     facts.last_agent_reply_at = None;
     if has(&["status_changed"]) {

@@ -4,15 +4,12 @@
 
 use super::customers::like_pattern;
 use super::tickets::{summary, TicketRow, TICKET_SELECT};
-use super::{now_ms, Store, StoreError};
 use super::{AttachmentView, MessageView, TicketSummary};
-use crate::domain::{AccountId, Principal, TicketId, TicketStatus};
-
-/// Tags are short labels; a ticket carries a bounded number of them.
-pub const MAX_TAG_CHARS: usize = 64;
-pub const MAX_TAGS_PER_TICKET: usize = 50;
-/// Internal notes are written by people: 64 KiB is plenty.
-pub const MAX_NOTE_BYTES: usize = 64 * 1024;
+use super::{Store, StoreError};
+use crate::domain::{
+    check_note, clean_tag, AccountId, ChangeAuthor, Principal, TicketChange, TicketEdit, TicketId,
+    TicketStatus,
+};
 
 /// The column a ticket listing is ordered by; ties are broken by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,41 +68,6 @@ pub struct TicketFilter {
     pub customer_id: Option<i64>,
     /// Words looked for in the subject and in the text of the messages.
     pub text: Option<String>,
-}
-
-/// What an agent changes on a ticket; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct TicketChanges {
-    pub status: Option<TicketStatus>,
-    pub snoozed_until: Option<i64>,
-    pub priority: Option<String>,
-    /// `Some(None)` unassigns.
-    pub assignee_id: Option<Option<i64>>,
-    /// Replaces the whole set of tags.
-    pub tags: Option<Vec<String>>,
-}
-
-/// A tag as stored: trimmed, case kept, bounded.
-pub fn clean_tag(tag: &str) -> Result<String, StoreError> {
-    let tag = tag.trim();
-    if tag.is_empty() {
-        return Err(StoreError::Invalid("a tag cannot be empty".into()));
-    }
-    if tag.chars().count() > MAX_TAG_CHARS {
-        return Err(StoreError::Invalid(format!(
-            "the tag {tag:?} is longer than {MAX_TAG_CHARS} characters"
-        )));
-    }
-    if tag.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!(
-            "the tag {tag:?} contains control characters"
-        )));
-    }
-    Ok(tag.to_string())
-}
-
-fn actor(p: &Principal) -> serde_json::Value {
-    serde_json::json!({"user_id": p.user_id, "token_id": p.token_id})
 }
 
 /// An attachment with its message id and bytes.
@@ -209,135 +171,48 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("no ticket with id {id}")))
     }
 
-    /// Applies an agent's changes to a ticket in one transaction, with one history event
-    /// per change.
+    /// Checks an agent's changes and applies them to a ticket in one transaction, with one
+    /// history event per field that changes (tags: whenever they are given).
     pub async fn update_ticket(
         &self,
         id: TicketId,
         by: &Principal,
-        changes: &TicketChanges,
+        edit: &TicketEdit,
     ) -> Result<(), StoreError> {
         let account = by.account_id;
         self.own_ticket(id, account).await?;
-        if let Some(Some(user)) = changes.assignee_id {
+        if let Some(Some(user)) = edit.assignee_id {
             // Another account's user is "not found", like a user that does not exist.
             self.user(user, account).await?;
         }
-        let tags = match &changes.tags {
-            Some(list) => {
-                let mut clean = Vec::with_capacity(list.len());
-                for t in list {
-                    let t = clean_tag(t)?;
-                    if !clean.contains(&t) {
-                        clean.push(t);
-                    }
-                }
-                if clean.len() > MAX_TAGS_PER_TICKET {
-                    return Err(StoreError::Invalid(format!(
-                        "a ticket has at most {MAX_TAGS_PER_TICKET} tags"
-                    )));
-                }
-                Some(clean)
-            }
-            None => None,
-        };
-        let now = now_ms();
-        let who = actor(by);
-        let mut tx = self.write_tx().await?;
-        let (old_status, old_priority, old_assignee): (String, String, Option<i64>) =
-            sqlx::query_as("SELECT status, priority, assignee_id FROM tickets WHERE id = ?")
-                .bind(id.0)
-                .fetch_one(&mut *tx)
-                .await?;
-        let mut events: Vec<(&str, serde_json::Value)> = Vec::new();
-        if let Some(status) = changes.status {
-            let closed_at = (status == TicketStatus::Closed).then_some(now);
-            let snoozed = (status == TicketStatus::Snoozed)
-                .then_some(changes.snoozed_until)
-                .flatten();
-            sqlx::query(
-                "UPDATE tickets SET status = ?, snoozed_until = ?, closed_at = ? WHERE id = ?",
-            )
-            .bind(status.as_str())
-            .bind(snoozed)
-            .bind(closed_at)
-            .bind(id.0)
-            .execute(&mut *tx)
+        let changes = edit.changes()?;
+        self.change_ticket(account, id.0, &ChangeAuthor::from(by), &changes)
             .await?;
-            if old_status != status.as_str() {
-                events.push((
-                    "status_changed",
-                    serde_json::json!({"from": old_status, "to": status.as_str(), "by": who}),
-                ));
-            }
-        }
-        if let Some(priority) = &changes.priority {
-            if !["low", "normal", "high", "urgent"].contains(&priority.as_str()) {
-                return Err(StoreError::Invalid(format!(
-                    "unknown priority {priority:?} (expected low, normal, high or urgent)"
-                )));
-            }
-            sqlx::query("UPDATE tickets SET priority = ? WHERE id = ?")
-                .bind(priority)
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await?;
-            if &old_priority != priority {
-                events.push((
-                    "priority_changed",
-                    serde_json::json!({"from": old_priority, "to": priority, "by": who}),
-                ));
-            }
-        }
-        if let Some(assignee) = changes.assignee_id {
-            sqlx::query("UPDATE tickets SET assignee_id = ? WHERE id = ?")
-                .bind(assignee)
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await?;
-            if old_assignee != assignee {
-                events.push((
-                    "assigned",
-                    serde_json::json!({"from": old_assignee, "to": assignee, "by": who}),
-                ));
-            }
-        }
-        if let Some(tags) = &tags {
-            sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ?")
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await?;
-            for t in tags {
-                sqlx::query("INSERT INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
-                    .bind(id.0)
-                    .bind(t)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            events.push(("tags_set", serde_json::json!({"tags": tags, "by": who})));
-        }
-        if !events.is_empty() {
-            sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
-                .bind(now)
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (kind, data) in events {
-            sqlx::query(
-                "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at)
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(account.0)
-            .bind(id.0)
-            .bind(kind)
-            .bind(data.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         Ok(())
+    }
+
+    /// The ticket's tags, in order.
+    async fn stored_tags(&self, id: TicketId) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
+                .bind(id.0)
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// Replaces the ticket's tags with `tags`, as an agent's change.
+    async fn set_tags(
+        &self,
+        id: TicketId,
+        by: &Principal,
+        tags: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let edit = TicketEdit {
+            tags: Some(tags),
+            ..Default::default()
+        };
+        self.update_ticket(id, by, &edit).await
     }
 
     /// Adds one tag (no-op when present).
@@ -349,24 +224,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.own_ticket(id, by.account_id).await?;
         let tag = clean_tag(tag)?;
-        let mut tags: Vec<String> =
-            sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
-                .bind(id.0)
-                .fetch_all(self.pool())
-                .await?;
+        let mut tags = self.stored_tags(id).await?;
         if tags.contains(&tag) {
             return Ok(());
         }
         tags.push(tag);
-        self.update_ticket(
-            id,
-            by,
-            &TicketChanges {
-                tags: Some(tags),
-                ..Default::default()
-            },
-        )
-        .await
+        self.set_tags(id, by, tags).await
     }
 
     /// Removes one tag; a tag the ticket does not have is "not found".
@@ -377,11 +240,7 @@ impl Store {
         tag: &str,
     ) -> Result<(), StoreError> {
         self.own_ticket(id, by.account_id).await?;
-        let mut tags: Vec<String> =
-            sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
-                .bind(id.0)
-                .fetch_all(self.pool())
-                .await?;
+        let mut tags = self.stored_tags(id).await?;
         let before = tags.len();
         tags.retain(|t| t != tag);
         if tags.len() == before {
@@ -389,15 +248,7 @@ impl Store {
                 "ticket {id} has no tag {tag:?}"
             )));
         }
-        self.update_ticket(
-            id,
-            by,
-            &TicketChanges {
-                tags: Some(tags),
-                ..Default::default()
-            },
-        )
-        .await
+        self.set_tags(id, by, tags).await
     }
 
     /// Adds an internal note (never sent to the customer) to a ticket.
@@ -409,60 +260,23 @@ impl Store {
     ) -> Result<MessageView, StoreError> {
         let account = by.account_id;
         self.own_ticket(id, account).await?;
-        if body.trim().is_empty() {
-            return Err(StoreError::Invalid("the note is empty".into()));
-        }
-        if body.len() > MAX_NOTE_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "the note takes {} bytes; the limit is {MAX_NOTE_BYTES}",
-                body.len()
-            )));
-        }
+        check_note(body)?;
         let author = match by.user_id {
             Some(u) => Some(self.user(u, account).await?),
             None => None,
         };
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        let subject: String = sqlx::query_scalar("SELECT subject FROM tickets WHERE id = ?")
-            .bind(id.0)
-            .fetch_one(&mut *tx)
+        let note = TicketChange::Note {
+            text: body.to_string(),
+            from_address: author.as_ref().map(|a| a.email.clone()),
+            from_name: author.and_then(|a| a.name),
+        };
+        let written = self
+            .change_ticket(account, id.0, &ChangeAuthor::from(by), &[note])
             .await?;
-        let note: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (account_id, ticket_id, direction, source, dedup_key, subject,
-                                   received_at, text_body, size, from_address, from_name,
-                                   author_user_id, classification, thread_reason)
-             VALUES (?, ?, 'note', 'api', ?, ?, ?, ?, ?, ?, ?, ?, 'normal', 'note')
-             RETURNING id",
-        )
-        .bind(account.0)
-        .bind(id.0)
-        .bind(format!("note:{}", super::tokens::random_secret()))
-        .bind(subject)
-        .bind(now)
-        .bind(body)
-        .bind(body.len() as i64)
-        .bind(author.as_ref().map(|a| a.email.clone()))
-        .bind(author.as_ref().and_then(|a| a.name.clone()))
-        .bind(by.user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
-            .bind(now)
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at)
-             VALUES (?, ?, 'note_added', ?, ?)",
-        )
-        .bind(account.0)
-        .bind(id.0)
-        .bind(serde_json::json!({"message_id": note, "by": actor(by)}).to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let note = written
+            .first()
+            .copied()
+            .ok_or_else(|| StoreError::NotFound(format!("no note written on ticket {id}")))?;
         self.message(note, account).await
     }
 

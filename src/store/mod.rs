@@ -19,6 +19,7 @@ mod sessions;
 mod sso;
 mod threading_repository;
 mod threading_sqlite;
+mod ticket_changes;
 mod tickets;
 mod tokens;
 mod users;
@@ -26,10 +27,7 @@ mod wal_append_buffer;
 mod writer;
 
 pub use accounts::{AccountView, SupportAddressView};
-pub use api_queries::{
-    clean_tag, AssigneeFilter, TicketChanges, TicketFilter, TicketSort, TicketSortKey,
-    MAX_NOTE_BYTES, MAX_TAGS_PER_TICKET, MAX_TAG_CHARS,
-};
+pub use api_queries::{AssigneeFilter, TicketFilter, TicketSort, TicketSortKey};
 pub use customers::{CustomerView, MAX_ATTRIBUTES_BYTES};
 pub use import_jobs::{status as import_status, ImportJobView, NewImportJob};
 pub use intake::{
@@ -42,8 +40,8 @@ pub use outbound::{
     SendingDomainKeys, SendingDomainView,
 };
 pub use rules::{
-    MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleChange, RuleRecord,
-    RuleRunView, RunFilter, SimTicket, TicketEventRow, TicketState, TimeFilter,
+    MacroRecord, MessageState, NewMessageEvent, NewRule, NewRuleRun, RuleRecord, RuleRunView,
+    RunFilter, SimTicket, TicketEventRow, TimeFilter,
 };
 pub use serve_lock::{ServeLock, ServeLockError};
 pub use server_secrets::{CSRF_KEY, SSO_REQUEST_KEY};

@@ -1,9 +1,10 @@
 //! What the rules part keeps and reads: rules, macros, the run log, the scheduler's
 //! bookkeeping (fires, automated replies, cursors), the state of tickets as rules see it,
-//! and the changes rules make. Always within one account.
+//! and each run's log entry with the changes it made. Always within one account.
 
+use super::ticket_changes::apply_ticket_changes;
 use super::{now_ms, Store, StoreError};
-use crate::domain::AccountId;
+use crate::domain::{AccountId, ChangeAuthor, CustomerFacts, TicketChange, TicketFacts};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -150,27 +151,6 @@ pub struct RunFilter {
     pub before: Option<i64>,
 }
 
-/// A ticket as rules see it.
-#[derive(Debug, Clone, Default)]
-pub struct TicketState {
-    pub id: i64,
-    pub account_id: i64,
-    pub subject: String,
-    pub status: String,
-    pub priority: String,
-    pub assignee_email: Option<String>,
-    pub assignee_name: Option<String>,
-    pub team: Option<String>,
-    pub flags: Vec<String>,
-    pub created_at: i64,
-    pub last_customer_message_at: Option<i64>,
-    pub last_agent_reply_at: Option<i64>,
-    pub customer_email: Option<String>,
-    pub customer_name: Option<String>,
-    pub customer_attributes: serde_json::Value,
-    pub tags: Vec<String>,
-}
-
 /// A message as rules see it.
 #[derive(Debug, Clone, Default)]
 pub struct MessageState {
@@ -188,21 +168,6 @@ pub struct MessageState {
     pub auth_results: Option<String>,
     pub has_attachment: bool,
     pub received_at: i64,
-}
-
-/// A change a rule makes to a ticket.
-#[derive(Debug, Clone)]
-pub enum RuleChange {
-    AddTag(String),
-    RemoveTag(String),
-    SetStatus {
-        status: String,
-        snoozed_until: Option<i64>,
-    },
-    Assign(Option<i64>),
-    Team(String),
-    Priority(String),
-    Note(String),
 }
 
 /// The SQL side of a time-based rule's conditions: a superset of the tickets it can match,
@@ -242,7 +207,7 @@ pub struct TicketEventRow {
 /// Everything the simulation replays for one ticket.
 #[derive(Debug, Clone, Default)]
 pub struct SimTicket {
-    pub state: TicketState,
+    pub state: TicketFacts,
     pub messages: Vec<MessageState>,
     pub events: Vec<TicketEventRow>,
 }
@@ -257,10 +222,12 @@ const STATE_SELECT: &str = "SELECT t.id, t.account_id, t.subject, t.status, t.pr
     FROM tickets t LEFT JOIN customers c ON c.id = t.customer_id
     LEFT JOIN users u ON u.id = t.assignee_id";
 
-fn ticket_state(r: &sqlx::sqlite::SqliteRow) -> Result<TicketState, sqlx::Error> {
-    Ok(TicketState {
+fn ticket_state(r: &sqlx::sqlite::SqliteRow) -> Result<TicketFacts, sqlx::Error> {
+    let customer_email: Option<String> = r.try_get(12)?;
+    let customer_name: Option<String> = r.try_get(13)?;
+    let attributes: String = r.try_get(14)?;
+    Ok(TicketFacts {
         id: r.try_get(0)?,
-        account_id: r.try_get(1)?,
         subject: r.try_get(2)?,
         status: r.try_get(3)?,
         priority: r.try_get(4)?,
@@ -271,10 +238,11 @@ fn ticket_state(r: &sqlx::sqlite::SqliteRow) -> Result<TicketState, sqlx::Error>
         created_at: r.try_get(9)?,
         last_customer_message_at: r.try_get(10)?,
         last_agent_reply_at: r.try_get(11)?,
-        customer_email: r.try_get(12)?,
-        customer_name: r.try_get(13)?,
-        customer_attributes: serde_json::from_str(&r.try_get::<String, _>(14)?)
-            .unwrap_or_else(|_| serde_json::json!({})),
+        customer: customer_email.map(|email| CustomerFacts {
+            email,
+            name: customer_name,
+            attributes: serde_json::from_str(&attributes).unwrap_or_else(|_| serde_json::json!({})),
+        }),
         tags: Vec::new(),
     })
 }
@@ -607,8 +575,8 @@ impl Store {
     pub async fn commit_rule_run(
         &self,
         ticket: i64,
-        by: &serde_json::Value,
-        changes: &[RuleChange],
+        by: &ChangeAuthor,
+        changes: &[TicketChange],
         run: &NewRuleRun<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
@@ -625,7 +593,7 @@ impl Store {
                 return Ok(false);
             }
         }
-        apply_changes(&mut tx, run.account, ticket, by, changes, run.at).await?;
+        apply_ticket_changes(&mut tx, run.account, ticket, by, changes, run.at).await?;
         let logged = insert_run(&mut tx, run).await?;
         tx.commit().await?;
         Ok(logged.is_some())
@@ -682,7 +650,7 @@ impl Store {
         &self,
         account: AccountId,
         ticket: i64,
-    ) -> Result<Option<TicketState>, StoreError> {
+    ) -> Result<Option<TicketFacts>, StoreError> {
         let row = sqlx::query(&format!(
             "{STATE_SELECT} WHERE t.id = ? AND t.account_id = ? AND t.merged_into IS NULL"
         ))
@@ -705,15 +673,8 @@ impl Store {
         account: AccountId,
         message: i64,
     ) -> Result<Option<MessageState>, StoreError> {
-        let row = sqlx::query(&format!(
-            "{} WHERE m.id = ? AND m.account_id = ?",
-            message_select(true)
-        ))
-        .bind(message)
-        .bind(account.0)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|r| message_state(&r, true)).transpose()?)
+        self.first_message_state("m.id = ?", "m.id", message, account)
+            .await
     }
 
     /// The ticket's latest inbound message.
@@ -722,12 +683,29 @@ impl Store {
         account: AccountId,
         ticket: i64,
     ) -> Result<Option<MessageState>, StoreError> {
+        self.first_message_state(
+            "m.ticket_id = ? AND m.direction = 'inbound'",
+            "m.received_at DESC, m.id DESC",
+            ticket,
+            account,
+        )
+        .await
+    }
+
+    /// The first message of the account in `order` matching `filter` (one `?`, for
+    /// `value`), with its text.
+    async fn first_message_state(
+        &self,
+        filter: &str,
+        order: &str,
+        value: i64,
+        account: AccountId,
+    ) -> Result<Option<MessageState>, StoreError> {
         let row = sqlx::query(&format!(
-            "{} WHERE m.ticket_id = ? AND m.account_id = ? AND m.direction = 'inbound'
-             ORDER BY m.received_at DESC, m.id DESC LIMIT 1",
+            "{} WHERE {filter} AND m.account_id = ? ORDER BY {order} LIMIT 1",
             message_select(true)
         ))
-        .bind(ticket)
+        .bind(value)
         .bind(account.0)
         .fetch_optional(self.pool())
         .await?;
@@ -760,25 +738,6 @@ impl Store {
         .bind(customer)
         .fetch_one(self.pool())
         .await?)
-    }
-
-    /// Applies a rule's changes to a ticket in one transaction, with one history event per
-    /// change (marked with the rule and the depth, which the worker reads back).
-    pub async fn apply_rule_changes(
-        &self,
-        account: AccountId,
-        ticket: i64,
-        by: &serde_json::Value,
-        changes: &[RuleChange],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write_tx().await?;
-        apply_changes(&mut tx, account, ticket, by, changes, now).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Wakes the snoozed tickets whose time has come (`snoozed_until <= now`): open again,
@@ -1118,148 +1077,6 @@ impl Store {
         }
         Ok(tickets)
     }
-}
-
-type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
-
-/// A rule's changes to a ticket within `tx`, one history event per change.
-async fn apply_changes(
-    tx: &mut Tx,
-    account: AccountId,
-    ticket: i64,
-    by: &serde_json::Value,
-    changes: &[RuleChange],
-    now: i64,
-) -> Result<(), StoreError> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM tickets WHERE id = ? AND account_id = ?")
-            .bind(ticket)
-            .bind(account.0)
-            .fetch_optional(&mut **tx)
-            .await?;
-    if found.is_none() {
-        return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
-    }
-    for change in changes {
-        let (kind, data) = match change {
-            RuleChange::AddTag(tag) => {
-                sqlx::query("INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
-                    .bind(ticket)
-                    .bind(tag)
-                    .execute(&mut **tx)
-                    .await?;
-                ("tag_added", serde_json::json!({"tag": tag}))
-            }
-            RuleChange::RemoveTag(tag) => {
-                // Tags match as rules compare them (case and accents aside): remove
-                // every stored spelling the rule saw.
-                let stored: Vec<String> =
-                    sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ?")
-                        .bind(ticket)
-                        .fetch_all(&mut **tx)
-                        .await?;
-                let wanted = crate::domain::fold_text(tag);
-                for s in stored
-                    .iter()
-                    .filter(|s| crate::domain::fold_text(s) == wanted)
-                {
-                    sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ? AND tag = ?")
-                        .bind(ticket)
-                        .bind(s)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                ("tag_removed", serde_json::json!({"tag": tag}))
-            }
-            RuleChange::SetStatus {
-                status,
-                snoozed_until,
-            } => {
-                sqlx::query(
-                    "UPDATE tickets SET status = ?, snoozed_until = ?,
-                        closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE id = ?",
-                )
-                .bind(status)
-                .bind(snoozed_until)
-                .bind(status)
-                .bind(now)
-                .bind(ticket)
-                .execute(&mut **tx)
-                .await?;
-                (
-                    "status_changed",
-                    serde_json::json!({"to": status, "snoozed_until": snoozed_until}),
-                )
-            }
-            RuleChange::Assign(user) => {
-                sqlx::query("UPDATE tickets SET assignee_id = ? WHERE id = ?")
-                    .bind(user)
-                    .bind(ticket)
-                    .execute(&mut **tx)
-                    .await?;
-                ("assigned", serde_json::json!({"to": user}))
-            }
-            RuleChange::Team(team) => {
-                sqlx::query("UPDATE tickets SET team = ? WHERE id = ?")
-                    .bind(team)
-                    .bind(ticket)
-                    .execute(&mut **tx)
-                    .await?;
-                ("team_assigned", serde_json::json!({"to": team}))
-            }
-            RuleChange::Priority(p) => {
-                sqlx::query("UPDATE tickets SET priority = ? WHERE id = ?")
-                    .bind(p)
-                    .bind(ticket)
-                    .execute(&mut **tx)
-                    .await?;
-                ("priority_changed", serde_json::json!({"to": p}))
-            }
-            RuleChange::Note(text) => {
-                let subject: String =
-                    sqlx::query_scalar("SELECT subject FROM tickets WHERE id = ?")
-                        .bind(ticket)
-                        .fetch_one(&mut **tx)
-                        .await?;
-                let note: i64 = sqlx::query_scalar(
-                    "INSERT INTO messages (account_id, ticket_id, direction, source, dedup_key, subject,
-                                           received_at, text_body, size, classification, thread_reason)
-                     VALUES (?, ?, 'note', 'rule', ?, ?, ?, ?, ?, 'normal', 'note') RETURNING id",
-                )
-                .bind(account.0)
-                .bind(ticket)
-                .bind(format!("rule-note:{}", super::tokens::random_secret()))
-                .bind(subject)
-                .bind(now)
-                .bind(text)
-                .bind(text.len() as i64)
-                .fetch_one(&mut **tx)
-                .await?;
-                ("note_added", serde_json::json!({"message_id": note}))
-            }
-        };
-        let mut data = data;
-        data["by"] = by.clone();
-        sqlx::query(
-            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(account.0)
-        .bind(ticket)
-        .bind(kind)
-        .bind(data.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
-        .bind(now)
-        .bind(ticket)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 async fn insert_run(

@@ -2,14 +2,14 @@
 //! (status, priority, assignee, tags); internal notes.
 
 use super::messages::{safe_message, HtmlQuery};
-use crate::domain::{Principal, TicketId, TicketStatus};
+use crate::domain::{Principal, TicketEdit, TicketId, TicketStatus};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
 use crate::http::ApiState;
 use crate::store::{
-    AssigneeFilter, MessageView, TicketChanges, TicketDetail, TicketEvent, TicketFilter,
-    TicketSort, TicketSortKey, TicketSummary,
+    AssigneeFilter, MessageView, TicketDetail, TicketEvent, TicketFilter, TicketSort,
+    TicketSortKey, TicketSummary,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -204,7 +204,7 @@ pub async fn patch_ticket(
     ApiPath(id): ApiPath<i64>,
     ApiJson(patch): ApiJson<TicketPatch>,
 ) -> Result<Json<TicketDetail>, ApiError> {
-    let changes = TicketChanges {
+    let edit = TicketEdit {
         status: patch.status,
         snoozed_until: patch.snoozed_until.map(|t| t.timestamp_millis()),
         priority: patch.priority,
@@ -213,7 +213,7 @@ pub async fn patch_ticket(
     };
     state
         .store
-        .update_ticket(TicketId(id), &principal, &changes)
+        .update_ticket(TicketId(id), &principal, &edit)
         .await?;
     get_ticket(
         State(state),

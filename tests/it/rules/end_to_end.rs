@@ -155,14 +155,16 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
     }
     let carl = ticket_by_subject(&app, acct, "Do not chase me").await;
     app.store
-        .apply_rule_changes(
+        .change_ticket(
             account,
             carl.ticket.id,
-            &json!({"test": true}),
-            &[postern::store::RuleChange::AddTag(
+            &postern::domain::ChangeAuthor::Agent {
+                user_id: None,
+                token_id: None,
+            },
+            &[postern::domain::TicketChange::AddTag(
                 "do-not-follow-up".into(),
             )],
-            start,
         )
         .await
         .unwrap();
