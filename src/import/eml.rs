@@ -9,7 +9,8 @@
 use super::mbox::open_error;
 use super::message_file::{read_message_file, sorted_entries};
 use super::source::{
-    FileSourceOptions, MessageSource, Position, SourceError, SourceItem, SourceMessage,
+    item_of_read, FileSourceOptions, MessageSource, Position, SourceError, SourceItem,
+    SourceMessage,
 };
 use std::path::{Path, PathBuf};
 
@@ -92,17 +93,7 @@ impl Iterator for EmlSource {
             }
             return read_message_file(&self.root, &rel, self.max_message_size).map(Some);
         })();
-        match result {
-            Ok(Some(m)) => Some(Ok(m)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        item_of_read(&mut self.done, result)
     }
 }
 

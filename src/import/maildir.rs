@@ -14,8 +14,8 @@
 use super::mbox::open_error;
 use super::message_file::{message_from_file_bytes, read_message_file, sorted_entries};
 use super::source::{
-    FileSourceOptions, MessageFlags, MessageSource, Position, SourceError, SourceItem,
-    SourceMessage,
+    item_of_read, FileSourceOptions, MessageFlags, MessageSource, Position, SourceError,
+    SourceItem, SourceMessage,
 };
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
@@ -232,17 +232,8 @@ impl Iterator for MaildirSource {
         if self.done {
             return None;
         }
-        match self.next_message() {
-            Ok(Some(m)) => Some(Ok(m)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let read = self.next_message();
+        item_of_read(&mut self.done, read)
     }
 }
 
