@@ -11,11 +11,12 @@
 //! changes) after a checkpoint may be read again on resume; the pipeline's duplicate check
 //! makes that harmless.
 
-use super::mbox::open_error;
-use super::message_file::{message_from_file_bytes, read_message_file, sorted_entries};
+use super::message_file::{
+    message_from_file_bytes, read_message_file, require_folder, resume_after_file, sorted_entries,
+};
 use super::source::{
-    item_of_read, FileSourceOptions, MessageFlags, MessageSource, Position, SourceError,
-    SourceItem, SourceMessage,
+    item_of_read, FileSourceOptions, MessageFlags, MessageSource, SourceError, SourceItem,
+    SourceMessage,
 };
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
@@ -40,12 +41,7 @@ pub struct MaildirSource {
 impl MaildirSource {
     /// Opens the Maildir tree at `root`, with the folders `options.folders` (all if empty).
     pub fn open(root: &Path, options: &FileSourceOptions) -> Result<Self, SourceError> {
-        let meta = std::fs::metadata(root).map_err(|e| open_error(root, e))?;
-        if !meta.is_dir() {
-            return Err(SourceError::NotAFolder {
-                path: root.to_path_buf(),
-            });
-        }
+        require_folder(root)?;
         let all = list_folders(root)?;
         if all.is_empty() {
             return Err(SourceError::NotMaildir {
@@ -75,16 +71,7 @@ impl MaildirSource {
             chosen.sort_by(|a, b| a.relative.cmp(&b.relative));
             chosen.into()
         };
-        let resume_after = match &options.resume_after {
-            None => None,
-            Some(Position::File { path }) => Some(path.clone()),
-            Some(other) => {
-                return Err(SourceError::BadCheckpoint {
-                    checkpoint: other.to_string(),
-                    reason: "a Maildir resumes from a path:PATH checkpoint".into(),
-                })
-            }
-        };
+        let resume_after = resume_after_file(&options.resume_after, "a Maildir")?;
         if let Some(after) = &resume_after {
             let after_folder = folder_of(after);
             folders.retain(|f| f.relative >= after_folder);
