@@ -1,7 +1,7 @@
 //! `postern account`: create, list, show, and the sender-authentication policy.
 
 use super::open_store;
-use super::output::{print_json, JsonFlag};
+use super::output::{print_json, print_one, JsonFlag};
 use crate::config::Settings;
 use crate::domain::{AccountId, EmailAddress};
 use anyhow::{bail, Context, Result};
@@ -98,13 +98,11 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
         }
         AccountCommand::List { out } => {
             let accounts = store.accounts().await?;
-            if out.json {
-                print_json(&accounts)?;
-            } else {
+            print_one(&out, &accounts, |accounts| {
                 for a in accounts {
                     println!("{:<6} {:<30} from {}", a.id, a.name, a.from_address);
                 }
-            }
+            })?;
         }
         AccountCommand::Policy {
             id,
@@ -139,9 +137,7 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
             }
             let effective = crate::auth::AuthPolicy::from_config(&settings.auth)
                 .for_account(&account_settings.auth);
-            if out.json {
-                print_json(&effective)?;
-            } else {
+            print_one(&out, &effective, |effective| {
                 println!(
                     "Account {id}: strict DMARC {}",
                     if effective.strict_dmarc { "on" } else { "off" }
@@ -150,17 +146,15 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
                     "Trusted ARC forwarders: {}",
                     effective.trusted_arc_forwarders.join(", ")
                 );
-            }
+            })?;
         }
         AccountCommand::Show { id, out } => {
             let account = store.account(id).await?;
-            if out.json {
-                print_json(&account)?;
-            } else {
+            print_one(&out, &account, |account| {
                 println!("Account {}: {}", account.id, account.name);
                 println!("Sends from: {}", account.from_address);
-                print_addresses(&account);
-            }
+                print_addresses(account);
+            })?;
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! `postern domain`: sending domains, their DKIM keys and the DNS records replies need.
 
-use super::output::{print_json, JsonFlag};
+use super::output::{print_json, print_one, JsonFlag};
 use super::{open_store, scope};
 use crate::config::Settings;
 use crate::domain::AccountId;
@@ -97,9 +97,7 @@ pub(super) async fn run(cmd: DomainCommand, settings: &Settings) -> Result<()> {
             let name = crate::outbound::dns_name(&domain)?;
             let keys = store.sending_domain(account, None, Some(&name)).await?;
             let report = outbound.check_domain(account, keys.id).await?;
-            if out.json {
-                print_json(&report)?;
-            } else {
+            print_one(&out, &report, |report| {
                 println!(
                     "{}: {}",
                     report.domain,
@@ -110,7 +108,7 @@ pub(super) async fn run(cmd: DomainCommand, settings: &Settings) -> Result<()> {
                     }
                 );
                 print_records(&report.records);
-            }
+            })?;
         }
         DomainCommand::List { account, out } => {
             let list = store.sending_domains(scope(account)).await?;

@@ -1,7 +1,7 @@
 //! `postern macros`: reply templates for rules and agents.
 
 use super::open_store;
-use super::output::{print_deleted, print_json, print_list, JsonFlag};
+use super::output::{print_deleted, print_list, print_one, JsonFlag};
 use super::text_file::read_text;
 use crate::config::Settings;
 use crate::domain::AccountId;
@@ -86,26 +86,22 @@ pub(super) async fn run(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
                 fallback.as_deref(),
             )
             .await?;
-            if out.json {
-                print_json(&m)?;
-            } else {
+            print_one(&out, &m, |m| {
                 println!("macro {} added: {}", m.id, m.name);
-            }
+            })?;
         }
         MacrosCommand::List { account, out } => {
             print_list(&out, &store.macros(account).await?, "no macros", show)?;
         }
         MacrosCommand::Show { id, account, out } => {
             let m = store.macro_record(id, account).await?;
-            if out.json {
-                print_json(&m)?;
-            } else {
-                show(&m);
+            print_one(&out, &m, |m| {
+                show(m);
                 if let Some(s) = &m.subject {
                     println!("Subject: {s}");
                 }
                 println!("{}", m.body);
-            }
+            })?;
         }
         MacrosCommand::Delete { id, account, out } => {
             store.delete_macro(id, account).await?;
@@ -118,13 +114,11 @@ pub(super) async fn run(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
             out,
         } => {
             let rendered = rules::preview_macro(&store, account, id, ticket).await?;
-            if out.json {
-                print_json(&rendered)?;
-            } else {
+            print_one(&out, &rendered, |rendered| {
                 println!("Subject: {}", rendered.subject);
                 println!();
                 println!("{}", rendered.body);
-            }
+            })?;
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! `postern quarantine`: accepted mail that could not become a ticket.
 
-use super::output::{print_json, JsonFlag};
+use super::output::{print_one, JsonFlag};
 use super::{open_store, scope};
 use crate::config::Settings;
 use crate::domain::AccountId;
@@ -22,9 +22,7 @@ pub(super) async fn run(cmd: QuarantineCommand, settings: &Settings) -> Result<(
     let QuarantineCommand::List { account, out } = cmd;
     let store = open_store(settings).await?;
     let items = store.quarantine(scope(account)).await?;
-    if out.json {
-        print_json(&items)?;
-    } else {
+    print_one(&out, &items, |items| {
         for q in items {
             println!(
                 "q{} account={} {} ({} bytes) {}",
@@ -32,9 +30,9 @@ pub(super) async fn run(cmd: QuarantineCommand, settings: &Settings) -> Result<(
                 q.account_id.map_or("-".into(), |a| a.to_string()),
                 q.reason,
                 q.size,
-                q.detail.unwrap_or_default()
+                q.detail.as_deref().unwrap_or_default()
             );
         }
-    }
+    })?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `postern queue`: the outbound queue, one entry per recipient of each reply.
 
-use super::output::{print_json, print_list, JsonFlag};
+use super::output::{print_list, print_one, JsonFlag};
 use super::{open_store, scope};
 use crate::config::Settings;
 use crate::domain::AccountId;
@@ -74,14 +74,12 @@ pub(super) async fn run(cmd: QueueCommand, settings: &Settings) -> Result<()> {
             let lifetime =
                 i64::try_from(settings.outbound.lifetime.as_millis()).unwrap_or(i64::MAX / 2);
             let d = store.retry_delivery(id, scope(account), lifetime).await?;
-            if out.json {
-                print_json(&d)?;
-            } else {
+            print_one(&out, &d, |d| {
                 println!(
                     "queue entry {} to {} will be tried again now",
                     d.id, d.recipient
                 );
-            }
+            })?;
         }
     }
     Ok(())

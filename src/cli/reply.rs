@@ -1,7 +1,7 @@
 //! `postern reply`: a reply to the customer of a ticket, queued for `postern serve`.
 
 use super::open_store;
-use super::output::{print_json, JsonFlag};
+use super::output::{print_one, JsonFlag};
 use crate::config::Settings;
 use crate::domain::{AccountId, Scope, TicketId};
 use anyhow::{Context, Result};
@@ -92,9 +92,7 @@ pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
     let q = outbound
         .enqueue_reply(account, ticket, draft, false)
         .await?;
-    if out.json {
-        print_json(&q)?;
-    } else {
+    print_one(&out, &q, |q| {
         println!(
             "reply {} queued in ticket {} ({}): {}",
             q.message,
@@ -111,6 +109,6 @@ pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
                 "postern: note: outbound.enabled is false; `postern serve` will not deliver it"
             );
         }
-    }
+    })?;
     Ok(())
 }

@@ -175,9 +175,7 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
                 replace,
             )
             .await?;
-            if out.json {
-                print_json(&r)?;
-            } else {
+            print_one(&out, &r, |r| {
                 println!(
                     "rule {} {}: {} ({}, {})",
                     r.id,
@@ -194,7 +192,7 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
                         "disabled: `postern rules enable` switches it on"
                     }
                 );
-            }
+            })?;
         }
         RulesCommand::List { account, out } => {
             print_list(&out, &store.rules(account).await?, "no rules", print_rule)?;
@@ -257,11 +255,7 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
                 settings.rules.reply_window.as_millis() as i64,
             )
             .await?;
-            if out.json {
-                print_json(&report)?;
-            } else {
-                print_simulation(&report);
-            }
+            print_one(&out, &report, print_simulation)?;
         }
         RulesCommand::Log {
             account,
@@ -324,14 +318,12 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             let outbound = crate::app::outbound_queue(settings, &store).await?;
             let engine = crate::app::rules_engine(settings, &store, outbound);
             let report = engine.scheduler_pass().await?;
-            if out.json {
-                print_json(&report)?;
-            } else {
+            print_one(&out, &report, |report| {
                 println!(
                     "{} time-based rules, {} candidate tickets, {} fired",
                     report.rules, report.candidates, report.fired
                 );
-            }
+            })?;
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! `postern tickets list` and `postern ticket show`.
 
-use super::output::{print_json, JsonFlag};
+use super::output::{print_list, print_one, JsonFlag};
 use super::queue::print_delivery;
 use super::{open_store, scope};
 use crate::config::Settings;
@@ -45,32 +45,23 @@ pub(super) async fn list(cmd: TicketsCommand, settings: &Settings) -> Result<()>
     } = cmd;
     let store = open_store(settings).await?;
     let tickets = store.tickets(account, limit).await?;
-    if out.json {
-        print_json(&tickets)?;
-    } else if tickets.is_empty() {
-        println!("no tickets");
-    } else {
-        for t in tickets {
-            println!(
-                "#{:<6} {:<8} {:<30} {} ({} messages)",
-                t.id,
-                t.status,
-                t.customer.unwrap_or_default(),
-                t.subject,
-                t.message_count
-            );
-        }
-    }
-    Ok(())
+    print_list(&out, &tickets, "no tickets", |t| {
+        println!(
+            "#{:<6} {:<8} {:<30} {} ({} messages)",
+            t.id,
+            t.status,
+            t.customer.as_deref().unwrap_or_default(),
+            t.subject,
+            t.message_count
+        );
+    })
 }
 
 pub(super) async fn show(cmd: TicketCommand, settings: &Settings) -> Result<()> {
     let TicketCommand::Show { id, account, out } = cmd;
     let store = open_store(settings).await?;
     let t = store.ticket(id, scope(account)).await?;
-    if out.json {
-        print_json(&t)?;
-    } else {
+    print_one(&out, &t, |t| {
         println!(
             "Ticket #{} [{}] {}",
             t.ticket.id, t.ticket.status, t.ticket.subject
@@ -118,7 +109,7 @@ pub(super) async fn show(cmd: TicketCommand, settings: &Settings) -> Result<()> 
                 print_delivery(d);
             }
         }
-    }
+    })?;
     Ok(())
 }
 

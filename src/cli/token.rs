@@ -1,7 +1,7 @@
 //! `postern token`: API tokens (shown once; only their hash is stored).
 
 use super::open_store;
-use super::output::{print_json, JsonFlag};
+use super::output::{print_json, print_list, print_one, JsonFlag};
 use crate::config::Settings;
 use crate::domain::{AccountId, Role, Scope};
 use anyhow::{bail, Result};
@@ -90,36 +90,28 @@ pub(super) async fn run(cmd: TokenCommand, settings: &Settings) -> Result<()> {
         }
         TokenCommand::List { account, out } => {
             let tokens = store.api_tokens(account).await?;
-            if out.json {
-                print_json(&tokens)?;
-            } else if tokens.is_empty() {
-                println!("no tokens");
-            } else {
-                for t in tokens {
-                    let when = |d: Option<chrono::DateTime<chrono::Utc>>, none: &str| {
-                        d.map_or(none.to_string(), |d| d.to_rfc3339())
-                    };
-                    println!(
-                        "{:<6} {:<6} {:<14} {:<24} {:<17} by {:<24} expires {:<26} last used {}",
-                        t.id,
-                        t.role,
-                        format!("{}...", t.prefix),
-                        t.name,
-                        t.status,
-                        t.created_by.as_deref().unwrap_or("operator"),
-                        when(t.expires_at, "never"),
-                        when(t.last_used_at, "never"),
-                    );
-                }
-            }
+            print_list(&out, &tokens, "no tokens", |t| {
+                let when = |d: Option<chrono::DateTime<chrono::Utc>>, none: &str| {
+                    d.map_or(none.to_string(), |d| d.to_rfc3339())
+                };
+                println!(
+                    "{:<6} {:<6} {:<14} {:<24} {:<17} by {:<24} expires {:<26} last used {}",
+                    t.id,
+                    t.role,
+                    format!("{}...", t.prefix),
+                    t.name,
+                    t.status,
+                    t.created_by.as_deref().unwrap_or("operator"),
+                    when(t.expires_at, "never"),
+                    when(t.last_used_at, "never"),
+                );
+            })?;
         }
         TokenCommand::Revoke { id, out } => {
             let t = store.revoke_api_token(id, Scope::Operator).await?;
-            if out.json {
-                print_json(&t)?;
-            } else {
+            print_one(&out, &t, |t| {
                 println!("token {} revoked", t.id);
-            }
+            })?;
         }
     }
     Ok(())

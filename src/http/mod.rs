@@ -15,6 +15,7 @@ pub mod extract;
 pub mod pagination;
 pub mod principal;
 pub mod rate_limit;
+pub mod request_cookies;
 pub mod request_id;
 pub mod saml;
 pub mod sanitize;

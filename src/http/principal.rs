@@ -2,11 +2,12 @@
 //! session cookie (`postern_session`). Yields the [`Principal`] every handler acts for.
 
 use super::error::ApiError;
+use super::request_cookies::cookie_values;
 use super::ApiState;
 use crate::domain::Principal;
 use crate::store::SESSION_COOKIE;
 use axum::extract::FromRequestParts;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 impl FromRequestParts<ApiState> for Principal {
@@ -34,21 +35,14 @@ impl FromRequestParts<ApiState> for Principal {
                 .await?
                 .map_err(|refusal| ApiError::unauthorized(refusal.to_string()));
         }
-        for header in parts.headers.get_all(COOKIE) {
-            let Ok(text) = header.to_str() else { continue };
-            for cookie in cookie::Cookie::split_parse(text).flatten() {
-                if cookie.name() == SESSION_COOKIE {
-                    return state
-                        .store
-                        .session_principal(cookie.value())
-                        .await?
-                        .ok_or_else(|| {
-                            ApiError::unauthorized(
-                                "the session has expired or ended; sign in again",
-                            )
-                        });
-                }
-            }
+        if let Some(session) = cookie_values(&parts.headers, SESSION_COOKIE).next() {
+            return state
+                .store
+                .session_principal(&session)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the session has expired or ended; sign in again")
+                });
         }
         Err(ApiError::unauthorized(
             "authentication required: send `Authorization: Bearer <token>` (see `postern token create`) or sign in",

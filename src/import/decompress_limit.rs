@@ -192,16 +192,8 @@ impl UploadCheck {
         use std::io::Write;
         self.compressed += chunk.len() as u64;
         self.decoder.get_mut().compressed = self.compressed;
-        match self.decoder.write_all(chunk) {
-            Ok(()) => Ok(()),
-            Err(e) => match exceeded(&e) {
-                Some(limit) => Err(limit),
-                None => {
-                    self.damaged = true;
-                    Ok(())
-                }
-            },
-        }
+        let written = self.decoder.write_all(chunk);
+        self.judge(written)
     }
 
     /// The upload is whole: what the decoder still holds is judged too.
@@ -209,7 +201,14 @@ impl UploadCheck {
         if self.damaged {
             return Ok(());
         }
-        match self.decoder.try_finish() {
+        let finished = self.decoder.try_finish();
+        self.judge(finished)
+    }
+
+    /// A decoder error past a limit refuses the upload; any other means the gzip is damaged,
+    /// which the import itself reports later, so checking stops there.
+    fn judge(&mut self, decoded: io::Result<()>) -> Result<(), LimitExceeded> {
+        match decoded {
             Ok(()) => Ok(()),
             Err(e) => match exceeded(&e) {
                 Some(limit) => Err(limit),

@@ -6,10 +6,9 @@
 //! component, byte-wise (`a/z.eml` before `a.b/a.eml` before `b.eml`); the position of a
 //! message is its path relative to the folder given, and resuming takes the paths after it.
 
-use super::mbox::open_error;
-use super::message_file::{read_message_file, sorted_entries};
+use super::message_file::{read_message_file, require_folder, resume_after_file, sorted_entries};
 use super::source::{
-    FileSourceOptions, MessageSource, Position, SourceError, SourceItem, SourceMessage,
+    item_of_read, FileSourceOptions, MessageSource, SourceError, SourceItem, SourceMessage,
 };
 use std::path::{Path, PathBuf};
 
@@ -24,22 +23,8 @@ pub struct EmlSource {
 
 impl EmlSource {
     pub fn open(root: &Path, options: &FileSourceOptions) -> Result<Self, SourceError> {
-        let meta = std::fs::metadata(root).map_err(|e| open_error(root, e))?;
-        if !meta.is_dir() {
-            return Err(SourceError::NotAFolder {
-                path: root.to_path_buf(),
-            });
-        }
-        let resume_after = match &options.resume_after {
-            None => None,
-            Some(Position::File { path }) => Some(path.clone()),
-            Some(other) => {
-                return Err(SourceError::BadCheckpoint {
-                    checkpoint: other.to_string(),
-                    reason: "an eml folder resumes from a path:PATH checkpoint".into(),
-                })
-            }
-        };
+        require_folder(root)?;
+        let resume_after = resume_after_file(&options.resume_after, "an eml folder")?;
         Ok(Self {
             root: root.to_path_buf(),
             max_message_size: options.max_message_size,
@@ -92,17 +77,7 @@ impl Iterator for EmlSource {
             }
             return read_message_file(&self.root, &rel, self.max_message_size).map(Some);
         })();
-        match result {
-            Ok(Some(m)) => Some(Ok(m)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        item_of_read(&mut self.done, result)
     }
 }
 

@@ -12,8 +12,8 @@
 use super::headers::{header_block, header_date};
 use super::imap_connect::{connect_and_login, ImapConfig, ImapSession};
 use super::source::{
-    Content, DateSource, MessageFlags, MessageSource, Position, SourceError, SourceItem,
-    SourceMessage,
+    item_of_read, Content, DateSource, MessageFlags, MessageSource, Position, SourceError,
+    SourceItem, SourceMessage,
 };
 use async_imap::types::{Fetch, Flag};
 use chrono::{DateTime, Utc};
@@ -531,18 +531,12 @@ impl Iterator for ImapSource {
         if self.done {
             return None;
         }
-        match self.step() {
-            Ok(Some(m)) => Some(Ok(m)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                self.session = None;
-                Some(Err(e))
-            }
+        let read = self.step();
+        let item = item_of_read(&mut self.done, read);
+        if matches!(item, Some(Err(_))) {
+            self.session = None;
         }
+        item
     }
 }
 

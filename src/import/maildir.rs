@@ -11,10 +11,11 @@
 //! changes) after a checkpoint may be read again on resume; the pipeline's duplicate check
 //! makes that harmless.
 
-use super::mbox::open_error;
-use super::message_file::{message_from_file_bytes, read_message_file, sorted_entries};
+use super::message_file::{
+    message_from_file_bytes, read_message_file, require_folder, resume_after_file, sorted_entries,
+};
 use super::source::{
-    FileSourceOptions, MessageFlags, MessageSource, Position, SourceError, SourceItem,
+    item_of_read, FileSourceOptions, MessageFlags, MessageSource, SourceError, SourceItem,
     SourceMessage,
 };
 use chrono::{DateTime, Utc};
@@ -40,12 +41,7 @@ pub struct MaildirSource {
 impl MaildirSource {
     /// Opens the Maildir tree at `root`, with the folders `options.folders` (all if empty).
     pub fn open(root: &Path, options: &FileSourceOptions) -> Result<Self, SourceError> {
-        let meta = std::fs::metadata(root).map_err(|e| open_error(root, e))?;
-        if !meta.is_dir() {
-            return Err(SourceError::NotAFolder {
-                path: root.to_path_buf(),
-            });
-        }
+        require_folder(root)?;
         let all = list_folders(root)?;
         if all.is_empty() {
             return Err(SourceError::NotMaildir {
@@ -75,16 +71,7 @@ impl MaildirSource {
             chosen.sort_by(|a, b| a.relative.cmp(&b.relative));
             chosen.into()
         };
-        let resume_after = match &options.resume_after {
-            None => None,
-            Some(Position::File { path }) => Some(path.clone()),
-            Some(other) => {
-                return Err(SourceError::BadCheckpoint {
-                    checkpoint: other.to_string(),
-                    reason: "a Maildir resumes from a path:PATH checkpoint".into(),
-                })
-            }
-        };
+        let resume_after = resume_after_file(&options.resume_after, "a Maildir")?;
         if let Some(after) = &resume_after {
             let after_folder = folder_of(after);
             folders.retain(|f| f.relative >= after_folder);
@@ -232,17 +219,8 @@ impl Iterator for MaildirSource {
         if self.done {
             return None;
         }
-        match self.next_message() {
-            Ok(Some(m)) => Some(Ok(m)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let read = self.next_message();
+        item_of_read(&mut self.done, read)
     }
 }
 

@@ -18,8 +18,8 @@ use super::headers::{
     HEADER_SCAN_LIMIT,
 };
 use super::source::{
-    Content, DateSource, FileSourceOptions, MessageSource, Position, SourceError, SourceItem,
-    SourceMessage, OVERSIZED_HEAD,
+    item_of_read, Content, DateSource, FileSourceOptions, MessageSource, Position, SourceError,
+    SourceItem, SourceMessage, OVERSIZED_HEAD,
 };
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -614,17 +614,8 @@ impl Iterator for MboxSource {
         if self.done {
             return None;
         }
-        match self.read_message() {
-            Ok(Some(message)) => Some(Ok(message)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let read = self.read_message();
+        item_of_read(&mut self.done, read)
     }
 }
 

@@ -6,7 +6,35 @@ use super::source::{Content, DateSource, Position, SourceError, SourceMessage, O
 use chrono::{DateTime, Utc};
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Refuses a `root` that is not a folder (a Maildir or an eml folder is one).
+pub fn require_folder(root: &Path) -> Result<(), SourceError> {
+    let meta = std::fs::metadata(root).map_err(|e| open_error(root, e))?;
+    if meta.is_dir() {
+        Ok(())
+    } else {
+        Err(SourceError::NotAFolder {
+            path: root.to_path_buf(),
+        })
+    }
+}
+
+/// The file to resume after: a folder of message files resumes from a `path:PATH`
+/// checkpoint; any other is refused, naming the source (`source_name`: "a Maildir").
+pub fn resume_after_file(
+    resume_after: &Option<Position>,
+    source_name: &str,
+) -> Result<Option<PathBuf>, SourceError> {
+    match resume_after {
+        None => Ok(None),
+        Some(Position::File { path }) => Ok(Some(path.clone())),
+        Some(other) => Err(SourceError::BadCheckpoint {
+            checkpoint: other.to_string(),
+            reason: format!("{source_name} resumes from a path:PATH checkpoint"),
+        }),
+    }
+}
 
 /// Reads `root/relative` as one message. A leading mbox `From ` line (some tools save one in
 /// .eml files) is not part of the message. Date: the Date header, else the file's mtime.

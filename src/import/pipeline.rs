@@ -629,8 +629,7 @@ async fn dry_run(
     )?;
     let mut counters = ImportTotals::default();
     progress.started(&request.source.describe(), None, &counters);
-    let mut seen_keys: HashSet<String> = HashSet::new();
-    let mut pending: Vec<String> = Vec::new();
+    let mut dedup = DryRunDedup::default();
     let mut failure = None;
     let mut pace = Pace::new(request.max_rate);
     while let Some(unit) = stream.next().await {
@@ -656,7 +655,7 @@ async fn dry_run(
             }
             Work::Store(Intake::Message(m)) => {
                 counters.seen += 1;
-                pending.push(m.dedup_key.clone());
+                dedup.pending.push(m.dedup_key.clone());
             }
             Work::Store(_) => {
                 counters.seen += 1;
@@ -664,27 +663,17 @@ async fn dry_run(
             }
         }
         stream.release(1);
-        if pending.len() >= request.batch_size {
-            count_new(
-                store,
-                request.account,
-                &mut pending,
-                &mut seen_keys,
-                &mut counters,
-            )
-            .await?;
+        if dedup.pending.len() >= request.batch_size {
+            dedup
+                .count_new(store, request.account, &mut counters)
+                .await?;
             progress.advanced(&counters);
         }
     }
     stream.stop();
-    count_new(
-        store,
-        request.account,
-        &mut pending,
-        &mut seen_keys,
-        &mut counters,
-    )
-    .await?;
+    dedup
+        .count_new(store, request.account, &mut counters)
+        .await?;
     if let Some(e) = failure {
         return Err(e.into());
     }
@@ -710,24 +699,32 @@ async fn dry_run(
     Ok(summary)
 }
 
-/// Dry run: which of the pending keys are new (not in the store, not earlier in the source).
-async fn count_new(
-    store: &Store,
-    account: AccountId,
-    pending: &mut Vec<String>,
-    seen_keys: &mut HashSet<String>,
-    counters: &mut ImportTotals,
-) -> Result<(), ImportError> {
-    let keys = std::mem::take(pending);
-    let existing = store.existing_dedup_keys(account, &keys).await?;
-    for k in keys {
-        if existing.contains(&k) || !seen_keys.insert(k) {
-            counters.duplicates += 1;
-        } else {
-            counters.imported += 1;
+/// Dry run: the dedup keys read since the last count, and every new key seen so far.
+#[derive(Default)]
+struct DryRunDedup {
+    pending: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl DryRunDedup {
+    /// Counts which of the pending keys are new (not in the store, not earlier in the source).
+    async fn count_new(
+        &mut self,
+        store: &Store,
+        account: AccountId,
+        counters: &mut ImportTotals,
+    ) -> Result<(), ImportError> {
+        let keys = std::mem::take(&mut self.pending);
+        let existing = store.existing_dedup_keys(account, &keys).await?;
+        for k in keys {
+            if existing.contains(&k) || !self.seen.insert(k) {
+                counters.duplicates += 1;
+            } else {
+                counters.imported += 1;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The reading and parsing threads, and the messages they produce in source order.

@@ -35,6 +35,19 @@ pub trait MessageSource: Iterator<Item = SourceItem> + Send {
     fn description(&self) -> String;
 }
 
+/// The item for one read of a source (`Ok(None)`: nothing more), setting `ended` after the
+/// last message or the first error, so that the source yields nothing after them.
+pub(crate) fn item_of_read(
+    ended: &mut bool,
+    read: Result<Option<SourceMessage>, SourceError>,
+) -> Option<SourceItem> {
+    let item = read.transpose();
+    if !matches!(item, Some(Ok(_))) {
+        *ended = true;
+    }
+    item
+}
+
 /// One message as read from a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceMessage {

@@ -650,6 +650,15 @@ mod tests {
         }
 
         fn stage(&self, staging: &Path, range: &DateRange) -> Option<(StagedIndex, StagingTotals)> {
+            self.try_stage(staging, range, u64::MAX).unwrap()
+        }
+
+        fn try_stage(
+            &self,
+            staging: &Path,
+            range: &DateRange,
+            max_size: u64,
+        ) -> Result<Option<(StagedIndex, StagingTotals)>, StagingError> {
             let mut open =
                 |after: Option<Position>| -> Result<Box<dyn MessageSource>, SourceError> {
                     let options = FileSourceOptions {
@@ -667,12 +676,11 @@ mod tests {
                 &mut open,
                 staging,
                 range,
-                u64::MAX,
+                max_size,
                 &self.stop,
                 &mut Pace::new(0),
                 &mut |_| {},
             )
-            .unwrap()
         }
 
         fn yielded(&self) -> Vec<String> {
@@ -762,27 +770,8 @@ mod tests {
         let source = mbox(dir.path(), 12);
         let (bytes, _, _) = reference(dir.path(), &source);
         let staging = dir.path().join("job.staging");
-        let mut open = |after: Option<Position>| -> Result<Box<dyn MessageSource>, SourceError> {
-            let options = FileSourceOptions {
-                resume_after: after,
-                ..FileSourceOptions::default()
-            };
-            Ok(Box::new(MboxSource::open(
-                &source,
-                MboxDialect::Auto,
-                &options,
-            )?))
-        };
         let limit = bytes.len() as u64 / 2;
-        let result = stage(
-            &mut open,
-            &staging,
-            &range(),
-            limit,
-            &AtomicBool::new(false),
-            &mut Pace::new(0),
-            &mut |_| {},
-        );
+        let result = Opener::new(&source, None).try_stage(&staging, &range(), limit);
         match result {
             Err(e @ StagingError::TooLarge { .. }) => {
                 assert!(e.is_limit());
@@ -804,26 +793,7 @@ mod tests {
         let not_mbox = dir.path().join("notes.txt");
         std::fs::write(&not_mbox, "just some text\n").unwrap();
         let staging = dir.path().join("job.staging");
-        let mut open = |after: Option<Position>| -> Result<Box<dyn MessageSource>, SourceError> {
-            let options = FileSourceOptions {
-                resume_after: after,
-                ..FileSourceOptions::default()
-            };
-            Ok(Box::new(MboxSource::open(
-                &not_mbox,
-                MboxDialect::Auto,
-                &options,
-            )?))
-        };
-        let result = stage(
-            &mut open,
-            &staging,
-            &range(),
-            u64::MAX,
-            &AtomicBool::new(false),
-            &mut Pace::new(0),
-            &mut |_| {},
-        );
+        let result = Opener::new(&not_mbox, None).try_stage(&staging, &range(), u64::MAX);
         assert!(
             matches!(
                 result,

@@ -8,7 +8,7 @@ use crate::net::{AcceptBackoff, ConnectionLimits, LimitHit, RefusalLog};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -152,19 +152,28 @@ struct Connection<D> {
 }
 
 impl<D: Delivery> Connection<D> {
-    async fn serve(self, stream: TcpStream) {
-        tracing::debug!("connection opened");
-        let _ = stream.set_nodelay(true);
-        let session = Session::new(
+    /// A session on `stream`: the plain connection, offering STARTTLS when there is a
+    /// certificate, or the same connection once TLS is on.
+    fn session<S>(&self, stream: S, tls_active: bool) -> Session<S, D>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        Session::new(
             stream,
             self.delivery.clone(),
             self.config.clone(),
             self.id.clone(),
             self.peer,
-            false,
-            self.tls.is_some(),
+            tls_active,
+            !tls_active && self.tls.is_some(),
             self.shutdown.clone(),
-        );
+        )
+    }
+
+    async fn serve(mut self, stream: TcpStream) {
+        tracing::debug!("connection opened");
+        let _ = stream.set_nodelay(true);
+        let session = self.session(stream, false);
         let stream = match session.run(true).await {
             Ok(SessionEnd::StartTls(stream)) => stream,
             Ok(SessionEnd::Closed) => return,
@@ -173,7 +182,9 @@ impl<D: Delivery> Connection<D> {
                 return;
             }
         };
-        let Some(acceptor) = self.tls else { return };
+        let Some(acceptor) = self.tls.take() else {
+            return;
+        };
         let handshake = tokio::time::timeout(self.config.command_timeout, acceptor.accept(stream));
         let tls_stream = match handshake.await {
             Ok(Ok(s)) => s,
@@ -186,16 +197,7 @@ impl<D: Delivery> Connection<D> {
                 return;
             }
         };
-        let session = Session::new(
-            tls_stream,
-            self.delivery.clone(),
-            self.config.clone(),
-            self.id.clone(),
-            self.peer,
-            true,
-            false,
-            self.shutdown.clone(),
-        );
+        let session = self.session(tls_stream, true);
         if let Err(e) = session.run(false).await {
             tracing::debug!(error = %e, "TLS session ended with an I/O error");
         }

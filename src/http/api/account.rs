@@ -48,11 +48,7 @@ pub struct NewSupportAddress {
 }
 
 fn parse_address(field: &str, value: &str) -> Result<EmailAddress, ApiError> {
-    EmailAddress::parse(value.trim()).map_err(|e| {
-        ApiError::invalid(format!(
-            "{field}: {value:?} is not a valid e-mail address: {e}"
-        ))
-    })
+    super::email_address(value).map_err(|reason| ApiError::invalid(format!("{field}: {reason}")))
 }
 
 /// Adds a support address (admins only). The answer carries the forwarding address to

@@ -1,6 +1,6 @@
 //! Customers: e-mail address, name and free-form attributes (order numbers, ...).
 
-use crate::domain::{EmailAddress, Principal};
+use crate::domain::Principal;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
@@ -104,12 +104,7 @@ pub async fn create_customer(
     principal: Principal,
     ApiJson(body): ApiJson<NewCustomer>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
-    let email = EmailAddress::parse(body.email.trim()).map_err(|e| {
-        ApiError::invalid(format!(
-            "{:?} is not a valid e-mail address: {e}",
-            body.email
-        ))
-    })?;
+    let email = super::email_address(&body.email).map_err(ApiError::invalid)?;
     let attributes = body.attributes.unwrap_or_else(|| serde_json::json!({}));
     let c = state
         .store

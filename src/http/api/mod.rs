@@ -12,3 +12,11 @@ pub mod system;
 pub mod tickets;
 pub mod tokens;
 pub mod users;
+
+use crate::domain::EmailAddress;
+
+/// An e-mail address given in a request, trimmed; when it is not one, the reason, naming it.
+pub(crate) fn email_address(value: &str) -> Result<EmailAddress, String> {
+    EmailAddress::parse(value.trim())
+        .map_err(|e| format!("{value:?} is not a valid e-mail address: {e}"))
+}

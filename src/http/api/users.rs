@@ -1,7 +1,7 @@
 //! Users (agents and admins) of the account. Everyone may list them (to assign tickets);
 //! only admins may add or change them.
 
-use crate::domain::{EmailAddress, Principal, Role};
+use crate::domain::{Principal, Role};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::principal::require_admin;
@@ -59,12 +59,7 @@ pub async fn create_user(
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     require_admin(&principal)?;
-    let email = EmailAddress::parse(body.email.trim()).map_err(|e| {
-        ApiError::invalid(format!(
-            "{:?} is not a valid e-mail address: {e}",
-            body.email
-        ))
-    })?;
+    let email = super::email_address(&body.email).map_err(ApiError::invalid)?;
     let u = state
         .store
         .create_user(

@@ -24,6 +24,7 @@
 //!   do not matter); with an IdP elsewhere the cookie is withheld and the ACS refuses the
 //!   response with a page that says to serve Postern over https.
 
+use crate::http::request_cookies::cookie_values;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -59,14 +60,7 @@ fn well_formed(value: &str) -> bool {
 /// The browser's value, if it sent one of the right shape.
 pub fn value_in(headers: &HeaderMap, secure: bool) -> Option<String> {
     let name = cookie_name(secure);
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|text| cookie::Cookie::split_parse(text).flatten())
-        .filter(|c| c.name() == name)
-        .map(|c| c.value().to_string())
-        .find(|v| well_formed(v))
+    cookie_values(headers, name).find(|v| well_formed(v))
 }
 
 /// The Set-Cookie value; it lives as long as a sign-in may take.

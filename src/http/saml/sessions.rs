@@ -5,6 +5,7 @@
 use super::error::SamlError;
 use super::login::SamlLogin;
 use crate::domain::{AccountId, EmailAddress, Role};
+use crate::http::request_cookies::cookie_values;
 use crate::store::{Store, StoreError, SESSION_COOKIE};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
@@ -79,13 +80,8 @@ pub fn cleared_session_cookie(secure: bool) -> String {
 
 /// The session cookie's value in a request, if any.
 pub fn session_cookie_in(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|text| cookie::Cookie::split_parse(text).flatten())
-        .find(|c| c.name() == SESSION_COOKIE)
-        .map(|c| c.value().to_string())
+    cookie_values(headers, SESSION_COOKIE)
+        .next()
         .filter(|v| !v.is_empty())
 }
 
