@@ -2,18 +2,17 @@
 //! IMAP accounts read from a real Dovecot, progress polled, cancelled, resumed, the server
 //! killed in the middle; compared with `postern import` on the command line.
 
+use super::conversations::threads_of;
+use super::generated_mail::{generated_mailbox, mboxrd, BRAND};
 use crate::common::dovecot::{Dovecot, PASSWORD, USER};
 use crate::common::*;
 use postern::config::Settings;
 use postern::store::Store;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-const BRAND: &str = "support@shop.test";
 
 /// An API client that remembers every answer, to check that none shows a secret.
 struct Api {
@@ -167,72 +166,9 @@ fn leftovers(data: &Path, prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Messages in threads, some replies before their parents, dates increasing.
-fn generated_mailbox(n: usize, tag: &str) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let thread = i / 3;
-            let customer = format!("customer{}@c{}.test", thread % 400, thread % 400);
-            let date = chrono::DateTime::from_timestamp(1_700_000_000 + (i as i64) * 600, 0)
-                .map(|d| d.to_rfc2822())
-                .unwrap_or_default();
-            let (from, to, extra) = match i % 3 {
-                0 => (customer.clone(), BRAND.to_string(), String::new()),
-                1 => (
-                    BRAND.to_string(),
-                    customer.clone(),
-                    format!("In-Reply-To: <m{}.{tag}@gen.test>\n", i - 1),
-                ),
-                _ => (
-                    customer.clone(),
-                    BRAND.to_string(),
-                    format!(
-                        "In-Reply-To: <m{}.{tag}@gen.test>\nReferences: <m{}.{tag}@gen.test> <m{}.{tag}@gen.test>\n",
-                        i - 1,
-                        i - 2,
-                        i - 1
-                    ),
-                ),
-            };
-            format!(
-                "From: {from}\nTo: {to}\nSubject: order {thread}\nDate: {date}\n\
-                 Message-ID: <m{i}.{tag}@gen.test>\n{extra}X-Pad: {}\n\nBody of {i}.\n",
-                "x".repeat(i % 500)
-            )
-        })
-        .collect()
-}
-
+/// An mbox file of these messages, every `From ` line naming one sender.
 fn mbox_of(messages: &[String]) -> Vec<u8> {
-    let mut out = String::new();
-    for m in messages {
-        out.push_str("From customer@c.test Mon Jan  1 00:00:00 2024\n");
-        for line in m.lines() {
-            if line.trim_start_matches('>').starts_with("From ") {
-                out.push('>');
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-        out.push('\n');
-    }
-    out.into_bytes()
-}
-
-/// The conversations of an account: the sets of Message-IDs that share a ticket.
-async fn threads_of(store: &Store, account: i64) -> BTreeSet<BTreeSet<String>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT ticket_id, COALESCE(message_id, dedup_key) FROM messages WHERE account_id = ?",
-    )
-    .bind(account)
-    .fetch_all(store.pool())
-    .await
-    .expect("messages");
-    let mut by_ticket: HashMap<i64, BTreeSet<String>> = HashMap::new();
-    for (t, id) in rows {
-        by_ticket.entry(t).or_default().insert(id);
-    }
-    by_ticket.into_values().collect()
+    mboxrd(messages, |_| "customer@c.test".to_string()).into_bytes()
 }
 
 async fn open_store(dir: &Path) -> Store {

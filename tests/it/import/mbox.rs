@@ -42,7 +42,16 @@ fn mimekit_mbox() -> PathBuf {
 /// (`beginOffset`..`endOffset`). MimeKit's end excludes the line ending before the next
 /// From_ line; we keep the message's own last line ending and drop only a blank separator
 /// line, so ours is theirs plus at most one line ending.
-fn check_against_offsets(data: &[u8], ours: &[SourceMessage], offsets_json: &Path, eol: &[u8]) {
+///
+/// Reads `path` in `dialect` and returns the messages read.
+fn check_against_offsets(
+    path: &Path,
+    dialect: MboxDialect,
+    offsets_json: &Path,
+    eol: &[u8],
+) -> Vec<SourceMessage> {
+    let data = std::fs::read(path).expect("read");
+    let ours = read_all(path, dialect, &Default::default());
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(offsets_json).expect("offsets file")).expect("json");
     let expected = expected.as_array().expect("array of messages");
@@ -68,66 +77,43 @@ fn check_against_offsets(data: &[u8], ours: &[SourceMessage], offsets_json: &Pat
             end
         );
     }
+    ours
+}
+
+/// Checks MimeKit's `{stem}.mbox.txt` against its LF offsets (read with `Auto`), then a CRLF
+/// copy of it read in `crlf_dialect` against its DOS offsets; returns both readings.
+fn check_lf_and_crlf(
+    stem: &str,
+    crlf_dialect: MboxDialect,
+) -> (Vec<SourceMessage>, Vec<SourceMessage>) {
+    let dir = mimekit_mbox();
+    let lf_path = dir.join(format!("{stem}.mbox.txt"));
+    let lf_offsets = dir.join(format!("{stem}.unix-offsets.json"));
+    let lf = check_against_offsets(&lf_path, MboxDialect::Auto, &lf_offsets, b"\n");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let crlf_bytes = String::from_utf8_lossy(&std::fs::read(&lf_path).expect("read"))
+        .replace('\n', "\r\n")
+        .into_bytes();
+    let crlf_path = write_file(tmp.path(), &format!("{stem}.dos.mbox"), &crlf_bytes);
+    let crlf_offsets = dir.join(format!("{stem}.dos-offsets.json"));
+    let crlf = check_against_offsets(&crlf_path, crlf_dialect, &crlf_offsets, b"\r\n");
+    (lf, crlf)
 }
 
 #[test]
 fn mimekit_content_length_mbox_matches_known_offsets_lf_and_crlf() {
-    let dir = mimekit_mbox();
-    let lf_path = dir.join("content-length.mbox.txt");
-    let lf = std::fs::read(&lf_path).expect("read");
-    let ours = read_all(&lf_path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(
-        &lf,
-        &ours,
-        &dir.join("content-length.unix-offsets.json"),
-        b"\n",
-    );
-    // Thunderbird "From - DATE" lines give the date when a message has no Date header.
-    assert!(ours.iter().all(|m| m.date.is_some()));
-
-    let tmp = tempfile::tempdir().expect("tmp");
-    let crlf = String::from_utf8_lossy(&lf)
-        .replace('\n', "\r\n")
-        .into_bytes();
-    let crlf_path = write_file(tmp.path(), "content-length.dos.mbox", &crlf);
     // The LF Content-Length values do not fit the CRLF copy, so messages are delimited by
     // From_ lines; MimeKit never unescapes ">From ", which is our mboxcl2 reading.
-    let ours = read_all(&crlf_path, MboxDialect::Mboxcl2, &Default::default());
-    check_against_offsets(
-        &crlf,
-        &ours,
-        &dir.join("content-length.dos-offsets.json"),
-        b"\r\n",
-    );
-    assert!(raw(&ours[0]).ends_with(b"\r\n"));
+    let (lf, crlf) = check_lf_and_crlf("content-length", MboxDialect::Mboxcl2);
+    // Thunderbird "From - DATE" lines give the date when a message has no Date header.
+    assert!(lf.iter().all(|m| m.date.is_some()));
+    assert!(raw(&crlf[0]).ends_with(b"\r\n"));
 }
 
 #[test]
 fn mimekit_gmail_style_mbox_matches_known_offsets() {
-    let dir = mimekit_mbox();
-    let path = dir.join("issue1189.mbox.txt");
-    let data = std::fs::read(&path).expect("read");
-    let ours = read_all(&path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(
-        &data,
-        &ours,
-        &dir.join("issue1189.unix-offsets.json"),
-        b"\n",
-    );
-    assert_eq!(ours[0].date_source, DateSource::Header);
-
-    let tmp = tempfile::tempdir().expect("tmp");
-    let crlf = String::from_utf8_lossy(&data)
-        .replace('\n', "\r\n")
-        .into_bytes();
-    let crlf_path = write_file(tmp.path(), "issue1189.dos.mbox", &crlf);
-    let ours = read_all(&crlf_path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(
-        &crlf,
-        &ours,
-        &dir.join("issue1189.dos-offsets.json"),
-        b"\r\n",
-    );
+    let (lf, _) = check_lf_and_crlf("issue1189", MboxDialect::Auto);
+    assert_eq!(lf[0].date_source, DateSource::Header);
 }
 
 #[test]

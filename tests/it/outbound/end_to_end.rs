@@ -437,17 +437,7 @@ async fn app_with_peer(
     peer: &Peer,
     extra: &[(&str, &str)],
 ) -> (TestApp, TestDns, i64, i64, Vec<(String, String)>) {
-    let dns = TestDns::start_in_thread(Zone::default());
-    let port = peer.port.to_string();
-    let mut all = vec![
-        ("POSTERN__OUTBOUND__MODE", "relay"),
-        ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-        ("POSTERN__OUTBOUND__RELAY__PORT", port.as_str()),
-        ("POSTERN__OUTBOUND__RELAY__TLS", "none"),
-    ];
-    all.extend_from_slice(extra);
-    let env = outbound_env(&dns, &all);
-    let app = spawn_app(&pairs(&env)).await;
+    let (app, dns, env) = spawn_relaying_app(peer.port, "none", extra).await;
     let (account, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
     set_up_domain(app.dir.path(), &pairs(&env), &dns, account);
     let ticket =
@@ -652,13 +642,7 @@ async fn api_replies_and_domains() {
     )
     .await;
     assert_eq!(s, 409, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("postern domain add"),
-        "{v}"
-    );
+    assert_error_message_contains(&v, "postern domain add");
 
     // Agents cannot add domains; admins can, and get the records.
     let (s, _) = call(
@@ -697,13 +681,7 @@ async fn api_replies_and_domains() {
     )
     .await;
     assert_eq!(s, 409, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not verified"),
-        "{v}"
-    );
+    assert_error_message_contains(&v, "not verified");
 
     // A wrong key published: the check says wrong, with the value found.
     let dkim = d["records"]
@@ -782,13 +760,7 @@ async fn api_replies_and_domains() {
         )
         .await;
         assert_eq!(s, 400, "{v}");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("control character"),
-            "{v}"
-        );
+        assert_error_message_contains(&v, "control character");
     }
     let (s, v) = call(&agent, reqwest::Method::POST, &format!("/tickets/{ticket}/replies"), Some(json!({"text": "x", "attachments": [{"filename": "a.pdf", "content_type": "application/pdf", "data": "%%%"}]}))).await;
     assert_eq!(s, 400, "{v}");
