@@ -617,6 +617,17 @@ fn sorted_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// One case of the Stalwart corpus, verified against its own zone: (its name under `kind`,
+/// the message, the verdicts).
+async fn stalwart_verdicts(kind: &str, path: &Path) -> (String, Vec<u8>, AuthVerdicts) {
+    let name = format!("{kind}/{}", path.file_name().unwrap().to_string_lossy());
+    let (zone, raw) = stalwart_case(path);
+    let dns = TestDns::start(zone).await;
+    let auth = authenticator(&dns).await;
+    let verdicts = verify(&auth, &raw).await;
+    (name, raw, verdicts)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalwart_mail_auth_corpus() {
     let dir = crate::common::corpora_dir().join("stalwart-mail-auth/resources");
@@ -624,11 +635,7 @@ async fn stalwart_mail_auth_corpus() {
     let mut checks = Vec::new();
 
     for path in sorted_files(&dir.join("dkim")) {
-        let name = format!("dkim/{}", path.file_name().unwrap().to_string_lossy());
-        let (zone, raw) = stalwart_case(&path);
-        let dns = TestDns::start(zone).await;
-        let auth = authenticator(&dns).await;
-        let verdicts = verify(&auth, &raw).await;
+        let (name, raw, verdicts) = stalwart_verdicts("dkim", &path).await;
         let signatures = headers(&raw)
             .iter()
             .filter(|(n, _)| n == "dkim-signature")
@@ -649,11 +656,7 @@ async fn stalwart_mail_auth_corpus() {
     }
 
     for path in sorted_files(&dir.join("arc")) {
-        let name = format!("arc/{}", path.file_name().unwrap().to_string_lossy());
-        let (zone, raw) = stalwart_case(&path);
-        let dns = TestDns::start(zone).await;
-        let auth = authenticator(&dns).await;
-        let verdicts = verify(&auth, &raw).await;
+        let (name, raw, verdicts) = stalwart_verdicts("arc", &path).await;
         // The sealers, oldest hop first, as the ARC-Seal headers name them.
         let mut seals: Vec<(u32, String)> = headers(&raw)
             .iter()

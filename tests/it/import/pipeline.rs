@@ -20,6 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// A commit writer on `store` with the threading settings of `settings`, as `postern import`
+/// starts it (its task runs on when the handle is dropped).
+async fn import_writer(store: &Store, settings: &Settings) -> CommitWriter {
+    let threading = postern::app::threading_config(store, settings)
+        .await
+        .expect("threading");
+    let (writer, _task) =
+        CommitWriter::spawn(store.database_file(), 64, threading, Box::new(|_, _| {}))
+            .expect("writer");
+    writer
+}
+
 /// A store with one account and a writer, as `postern import` sets them up.
 struct Env {
     dir: tempfile::TempDir,
@@ -55,12 +67,7 @@ impl Env {
                 AccountId(a.id)
             }
         };
-        let threading = postern::app::threading_config(&store, &settings)
-            .await
-            .expect("threading");
-        let (writer, _task) =
-            CommitWriter::spawn(store.database_file(), 64, threading, Box::new(|_, _| {}))
-                .expect("writer");
+        let writer = import_writer(&store, &settings).await;
         Self {
             dir,
             store,
@@ -427,12 +434,7 @@ async fn history_joins_the_live_ticket_stays_quiet_and_brand_mail_is_outbound() 
     write_mbox(&path, &old);
     let store = app.store.clone();
     let settings = Settings::load_with_env(None, test_env(app.dir.path(), &[])).expect("settings");
-    let threading = postern::app::threading_config(&store, &settings)
-        .await
-        .expect("threading");
-    let (writer, _t) =
-        CommitWriter::spawn(store.database_file(), 64, threading, Box::new(|_, _| {}))
-            .expect("writer");
+    let writer = import_writer(&store, &settings).await;
     let mut request = ImportRequest::new(
         AccountId(account),
         mbox(&path),
@@ -607,41 +609,48 @@ async fn an_oversized_message_is_quarantined_with_its_size_not_dropped() {
     assert_eq!(position, "mbox:0");
 }
 
+/// The rows `sql` selects, each shown as `label` and its values.
+async fn rows_shown<T>(store: &Store, label: &str, sql: &str) -> Vec<String>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + std::fmt::Debug,
+{
+    sqlx::query_as::<_, T>(sql)
+        .fetch_all(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{label} rows: {e}"))
+        .into_iter()
+        .map(|r| format!("{label} {r:?}"))
+        .collect()
+}
+
 /// The store's content, without the times at which rows were written.
 async fn store_fingerprint(dir: &Path) -> Vec<String> {
     let settings = Settings::load_with_env(None, test_env(dir, &[])).expect("settings");
     let store = Store::open(&settings.database_path(), 1)
         .await
         .expect("store");
-    let mut out: Vec<String> = sqlx::query_as::<_, (i64, i64, String, String, String, i64)>(
+    let mut out = rows_shown::<(i64, i64, String, String, String, i64)>(
+        &store,
+        "message",
         "SELECT id, ticket_id, COALESCE(message_id, ''), direction, thread_reason, received_at
          FROM messages ORDER BY id",
     )
-    .fetch_all(store.pool())
-    .await
-    .expect("messages")
-    .into_iter()
-    .map(|r| format!("message {r:?}"))
-    .collect();
+    .await;
     out.extend(
-        sqlx::query_as::<_, (i64, String, String, Option<i64>, i64, i64)>(
+        rows_shown::<(i64, String, String, Option<i64>, i64, i64)>(
+            &store,
+            "ticket",
             "SELECT id, subject, status, merged_into, created_at, COALESCE(customer_id, 0) FROM tickets ORDER BY id",
         )
-        .fetch_all(store.pool())
-        .await
-        .expect("tickets")
-        .into_iter()
-        .map(|r| format!("ticket {r:?}")),
+        .await,
     );
     out.extend(
-        sqlx::query_as::<_, (i64, i64, i64, i64, String)>(
+        rows_shown::<(i64, i64, i64, i64, String)>(
+            &store,
+            "job",
             "SELECT seen, imported, duplicates, quarantined, status FROM import_jobs ORDER BY id",
         )
-        .fetch_all(store.pool())
-        .await
-        .expect("jobs")
-        .into_iter()
-        .map(|r| format!("job {r:?}")),
+        .await,
     );
     store.close().await;
     out

@@ -183,14 +183,9 @@ async fn winmail_dat_is_unpacked_into_real_attachments() {
             .unwrap();
     let app = spawn_app(&[]).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
-    let addr = app.smtp_addr;
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut c, _) = RawSmtp::connect(addr).unwrap();
-        c.cmd("EHLO outlook.test").unwrap();
-        c.send_exact("jestedfa@microsoft.com", &fwd, &raw).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = app
+        .smtp_send_exact("outlook.test", "jestedfa@microsoft.com", &fwd, raw)
+        .await;
     assert_eq!(r.code, 250, "{}", r.text);
     let ticket = app.store.tickets(AccountId(account), None).await.unwrap()[0].id;
     let t = app

@@ -593,15 +593,7 @@ async fn deliver_corpora(transport: Transport, sender: &'static str) {
         delivered += tally.files;
     }
     println!("[{transport:?}] {delivered} files delivered");
-    for f in &failures {
-        println!("  FAIL {f}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} corpus deliveries went wrong:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    crate::common::fixture_cases::assert_none_failed(&failures, "corpus deliveries went wrong");
     app.stop().await;
 }
 

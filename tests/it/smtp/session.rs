@@ -86,21 +86,15 @@ async fn transaction_in_flight_finishes_despite_shutdown() {
 
 #[tokio::test]
 async fn starttls_drops_pipelined_plaintext() {
-    // Sessions that offer STARTTLS, before the hand-over and after it.
-    let starttls_session = |stream, tls_active| {
+    // Sessions that offer STARTTLS, before the hand-over (which greets) and after it.
+    let run_starttls_session = |stream, tls_active: bool| {
         let delivery = Arc::new(Recorder::default());
-        session_with_tls(
-            stream,
-            delivery,
-            config(),
-            tls_active,
-            true,
-            CancellationToken::new(),
-        )
+        let stop = CancellationToken::new();
+        let s = session_with_tls(stream, delivery, config(), tls_active, true, stop);
+        tokio::spawn(s.run(!tls_active))
     };
     let (mut client, server) = tokio::io::duplex(4096);
-    let s = starttls_session(server, false);
-    let task = tokio::spawn(s.run(true));
+    let task = run_starttls_session(server, false);
     client
         .write_all(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@x.example>\r\n")
         .await
@@ -110,8 +104,7 @@ async fn starttls_drops_pipelined_plaintext() {
         panic!("expected a TLS hand-over")
     };
     // Carry on in plain text as if TLS were up: the injected MAIL must not be answered.
-    let s = starttls_session(server, true);
-    let task = tokio::spawn(s.run(false));
+    let task = run_starttls_session(server, true);
     client
         .write_all(b"MAIL FROM:<a@b.c>\r\nEHLO c\r\nQUIT\r\n")
         .await
@@ -376,14 +369,17 @@ async fn a_busy_server_gives_command_lines_the_short_limit_even_to_those_already
         "closed {closed:?} after the line began, about as soon as the server became busy"
     );
     drop(write);
+    // A client sending EHLO one byte a second, `bytes` of them at most.
+    let trickle_ehlo = |bytes| {
+        trickle(
+            busy_config(&limits),
+            b"EHLO c\r\n",
+            Duration::from_secs(1),
+            bytes,
+        )
+    };
     // While busy, a trickling client is cut at 3 s.
-    let (out, closed) = trickle(
-        busy_config(&limits),
-        b"EHLO c\r\n",
-        Duration::from_secs(1),
-        40,
-    )
-    .await;
+    let (out, closed) = trickle_ehlo(40).await;
     assert!(last_line(&out).contains("the server is busy"), "{out}");
     assert!(
         closed >= Duration::from_secs(3) && closed < Duration::from_secs(4),
@@ -391,13 +387,7 @@ async fn a_busy_server_gives_command_lines_the_short_limit_even_to_those_already
     );
     // Room again: the usual limit is back.
     held.truncate(5);
-    let (out, closed) = trickle(
-        busy_config(&limits),
-        b"EHLO c\r\n",
-        Duration::from_secs(1),
-        10,
-    )
-    .await;
+    let (out, closed) = trickle_ehlo(10).await;
     assert!(
         closed > Duration::from_secs(10),
         "a client of a server with room is not cut early: {closed:?} {out}"
