@@ -169,11 +169,7 @@ async fn last_message(
     account: i64,
 ) -> (postern::store::TicketDetail, serde_json::Value) {
     let tickets = app.store.tickets(AccountId(account), None).await.unwrap();
-    let t = app
-        .store
-        .ticket(TicketId(tickets[0].id), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(tickets[0].id, Scope::Operator).await;
     let auth = t
         .messages
         .last()
@@ -320,11 +316,7 @@ async fn forged_mail_is_flagged_and_never_joins_the_real_customers_ticket() {
     assert_eq!(tickets.len(), 2);
     let flagged = tickets.iter().find(|t| t.id != real).unwrap();
     assert_eq!(flagged.flags, vec!["spoof_suspected"]);
-    let t = app
-        .store
-        .ticket(TicketId(flagged.id), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(flagged.id, Scope::Operator).await;
     let auth = t.messages[0].auth_results.clone().unwrap();
     assert_eq!(auth["verdicts"]["dmarc"]["result"], "fail");
     assert_eq!(auth["policy"]["spoof_suspected"], true);

@@ -96,6 +96,18 @@ impl TestApp {
         (a.id, a.support_addresses[0].forwarding_address.clone())
     }
 
+    /// Ticket `ticket` with its messages, read in `scope`.
+    pub async fn ticket_detail(
+        &self,
+        ticket: i64,
+        scope: postern::domain::Scope,
+    ) -> postern::store::TicketDetail {
+        self.store
+            .ticket(postern::domain::TicketId(ticket), scope)
+            .await
+            .unwrap_or_else(|e| panic!("ticket {ticket}: {e}"))
+    }
+
     /// How many tickets `account` has.
     pub async fn ticket_count(&self, account: i64) -> usize {
         self.store

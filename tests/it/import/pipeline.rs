@@ -669,6 +669,17 @@ fn shop_data_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Starts an import slowed to 3000 messages a second (so that it can be killed midway),
+/// its output dropped.
+fn spawn_slowed(command: &mut std::process::Command) -> std::process::Child {
+    command
+        .args(["--max-rate", "3000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn import")
+}
+
 /// Runs an import to its end and returns its JSON summary.
 fn import_ok(command: &mut std::process::Command) -> serde_json::Value {
     let out = command.output().expect("run import");
@@ -769,12 +780,7 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
 
     // The same import, killed once a few batches are committed; slowed down so that it is
     // still running then, however fast the machine.
-    let mut child = import_command(killed.path(), &path)
-        .args(["--max-rate", "3000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn import");
+    let mut child = spawn_slowed(&mut import_command(killed.path(), &path));
     let db = killed.path().join("postern.db");
     kill_when(&mut child, "no checkpoint in time", || {
         let seen: i64 =
@@ -1004,12 +1010,7 @@ fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() 
     import_ok(&mut command(reference.path()));
 
     // Killed once a few megabytes are staged: in the reading pass, nothing committed yet.
-    let mut child = command(killed.path())
-        .args(["--max-rate", "3000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn import");
+    let mut child = spawn_slowed(&mut command(killed.path()));
     let imports = killed.path().join("imports");
     let staging_file = || -> Option<PathBuf> {
         std::fs::read_dir(&imports)

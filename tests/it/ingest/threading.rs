@@ -147,10 +147,8 @@ async fn customer_agent_customer_outlook_and_header_dropping_client() {
     // The stripped reply part is kept beside the full text.
     let t = c
         .app
-        .store
-        .ticket(TicketId(first.ticket), Scope::Account(AccountId(c.account)))
-        .await
-        .unwrap();
+        .ticket_detail(first.ticket, Scope::Account(AccountId(c.account)))
+        .await;
     let m = t
         .messages
         .iter()
@@ -257,12 +255,7 @@ async fn separate_tickets_of_one_conversation_are_merged_and_the_merge_recorded(
     let open = c.open_tickets().await;
     assert_eq!(open, vec![b.ticket], "one ticket left");
     assert_eq!(a_ticket, b.ticket);
-    let t = c
-        .app
-        .store
-        .ticket(TicketId(b.ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = c.app.ticket_detail(b.ticket, Scope::Operator).await;
     assert_eq!(t.messages.len(), 3);
     assert!(
         t.events.iter().any(|e| e.kind == "merged"),
@@ -281,12 +274,7 @@ async fn a_stranger_with_a_copied_reference_gets_a_new_flagged_ticket() {
     assert_ne!(eve.ticket, first.ticket);
     assert_eq!(eve.reason, "unverified_reply");
     assert!(eve.flags.contains(&"unverified_reply".to_string()));
-    let t = c
-        .app
-        .store
-        .ticket(TicketId(eve.ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = c.app.ticket_detail(eve.ticket, Scope::Operator).await;
     assert_eq!(t.ticket.flags, vec!["unverified_reply"]);
     assert_eq!(t.ticket.customer.as_deref(), Some("eve@attacker.test"));
     c.app.stop().await;
@@ -308,12 +296,7 @@ async fn a_cc_participant_replying_joins() {
 async fn forwarded_by_hand_the_customer_is_the_original_sender() {
     let c = Conversation::new().await;
     let fwd = c.deliver("forwarded", "01-agent-forwards.eml").await;
-    let t = c
-        .app
-        .store
-        .ticket(TicketId(fwd.ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = c.app.ticket_detail(fwd.ticket, Scope::Operator).await;
     assert_eq!(t.ticket.customer.as_deref(), Some("carla@customer.test"));
     c.app.stop().await;
 }

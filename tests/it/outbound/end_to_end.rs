@@ -351,11 +351,7 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
         .smtp_send("customer.test", "ana@customer.test", &fwd, &answer)
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     let back = t
         .messages
         .iter()
@@ -371,11 +367,7 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
     );
     let r = app.smtp_send("mx.customer.test", "", &fwd, &dsn).await;
     assert_eq!(r.code, 250, "{}", r.text);
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     let boss = t
         .deliveries
         .iter()
@@ -482,11 +474,7 @@ async fn permanent_failure_bounces_at_once() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(peer.connections().len(), 1, "no retry after a 5xx");
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     assert!(
         t.events.iter().any(|e| e.kind == "delivery_failed"),
         "{:?}",
@@ -949,11 +937,7 @@ async fn address_literal_recipients_are_refused_and_never_retried() {
     assert_eq!(ana.status, "delivered", "{d:?}");
     // Retries are due every second here: none happens, and the relay never saw the literal.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     let again = t
         .deliveries
         .iter()
