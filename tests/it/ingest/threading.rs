@@ -24,6 +24,11 @@ struct Conversation {
 }
 
 impl Conversation {
+    /// Sends `text` from `from` to the account's forwarding address; the server's reply.
+    async fn send_as(&self, from: &str, text: &str) -> SmtpReply {
+        self.app.smtp_send("x", from, &self.fwd, text).await
+    }
+
     async fn new() -> Self {
         let app = spawn_app(&[]).await;
         let (account, fwd) = app.account("Acme", "support@acme.test").await;
@@ -176,14 +181,7 @@ async fn subject_fallback_respects_the_window_and_the_customer() {
         text = text
             .replace("ana@customer.test", "zoe@other.test")
             .replace("webmail-777", "zoe-1");
-        let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
-        tokio::task::spawn_blocking(move || {
-            let (mut s, _) = RawSmtp::connect(addr).unwrap();
-            s.cmd("EHLO x").unwrap();
-            s.send_mail("zoe@other.test", &fwd, &text).unwrap()
-        })
-        .await
-        .unwrap()
+        c.send_as("zoe@other.test", &text).await
     };
     assert_eq!(other.code, 250);
     assert_eq!(c.open_tickets().await.len(), 2);
@@ -221,14 +219,7 @@ async fn separate_tickets_of_one_conversation_are_merged_and_the_merge_recorded(
     let text = "From: Ana Lima <ana@customer.test>\nTo: support@acme.test\nSubject: order 1234\n\
                 Date: Wed, 04 Nov 2026 09:50:00 +0000\nMessage-ID: <order-z@customer.test>\n\n\
                 About my order 1234.\n";
-    let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut s, _) = RawSmtp::connect(addr).unwrap();
-        s.cmd("EHLO x").unwrap();
-        s.send_mail("ana@customer.test", &fwd, text).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = c.send_as("ana@customer.test", text).await;
     assert_eq!(r.code, 250);
     assert_eq!(c.open_tickets().await.len(), 2);
     // ...and the parent, an answer to the second, brings them together.
@@ -237,14 +228,7 @@ async fn separate_tickets_of_one_conversation_are_merged_and_the_merge_recorded(
         "Message-ID: <parent-a@customer.test>\n",
         "Message-ID: <parent-a@customer.test>\nIn-Reply-To: <order-z@customer.test>\n",
     );
-    let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut s, _) = RawSmtp::connect(addr).unwrap();
-        s.cmd("EHLO x").unwrap();
-        s.send_mail("ana@customer.test", &fwd, &parent).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = c.send_as("ana@customer.test", &parent).await;
     assert_eq!(r.code, 250);
     let a_ticket: i64 = sqlx::query_scalar(
         "SELECT ticket_id FROM messages WHERE message_id = 'parent-a@customer.test'",
@@ -346,14 +330,7 @@ async fn two_replies_to_one_missing_parent_are_one_conversation_at_once() {
             "Subject: Re: Broken zipper (photo 2)",
             "Subject: zipper photo",
         );
-    let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut s, _) = RawSmtp::connect(addr).unwrap();
-        s.cmd("EHLO x").unwrap();
-        s.send_mail("ana@customer.test", &fwd, &text).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = c.send_as("ana@customer.test", &text).await;
     assert_eq!(r.code, 250);
     let (ticket, reason): (i64, String) = sqlx::query_as(
         "SELECT ticket_id, thread_reason FROM messages WHERE message_id = 'reply-c@customer.test'",
