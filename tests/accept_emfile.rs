@@ -3,11 +3,14 @@
 //! descriptors are free. This test binary holds this one test only, because it lowers the
 //! open-file limit of its own process, which would break any test running beside it.
 
+#[path = "it/common/session_config.rs"]
+mod shared_session_config;
+
 use postern::domain::{EmailAddress, Envelope};
 use postern::http::server::HttpLimits;
 use postern::net::{ConnectionLimits, PaceLimits, PrefixLengths};
 use postern::smtp::{
-    Accepted, DataBudget, Delivery, DeliveryError, RecipientVerdict, SessionConfig, SmtpServer,
+    Accepted, Delivery, DeliveryError, RecipientVerdict, SessionConfig, SmtpServer,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,24 +30,13 @@ impl Delivery for NoMail {
     }
 }
 
+/// The shared session settings with 30 s timeouts: the listeners here pause for seconds
+/// while descriptors run out, and a session must not time out meanwhile.
 fn session_config() -> SessionConfig {
-    SessionConfig {
-        hostname: "mx.test".into(),
-        max_message_size: 10_000,
-        max_recipients: 3,
-        max_line_length: 512,
-        max_received_headers: 5,
-        max_errors: 10,
-        command_timeout: Duration::from_secs(30),
-        data_pace: PaceLimits {
-            idle: Duration::from_secs(30),
-            total: Some(Duration::from_secs(60)),
-            min_rate: 0,
-            grace: Duration::from_secs(5),
-        },
-        data_budget: DataBudget::shared(1 << 20),
-        busy: None,
-    }
+    let mut cfg = shared_session_config::session_config();
+    cfg.command_timeout = Duration::from_secs(30);
+    cfg.data_pace.idle = Duration::from_secs(30);
+    cfg
 }
 
 fn open_files() -> usize {

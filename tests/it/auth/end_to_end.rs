@@ -97,20 +97,40 @@ fn hop(args: &[&str], input: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
+/// `message` DKIM-signed (dkimpy) by `domain`, selector s1, with `key`; `extra` are more
+/// mail_hop.py arguments (an --algorithm).
+fn signed_by(domain: &str, key: &Path, extra: &[&str], message: &[u8]) -> Vec<u8> {
+    let key = key.to_str().expect("key path");
+    let mut args = vec!["sign", "--domain", domain, "--selector", "s1", "--key", key];
+    args.extend_from_slice(extra);
+    hop(&args, message)
+}
+
+/// `message` forwarded by `domain`: `footer` added to the body and an ARC set (selector arc,
+/// signed with `key`, authserv-id mx.`domain`); `extra` are more mail_hop.py arguments.
+fn forwarded_by(domain: &str, key: &Path, footer: &str, extra: &[&str], message: &[u8]) -> Vec<u8> {
+    let key = key.to_str().expect("key path");
+    let authserv_id = format!("mx.{domain}");
+    let mut args = vec![
+        "forward",
+        "--domain",
+        domain,
+        "--selector",
+        "arc",
+        "--key",
+        key,
+    ];
+    args.extend_from_slice(&["--authserv-id", &authserv_id, "--footer", footer]);
+    args.extend_from_slice(extra);
+    hop(&args, message)
+}
+
 /// ORIGINAL as customer.test signs it (dkimpy), with `algorithm` (rsa-sha256 or rsa-sha1).
 fn signed_by_customer(k: &Keys, algorithm: &str) -> Vec<u8> {
-    hop(
-        &[
-            "sign",
-            "--domain",
-            "customer.test",
-            "--selector",
-            "s1",
-            "--key",
-            k.customer.to_str().unwrap(),
-            "--algorithm",
-            algorithm,
-        ],
+    signed_by(
+        "customer.test",
+        &k.customer,
+        &["--algorithm", algorithm],
         ORIGINAL.as_bytes(),
     )
 }
@@ -169,11 +189,7 @@ async fn last_message(
     account: i64,
 ) -> (postern::store::TicketDetail, serde_json::Value) {
     let tickets = app.store.tickets(AccountId(account), None).await.unwrap();
-    let t = app
-        .store
-        .ticket(TicketId(tickets[0].id), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(tickets[0].id, Scope::Operator).await;
     let auth = t
         .messages
         .last()
@@ -261,22 +277,11 @@ async fn rsa_sha1_signatures_and_seals_are_refused() {
     // server (the first one would take it as a duplicate).
     let app2 = app_with_dns(&dns).await;
     let (account2, fwd2) = app2.account("Acme", "support@acme.test").await;
-    let via_google = hop(
-        &[
-            "forward",
-            "--domain",
-            "google.com",
-            "--selector",
-            "arc",
-            "--key",
-            k.google.to_str().unwrap(),
-            "--authserv-id",
-            "mx.google.com",
-            "--footer",
-            "-- forwarded by the shop's Gmail",
-            "--algorithm",
-            "rsa-sha1",
-        ],
+    let via_google = forwarded_by(
+        "google.com",
+        &k.google,
+        "-- forwarded by the shop's Gmail",
+        &["--algorithm", "rsa-sha1"],
         &signed_by_customer(&k, "rsa-sha256"),
     );
     let r = send(&app2, "support+caf_=fwd@acme.test", &fwd2, via_google).await;
@@ -320,11 +325,7 @@ async fn forged_mail_is_flagged_and_never_joins_the_real_customers_ticket() {
     assert_eq!(tickets.len(), 2);
     let flagged = tickets.iter().find(|t| t.id != real).unwrap();
     assert_eq!(flagged.flags, vec!["spoof_suspected"]);
-    let t = app
-        .store
-        .ticket(TicketId(flagged.id), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(flagged.id, Scope::Operator).await;
     let auth = t.messages[0].auth_results.clone().unwrap();
     assert_eq!(auth["verdicts"]["dmarc"]["result"], "fail");
     assert_eq!(auth["policy"]["spoof_suspected"], true);
@@ -419,20 +420,11 @@ async fn forwarded_mail_is_vouched_for_by_a_trusted_arc_seal_only() {
     let signed = signed_by_customer(&k, "rsa-sha256");
     // Gmail forwards it: the footer breaks the original DKIM body hash; the ARC seal says
     // DMARC passed when Gmail received it.
-    let via_google = hop(
-        &[
-            "forward",
-            "--domain",
-            "google.com",
-            "--selector",
-            "arc",
-            "--key",
-            k.google.to_str().unwrap(),
-            "--authserv-id",
-            "mx.google.com",
-            "--footer",
-            "-- forwarded by the shop's Gmail",
-        ],
+    let via_google = forwarded_by(
+        "google.com",
+        &k.google,
+        "-- forwarded by the shop's Gmail",
+        &[],
         &signed,
     );
     let r = send(&app, "support+caf_=fwd@acme.test", &fwd, via_google).await;
@@ -461,22 +453,7 @@ async fn forwarded_mail_is_vouched_for_by_a_trusted_arc_seal_only() {
     // The same made-up story sealed by an untrusted domain convinces nobody.
     let app2 = app_with_dns(&dns).await;
     let (account2, fwd2) = app2.account("Acme", "support@acme.test").await;
-    let via_evil = hop(
-        &[
-            "forward",
-            "--domain",
-            "evil.test",
-            "--selector",
-            "arc",
-            "--key",
-            k.evil.to_str().unwrap(),
-            "--authserv-id",
-            "mx.evil.test",
-            "--footer",
-            "-- x",
-        ],
-        &signed,
-    );
+    let via_evil = forwarded_by("evil.test", &k.evil, "-- x", &[], &signed);
     assert_eq!(
         send(&app2, "relay@evil.test", &fwd2, via_evil).await.code,
         250
@@ -564,16 +541,10 @@ async fn a_dns_server_that_never_answers_gives_temperror_in_bounded_time() {
     .await;
     let app = app_with_dns(&dns).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
-    let msg = hop(
-        &[
-            "sign",
-            "--domain",
-            "slow.test",
-            "--selector",
-            "s1",
-            "--key",
-            k.evil.to_str().unwrap(),
-        ],
+    let msg = signed_by(
+        "slow.test",
+        &k.evil,
+        &[],
         b"From: Sam <sam@slow.test>\r\nSubject: slow\r\nMessage-ID: <s1@slow.test>\r\n\r\nx\r\n",
     );
     let started = Instant::now();
@@ -672,16 +643,10 @@ async fn a_forwarding_confirmation_counts_only_when_google_signed_it() {
     );
     assert_eq!(app.ticket_count(account).await, 1);
     // Signed by google.com: the code is stored, no ticket.
-    let signed = hop(
-        &[
-            "sign",
-            "--domain",
-            "google.com",
-            "--selector",
-            "s1",
-            "--key",
-            k.google.to_str().unwrap(),
-        ],
+    let signed = signed_by(
+        "google.com",
+        &k.google,
+        &[],
         confirmation
             .replace("<c1@google.com>", "<c2@google.com>")
             .as_bytes(),

@@ -222,16 +222,12 @@ protocol imap {{
 
     /// Runs doveadm against this server's configuration.
     pub fn doveadm(&self, args: &[&str]) {
-        let out = Command::new(super::require_program("doveadm"))
-            .arg("-c")
-            .arg(self.dir.path().join("dovecot.conf"))
-            .args(args)
-            .output()
-            .expect("run doveadm");
-        assert!(
-            out.status.success(),
-            "doveadm {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        super::run_ok(
+            Command::new(super::require_program("doveadm"))
+                .arg("-c")
+                .arg(self.dir.path().join("dovecot.conf"))
+                .args(args),
+            &format!("doveadm {args:?}"),
         );
     }
 }

@@ -44,9 +44,18 @@ pub fn record(failures: &mut Vec<String>, name: &str, outcome: Result<Vec<String
 
 /// Fails with every failing case, one a line, after all cases have run.
 pub fn assert_all_passed(failures: &[String], total: usize) {
+    assert_none_failed(failures, &format!("of {total} cases failed"));
+}
+
+/// Prints every failure, one a line, then fails with all of them unless there are none;
+/// the message counts them and says `what` they are.
+pub fn assert_none_failed(failures: &[String], what: &str) {
+    for f in failures {
+        println!("  FAIL {f}");
+    }
     assert!(
         failures.is_empty(),
-        "{} of {total} cases failed:\n{}",
+        "{} {what}:\n{}",
         failures.len(),
         failures.join("\n")
     );

@@ -8,6 +8,7 @@ pub mod dovecot;
 pub mod fixture_cases;
 pub mod outbound;
 pub mod rules;
+pub mod session_config;
 
 use postern::app::Application;
 use postern::config::Settings;
@@ -95,6 +96,18 @@ impl TestApp {
         (a.id, a.support_addresses[0].forwarding_address.clone())
     }
 
+    /// Ticket `ticket` with its messages, read in `scope`.
+    pub async fn ticket_detail(
+        &self,
+        ticket: i64,
+        scope: postern::domain::Scope,
+    ) -> postern::store::TicketDetail {
+        self.store
+            .ticket(postern::domain::TicketId(ticket), scope)
+            .await
+            .unwrap_or_else(|e| panic!("ticket {ticket}: {e}"))
+    }
+
     /// How many tickets `account` has.
     pub async fn ticket_count(&self, account: i64) -> usize {
         self.store
@@ -158,6 +171,26 @@ impl TestApp {
         let _ = tokio::time::timeout(Duration::from_secs(40), self.handle).await;
         self.dir
     }
+}
+
+/// Asserts that the message of an API error body contains `text`.
+pub fn assert_error_message_contains(body: &serde_json::Value, text: &str) {
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(text), "{body}");
+}
+
+/// Runs `command` to its end, asserts that it succeeded (naming it `what` and showing its
+/// stderr when not) and returns its output.
+pub fn run_ok(command: &mut Command, what: &str) -> std::process::Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// The `postern` binary built by cargo for these tests.

@@ -3,7 +3,7 @@
 //! verified sending domain set up through the CLI, and the queue's deliveries.
 
 use super::dns::{TestDns, Zone};
-use super::{cli_ok, require_program};
+use super::{cli_ok, require_program, spawn_app, TestApp};
 use postern::domain::{Scope, TicketId};
 use serde_json::Value;
 use std::io::Write;
@@ -154,6 +154,27 @@ pub fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 pub const BRAND: &str = "brand.test";
+
+/// A server in this process whose outbound queue relays to 127.0.0.1:`port` with relay TLS
+/// `tls`, and a loopback DNS server for the DKIM records: (app, dns, environment for the CLI).
+pub async fn spawn_relaying_app(
+    port: u16,
+    tls: &str,
+    extra: &[(&str, &str)],
+) -> (TestApp, TestDns, Vec<(String, String)>) {
+    let dns = TestDns::start_in_thread(Zone::default());
+    let port = port.to_string();
+    let mut all = vec![
+        ("POSTERN__OUTBOUND__MODE", "relay"),
+        ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
+        ("POSTERN__OUTBOUND__RELAY__PORT", port.as_str()),
+        ("POSTERN__OUTBOUND__RELAY__TLS", tls),
+    ];
+    all.extend_from_slice(extra);
+    let env = outbound_env(&dns, &all);
+    let app = spawn_app(&pairs(&env)).await;
+    (app, dns, env)
+}
 
 /// Adds brand.test as a sending domain of `account` through the CLI, publishes its DKIM
 /// records on the test DNS server and checks it: verified.

@@ -201,15 +201,12 @@ fn isemail_cases_match_envelope_policy() {
         cases.len(),
         failures.len()
     );
-    for f in &failures {
-        println!("  {f}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} isemail cases disagree with parse_envelope:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
+    crate::common::fixture_cases::assert_none_failed(
+        &failures,
+        &format!(
+            "of {} isemail cases disagree with parse_envelope",
+            cases.len()
+        ),
     );
 }
 

@@ -2,18 +2,17 @@
 //! IMAP accounts read from a real Dovecot, progress polled, cancelled, resumed, the server
 //! killed in the middle; compared with `postern import` on the command line.
 
+use super::conversations::threads_of;
+use super::generated_mail::{generated_mailbox, mboxrd, BRAND};
 use crate::common::dovecot::{Dovecot, PASSWORD, USER};
 use crate::common::*;
 use postern::config::Settings;
 use postern::store::Store;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-const BRAND: &str = "support@shop.test";
 
 /// An API client that remembers every answer, to check that none shows a secret.
 struct Api {
@@ -77,6 +76,22 @@ impl Api {
             req = req.json(&b);
         }
         self.finish(req).await
+    }
+
+    /// POSTs `action` (cancel, resume) to job `id`, with `body` when given.
+    async fn job_action(&self, id: i64, action: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let path = format!("/api/v1/imports/{id}/{action}");
+        self.call(Method::POST, &path, body).await
+    }
+
+    /// Waits until job `id` commits (at most 120 s) and asserts that it is still running.
+    async fn wait_committing(&self, id: i64) {
+        let running = self
+            .wait_job(id, Duration::from_secs(120), |j| {
+                j["progress"]["phase"] == "committing" || ended(j)
+            })
+            .await;
+        assert_eq!(running["status"], "running", "{running}");
     }
 
     async fn upload(&self, query: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
@@ -167,72 +182,14 @@ fn leftovers(data: &Path, prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Messages in threads, some replies before their parents, dates increasing.
-fn generated_mailbox(n: usize, tag: &str) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let thread = i / 3;
-            let customer = format!("customer{}@c{}.test", thread % 400, thread % 400);
-            let date = chrono::DateTime::from_timestamp(1_700_000_000 + (i as i64) * 600, 0)
-                .map(|d| d.to_rfc2822())
-                .unwrap_or_default();
-            let (from, to, extra) = match i % 3 {
-                0 => (customer.clone(), BRAND.to_string(), String::new()),
-                1 => (
-                    BRAND.to_string(),
-                    customer.clone(),
-                    format!("In-Reply-To: <m{}.{tag}@gen.test>\n", i - 1),
-                ),
-                _ => (
-                    customer.clone(),
-                    BRAND.to_string(),
-                    format!(
-                        "In-Reply-To: <m{}.{tag}@gen.test>\nReferences: <m{}.{tag}@gen.test> <m{}.{tag}@gen.test>\n",
-                        i - 1,
-                        i - 2,
-                        i - 1
-                    ),
-                ),
-            };
-            format!(
-                "From: {from}\nTo: {to}\nSubject: order {thread}\nDate: {date}\n\
-                 Message-ID: <m{i}.{tag}@gen.test>\n{extra}X-Pad: {}\n\nBody of {i}.\n",
-                "x".repeat(i % 500)
-            )
-        })
-        .collect()
+/// The values of `keys` in `job`, as one JSON array (null where a key is missing).
+fn fields(job: &Value, keys: &[&str]) -> Value {
+    keys.iter().map(|k| job[*k].clone()).collect()
 }
 
+/// An mbox file of these messages, every `From ` line naming one sender.
 fn mbox_of(messages: &[String]) -> Vec<u8> {
-    let mut out = String::new();
-    for m in messages {
-        out.push_str("From customer@c.test Mon Jan  1 00:00:00 2024\n");
-        for line in m.lines() {
-            if line.trim_start_matches('>').starts_with("From ") {
-                out.push('>');
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-        out.push('\n');
-    }
-    out.into_bytes()
-}
-
-/// The conversations of an account: the sets of Message-IDs that share a ticket.
-async fn threads_of(store: &Store, account: i64) -> BTreeSet<BTreeSet<String>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT ticket_id, COALESCE(message_id, dedup_key) FROM messages WHERE account_id = ?",
-    )
-    .bind(account)
-    .fetch_all(store.pool())
-    .await
-    .expect("messages");
-    let mut by_ticket: HashMap<i64, BTreeSet<String>> = HashMap::new();
-    for (t, id) in rows {
-        by_ticket.entry(t).or_default().insert(id);
-    }
-    by_ticket.into_values().collect()
+    mboxrd(messages, |_| "customer@c.test".to_string()).into_bytes()
 }
 
 async fn open_store(dir: &Path) -> Store {
@@ -367,12 +324,8 @@ async fn an_uploaded_mbox_imports_like_the_cli_and_its_file_is_deleted() {
     let done = api.wait_ended(job["id"].as_i64().expect("id")).await;
     assert_eq!(done["dry_run"], true);
     assert_eq!(
-        (
-            done["status"].as_str(),
-            done["seen"].as_i64(),
-            done["imported"].as_i64()
-        ),
-        (Some("completed"), Some(30), Some(30)),
+        fields(&done, &["status", "seen", "imported"]),
+        json!(["completed", 30, 30]),
         "a dry run counts what would be imported: {done}"
     );
     assert_eq!(api.ticket_count().await, before, "a dry run writes nothing");
@@ -612,13 +565,7 @@ async fn uploads_are_capped_refused_to_agents_and_other_accounts_and_fields_are_
         "conflict",
         "one import runs at a time",
     );
-    let (s, v) = admin
-        .call(
-            Method::POST,
-            &format!("/api/v1/imports/{long}/resume"),
-            None,
-        )
-        .await;
+    let (s, v) = admin.job_action(long, "resume", None).await;
     assert_error(s, &v, StatusCode::CONFLICT, "conflict", "can be resumed");
     let (s, v) = stranger
         .upload("kind=mbox", mbox_of(&generated_mailbox(3, "other")))
@@ -635,19 +582,8 @@ async fn uploads_are_capped_refused_to_agents_and_other_accounts_and_fields_are_
         "refused uploads are not kept"
     );
     // Cancelled mid-way, then resumed to the end.
-    let running = admin
-        .wait_job(long, Duration::from_secs(120), |j| {
-            j["progress"]["phase"] == "committing" || ended(j)
-        })
-        .await;
-    assert_eq!(running["status"], "running", "{running}");
-    let (s, v) = admin
-        .call(
-            Method::POST,
-            &format!("/api/v1/imports/{long}/cancel"),
-            None,
-        )
-        .await;
+    admin.wait_committing(long).await;
+    let (s, v) = admin.job_action(long, "cancel", None).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["cancel_requested"], true);
     let cancelled = admin.wait_ended(long).await;
@@ -662,32 +598,16 @@ async fn uploads_are_capped_refused_to_agents_and_other_accounts_and_fields_are_
     let part = cancelled["imported"].as_i64().expect("imported");
     assert!(part < 1_500, "stopped before the end: {cancelled}");
     assert_eq!(leftovers(&data, "upload-").len(), 1, "kept for the resume");
-    let (s, v) = admin
-        .call(
-            Method::POST,
-            &format!("/api/v1/imports/{long}/resume"),
-            None,
-        )
-        .await;
+    let (s, v) = admin.job_action(long, "resume", None).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let done = admin.wait_ended(long).await;
     assert_eq!(
-        (
-            done["status"].as_str(),
-            done["imported"].as_i64(),
-            done["duplicates"].as_i64()
-        ),
-        (Some("completed"), Some(1_500), Some(0)),
+        fields(&done, &["status", "imported", "duplicates"]),
+        json!(["completed", 1_500, 0]),
         "{done}"
     );
     assert!(leftovers(&data, "upload-").is_empty());
-    let (s, v) = admin
-        .call(
-            Method::POST,
-            &format!("/api/v1/imports/{long}/resume"),
-            None,
-        )
-        .await;
+    let (s, v) = admin.job_action(long, "resume", None).await;
     assert_error(s, &v, StatusCode::CONFLICT, "conflict", "completed");
     // Pages of the listing.
     let page = admin.get("/api/v1/imports?limit=1").await;
@@ -804,39 +724,22 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
     assert_eq!(progress["phase"], "committing", "{mid}");
     assert_eq!(progress["total"].as_i64(), Some(N as i64), "{mid}");
     assert!(progress["rate"].as_f64().is_some(), "{mid}");
-    let (s, _) = cut_api
-        .call(Method::POST, &format!("/api/v1/imports/{id}/cancel"), None)
-        .await;
+    let (s, _) = cut_api.job_action(id, "cancel", None).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let cancelled = cut_api.wait_ended(id).await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     let part = cancelled["imported"].as_i64().expect("imported");
     assert!(part > 0 && part < N as i64, "{cancelled}");
-    let (s, v) = cut_api
-        .call(
-            Method::POST,
-            &format!("/api/v1/imports/{id}/resume"),
-            Some(json!({})),
-        )
-        .await;
+    let (s, v) = cut_api.job_action(id, "resume", Some(json!({}))).await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid", "password");
     let (s, v) = cut_api
-        .call(
-            Method::POST,
-            &format!("/api/v1/imports/{id}/resume"),
-            Some(json!({"password": PASSWORD})),
-        )
+        .job_action(id, "resume", Some(json!({"password": PASSWORD})))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let done = cut_api.wait_ended(id).await;
     assert_eq!(
-        (
-            done["status"].as_str(),
-            done["seen"].as_i64(),
-            done["imported"].as_i64(),
-            done["duplicates"].as_i64()
-        ),
-        (Some("completed"), Some(N as i64), Some(N as i64), Some(0)),
+        fields(&done, &["status", "seen", "imported", "duplicates"]),
+        json!(["completed", N, N, 0]),
         "{done}"
     );
 
@@ -881,20 +784,13 @@ async fn imap_jobs_cancel_resume_and_survive_a_killed_server_with_the_password_k
         "{after}"
     );
     let (s, v) = killed_api
-        .call(
-            Method::POST,
-            &format!("/api/v1/imports/{kid}/resume"),
-            Some(json!({"password": PASSWORD})),
-        )
+        .job_action(kid, "resume", Some(json!({"password": PASSWORD})))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let killed_done = killed_api.wait_ended(kid).await;
     assert_eq!(
-        (
-            killed_done["status"].as_str(),
-            killed_done["imported"].as_i64()
-        ),
-        (Some("completed"), Some(N as i64)),
+        fields(&killed_done, &["status", "imported"]),
+        json!(["completed", N]),
         "{killed_done}"
     );
     logs.extend(postern.logs());
@@ -983,15 +879,8 @@ async fn a_stopped_job_is_discarded_with_its_files_and_never_resumed() {
     assert_error(s, &v, StatusCode::CONFLICT, "conflict", "cancel it first");
 
     // Cancelled while committing: its upload and its staging copy are kept for a resume.
-    let running = admin
-        .wait_job(id, Duration::from_secs(120), |j| {
-            j["progress"]["phase"] == "committing" || ended(j)
-        })
-        .await;
-    assert_eq!(running["status"], "running", "{running}");
-    let (s, _) = admin
-        .call(Method::POST, &format!("/api/v1/imports/{id}/cancel"), None)
-        .await;
+    admin.wait_committing(id).await;
+    let (s, _) = admin.job_action(id, "cancel", None).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let cancelled = admin.wait_ended(id).await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
@@ -1034,9 +923,7 @@ async fn a_stopped_job_is_discarded_with_its_files_and_never_resumed() {
     let (s, again) = discard(&admin, id).await;
     assert_eq!(s, StatusCode::OK, "{again}");
     assert_eq!(again["discarded_at"], discarded["discarded_at"]);
-    let (s, v) = admin
-        .call(Method::POST, &format!("/api/v1/imports/{id}/resume"), None)
-        .await;
+    let (s, v) = admin.job_action(id, "resume", None).await;
     assert_error(s, &v, StatusCode::CONFLICT, "conflict", "discarded");
 
     // The same mailbox uploaded again is a new job; what the first one stored stays and
@@ -1047,12 +934,8 @@ async fn a_stopped_job_is_discarded_with_its_files_and_never_resumed() {
     assert_ne!(second, id);
     let done = admin.wait_ended(second).await;
     assert_eq!(
-        (
-            done["status"].as_str(),
-            done["imported"].as_i64(),
-            done["duplicates"].as_i64()
-        ),
-        (Some("completed"), Some(900 - part), Some(part)),
+        fields(&done, &["status", "imported", "duplicates"]),
+        json!(["completed", 900 - part, part]),
         "{done}"
     );
     let (s, v) = discard(&admin, second).await;

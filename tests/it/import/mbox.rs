@@ -16,6 +16,23 @@ fn read_all(path: &Path, dialect: MboxDialect, options: &FileSourceOptions) -> V
         .collect()
 }
 
+/// The messages of `path` read as `Auto` with messages over `max_message_size` left out.
+fn read_with_limit(path: &Path, max_message_size: u64) -> Vec<SourceMessage> {
+    let options = FileSourceOptions {
+        max_message_size,
+        ..Default::default()
+    };
+    read_all(path, MboxDialect::Auto, &options)
+}
+
+/// The size and head of an oversized message; panics for any other.
+fn oversized(m: &SourceMessage) -> (u64, &[u8]) {
+    match &m.content {
+        Content::Oversized { size, head } => (*size, head),
+        other => panic!("expected oversized, got {other:?}"),
+    }
+}
+
 fn raw(m: &SourceMessage) -> &[u8] {
     m.raw()
         .unwrap_or_else(|| panic!("message at {} is not complete", m.origin))
@@ -34,6 +51,18 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// The messages of `path` read in `dialect` with the default options.
+fn read_default(path: &Path, dialect: MboxDialect) -> Vec<SourceMessage> {
+    read_all(path, dialect, &Default::default())
+}
+
+/// `bytes` written to a file `name` in a new temporary folder (removed when dropped).
+fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = write_file(tmp.path(), name, bytes);
+    (tmp, path)
+}
+
 fn mimekit_mbox() -> PathBuf {
     crate::common::corpora_dir().join("mimekit-testdata/UnitTests/TestData/mbox")
 }
@@ -42,7 +71,16 @@ fn mimekit_mbox() -> PathBuf {
 /// (`beginOffset`..`endOffset`). MimeKit's end excludes the line ending before the next
 /// From_ line; we keep the message's own last line ending and drop only a blank separator
 /// line, so ours is theirs plus at most one line ending.
-fn check_against_offsets(data: &[u8], ours: &[SourceMessage], offsets_json: &Path, eol: &[u8]) {
+///
+/// Reads `path` in `dialect` and returns the messages read.
+fn check_against_offsets(
+    path: &Path,
+    dialect: MboxDialect,
+    offsets_json: &Path,
+    eol: &[u8],
+) -> Vec<SourceMessage> {
+    let data = std::fs::read(path).expect("read");
+    let ours = read_default(path, dialect);
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(offsets_json).expect("offsets file")).expect("json");
     let expected = expected.as_array().expect("array of messages");
@@ -68,84 +106,53 @@ fn check_against_offsets(data: &[u8], ours: &[SourceMessage], offsets_json: &Pat
             end
         );
     }
+    ours
+}
+
+/// Checks MimeKit's `{stem}.mbox.txt` against its LF offsets (read with `Auto`), then a CRLF
+/// copy of it read in `crlf_dialect` against its DOS offsets; returns both readings.
+fn check_lf_and_crlf(
+    stem: &str,
+    crlf_dialect: MboxDialect,
+) -> (Vec<SourceMessage>, Vec<SourceMessage>) {
+    let dir = mimekit_mbox();
+    let lf_path = dir.join(format!("{stem}.mbox.txt"));
+    let lf_offsets = dir.join(format!("{stem}.unix-offsets.json"));
+    let lf = check_against_offsets(&lf_path, MboxDialect::Auto, &lf_offsets, b"\n");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let crlf_bytes = String::from_utf8_lossy(&std::fs::read(&lf_path).expect("read"))
+        .replace('\n', "\r\n")
+        .into_bytes();
+    let crlf_path = write_file(tmp.path(), &format!("{stem}.dos.mbox"), &crlf_bytes);
+    let crlf_offsets = dir.join(format!("{stem}.dos-offsets.json"));
+    let crlf = check_against_offsets(&crlf_path, crlf_dialect, &crlf_offsets, b"\r\n");
+    (lf, crlf)
 }
 
 #[test]
 fn mimekit_content_length_mbox_matches_known_offsets_lf_and_crlf() {
-    let dir = mimekit_mbox();
-    let lf_path = dir.join("content-length.mbox.txt");
-    let lf = std::fs::read(&lf_path).expect("read");
-    let ours = read_all(&lf_path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(
-        &lf,
-        &ours,
-        &dir.join("content-length.unix-offsets.json"),
-        b"\n",
-    );
-    // Thunderbird "From - DATE" lines give the date when a message has no Date header.
-    assert!(ours.iter().all(|m| m.date.is_some()));
-
-    let tmp = tempfile::tempdir().expect("tmp");
-    let crlf = String::from_utf8_lossy(&lf)
-        .replace('\n', "\r\n")
-        .into_bytes();
-    let crlf_path = write_file(tmp.path(), "content-length.dos.mbox", &crlf);
     // The LF Content-Length values do not fit the CRLF copy, so messages are delimited by
     // From_ lines; MimeKit never unescapes ">From ", which is our mboxcl2 reading.
-    let ours = read_all(&crlf_path, MboxDialect::Mboxcl2, &Default::default());
-    check_against_offsets(
-        &crlf,
-        &ours,
-        &dir.join("content-length.dos-offsets.json"),
-        b"\r\n",
-    );
-    assert!(raw(&ours[0]).ends_with(b"\r\n"));
+    let (lf, crlf) = check_lf_and_crlf("content-length", MboxDialect::Mboxcl2);
+    // Thunderbird "From - DATE" lines give the date when a message has no Date header.
+    assert!(lf.iter().all(|m| m.date.is_some()));
+    assert!(raw(&crlf[0]).ends_with(b"\r\n"));
 }
 
 #[test]
 fn mimekit_gmail_style_mbox_matches_known_offsets() {
-    let dir = mimekit_mbox();
-    let path = dir.join("issue1189.mbox.txt");
-    let data = std::fs::read(&path).expect("read");
-    let ours = read_all(&path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(
-        &data,
-        &ours,
-        &dir.join("issue1189.unix-offsets.json"),
-        b"\n",
-    );
-    assert_eq!(ours[0].date_source, DateSource::Header);
-
-    let tmp = tempfile::tempdir().expect("tmp");
-    let crlf = String::from_utf8_lossy(&data)
-        .replace('\n', "\r\n")
-        .into_bytes();
-    let crlf_path = write_file(tmp.path(), "issue1189.dos.mbox", &crlf);
-    let ours = read_all(&crlf_path, MboxDialect::Auto, &Default::default());
-    check_against_offsets(
-        &crlf,
-        &ours,
-        &dir.join("issue1189.dos-offsets.json"),
-        b"\r\n",
-    );
+    let (lf, _) = check_lf_and_crlf("issue1189", MboxDialect::Auto);
+    assert_eq!(lf[0].date_source, DateSource::Header);
 }
 
 #[test]
 fn unescaped_from_lines_in_bodies_do_not_split_messages() {
     // MimeKit's simple.mbox.txt: "From - " lines with no blank line before them.
-    let simple = read_all(
-        &mimekit_mbox().join("simple.mbox.txt"),
-        MboxDialect::Auto,
-        &Default::default(),
-    );
+    let simple = read_default(&mimekit_mbox().join("simple.mbox.txt"), MboxDialect::Auto);
     assert_eq!(simple.len(), 3);
     assert!(raw(&simple[2]).starts_with(b"From: fejj@gnome.org\n"));
     // unmunged.mbox.txt starts with a UTF-8 BOM, and its bodies hold "From Russia with love".
-    let unmunged = read_all(
-        &mimekit_mbox().join("unmunged.mbox.txt"),
-        MboxDialect::Auto,
-        &Default::default(),
-    );
+    let unmunged = read_default(&mimekit_mbox().join("unmunged.mbox.txt"), MboxDialect::Auto);
     assert_eq!(offset(&unmunged[0]), 3, "the From_ line after the BOM");
     let first = String::from_utf8_lossy(raw(&unmunged[0])).into_owned();
     assert!(
@@ -156,7 +163,7 @@ fn unescaped_from_lines_in_bodies_do_not_split_messages() {
     // CPython's mailbox_01.mbox: "From time to time" in a body.
     let cpython = crate::common::corpora_dir()
         .join("cpython-email-testdata/Lib/test/test_email/data/mailbox_01.mbox");
-    let msgs = read_all(&cpython, MboxDialect::Auto, &Default::default());
+    let msgs = read_default(&cpython, MboxDialect::Auto);
     assert_eq!(msgs.len(), 1);
     assert!(String::from_utf8_lossy(raw(&msgs[0])).contains("\nFrom time to time"));
 }
@@ -179,7 +186,7 @@ fn perl_mail_box_mbox_reads_45_messages_in_lf_and_crlf() {
         dir.display()
     );
     for f in files {
-        let msgs = read_all(&f, MboxDialect::Auto, &Default::default());
+        let msgs = read_default(&f, MboxDialect::Auto);
         assert_eq!(msgs.len(), 45, "{}", f.display());
         let crlf = std::fs::read(&f)
             .map(|d| d.windows(2).any(|w| w == b"\r\n"))
@@ -214,14 +221,13 @@ fn mboxrd(messages: &[&str]) -> Vec<u8> {
 
 #[test]
 fn mboxrd_unescaping_round_trips() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let path = write_file(tmp.path(), "rd.mbox", &mboxrd(&[M1, M2]));
-    let msgs = read_all(&path, MboxDialect::Mboxrd, &Default::default());
+    let (_tmp, path) = temp_file("rd.mbox", &mboxrd(&[M1, M2]));
+    let msgs = read_default(&path, MboxDialect::Mboxrd);
     assert_eq!(msgs.len(), 2);
     assert_eq!(raw(&msgs[0]), M1.as_bytes());
     assert_eq!(raw(&msgs[1]), M2.as_bytes());
     // Auto reads mboxrd the same way.
-    let auto = read_all(&path, MboxDialect::Auto, &Default::default());
+    let auto = read_default(&path, MboxDialect::Auto);
     assert_eq!(raw(&auto[0]), M1.as_bytes());
     assert_eq!(
         msgs[0].date.map(|d| d.to_rfc3339()).as_deref(),
@@ -232,14 +238,13 @@ fn mboxrd_unescaping_round_trips() {
 
 #[test]
 fn mboxo_unescapes_only_single_quoted_from_lines() {
-    let tmp = tempfile::tempdir().expect("tmp");
     // An mboxo writer quotes "From " only; ">From " stays as it was, so ">>From" is ambiguous
     // and mboxo keeps it.
     let file = "From x Mon Jan  1 10:00:00 2024\nSubject: o\n\n>From here\n>>From there\n\nFrom y Mon Jan  1 10:00:00 2024\nSubject: p\n\nbody\n";
-    let path = write_file(tmp.path(), "o.mbox", file.as_bytes());
-    let msgs = read_all(&path, MboxDialect::Mboxo, &Default::default());
+    let (_tmp, path) = temp_file("o.mbox", file.as_bytes());
+    let msgs = read_default(&path, MboxDialect::Mboxo);
     assert_eq!(raw(&msgs[0]), b"Subject: o\n\nFrom here\n>>From there\n");
-    let rd = read_all(&path, MboxDialect::Mboxrd, &Default::default());
+    let rd = read_default(&path, MboxDialect::Mboxrd);
     assert_eq!(raw(&rd[0]), b"Subject: o\n\nFrom here\n>From there\n");
 }
 
@@ -255,7 +260,7 @@ fn mboxcl2_content_length_keeps_from_lines_in_bodies() {
     );
     let path = write_file(tmp.path(), "cl2.mbox", file.as_bytes());
     for dialect in [MboxDialect::Auto, MboxDialect::Mboxcl2] {
-        let msgs = read_all(&path, dialect, &Default::default());
+        let msgs = read_default(&path, dialect);
         assert_eq!(msgs.len(), 2, "{dialect:?}");
         let expected = format!("Subject: cl1\nContent-Length: {}\n\n{body1}", body1.len());
         assert_eq!(String::from_utf8_lossy(raw(&msgs[0])), expected);
@@ -265,16 +270,15 @@ fn mboxcl2_content_length_keeps_from_lines_in_bodies() {
         );
     }
     // Without Content-Length the same file splits at the body's From line.
-    let msgs = read_all(&path, MboxDialect::Mboxrd, &Default::default());
+    let msgs = read_default(&path, MboxDialect::Mboxrd);
     assert_eq!(msgs.len(), 3);
 }
 
 #[test]
 fn a_wrong_content_length_falls_back_to_from_lines() {
-    let tmp = tempfile::tempdir().expect("tmp");
     let file = "From a Mon Jan  1 10:00:00 2024\nSubject: one\nContent-Length: 3\n\nhello world\n\nFrom b Mon Jan  1 10:00:00 2024\nSubject: two\nContent-Length: 9999\n\nbye\n";
-    let path = write_file(tmp.path(), "wrong.mbox", file.as_bytes());
-    let msgs = read_all(&path, MboxDialect::Auto, &Default::default());
+    let (_tmp, path) = temp_file("wrong.mbox", file.as_bytes());
+    let msgs = read_default(&path, MboxDialect::Auto);
     assert_eq!(msgs.len(), 2);
     assert_eq!(
         raw(&msgs[0]),
@@ -287,10 +291,9 @@ fn a_wrong_content_length_falls_back_to_from_lines() {
 
 #[test]
 fn crlf_mbox_keeps_crlf_and_drops_the_separator() {
-    let tmp = tempfile::tempdir().expect("tmp");
     let rd = String::from_utf8_lossy(&mboxrd(&[M1, M2])).replace('\n', "\r\n");
-    let path = write_file(tmp.path(), "crlf.mbox", rd.as_bytes());
-    let msgs = read_all(&path, MboxDialect::Auto, &Default::default());
+    let (_tmp, path) = temp_file("crlf.mbox", rd.as_bytes());
+    let msgs = read_default(&path, MboxDialect::Auto);
     assert_eq!(msgs.len(), 2);
     assert_eq!(raw(&msgs[0]), M1.replace('\n', "\r\n").as_bytes());
     assert_eq!(raw(&msgs[1]), M2.replace('\n', "\r\n").as_bytes());
@@ -308,8 +311,8 @@ fn gzip_mbox_streams_with_offsets_in_the_decompressed_data() {
     gz.write_all(&plain).expect("gzip");
     gz.finish().expect("gzip end");
     let plain_path = write_file(tmp.path(), "box.mbox", &plain);
-    let from_gz = read_all(&path, MboxDialect::Auto, &Default::default());
-    let from_plain = read_all(&plain_path, MboxDialect::Auto, &Default::default());
+    let from_gz = read_default(&path, MboxDialect::Auto);
+    let from_plain = read_default(&plain_path, MboxDialect::Auto);
     assert_eq!(from_gz.len(), 3);
     for (a, b) in from_gz.iter().zip(&from_plain) {
         assert_eq!(a.position, b.position);
@@ -346,10 +349,7 @@ fn gzip_mbox_streams_with_offsets_in_the_decompressed_data() {
 fn empty_missing_and_non_mbox_files() {
     let tmp = tempfile::tempdir().expect("tmp");
     let empty = write_file(tmp.path(), "empty.mbox", b"");
-    assert_eq!(
-        read_all(&empty, MboxDialect::Auto, &Default::default()).len(),
-        0
-    );
+    assert_eq!(read_default(&empty, MboxDialect::Auto).len(), 0);
 
     let missing = tmp.path().join("nope.mbox");
     let err = MboxSource::open(&missing, MboxDialect::Auto, &Default::default()).err();
@@ -372,37 +372,27 @@ fn empty_missing_and_non_mbox_files() {
 
 #[test]
 fn oversized_messages_are_yielded_with_size_and_position() {
-    let tmp = tempfile::tempdir().expect("tmp");
     let big_body = "x".repeat(100) + "\n";
     let big = format!("Subject: big\n\n{}", big_body.repeat(2000)); // ~200 KB
-    let path = write_file(tmp.path(), "big.mbox", &mboxrd(&[M1, &big, M2]));
-    let options = FileSourceOptions {
-        max_message_size: 100_000,
-        ..Default::default()
-    };
-    let msgs = read_all(&path, MboxDialect::Auto, &options);
+    let (_tmp, path) = temp_file("big.mbox", &mboxrd(&[M1, &big, M2]));
+    let msgs = read_with_limit(&path, 100_000);
     assert_eq!(msgs.len(), 3);
     assert_eq!(raw(&msgs[0]), M1.as_bytes());
-    match &msgs[1].content {
-        Content::Oversized { size, head } => {
-            assert_eq!(
-                *size,
-                big.len() as u64 + 1,
-                "size counted before the separator"
-            );
-            assert!(head.len() <= 100_000 && head.starts_with(b"Subject: big\n"));
-        }
-        other => panic!("expected oversized, got {other:?}"),
-    }
+    let (size, head) = oversized(&msgs[1]);
+    assert_eq!(
+        size,
+        big.len() as u64 + 1,
+        "size counted before the separator"
+    );
+    assert!(head.len() <= 100_000 && head.starts_with(b"Subject: big\n"));
     assert!(msgs[1].origin.contains("at byte"), "{}", msgs[1].origin);
     assert_eq!(raw(&msgs[2]), M2.as_bytes());
 }
 
 #[test]
 fn resume_from_an_offset_yields_exactly_the_rest() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let path = write_file(tmp.path(), "r.mbox", &mboxrd(&[M1, M2, M1, M2]));
-    let all = read_all(&path, MboxDialect::Auto, &Default::default());
+    let (_tmp, path) = temp_file("r.mbox", &mboxrd(&[M1, M2, M1, M2]));
+    let all = read_default(&path, MboxDialect::Auto);
     for (i, m) in all.iter().enumerate() {
         let options = FileSourceOptions {
             resume_after: Some(m.position.clone()),
@@ -429,7 +419,7 @@ fn a_truncated_last_message_is_yielded_and_flagged() {
     let mut data = mboxrd(&[M1, M2]);
     data.truncate(data.len() - 5); // cut in the middle of the last line
     let path = write_file(tmp.path(), "cut.mbox", &data);
-    let msgs = read_all(&path, MboxDialect::Auto, &Default::default());
+    let msgs = read_default(&path, MboxDialect::Auto);
     assert_eq!(msgs.len(), 2);
     assert!(!msgs[0].truncated);
     assert!(msgs[1].truncated);
@@ -438,10 +428,9 @@ fn a_truncated_last_message_is_yielded_and_flagged() {
 
 #[test]
 fn mbox_status_headers_give_flags() {
-    let tmp = tempfile::tempdir().expect("tmp");
     let file = "From a Mon Jan  1 10:00:00 2024\nStatus: RO\nX-Status: A\nSubject: s\n\nbody\n";
-    let path = write_file(tmp.path(), "s.mbox", file.as_bytes());
-    let msgs = read_all(&path, MboxDialect::Auto, &Default::default());
+    let (_tmp, path) = temp_file("s.mbox", file.as_bytes());
+    let msgs = read_default(&path, MboxDialect::Auto);
     let flags = msgs[0].flags.expect("flags");
     assert!(flags.seen && flags.answered && !flags.flagged);
 }
@@ -456,20 +445,12 @@ fn very_long_lines_are_read_in_pieces_without_losing_bytes() {
     data.extend_from_slice(b"From x Mon Jan  1 10:00:00 2024\nSubject: huge\n\n");
     data.extend(std::iter::repeat_n(b'q', 3_000_000));
     let path = write_file(tmp.path(), "long.mbox", &data);
-    let options = FileSourceOptions {
-        max_message_size: 1_000_000,
-        ..Default::default()
-    };
-    let msgs = read_all(&path, MboxDialect::Auto, &options);
+    let msgs = read_with_limit(&path, 1_000_000);
     assert_eq!(msgs.len(), 3);
     assert_eq!(raw(&msgs[1]), long.as_bytes());
-    match &msgs[2].content {
-        Content::Oversized { size, head } => {
-            assert_eq!(*size, 3_000_000 + "Subject: huge\n\n".len() as u64);
-            assert!(head.len() <= postern::import::OVERSIZED_HEAD);
-        }
-        other => panic!("expected oversized, got {other:?}"),
-    }
+    let (size, head) = oversized(&msgs[2]);
+    assert_eq!(size, 3_000_000 + "Subject: huge\n\n".len() as u64);
+    assert!(head.len() <= postern::import::OVERSIZED_HEAD);
     assert!(msgs[2].truncated, "the file ends mid-line");
 }
 
@@ -490,7 +471,7 @@ fn a_message_with_a_garbage_header_block_stays_a_message_of_its_own() {
         b"From: bob@example.com\nSubject: third\n\nSee below\n\nFrom the order page, nothing\n",
     );
     let path = write_file(dir.path(), "damaged.mbox", &data);
-    let msgs = read_all(&path, MboxDialect::Auto, &Default::default());
+    let msgs = read_default(&path, MboxDialect::Auto);
     assert_eq!(msgs.len(), 3, "three entries, three messages");
     assert_eq!(
         raw(&msgs[0]),

@@ -2,6 +2,8 @@
 //! the `postern import` binary killed with SIGKILL and run again, and live SMTP delivery as
 //! the reference for threading.
 
+use super::conversations::threads_of;
+use super::generated_mail::{generated_mailbox, mboxrd, BRAND};
 use crate::common::dovecot::{CuttableProxy, Dovecot, PASSWORD, USER};
 use crate::common::*;
 use postern::config::Settings;
@@ -12,13 +14,23 @@ use postern::import::{
 };
 use postern::store::{CommitWriter, Store};
 use serde_json::json;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-const BRAND: &str = "support@shop.test";
+/// A commit writer on `store` with the threading settings of `settings`, as `postern import`
+/// starts it (its task runs on when the handle is dropped).
+async fn import_writer(store: &Store, settings: &Settings) -> CommitWriter {
+    let threading = postern::app::threading_config(store, settings)
+        .await
+        .expect("threading");
+    let (writer, _task) =
+        CommitWriter::spawn(store.database_file(), 64, threading, Box::new(|_, _| {}))
+            .expect("writer");
+    writer
+}
 
 /// A store with one account and a writer, as `postern import` sets them up.
 struct Env {
@@ -55,12 +67,7 @@ impl Env {
                 AccountId(a.id)
             }
         };
-        let threading = postern::app::threading_config(&store, &settings)
-            .await
-            .expect("threading");
-        let (writer, _task) =
-            CommitWriter::spawn(store.database_file(), 64, threading, Box::new(|_, _| {}))
-                .expect("writer");
+        let writer = import_writer(&store, &settings).await;
         Self {
             dir,
             store,
@@ -102,23 +109,6 @@ impl Env {
     }
 }
 
-/// The conversations of an account: the sets of Message-IDs (dedup keys when missing) that
-/// share a ticket.
-async fn threads_of(store: &Store, account: i64) -> BTreeSet<BTreeSet<String>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT ticket_id, COALESCE(message_id, dedup_key) FROM messages WHERE account_id = ?",
-    )
-    .bind(account)
-    .fetch_all(store.pool())
-    .await
-    .expect("messages");
-    let mut by_ticket: HashMap<i64, BTreeSet<String>> = HashMap::new();
-    for (t, id) in rows {
-        by_ticket.entry(t).or_default().insert(id);
-    }
-    by_ticket.into_values().collect()
-}
-
 fn mbox(path: &Path) -> SourceSpec {
     SourceSpec::Mbox {
         path: path.to_path_buf(),
@@ -153,25 +143,10 @@ fn message(id: &str, from: &str, to: &str, subject: &str, date: &str, extra: &st
     )
 }
 
-/// An mbox file of these messages (mboxrd: the writer escapes `From ` lines), each `From `
-/// line naming the message's sender as a delivery agent does.
+/// An mbox file of these messages, each `From ` line naming the message's sender as a
+/// delivery agent does.
 fn write_mbox(path: &Path, messages: &[String]) {
-    let mut out = String::new();
-    for m in messages {
-        out.push_str(&format!(
-            "From {} Mon Jan  1 00:00:00 2024\n",
-            envelope_from(m)
-        ));
-        for line in m.lines() {
-            if line.trim_start_matches('>').starts_with("From ") {
-                out.push('>');
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-        out.push('\n');
-    }
-    std::fs::write(path, out).expect("write mbox");
+    std::fs::write(path, mboxrd(messages, envelope_from)).expect("write mbox");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,12 +434,7 @@ async fn history_joins_the_live_ticket_stays_quiet_and_brand_mail_is_outbound() 
     write_mbox(&path, &old);
     let store = app.store.clone();
     let settings = Settings::load_with_env(None, test_env(app.dir.path(), &[])).expect("settings");
-    let threading = postern::app::threading_config(&store, &settings)
-        .await
-        .expect("threading");
-    let (writer, _t) =
-        CommitWriter::spawn(store.database_file(), 64, threading, Box::new(|_, _| {}))
-            .expect("writer");
+    let writer = import_writer(&store, &settings).await;
     let mut request = ImportRequest::new(
         AccountId(account),
         mbox(&path),
@@ -639,42 +609,17 @@ async fn an_oversized_message_is_quarantined_with_its_size_not_dropped() {
     assert_eq!(position, "mbox:0");
 }
 
-/// Messages in threads, some replies before their parents, dates increasing.
-fn generated_mailbox(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let thread = i / 3;
-            let customer = format!("customer{}@c{}.test", thread % 400, thread % 400);
-            let date = chrono::DateTime::from_timestamp(1_700_000_000 + (i as i64) * 600, 0)
-                .map(|d| d.to_rfc2822())
-                .unwrap_or_default();
-            let (from, to, extra) = match i % 3 {
-                0 => (customer.clone(), BRAND.to_string(), String::new()),
-                1 => (
-                    BRAND.to_string(),
-                    customer.clone(),
-                    format!("In-Reply-To: <m{}@gen.test>", i - 1),
-                ),
-                _ => (
-                    customer.clone(),
-                    BRAND.to_string(),
-                    format!(
-                        "In-Reply-To: <m{}@gen.test>\nReferences: <m{}@gen.test> <m{}@gen.test>",
-                        i - 1,
-                        i - 2,
-                        i - 1
-                    ),
-                ),
-            };
-            message(
-                &format!("m{i}@gen.test"),
-                &from,
-                &to,
-                &format!("order {thread}"),
-                &date,
-                &format!("{extra}\nX-Pad: {}", "x".repeat(i % 500)),
-            )
-        })
+/// The rows `sql` selects, each shown as `label` and its values.
+async fn rows_shown<T>(store: &Store, label: &str, sql: &str) -> Vec<String>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + std::fmt::Debug,
+{
+    sqlx::query_as::<_, T>(sql)
+        .fetch_all(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{label} rows: {e}"))
+        .into_iter()
+        .map(|r| format!("{label} {r:?}"))
         .collect()
 }
 
@@ -684,35 +629,28 @@ async fn store_fingerprint(dir: &Path) -> Vec<String> {
     let store = Store::open(&settings.database_path(), 1)
         .await
         .expect("store");
-    let mut out: Vec<String> = sqlx::query_as::<_, (i64, i64, String, String, String, i64)>(
+    let mut out = rows_shown::<(i64, i64, String, String, String, i64)>(
+        &store,
+        "message",
         "SELECT id, ticket_id, COALESCE(message_id, ''), direction, thread_reason, received_at
          FROM messages ORDER BY id",
     )
-    .fetch_all(store.pool())
-    .await
-    .expect("messages")
-    .into_iter()
-    .map(|r| format!("message {r:?}"))
-    .collect();
+    .await;
     out.extend(
-        sqlx::query_as::<_, (i64, String, String, Option<i64>, i64, i64)>(
+        rows_shown::<(i64, String, String, Option<i64>, i64, i64)>(
+            &store,
+            "ticket",
             "SELECT id, subject, status, merged_into, created_at, COALESCE(customer_id, 0) FROM tickets ORDER BY id",
         )
-        .fetch_all(store.pool())
-        .await
-        .expect("tickets")
-        .into_iter()
-        .map(|r| format!("ticket {r:?}")),
+        .await,
     );
     out.extend(
-        sqlx::query_as::<_, (i64, i64, i64, i64, String)>(
+        rows_shown::<(i64, i64, i64, i64, String)>(
+            &store,
+            "job",
             "SELECT seen, imported, duplicates, quarantined, status FROM import_jobs ORDER BY id",
         )
-        .fetch_all(store.pool())
-        .await
-        .expect("jobs")
-        .into_iter()
-        .map(|r| format!("job {r:?}")),
+        .await,
     );
     store.close().await;
     out
@@ -729,6 +667,17 @@ fn shop_data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     create_account(dir.path(), "Shop", BRAND);
     dir
+}
+
+/// Starts an import slowed to 3000 messages a second (so that it can be killed midway),
+/// its output dropped.
+fn spawn_slowed(command: &mut std::process::Command) -> std::process::Child {
+    command
+        .args(["--max-rate", "3000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn import")
 }
 
 /// Runs an import to its end and returns its JSON summary.
@@ -787,7 +736,7 @@ fn import_command(dir: &Path, mbox: &Path) -> std::process::Command {
 fn max_rate_keeps_each_pass_under_the_limit_and_the_result_the_same() {
     let work = tempfile::tempdir().expect("temp dir");
     let path = work.path().join("paced.mbox");
-    write_mbox(&path, &generated_mailbox(300));
+    write_mbox(&path, &generated_mailbox(300, "pipeline"));
     let data = shop_data_dir();
     // 300 messages at 200 a second: at least 1.5 s to read them, 1.5 s more to commit them.
     let started = std::time::Instant::now();
@@ -822,7 +771,7 @@ fn max_rate_keeps_each_pass_under_the_limit_and_the_result_the_same() {
 fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
     let work = tempfile::tempdir().expect("temp dir");
     let path = work.path().join("big.mbox");
-    write_mbox(&path, &generated_mailbox(6_000));
+    write_mbox(&path, &generated_mailbox(6_000, "pipeline"));
     let [reference, killed] = shop_data_dirs();
     let summary = import_ok(&mut import_command(reference.path(), &path));
     assert_eq!(summary["seen"], 6000);
@@ -831,12 +780,7 @@ fn an_import_killed_with_sigkill_resumes_to_exactly_the_same_store() {
 
     // The same import, killed once a few batches are committed; slowed down so that it is
     // still running then, however fast the machine.
-    let mut child = import_command(killed.path(), &path)
-        .args(["--max-rate", "3000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn import");
+    let mut child = spawn_slowed(&mut import_command(killed.path(), &path));
     let db = killed.path().join("postern.db");
     kill_when(&mut child, "no checkpoint in time", || {
         let seen: i64 =
@@ -892,7 +836,7 @@ impl ImportProgress for CutOnce {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_import_survives_a_dropped_connection_and_matches_the_same_mail_from_an_mbox() {
     let server = Dovecot::start();
-    let msgs: Vec<String> = generated_mailbox(2_000);
+    let msgs: Vec<String> = generated_mailbox(2_000, "pipeline");
     let crlf: Vec<(Vec<u8>, &str)> = msgs
         .iter()
         .map(|m| (m.replace('\n', "\r\n").into_bytes(), "S"))
@@ -955,7 +899,7 @@ async fn imap_import_survives_a_dropped_connection_and_matches_the_same_mail_fro
 async fn a_cancelled_import_stops_at_a_batch_and_the_same_import_resumes() {
     let env = Env::new(&[]).await;
     let path = env.dir.path().join("c.mbox");
-    write_mbox(&path, &generated_mailbox(900));
+    write_mbox(&path, &generated_mailbox(900, "pipeline"));
     let cancel = CancellationToken::new();
     struct CancelAfterFirst(CancellationToken);
     impl ImportProgress for CancelAfterFirst {
@@ -1047,7 +991,7 @@ fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() 
         .map(|i| format!("{i:02} {}\n", "x".repeat(96)))
         .collect();
     let total = 6_000;
-    for (i, m) in generated_mailbox(total).iter().enumerate() {
+    for (i, m) in generated_mailbox(total, "pipeline").iter().enumerate() {
         std::fs::write(
             maildir.join("cur").join(format!("{i:06}.gen:2,S")),
             format!("{m}\n{padding}"),
@@ -1066,12 +1010,7 @@ fn an_import_killed_while_reading_its_source_resumes_without_reading_it_again() 
     import_ok(&mut command(reference.path()));
 
     // Killed once a few megabytes are staged: in the reading pass, nothing committed yet.
-    let mut child = command(killed.path())
-        .args(["--max-rate", "3000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn import");
+    let mut child = spawn_slowed(&mut command(killed.path()));
     let imports = killed.path().join("imports");
     let staging_file = || -> Option<PathBuf> {
         std::fs::read_dir(&imports)

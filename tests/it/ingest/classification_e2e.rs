@@ -50,10 +50,8 @@ async fn bounce_of_our_reply_joins_its_ticket_and_others_are_quarantined() {
     let ours = send(&app, "", &fwd, dsn("reply-1.abc@in.postern.test")).await;
     assert!(ours.contains("queued as m"), "{ours}");
     let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Account(AccountId(account)))
-        .await
-        .unwrap();
+        .ticket_detail(ticket, Scope::Account(AccountId(account)))
+        .await;
     let bounce = t
         .messages
         .iter()
@@ -141,11 +139,7 @@ async fn auto_replies_are_marked_threaded_and_do_not_reopen() {
         .await
         .unwrap();
     send(&app, "ana@customer.test", &fwd, "From: ana@customer.test\nSubject: Auto: Re: Where is my order\nAuto-Submitted: auto-replied\nIn-Reply-To: <o-1@customer.test>\nMessage-ID: <ooo-1@customer.test>\n\nI am on holiday until Monday.\n".into()).await;
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     assert_eq!(t.messages.len(), 2);
     assert_eq!(t.messages[1].classification, "auto_generated");
     assert!(
@@ -159,11 +153,7 @@ async fn auto_replies_are_marked_threaded_and_do_not_reopen() {
     assert_eq!(t.ticket.status, "closed", "an auto-reply does not reopen");
     // A person writing does.
     send(&app, "ana@customer.test", &fwd, "From: ana@customer.test\nSubject: Re: Where is my order\nIn-Reply-To: <o-1@customer.test>\nMessage-ID: <o-2@customer.test>\n\nStill nothing!\n".into()).await;
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     assert_eq!(t.ticket.status, "open");
     // ticket show (text) displays classification and thread reason of every message.
     let shown = cli(app.dir.path(), &["ticket", "show", &ticket.to_string()]);
@@ -183,21 +173,12 @@ async fn winmail_dat_is_unpacked_into_real_attachments() {
             .unwrap();
     let app = spawn_app(&[]).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
-    let addr = app.smtp_addr;
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut c, _) = RawSmtp::connect(addr).unwrap();
-        c.cmd("EHLO outlook.test").unwrap();
-        c.send_exact("jestedfa@microsoft.com", &fwd, &raw).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = app
+        .smtp_send_exact("outlook.test", "jestedfa@microsoft.com", &fwd, raw)
+        .await;
     assert_eq!(r.code, 250, "{}", r.text);
     let ticket = app.store.tickets(AccountId(account), None).await.unwrap()[0].id;
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     let names: Vec<String> = t.messages[0]
         .attachments
         .iter()

@@ -17,7 +17,7 @@
 
 use crate::common::*;
 
-use postern::domain::{AccountId, Scope, TicketId};
+use postern::domain::{AccountId, Scope};
 use postern::ingest::classify::ClassifyContext;
 use postern::ingest::{parse_inbound, parse_message};
 use postern::store::MessageKind;
@@ -378,11 +378,7 @@ async fn check_corpus(
     // Every message of the account, by id, from its tickets.
     let mut messages = HashMap::new();
     for t in app.store.tickets(acct, None).await.expect("tickets") {
-        let detail = app
-            .store
-            .ticket(TicketId(t.id), Scope::Account(acct))
-            .await
-            .expect("ticket");
+        let detail = app.ticket_detail(t.id, Scope::Account(acct)).await;
         assert_eq!(detail.ticket.account_id, account);
         for m in detail.messages {
             messages.insert(m.id, m);
@@ -593,15 +589,7 @@ async fn deliver_corpora(transport: Transport, sender: &'static str) {
         delivered += tally.files;
     }
     println!("[{transport:?}] {delivered} files delivered");
-    for f in &failures {
-        println!("  FAIL {f}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} corpus deliveries went wrong:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    crate::common::fixture_cases::assert_none_failed(&failures, "corpus deliveries went wrong");
     app.stop().await;
 }
 

@@ -39,21 +39,16 @@ refused = s.sendmail("ana@customer.test", [rcpt], data)
 assert not refused, refused
 s.quit()
 "#;
-    let out = Command::new("python3")
-        .args([
+    crate::common::run_ok(
+        Command::new("python3").args([
             "-c",
             script,
             &app.smtp_addr.ip().to_string(),
             &app.smtp_addr.port().to_string(),
             to,
             file.to_str().expect("path"),
-        ])
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "smtplib: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        "smtplib",
     );
 }
 

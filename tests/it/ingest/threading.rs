@@ -24,6 +24,11 @@ struct Conversation {
 }
 
 impl Conversation {
+    /// Sends `text` from `from` to the account's forwarding address; the server's reply.
+    async fn send_as(&self, from: &str, text: &str) -> SmtpReply {
+        self.app.smtp_send("x", from, &self.fwd, text).await
+    }
+
     async fn new() -> Self {
         let app = spawn_app(&[]).await;
         let (account, fwd) = app.account("Acme", "support@acme.test").await;
@@ -147,10 +152,8 @@ async fn customer_agent_customer_outlook_and_header_dropping_client() {
     // The stripped reply part is kept beside the full text.
     let t = c
         .app
-        .store
-        .ticket(TicketId(first.ticket), Scope::Account(AccountId(c.account)))
-        .await
-        .unwrap();
+        .ticket_detail(first.ticket, Scope::Account(AccountId(c.account)))
+        .await;
     let m = t
         .messages
         .iter()
@@ -178,14 +181,7 @@ async fn subject_fallback_respects_the_window_and_the_customer() {
         text = text
             .replace("ana@customer.test", "zoe@other.test")
             .replace("webmail-777", "zoe-1");
-        let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
-        tokio::task::spawn_blocking(move || {
-            let (mut s, _) = RawSmtp::connect(addr).unwrap();
-            s.cmd("EHLO x").unwrap();
-            s.send_mail("zoe@other.test", &fwd, &text).unwrap()
-        })
-        .await
-        .unwrap()
+        c.send_as("zoe@other.test", &text).await
     };
     assert_eq!(other.code, 250);
     assert_eq!(c.open_tickets().await.len(), 2);
@@ -223,14 +219,7 @@ async fn separate_tickets_of_one_conversation_are_merged_and_the_merge_recorded(
     let text = "From: Ana Lima <ana@customer.test>\nTo: support@acme.test\nSubject: order 1234\n\
                 Date: Wed, 04 Nov 2026 09:50:00 +0000\nMessage-ID: <order-z@customer.test>\n\n\
                 About my order 1234.\n";
-    let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut s, _) = RawSmtp::connect(addr).unwrap();
-        s.cmd("EHLO x").unwrap();
-        s.send_mail("ana@customer.test", &fwd, text).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = c.send_as("ana@customer.test", text).await;
     assert_eq!(r.code, 250);
     assert_eq!(c.open_tickets().await.len(), 2);
     // ...and the parent, an answer to the second, brings them together.
@@ -239,14 +228,7 @@ async fn separate_tickets_of_one_conversation_are_merged_and_the_merge_recorded(
         "Message-ID: <parent-a@customer.test>\n",
         "Message-ID: <parent-a@customer.test>\nIn-Reply-To: <order-z@customer.test>\n",
     );
-    let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut s, _) = RawSmtp::connect(addr).unwrap();
-        s.cmd("EHLO x").unwrap();
-        s.send_mail("ana@customer.test", &fwd, &parent).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = c.send_as("ana@customer.test", &parent).await;
     assert_eq!(r.code, 250);
     let a_ticket: i64 = sqlx::query_scalar(
         "SELECT ticket_id FROM messages WHERE message_id = 'parent-a@customer.test'",
@@ -257,12 +239,7 @@ async fn separate_tickets_of_one_conversation_are_merged_and_the_merge_recorded(
     let open = c.open_tickets().await;
     assert_eq!(open, vec![b.ticket], "one ticket left");
     assert_eq!(a_ticket, b.ticket);
-    let t = c
-        .app
-        .store
-        .ticket(TicketId(b.ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = c.app.ticket_detail(b.ticket, Scope::Operator).await;
     assert_eq!(t.messages.len(), 3);
     assert!(
         t.events.iter().any(|e| e.kind == "merged"),
@@ -281,12 +258,7 @@ async fn a_stranger_with_a_copied_reference_gets_a_new_flagged_ticket() {
     assert_ne!(eve.ticket, first.ticket);
     assert_eq!(eve.reason, "unverified_reply");
     assert!(eve.flags.contains(&"unverified_reply".to_string()));
-    let t = c
-        .app
-        .store
-        .ticket(TicketId(eve.ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = c.app.ticket_detail(eve.ticket, Scope::Operator).await;
     assert_eq!(t.ticket.flags, vec!["unverified_reply"]);
     assert_eq!(t.ticket.customer.as_deref(), Some("eve@attacker.test"));
     c.app.stop().await;
@@ -308,12 +280,7 @@ async fn a_cc_participant_replying_joins() {
 async fn forwarded_by_hand_the_customer_is_the_original_sender() {
     let c = Conversation::new().await;
     let fwd = c.deliver("forwarded", "01-agent-forwards.eml").await;
-    let t = c
-        .app
-        .store
-        .ticket(TicketId(fwd.ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = c.app.ticket_detail(fwd.ticket, Scope::Operator).await;
     assert_eq!(t.ticket.customer.as_deref(), Some("carla@customer.test"));
     c.app.stop().await;
 }
@@ -363,14 +330,7 @@ async fn two_replies_to_one_missing_parent_are_one_conversation_at_once() {
             "Subject: Re: Broken zipper (photo 2)",
             "Subject: zipper photo",
         );
-    let (addr, fwd) = (c.app.smtp_addr, c.fwd.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        let (mut s, _) = RawSmtp::connect(addr).unwrap();
-        s.cmd("EHLO x").unwrap();
-        s.send_mail("ana@customer.test", &fwd, &text).unwrap()
-    })
-    .await
-    .unwrap();
+    let r = c.send_as("ana@customer.test", &text).await;
     assert_eq!(r.code, 250);
     let (ticket, reason): (i64, String) = sqlx::query_as(
         "SELECT ticket_id, thread_reason FROM messages WHERE message_id = 'reply-c@customer.test'",

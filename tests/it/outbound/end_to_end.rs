@@ -351,11 +351,7 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
         .smtp_send("customer.test", "ana@customer.test", &fwd, &answer)
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     let back = t
         .messages
         .iter()
@@ -371,11 +367,7 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
     );
     let r = app.smtp_send("mx.customer.test", "", &fwd, &dsn).await;
     assert_eq!(r.code, 250, "{}", r.text);
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     let boss = t
         .deliveries
         .iter()
@@ -437,17 +429,7 @@ async fn app_with_peer(
     peer: &Peer,
     extra: &[(&str, &str)],
 ) -> (TestApp, TestDns, i64, i64, Vec<(String, String)>) {
-    let dns = TestDns::start_in_thread(Zone::default());
-    let port = peer.port.to_string();
-    let mut all = vec![
-        ("POSTERN__OUTBOUND__MODE", "relay"),
-        ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-        ("POSTERN__OUTBOUND__RELAY__PORT", port.as_str()),
-        ("POSTERN__OUTBOUND__RELAY__TLS", "none"),
-    ];
-    all.extend_from_slice(extra);
-    let env = outbound_env(&dns, &all);
-    let app = spawn_app(&pairs(&env)).await;
+    let (app, dns, env) = spawn_relaying_app(peer.port, "none", extra).await;
     let (account, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
     set_up_domain(app.dir.path(), &pairs(&env), &dns, account);
     let ticket =
@@ -492,11 +474,7 @@ async fn permanent_failure_bounces_at_once() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(peer.connections().len(), 1, "no retry after a 5xx");
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     assert!(
         t.events.iter().any(|e| e.kind == "delivery_failed"),
         "{:?}",
@@ -652,13 +630,7 @@ async fn api_replies_and_domains() {
     )
     .await;
     assert_eq!(s, 409, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("postern domain add"),
-        "{v}"
-    );
+    assert_error_message_contains(&v, "postern domain add");
 
     // Agents cannot add domains; admins can, and get the records.
     let (s, _) = call(
@@ -697,13 +669,7 @@ async fn api_replies_and_domains() {
     )
     .await;
     assert_eq!(s, 409, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not verified"),
-        "{v}"
-    );
+    assert_error_message_contains(&v, "not verified");
 
     // A wrong key published: the check says wrong, with the value found.
     let dkim = d["records"]
@@ -782,13 +748,7 @@ async fn api_replies_and_domains() {
         )
         .await;
         assert_eq!(s, 400, "{v}");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("control character"),
-            "{v}"
-        );
+        assert_error_message_contains(&v, "control character");
     }
     let (s, v) = call(&agent, reqwest::Method::POST, &format!("/tickets/{ticket}/replies"), Some(json!({"text": "x", "attachments": [{"filename": "a.pdf", "content_type": "application/pdf", "data": "%%%"}]}))).await;
     assert_eq!(s, 400, "{v}");
@@ -977,11 +937,7 @@ async fn address_literal_recipients_are_refused_and_never_retried() {
     assert_eq!(ana.status, "delivered", "{d:?}");
     // Retries are due every second here: none happens, and the relay never saw the literal.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let t = app
-        .store
-        .ticket(TicketId(ticket), Scope::Operator)
-        .await
-        .unwrap();
+    let t = app.ticket_detail(ticket, Scope::Operator).await;
     let again = t
         .deliveries
         .iter()

@@ -4,14 +4,17 @@
 //! replies go through the outbound queue to Postfix's smtp-sink (relay mode), and dkimpy
 //! checks their signatures against the loopback DNS server.
 
-use crate::common::dns::{TestDns, Zone};
+use crate::common::dns::TestDns;
 use crate::common::outbound::{
-    dkimpy_verify, header, outbound_env, pairs, set_up_domain, wait_deliveries, Sink, BRAND,
+    dkimpy_verify, header, pairs, set_up_domain, spawn_relaying_app, wait_deliveries, Sink, BRAND,
 };
 use crate::common::rules::{
     add_macro, add_rule, cli_raw, send, settled_runs, ticket_by_subject, wait_runs, write,
 };
-use crate::common::{api_token, cli, cli_json, cli_ok, spawn_app, spawn_app_in, TestApp};
+use crate::common::{
+    api_token, assert_error_message_contains, cli, cli_json, cli_ok, spawn_app, spawn_app_in,
+    TestApp,
+};
 use postern::domain::{AccountId, Scope};
 use postern::rules::{ManualClock, QueueReplySender, RulesConfig, RulesEngine};
 use serde_json::{json, Value};
@@ -23,17 +26,7 @@ use std::time::Duration;
 /// DKIM records: (app, dns, sink, environment for the CLI).
 async fn relaying_app(extra: &[(&str, &str)]) -> (TestApp, TestDns, Sink, Vec<(String, String)>) {
     let sink = Sink::start();
-    let dns = TestDns::start_in_thread(Zone::default());
-    let port = sink.port.to_string();
-    let mut all = vec![
-        ("POSTERN__OUTBOUND__MODE", "relay"),
-        ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-        ("POSTERN__OUTBOUND__RELAY__PORT", port.as_str()),
-        ("POSTERN__OUTBOUND__RELAY__TLS", "opportunistic"),
-    ];
-    all.extend_from_slice(extra);
-    let env = outbound_env(&dns, &all);
-    let app = spawn_app(&pairs(&env)).await;
+    let (app, dns, env) = spawn_relaying_app(sink.port, "opportunistic", extra).await;
     (app, dns, sink, env)
 }
 
@@ -707,13 +700,7 @@ async fn rules_and_macros_through_the_api() {
     )
     .await;
     assert_eq!(s, 422, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("line 1, column"),
-        "{v}"
-    );
+    assert_error_message_contains(&v, "line 1, column");
     let (s, m) = call(&app, &admin, Method::POST, "/api/v1/macros", Some(json!({"name": "ack", "body": "Hi {{ customer.first_name }}, ticket {{ ticket.id }}.", "fallback": "there"}))).await;
     assert_eq!(s, 201, "{m}");
     let (s, v) = call(
@@ -729,13 +716,7 @@ async fn rules_and_macros_through_the_api() {
     bad["conditions"]["operator"] = json!("contain");
     let (s, v) = call(&app, &admin, Method::POST, "/api/v1/rules", Some(bad)).await;
     assert_eq!(s, 422);
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("conditions.operator: unknown operator \"contain\""),
-        "{v}"
-    );
+    assert_error_message_contains(&v, "conditions.operator: unknown operator \"contain\"");
     let (s, r) = call(
         &app,
         &admin,

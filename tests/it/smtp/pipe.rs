@@ -2,11 +2,9 @@
 //! tests and the dialog files run against.
 
 use postern::domain::{EmailAddress, Envelope};
-use postern::net::PaceLimits;
 use postern::smtp::{Accepted, Delivery, DeliveryError, RecipientVerdict, Session, SessionConfig};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -45,25 +43,7 @@ impl Delivery for Recorder {
     }
 }
 
-pub fn config() -> SessionConfig {
-    SessionConfig {
-        hostname: "mx.test".into(),
-        max_message_size: 10_000,
-        max_recipients: 3,
-        max_line_length: 512,
-        max_received_headers: 5,
-        max_errors: 10,
-        command_timeout: Duration::from_secs(5),
-        data_pace: PaceLimits {
-            idle: Duration::from_secs(5),
-            total: Some(Duration::from_secs(60)),
-            min_rate: 0,
-            grace: Duration::from_secs(5),
-        },
-        data_budget: postern::smtp::DataBudget::shared(1 << 20),
-        busy: None,
-    }
-}
+pub use crate::common::session_config::session_config as config;
 
 pub fn peer() -> SocketAddr {
     "192.0.2.7:40000".parse().unwrap()
@@ -73,7 +53,23 @@ pub fn peer() -> SocketAddr {
 pub fn session<S>(
     stream: S,
     delivery: Arc<Recorder>,
-    cfg: SessionConfig,
+    cfg: impl Into<Arc<SessionConfig>>,
+    stop: CancellationToken,
+) -> Session<S, Recorder>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    session_with_tls(stream, delivery, cfg, false, false, stop)
+}
+
+/// As [`session`]: `tls_active` when `stream` is inside TLS already, `starttls_offered`
+/// when EHLO offers STARTTLS.
+pub fn session_with_tls<S>(
+    stream: S,
+    delivery: Arc<Recorder>,
+    cfg: impl Into<Arc<SessionConfig>>,
+    tls_active: bool,
+    starttls_offered: bool,
     stop: CancellationToken,
 ) -> Session<S, Recorder>
 where
@@ -82,11 +78,11 @@ where
     Session::new(
         stream,
         delivery,
-        Arc::new(cfg),
+        cfg.into(),
         "t".into(),
         peer(),
-        false,
-        false,
+        tls_active,
+        starttls_offered,
         stop,
     )
 }

@@ -6,7 +6,7 @@
 
 use super::pipe::*;
 use postern::net::PaceLimits;
-use postern::smtp::{Session, SessionConfig, SessionEnd};
+use postern::smtp::{SessionConfig, SessionEnd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,14 +32,7 @@ async fn oversize_is_refused_after_reading_and_session_stays_usable() {
 async fn idle_timeout_and_shutdown_give_421() {
     let mut cfg = config();
     cfg.command_timeout = Duration::from_millis(200);
-    let (mut client, server) = tokio::io::duplex(4096);
-    let s = session(
-        server,
-        Arc::new(Recorder::default()),
-        cfg,
-        CancellationToken::new(),
-    );
-    let task = tokio::spawn(s.run(true));
+    let (mut client, task) = spawn_session(cfg, CancellationToken::new());
     let mut out = Vec::new();
     client.read_to_end(&mut out).await.unwrap();
     task.await.unwrap().unwrap();
@@ -50,14 +43,7 @@ async fn idle_timeout_and_shutdown_give_421() {
     );
 
     let stop = CancellationToken::new();
-    let (mut client, server) = tokio::io::duplex(4096);
-    let s = session(
-        server,
-        Arc::new(Recorder::default()),
-        config(),
-        stop.clone(),
-    );
-    let task = tokio::spawn(s.run(true));
+    let (mut client, task) = spawn_session(config(), stop.clone());
     client.write_all(b"EHLO c\r\n").await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.cancel();
@@ -100,18 +86,15 @@ async fn transaction_in_flight_finishes_despite_shutdown() {
 
 #[tokio::test]
 async fn starttls_drops_pipelined_plaintext() {
+    // Sessions that offer STARTTLS, before the hand-over (which greets) and after it.
+    let run_starttls_session = |stream, tls_active: bool| {
+        let delivery = Arc::new(Recorder::default());
+        let stop = CancellationToken::new();
+        let s = session_with_tls(stream, delivery, config(), tls_active, true, stop);
+        tokio::spawn(s.run(!tls_active))
+    };
     let (mut client, server) = tokio::io::duplex(4096);
-    let s = Session::new(
-        server,
-        Arc::new(Recorder::default()),
-        Arc::new(config()),
-        "t".into(),
-        peer(),
-        false,
-        true,
-        CancellationToken::new(),
-    );
-    let task = tokio::spawn(s.run(true));
+    let task = run_starttls_session(server, false);
     client
         .write_all(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@x.example>\r\n")
         .await
@@ -121,17 +104,7 @@ async fn starttls_drops_pipelined_plaintext() {
         panic!("expected a TLS hand-over")
     };
     // Carry on in plain text as if TLS were up: the injected MAIL must not be answered.
-    let s = Session::new(
-        server,
-        Arc::new(Recorder::default()),
-        Arc::new(config()),
-        "t".into(),
-        peer(),
-        true,
-        true,
-        CancellationToken::new(),
-    );
-    let task = tokio::spawn(s.run(false));
+    let task = run_starttls_session(server, true);
     client
         .write_all(b"MAIL FROM:<a@b.c>\r\nEHLO c\r\nQUIT\r\n")
         .await
@@ -166,16 +139,7 @@ async fn the_memory_budget_holds_back_a_second_big_message_until_the_first_is_do
     let body = format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(150_000));
     let start = |delivery: Arc<Recorder>| {
         let (client, server) = tokio::io::duplex(1 << 20);
-        let s = Session::new(
-            server,
-            delivery,
-            cfg.clone(),
-            "t".into(),
-            peer(),
-            false,
-            false,
-            CancellationToken::new(),
-        );
+        let s = session(server, delivery, cfg.clone(), CancellationToken::new());
         (client, tokio::spawn(s.run(true)))
     };
     let d = Arc::new(Recorder::default());
@@ -213,22 +177,27 @@ async fn the_memory_budget_holds_back_a_second_big_message_until_the_first_is_do
     assert_eq!(budget.available_bytes(), 256 * 1024, "all room given back");
 }
 
+type SessionTask = tokio::task::JoinHandle<std::io::Result<SessionEnd<tokio::io::DuplexStream>>>;
+
+/// Runs a session with `cfg` over an in-memory pipe; returns the client's end and the task.
+fn spawn_session(
+    cfg: SessionConfig,
+    stop: CancellationToken,
+) -> (tokio::io::DuplexStream, SessionTask) {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let s = session(server, Arc::new(Recorder::default()), cfg, stop);
+    (client, tokio::spawn(s.run(true)))
+}
+
 /// Starts a session over an in-memory pipe; returns the client's halves and the task.
 fn start_session(
     cfg: SessionConfig,
 ) -> (
     tokio::io::ReadHalf<tokio::io::DuplexStream>,
     tokio::io::WriteHalf<tokio::io::DuplexStream>,
-    tokio::task::JoinHandle<std::io::Result<SessionEnd<tokio::io::DuplexStream>>>,
+    SessionTask,
 ) {
-    let (client, server) = tokio::io::duplex(1 << 20);
-    let s = session(
-        server,
-        Arc::new(Recorder::default()),
-        cfg,
-        CancellationToken::new(),
-    );
-    let task = tokio::spawn(s.run(true));
+    let (client, task) = spawn_session(cfg, CancellationToken::new());
     let (read, write) = tokio::io::split(client);
     (read, write, task)
 }
@@ -262,70 +231,63 @@ async fn trickle(
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
+/// Asserts that the session's last reply is 421 4.4.2 giving `reason`, and that it closed
+/// the connection after `secs` (whole seconds, end excluded).
+fn assert_cut_off(out: &str, closed: Duration, reason: &str, secs: std::ops::Range<u64>) {
+    let last = last_line(out);
+    assert!(last.starts_with("421 4.4.2 "), "{out}");
+    assert!(last.contains(reason), "{out}");
+    assert!(
+        closed >= Duration::from_secs(secs.start) && closed < Duration::from_secs(secs.end),
+        "closed after {closed:?}, expected within {secs:?} s"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_command_line_trickled_a_byte_at_a_time_is_cut_off_at_the_command_timeout() {
     let mut cfg = config();
     cfg.command_timeout = Duration::from_secs(10);
-    // One byte every 3 s never leaves the connection idle for 10 s.
+    // One byte every 3 s never leaves the connection idle for 10 s; the limit is 10 s for
+    // the whole line.
     let (out, closed) = trickle(cfg, b"EHLO c\r\n", Duration::from_secs(3), 40).await;
-    let last = last_line(&out);
-    assert!(last.starts_with("421 4.4.2 "), "{out}");
-    assert!(
-        last.contains("no complete command line within 10s"),
-        "{out}"
-    );
-    assert!(
-        closed >= Duration::from_secs(10) && closed < Duration::from_secs(11),
-        "closed after {closed:?}, the limit is 10 s for the whole line"
-    );
+    assert_cut_off(&out, closed, "no complete command line within 10s", 10..11);
 }
 
-fn paced(idle: u64, total: u64, min_rate: u64, grace: u64) -> PaceLimits {
-    PaceLimits {
+/// The configuration with message data paced by `idle`, `total`, `min_rate` and `grace`.
+fn paced(idle: u64, total: u64, min_rate: u64, grace: u64) -> SessionConfig {
+    let mut cfg = config();
+    cfg.data_pace = PaceLimits {
         idle: Duration::from_secs(idle),
         total: Some(Duration::from_secs(total)),
         min_rate,
         grace: Duration::from_secs(grace),
-    }
+    };
+    cfg
+}
+
+/// A transaction up to its message data, begun with `data_verb` (DATA or BDAT ...), then
+/// the data one byte every 2 s.
+async fn trickle_message_data(cfg: SessionConfig, data_verb: &str) -> (String, Duration) {
+    let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\n{data_verb}\r\n");
+    trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await
 }
 
 #[tokio::test(start_paused = true)]
 async fn message_data_slower_than_the_minimum_rate_is_cut_off_after_the_grace() {
-    let mut cfg = config();
-    cfg.data_pace = paced(5, 600, 100, 10);
-    let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nDATA\r\n");
     // One byte every 2 s: never idle for 5 s, but 0.5 bytes per second.
-    let (out, closed) = trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await;
-    let last = last_line(&out);
-    assert!(last.starts_with("421 4.4.2 "), "{out}");
-    assert!(last.contains("too slow"), "{out}");
-    assert!(
-        closed >= Duration::from_secs(10) && closed < Duration::from_secs(12),
-        "closed after {closed:?}"
-    );
+    let (out, closed) = trickle_message_data(paced(5, 600, 100, 10), "DATA").await;
+    assert_cut_off(&out, closed, "too slow", 10..12);
 }
 
 #[tokio::test(start_paused = true)]
 async fn message_data_is_cut_off_at_the_total_limit() {
-    let mut cfg = config();
-    cfg.data_pace = paced(5, 20, 0, 0);
-    let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nDATA\r\n");
-    let (out, closed) = trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await;
-    let last = last_line(&out);
-    assert!(last.starts_with("421 4.4.2 "), "{out}");
-    assert!(last.contains("took longer than 20s"), "{out}");
-    assert!(
-        closed >= Duration::from_secs(20) && closed < Duration::from_secs(21),
-        "closed after {closed:?}"
-    );
+    let (out, closed) = trickle_message_data(paced(5, 20, 0, 0), "DATA").await;
+    assert_cut_off(&out, closed, "took longer than 20s", 20..21);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_bdat_chunk_trickled_is_cut_off_too() {
-    let mut cfg = config();
-    cfg.data_pace = paced(5, 600, 100, 10);
-    let prefix = format!("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<{FWD}>\r\nBDAT 1000 LAST\r\n");
-    let (out, closed) = trickle(cfg, prefix.as_bytes(), Duration::from_secs(2), 400).await;
+    let (out, closed) = trickle_message_data(paced(5, 600, 100, 10), "BDAT 1000 LAST").await;
     assert!(out.contains("421 4.4.2 "), "{out}");
     assert!(closed < Duration::from_secs(12), "closed after {closed:?}");
 }
@@ -407,14 +369,17 @@ async fn a_busy_server_gives_command_lines_the_short_limit_even_to_those_already
         "closed {closed:?} after the line began, about as soon as the server became busy"
     );
     drop(write);
+    // A client sending EHLO one byte a second, `bytes` of them at most.
+    let trickle_ehlo = |bytes| {
+        trickle(
+            busy_config(&limits),
+            b"EHLO c\r\n",
+            Duration::from_secs(1),
+            bytes,
+        )
+    };
     // While busy, a trickling client is cut at 3 s.
-    let (out, closed) = trickle(
-        busy_config(&limits),
-        b"EHLO c\r\n",
-        Duration::from_secs(1),
-        40,
-    )
-    .await;
+    let (out, closed) = trickle_ehlo(40).await;
     assert!(last_line(&out).contains("the server is busy"), "{out}");
     assert!(
         closed >= Duration::from_secs(3) && closed < Duration::from_secs(4),
@@ -422,13 +387,7 @@ async fn a_busy_server_gives_command_lines_the_short_limit_even_to_those_already
     );
     // Room again: the usual limit is back.
     held.truncate(5);
-    let (out, closed) = trickle(
-        busy_config(&limits),
-        b"EHLO c\r\n",
-        Duration::from_secs(1),
-        10,
-    )
-    .await;
+    let (out, closed) = trickle_ehlo(10).await;
     assert!(
         closed > Duration::from_secs(10),
         "a client of a server with room is not cut early: {closed:?} {out}"

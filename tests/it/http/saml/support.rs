@@ -255,17 +255,13 @@ pub fn make_idp_key(dir: &Path) {
 
 fn run_idp(args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/saml_idp.py");
-    let out = Command::new(idp_python())
-        .arg("-W")
-        .arg("ignore")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run saml_idp.py");
-    assert!(
-        out.status.success(),
-        "saml_idp.py {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::common::run_ok(
+        Command::new(idp_python())
+            .arg("-W")
+            .arg("ignore")
+            .arg(script)
+            .args(args),
+        &format!("saml_idp.py {args:?} failed"),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
