@@ -42,20 +42,60 @@ pub(super) fn installed() -> Option<&'static ParseProbe> {
 
 /// Whether `raw` has a Content-Type field (or a continuation of one) that names `message`
 /// or `digest`, in any case: the only messages whose parsed tree can nest.
+///
+/// Every message of an import and of live mail passes here, so only header blocks are read:
+/// the message's own, and the one after each line that starts with `--` (where a MIME part
+/// begins); the rest of the body is skipped with a vectorised search for `--`.
 pub fn may_nest(raw: &[u8]) -> bool {
-    let mut in_content_type = false;
-    // CR and LF both end a line here, and empty pieces are skipped: a header the parser
-    // might split differently is looked at either way (too many probes cost little). Every
-    // message of an import and of live mail passes here, bodies included: lines are found
-    // with memchr, and only a Content-Type line or its continuation is searched.
-    let mut start = 0;
-    let ends = memchr::memchr2_iter(b'\n', b'\r', raw).chain(std::iter::once(raw.len()));
-    for end in ends {
-        let line = &raw[start..end];
-        start = end + 1;
-        let Some(&first) = line.first() else {
+    let (nests, mut at) = header_block_may_nest(raw, 0);
+    if nests {
+        return true;
+    }
+    while let Some(found) = memchr::memmem::find(&raw[at..], b"--") {
+        let dashes = at + found;
+        at = dashes + 2;
+        let line_start = dashes == 0 || matches!(raw[dashes - 1], b'\n' | b'\r');
+        if !line_start {
             continue;
+        }
+        // The part's header block starts on the line after the boundary.
+        let Some(eol) = memchr::memchr2(b'\n', b'\r', &raw[dashes..]) else {
+            return false;
         };
+        let (nests, end) = header_block_may_nest(raw, dashes + eol);
+        if nests {
+            return true;
+        }
+        at = end.max(at);
+    }
+    false
+}
+
+/// Reads the header block that starts at `start` (up to its empty line): whether one of its
+/// Content-Type fields names `message` or `digest`, and where the block ends. CR and LF both
+/// end a line here, and empty pieces between a CR and its LF are skipped: a header the parser
+/// might split differently is looked at either way (too many probes cost little).
+fn header_block_may_nest(raw: &[u8], start: usize) -> (bool, usize) {
+    let mut in_content_type = false;
+    let mut line_start = start;
+    let mut previous_end: Option<u8> = None;
+    let ends = memchr::memchr2_iter(b'\n', b'\r', &raw[start..])
+        .map(|i| start + i)
+        .chain(std::iter::once(raw.len()));
+    for end in ends {
+        let line = &raw[line_start..end];
+        let terminator = raw.get(end).copied();
+        line_start = end + 1;
+        let Some(&first) = line.first() else {
+            // CR then LF is one line end; any other empty line ends the block.
+            let crlf = previous_end == Some(b'\r') && terminator == Some(b'\n');
+            previous_end = terminator;
+            if crlf || end == start {
+                continue;
+            }
+            return (false, end);
+        };
+        previous_end = terminator;
         if !matches!(first, b' ' | b'\t') {
             in_content_type =
                 matches!(first, b'c' | b'C') && starts_with_ignore_case(line, b"content-type");
@@ -63,10 +103,10 @@ pub fn may_nest(raw: &[u8]) -> bool {
         if in_content_type
             && (contains_ignore_case(line, b"message") || contains_ignore_case(line, b"digest"))
         {
-            return true;
+            return (true, end);
         }
     }
-    false
+    (false, raw.len())
 }
 
 fn starts_with_ignore_case(line: &[u8], prefix: &[u8]) -> bool {
@@ -349,7 +389,7 @@ mod tests {
 
     #[test]
     fn only_content_types_naming_message_or_digest_may_nest() {
-        let cases: [(&[u8], bool); 10] = [
+        let cases: [(&[u8], bool); 15] = [
             (b"From: a@b.c\r\nMessage-ID: <x@y>\r\n\r\nYour message was received.\r\n", false),
             (b"Content-Type: text/plain\r\n\r\nmessage/rfc822 in a body\r\n", false),
             (b"Content-Type: message/rfc822\r\n\r\n", true),
@@ -360,6 +400,14 @@ mod tests {
             (b"X-Note: digest\r\nContent-Type: text/plain\r\n\r\n", false),
             (b"Subject: hi\nContent-Type: message/rfc822", true),
             (b"Content-Type: text/plain\n\tx\nX: message\n Content-Type: message\n", false),
+            // A Content-Type line in a body that is not a part's header is text.
+            (b"Content-Type: text/plain\r\n\r\nContent-Type: message/rfc822\r\n", false),
+            (b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nX-A: 1\r\nCoNtEnT-TyPe: MeSsAgE/rfc822\r\n\r\n", true),
+            // Bare CRs end lines too, boundaries included.
+            (b"Content-Type: multipart/mixed; boundary=x\r\rbody\r--x\rContent-Type: message/rfc822\r\r", true),
+            // A part's header ends at its empty line; a signature's `-- ` is read as one.
+            (b"Subject: s\n\n--x\nContent-Type: text/plain\n\nContent-Type: message/rfc822\n", false),
+            (b"Subject: s\n\nhi\n-- \nContent-Type: message/rfc822\n", true),
         ];
         for (raw, expected) in cases {
             assert_eq!(may_nest(raw), expected, "{}", String::from_utf8_lossy(raw));
