@@ -1,8 +1,11 @@
 //! Postern: an email ingestion gateway for support teams.
 //!
-//! Parts (see DESIGN.md): `config`, `domain`, `store`, `smtp`, `ingest`, `http`, and
-//! `app` which wires them, `cli` the command line (`main.rs` only parses and dispatches).
-//! `smtp` knows nothing of storage; `domain` imports nothing of ours.
+//! The parts, what each may import, and how a message flows through them are described in
+//! docs/ARCHITECTURE.md: `config`, `domain` (plain types, imports nothing of ours), `net`,
+//! `store` (storage only; SQL lives nowhere else), `smtp` (knows nothing of storage), `auth`,
+//! `ingest` (parse, classify, thread), `import`, `outbound`, `rules`, `http` (nothing below
+//! imports it), `cli` the command line and `app` which wires them (`main.rs` only parses and
+//! dispatches).
 
 pub mod app;
 pub mod auth;
