@@ -1,7 +1,8 @@
 //! Who a message makes a participant of its ticket (the people whose replies may join it,
 //! the threading order's step 3 in docs/ARCHITECTURE.md), and how many at most: a message
-//! with 100,000 addresses in its To header must not add 100,000 rows. The raw message keeps every address, and so do
-//! the message's own To and Cc; only the participant rows are capped.
+//! with 100,000 addresses in its To header must not add 100,000 rows. The raw message keeps
+//! every address, and so do the message's own To and Cc; only the participant rows are
+//! capped.
 
 use crate::domain::Mailbox;
 use std::collections::HashSet;
