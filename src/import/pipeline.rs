@@ -206,6 +206,9 @@ pub trait ImportProgress: Send + Sync {
     fn started(&self, _source: &str, _total: Option<i64>, _counters: &ImportTotals) {}
     /// After each committed batch.
     fn advanced(&self, _counters: &ImportTotals) {}
+    /// Just before the job's final status is written: from then on a client that sees the
+    /// job ended may start the next one, so the job must not count as running any more.
+    fn ending(&self) {}
     /// Once, at the end.
     fn finished(&self, _summary: &ImportSummary) {}
 }
@@ -335,6 +338,7 @@ pub async fn run_import(
         Ok(Ending::Cancelled) => (import_status::INTERRUPTED, None),
         Err(e) => (import_status::FAILED, Some(e.to_string())),
     };
+    progress.ending();
     store
         .finish_import_job(job.id, final_status, error.as_deref(), request.open_newest)
         .await?;

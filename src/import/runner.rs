@@ -194,6 +194,9 @@ struct LiveJob {
     cancel: CancellationToken,
     /// Cancelled by a user (not by the server's shutdown).
     user_cancelled: std::sync::atomic::AtomicBool,
+    /// Its final status is being written or was: it holds no slot any more, although its
+    /// task may still be tidying up (a client that saw it end may start the next job).
+    ended: std::sync::atomic::AtomicBool,
     state: Mutex<LiveState>,
 }
 
@@ -247,6 +250,12 @@ impl LiveJob {
 struct Reporter(Arc<LiveJob>);
 
 impl ImportProgress for Reporter {
+    fn ending(&self) {
+        self.0
+            .ended
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn reading(&self, totals: &StagingTotals) {
         if let Ok(mut s) = self.0.state.lock() {
             s.reading = *totals;
@@ -346,11 +355,14 @@ impl ImportRunner {
         live.snapshot()
     }
 
-    /// The job of this account running in this process, if any.
+    /// The job of this account running in this process, if any (one whose final status is
+    /// written no longer counts, as in [`ImportRunner::start`]'s check).
     pub fn running_job_of(&self, account: AccountId) -> Option<i64> {
         let live = self.live.lock().ok()?;
         live.iter()
-            .find(|(_, j)| j.account == account)
+            .find(|(_, j)| {
+                j.account == account && !j.ended.load(std::sync::atomic::Ordering::SeqCst)
+            })
             .map(|(&id, _)| id)
     }
 
@@ -510,14 +522,19 @@ impl ImportRunner {
                 .live
                 .lock()
                 .map_err(|_| StartError::Invalid("internal error: job table poisoned".into()))?;
-            if let Some((&job, _)) = live.iter().find(|(_, j)| j.account == account) {
+            let running = || {
+                live.iter()
+                    .filter(|(_, j)| !j.ended.load(std::sync::atomic::Ordering::SeqCst))
+            };
+            if let Some((&job, _)) = running().find(|(_, j)| j.account == account) {
                 return Err(StartError::AccountBusy {
                     job,
                     status: import_status::RUNNING,
                 });
             }
-            if live.len() >= self.settings.max_concurrent {
-                return Err(StartError::TooMany(live.len()));
+            let count = running().count();
+            if count >= self.settings.max_concurrent {
+                return Err(StartError::TooMany(count));
             }
         }
         if !request.dry_run {
@@ -602,6 +619,7 @@ impl ImportRunner {
             dry_run: job.options.dry_run,
             cancel: self.stop.child_token(),
             user_cancelled: Default::default(),
+            ended: Default::default(),
             state: Mutex::new(LiveState {
                 reading_since: Some(Instant::now()),
                 ..LiveState::default()
@@ -634,6 +652,10 @@ impl ImportRunner {
             let progress: Arc<dyn ImportProgress> = Arc::new(Reporter(this_live.clone()));
             let result = run_import(&store, &writer, &domain, request, progress, cancel).await;
             drop(writer);
+            // Before the runner writes a status of its own below (dry runs, failures).
+            this_live
+                .ended
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             let status = match &result {
                 Ok(summary) if dry_run => {
                     if let Err(e) = store.record_dry_run(id, &summary.totals, &summary.status).await {

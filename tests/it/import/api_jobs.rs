@@ -972,3 +972,34 @@ async fn a_stopped_job_is_discarded_with_its_files_and_never_resumed() {
     assert_eq!(found(app.store.clone()).await, None);
     app.stop().await;
 }
+
+/// A client that sees its job ended (polling the job, as a script would) may start the next
+/// import of the account at once: the ending job's task, still tidying up, holds no slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_import_starts_as_soon_as_the_previous_one_is_seen_ended() {
+    let app = spawn_app(&[]).await;
+    let (acct, _) = app.account("Shop", BRAND).await;
+    let api = Api::new(app.http_addr, &api_token(app.dir.path(), acct, "admin"));
+    for round in 0..40 {
+        let message = format!(
+            "From: Dana <dana@customer.test>\r\nTo: {BRAND}\r\nSubject: old {round}\r\n\
+             Message-ID: <back-to-back-{round}@customer.test>\r\n\r\nold mail {round}\r\n"
+        );
+        let (s, job) = api.upload("kind=eml", message.into_bytes()).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "round {round}: {job}");
+        let id = job["id"].as_i64().expect("job id");
+        // Only the status, not the end of the job's tidying up (`progress` gone), and as
+        // often as the server answers: the next upload follows the first answer that says
+        // the job ended, as a script's would.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            let job = api.get(&format!("/api/v1/imports/{id}")).await;
+            if ended(&job) {
+                break job;
+            }
+            assert!(Instant::now() < deadline, "round {round}: {job}");
+        };
+        assert_eq!(done["status"], "completed", "round {round}: {done}");
+    }
+    assert_eq!(api.ticket_count().await, 40);
+}
