@@ -972,6 +972,7 @@ impl ParseContext {
                 &Filing {
                     inbound_domain: &self.inbound_domain,
                     max_participants: self.max_participants,
+                    needs_probe: None,
                 },
                 Arc::new(raw),
                 self.account,

@@ -221,6 +221,8 @@ pub struct Filing<'a> {
     pub inbound_domain: &'a str,
     /// `threading.max_participants_per_message`.
     pub max_participants: usize,
+    /// [`parse::needs_probe`] of the message, when the caller found it out already.
+    pub needs_probe: Option<bool>,
 }
 
 /// The rows of one parsed message for one account.
@@ -302,7 +304,10 @@ pub fn intake_items(
 ) -> Vec<Intake> {
     let raw_sha256 = crate::store::blob_key(&raw);
     let context = ClassifyContext::new(filing.inbound_domain);
-    match parse_inbound(&raw, envelope_sender, Some(&context)) {
+    let probe = filing
+        .needs_probe
+        .unwrap_or_else(|| parse::needs_probe(&raw));
+    match parse::parse_inbound_probed(&raw, envelope_sender, Some(&context), probe) {
         Ok(parsed) => {
             // Compressed here, off the writer thread; quarantined mail is stored as it came.
             let raw_packed = crate::store::pack_blob(&raw).map(Arc::new);
@@ -438,6 +443,8 @@ impl Delivery for MailIntake {
         let envelope_json = serde_json::to_string(&envelope).unwrap_or_default();
         let raw = Arc::new(message);
         let auth = self.authenticate(&raw, &envelope, &routes).await?;
+        // Found out once: it decides where the message is parsed, and the parse uses it.
+        let probe = !routes.is_empty() && parse::needs_probe(&raw);
         let items = if routes.is_empty() {
             // Every recipient vanished between RCPT and end of data (account deleted):
             // keep the message anyway, it was accepted at RCPT time.
@@ -452,9 +459,7 @@ impl Delivery for MailIntake {
                 source_position: None,
                 received_at,
             })]
-        } else if raw.len() > INLINE_PARSE_LIMIT
-            || (parse_probe::installed().is_some() && parse_probe::may_nest(&raw))
-        {
+        } else if raw.len() > INLINE_PARSE_LIMIT || probe {
             let sender = envelope.mail_from.clone();
             let domain = self.inbound_domain.clone();
             let max_participants = self.max_participants;
@@ -463,6 +468,7 @@ impl Delivery for MailIntake {
                     &Filing {
                         inbound_domain: &domain,
                         max_participants,
+                        needs_probe: Some(probe),
                     },
                     raw,
                     &envelope_json,
@@ -481,6 +487,7 @@ impl Delivery for MailIntake {
                 &Filing {
                     inbound_domain: &self.inbound_domain,
                     max_participants: self.max_participants,
+                    needs_probe: Some(probe),
                 },
                 raw,
                 &envelope_json,
@@ -570,6 +577,7 @@ mod tests {
             &Filing {
                 inbound_domain: "in.postern.test",
                 max_participants: DEFAULT_MAX_PARTICIPANTS,
+                needs_probe: None,
             },
             raw,
             "{}",

@@ -207,6 +207,12 @@ fn attachment_rows(part: &mail_parser::MessagePart<'_>) -> Vec<NewAttachment> {
     }]
 }
 
+/// Whether [`parse_inbound`] hands `raw` to the probe process first (and so blocks on it):
+/// this process has a probe and the message may hold attached messages.
+pub fn needs_probe(raw: &[u8]) -> bool {
+    parse_probe::installed().is_some() && parse_probe::may_nest(raw)
+}
+
 /// Parses and classifies `raw`. `envelope_sender` stands in for a missing From. A message
 /// that may hold attached messages is parsed first in the probe process, when this process
 /// has one (see [`super::parse_probe`]): blocking, so call it off the async workers for such
@@ -216,23 +222,32 @@ pub fn parse_inbound(
     envelope_sender: Option<&str>,
     context: Option<&ClassifyContext<'_>>,
 ) -> Result<ParsedMessage, Unusable> {
-    if let Some(probe) = parse_probe::installed() {
-        if parse_probe::may_nest(raw) {
-            let domain = context.map_or("", |c| c.inbound_domain);
-            match probe.check(raw, envelope_sender, domain) {
-                Ok(()) => {}
-                // No child to ask (out of processes or descriptors, the binary replaced by
-                // an upgrade): parsed here as without the probe; the nesting cap still holds.
-                Err(failure @ parse_probe::ProbeFailure::Unavailable(_)) => {
-                    tracing::warn!(%failure, "parsing without the probe");
-                }
-                Err(failure) => {
-                    tracing::warn!(%failure, size = raw.len(), "message quarantined by the parse probe");
-                    return Err(Unusable {
-                        reason: "parser_crashed",
-                        detail: failure.to_string(),
-                    });
-                }
+    parse_inbound_probed(raw, envelope_sender, context, needs_probe(raw))
+}
+
+/// [`parse_inbound`] when the caller already knows [`needs_probe`] (`use_probe`): live intake
+/// decides with it where to parse, and the message is not scanned twice.
+pub fn parse_inbound_probed(
+    raw: &[u8],
+    envelope_sender: Option<&str>,
+    context: Option<&ClassifyContext<'_>>,
+    use_probe: bool,
+) -> Result<ParsedMessage, Unusable> {
+    if let Some(probe) = parse_probe::installed().filter(|_| use_probe) {
+        let domain = context.map_or("", |c| c.inbound_domain);
+        match probe.check(raw, envelope_sender, domain) {
+            Ok(()) => {}
+            // No child to ask (out of processes or descriptors, the binary replaced by an
+            // upgrade): parsed here as without the probe; the nesting cap still holds.
+            Err(failure @ parse_probe::ProbeFailure::Unavailable(_)) => {
+                tracing::warn!(%failure, "parsing without the probe");
+            }
+            Err(failure) => {
+                tracing::warn!(%failure, size = raw.len(), "message quarantined by the parse probe");
+                return Err(Unusable {
+                    reason: "parser_crashed",
+                    detail: failure.to_string(),
+                });
             }
         }
     }
