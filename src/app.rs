@@ -66,7 +66,6 @@ pub struct Application {
     smtp: SmtpServer<MailIntake>,
     http: TcpListener,
     http_limits: crate::http::server::HttpLimits,
-    writer: tokio::task::JoinHandle<()>,
     outbound: Arc<OutboundQueue>,
     /// The rules engine and the wake-up intake gives it after each commit.
     rules: Option<(Arc<RulesEngine>, Arc<tokio::sync::Notify>)>,
@@ -205,25 +204,24 @@ impl Application {
             })?
             .log();
         let serve_lock = crate::store::ServeLock::serve(&settings.database_path())?;
-        let store = Store::open_with_cap(
+        let store = Store::open_with(
             &settings.database_path(),
-            settings.store.read_connections,
-            settings.store.max_size,
+            crate::store::StoreOptions {
+                read_connections: settings.store.read_connections,
+                max_size: settings.store.max_size,
+                wal_append_buffer: settings.store.wal_append_buffer,
+                batch_max: settings.store.batch_max,
+                commit_observer: Some(Box::new(crate::metrics::observe_commit)),
+            },
         )
-        .await?
-        .with_wal_append_buffer(settings.store.wal_append_buffer);
+        .await?;
         let outbound = outbound_queue(&settings, &store).await?;
         let threading = threading_config(&store, &settings).await?;
         let rules = settings.rules.enabled.then(|| {
             let engine = Arc::new(rules_engine(&settings, &store, outbound.clone()));
             (engine, Arc::new(tokio::sync::Notify::new()))
         });
-        let (writer, writer_task) = CommitWriter::spawn(
-            store.database_file(),
-            settings.store.batch_max,
-            threading,
-            Box::new(crate::metrics::observe_commit),
-        )?;
+        let writer = CommitWriter::new(&store, threading);
         let imports = Arc::new(ImportRunner::new(
             store.clone(),
             writer.clone(),
@@ -327,7 +325,6 @@ impl Application {
             smtp,
             http,
             http_limits,
-            writer: writer_task,
             outbound,
             rules,
             imports,
@@ -440,17 +437,8 @@ impl Application {
         self.smtp
             .run(shutdown.clone(), self.settings.smtp.shutdown_grace)
             .await;
-        // Import jobs stop after their current batch (interrupted, resumable) and let go of
-        // the writer.
+        // Import jobs stop after their current batch (interrupted, resumable).
         self.imports.shutdown(Duration::from_secs(20)).await;
-        // The SMTP server (and with it the last handle to the writer) is gone: the writer
-        // finishes the batch it holds and stops.
-        if tokio::time::timeout(Duration::from_secs(30), self.writer)
-            .await
-            .is_err()
-        {
-            tracing::error!("storage writer did not stop in time");
-        }
         let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
         if let Some(worker) = outbound {
             // An attempt in flight may finish (it is bounded by outbound.attempt_timeout);
@@ -467,7 +455,13 @@ impl Application {
         for w in workers {
             let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
         }
-        self.store.close().await;
+        // Everything that writes has stopped: the writer commits what it holds and stops.
+        if tokio::time::timeout(Duration::from_secs(30), self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::error!("storage writer did not stop in time");
+        }
         tracing::info!("postern stopped");
         Ok(())
     }

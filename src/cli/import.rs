@@ -133,12 +133,7 @@ pub(super) async fn run(args: ImportArgs, settings: &Settings) -> Result<()> {
     };
     let store = open_store(settings).await?;
     let threading = crate::app::threading_config(&store, settings).await?;
-    let (writer, writer_task) = crate::store::CommitWriter::spawn(
-        store.database_file(),
-        settings.store.batch_max,
-        threading,
-        Box::new(|_, _| {}),
-    )?;
+    let writer = crate::store::CommitWriter::new(&store, threading);
     let mut request = ImportRequest::new(args.account, source, settings.data_dir.join("imports"));
     request.folders = args.folders;
     request.range = range;
@@ -179,7 +174,7 @@ pub(super) async fn run(args: ImportArgs, settings: &Settings) -> Result<()> {
     )
     .await;
     drop(writer);
-    let _ = writer_task.await;
+    store.close().await;
     let summary = result?;
     if args.out.json {
         print_json(&summary)?;

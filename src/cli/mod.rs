@@ -119,10 +119,18 @@ pub async fn run(cli: Cli) -> Result<()> {
 /// 0600) when they are missing; making an existing folder private is left to `postern
 /// serve`, which says so in its log (a command's stderr is its one-line error).
 async fn open_store(settings: &Settings) -> Result<Store> {
-    Store::open(&settings.database_path(), settings.store.read_connections)
-        .await
-        .map(|store| store.with_wal_append_buffer(settings.store.wal_append_buffer))
-        .with_context(|| format!("opening {}", settings.database_path().display()))
+    Store::open_with(
+        &settings.database_path(),
+        crate::store::StoreOptions {
+            read_connections: settings.store.read_connections,
+            max_size: settings.store.max_size,
+            wal_append_buffer: settings.store.wal_append_buffer,
+            batch_max: settings.store.batch_max,
+            commit_observer: None,
+        },
+    )
+    .await
+    .with_context(|| format!("opening {}", settings.database_path().display()))
 }
 
 /// `--account` narrows a command to one account; without it the operator on this machine

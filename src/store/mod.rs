@@ -4,6 +4,7 @@ mod accounts;
 mod api_queries;
 mod blob_codec;
 mod body_codec;
+mod checkpointer;
 mod connection_settings;
 pub use blob_codec::{key as blob_key, pack as pack_blob};
 pub use body_codec::pack as pack_body;
@@ -116,6 +117,15 @@ fn is_disk_full_code(code: i32) -> bool {
     code == SQLITE_FULL || code == SQLITE_IOERR_SHMSIZE
 }
 
+/// Whether a write failed on a UNIQUE (or PRIMARY KEY) constraint: the thing exists already.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 19 | (6 << 8);
+    const SQLITE_CONSTRAINT_UNIQUE: i32 = 19 | (8 << 8);
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {
@@ -163,16 +173,52 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// How a [`Store`] opens its database (the `[store]` settings).
+pub struct StoreOptions {
+    /// Connections of the read pool.
+    pub read_connections: u32,
+    /// Largest size of the database in bytes (0: no cap); beyond it writes fail as "disk full".
+    pub max_size: u64,
+    /// Gather the writer's WAL appends into one write per commit (`store.wal_append_buffer`).
+    pub wal_append_buffer: bool,
+    /// Most jobs the writer commits in one transaction (`store.batch_max`).
+    pub batch_max: usize,
+    /// Told of every group commit (metrics).
+    pub commit_observer: Option<CommitObserver>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            read_connections: 4,
+            max_size: 0,
+            wal_append_buffer: true,
+            batch_max: 256,
+            commit_observer: None,
+        }
+    }
+}
+
+/// The database: a pool of connections that read (sqlx), and the one writer thread that
+/// every write goes through (writer.rs, rusqlite).
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
     file: DatabaseFile,
+    lane: writer::WriteLane,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
-        Self::open_with_cap(path, read_connections, 0).await
+        Self::open_with(
+            path,
+            StoreOptions {
+                read_connections,
+                ..StoreOptions::default()
+            },
+        )
+        .await
     }
 
     /// Like [`Store::open`], with the database capped at `max_size` bytes (0: no cap).
@@ -182,6 +228,27 @@ impl Store {
         read_connections: u32,
         max_size: u64,
     ) -> Result<Self, StoreError> {
+        Self::open_with(
+            path,
+            StoreOptions {
+                read_connections,
+                max_size,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Opens (creating if needed) the database at `path`, applies pending migrations and
+    /// starts the writer.
+    pub async fn open_with(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let StoreOptions {
+            read_connections,
+            max_size,
+            wal_append_buffer,
+            batch_max,
+            commit_observer,
+        } = options;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             crate::private_files::create_dir_all(parent).map_err(|source| StoreError::DataDir {
                 path: parent.display().to_string(),
@@ -221,10 +288,14 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         migrations::migrate(&options, &pool).await?;
-        Ok(Self {
-            pool,
-            file: DatabaseFile::new(path, max_size),
-        })
+        let mut file = DatabaseFile::new(path, max_size);
+        file.wal_append_buffer = wal_append_buffer;
+        let lane = writer::WriteLane::spawn(
+            &file,
+            batch_max,
+            commit_observer.unwrap_or_else(|| Box::new(|_, _| {})),
+        )?;
+        Ok(Self { pool, file, lane })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -241,11 +312,19 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// Whether the group-commit writer gathers its WAL appends (`store.wal_append_buffer`;
-    /// on by default).
-    pub fn with_wal_append_buffer(mut self, on: bool) -> Self {
-        self.file.wal_append_buffer = on;
-        self
+    /// Runs `work` in the writer's next transaction (group commit) and returns its value
+    /// once it is durable: the one way anything is written. `work` may run more than once
+    /// (see [`writer::WriteLane::write`]).
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.lane.write(work).await
+    }
+
+    pub(in crate::store) fn lane(&self) -> &writer::WriteLane {
+        &self.lane
     }
 
     /// The database file, for the group-commit writer's own connection.
@@ -276,7 +355,9 @@ impl Store {
         Ok(key.into_bytes())
     }
 
+    /// Commits what the writer holds, stops it and closes the pool. Writes fail afterwards.
     pub async fn close(&self) {
+        self.lane.stop().await;
         self.pool.close().await;
     }
 }

@@ -13,16 +13,19 @@ impl Store {
     /// value ever after. Two processes asking at once agree (the first insert wins).
     pub async fn generated_secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         let fresh = hex::encode(rand::random::<[u8; 32]>());
-        sqlx::query(
-            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(name)
-        .bind(&fresh)
-        .execute(self.pool())
-        .await?;
-        let key: String = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(self.pool())
+        let name = name.to_string();
+        let key: String = self
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    (&name, &fresh),
+                )?;
+                Ok(conn.query_row(
+                    "SELECT value FROM server_secrets WHERE name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )?)
+            })
             .await?;
         Ok(key.into_bytes())
     }

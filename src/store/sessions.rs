@@ -28,22 +28,18 @@ impl Store {
         let value = random_secret();
         let now = now_ms();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, account_id, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(secret_hash(&value))
-        .bind(user)
-        .bind(account.0)
-        .bind(now)
-        .bind(now.saturating_add(ttl_ms))
-        .execute(self.pool())
+        let hash = secret_hash(&value);
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, account_id, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                (&hash, user, account.0, now, now.saturating_add(ttl_ms)),
+            )?;
+            // Expired sessions go when new ones come: no separate sweeper needed.
+            conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
+            Ok(())
+        })
         .await?;
-        // Expired sessions go when new ones come: no separate sweeper needed.
-        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
-            .bind(now)
-            .execute(self.pool())
-            .await?;
         Ok(value)
     }
 
@@ -72,11 +68,12 @@ impl Store {
 
     /// Signs out: the cookie value stops working. Unknown values are ignored.
     pub async fn delete_session(&self, value: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-            .bind(secret_hash(value))
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        let hash = secret_hash(value);
+        self.write(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])?;
+            Ok(())
+        })
+        .await
     }
 
     /// Signs out of one account: the cookie value stops working if it is a session of
@@ -86,11 +83,14 @@ impl Store {
         account: AccountId,
         value: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ? AND account_id = ?")
-            .bind(secret_hash(value))
-            .bind(account.0)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        let hash = secret_hash(value);
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM sessions WHERE token_hash = ?1 AND account_id = ?2",
+                (&hash, account.0),
+            )?;
+            Ok(())
+        })
+        .await
     }
 }

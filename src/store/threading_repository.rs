@@ -199,8 +199,9 @@ pub trait ThreadingRepository: ThreadingFacts + IntakeWrites + BounceRecords {}
 impl<T: ThreadingFacts + IntakeWrites + BounceRecords + ?Sized> ThreadingRepository for T {}
 
 /// How the writer files each message of a batch: the decisions, implemented in `ingest`
-/// and handed to the writer when it starts, so that `store` never imports `ingest`.
-pub trait MessageFiler: Send + 'static {
+/// and handed to the writer with each batch of messages, so that `store` never imports
+/// `ingest`.
+pub trait MessageFiler: Send + Sync + 'static {
     fn file(
         &self,
         repo: &mut dyn ThreadingRepository,

@@ -1,6 +1,6 @@
 //! Agents and admins of an account.
 
-use super::{now_ms, Store, StoreError};
+use super::{is_unique_violation, now_ms, Store, StoreError};
 use crate::domain::{AccountId, EmailAddress, Role};
 use serde::Serialize;
 
@@ -95,27 +95,24 @@ impl Store {
     ) -> Result<UserView, StoreError> {
         self.account(account).await?;
         let name = clean_name(name)?;
-        let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-            "INSERT INTO users (account_id, email, name, role, created_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(account.0)
-        .bind(email.normalized())
-        .bind(name)
-        .bind(role.as_str())
-        .bind(now_ms())
-        .fetch_one(self.pool())
-        .await;
-        match inserted {
-            Ok(id) => self.user(id, account).await,
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Err(StoreError::Conflict(format!(
-                    "the account already has a user with the address {}",
-                    email.normalized()
-                )))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let address = email.normalized().to_string();
+        let id = self
+            .write(move |conn| {
+                conn.query_row(
+                    "INSERT INTO users (account_id, email, name, role, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                    (account.0, &address, &name, role.as_str(), now_ms()),
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| match is_unique_violation(&e) {
+                    true => StoreError::Conflict(format!(
+                        "the account already has a user with the address {address}"
+                    )),
+                    false => e.into(),
+                })
+            })
+            .await?;
+        self.user(id, account).await
     }
 
     /// Just-in-time provisioning for single sign-on: the user with this address in the
@@ -130,19 +127,20 @@ impl Store {
     ) -> Result<UserView, StoreError> {
         self.account(account).await?;
         let name = clean_name(name)?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (account_id, email, name, role, created_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (account_id, email) DO UPDATE
-               SET name = COALESCE(excluded.name, users.name), role = excluded.role
-             RETURNING id",
-        )
-        .bind(account.0)
-        .bind(email.normalized())
-        .bind(name)
-        .bind(role.as_str())
-        .bind(now_ms())
-        .fetch_one(self.pool())
-        .await?;
+        let address = email.normalized().to_string();
+        let id: i64 = self
+            .write(move |conn| {
+                Ok(conn.query_row(
+                    "INSERT INTO users (account_id, email, name, role, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (account_id, email) DO UPDATE
+                       SET name = COALESCE(excluded.name, users.name), role = excluded.role
+                     RETURNING id",
+                    (account.0, &address, &name, role.as_str(), now_ms()),
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
         self.user(id, account).await
     }
 
@@ -157,31 +155,26 @@ impl Store {
             Some(n) => clean_name(n.as_deref())?,
             None => current.name,
         };
-        sqlx::query(
-            "UPDATE users SET name = ?, role = ?, disabled = ? WHERE id = ? AND account_id = ?",
-        )
-        .bind(name)
-        .bind(changes.role.unwrap_or(current.role).as_str())
-        .bind(changes.disabled.unwrap_or(current.disabled))
-        .bind(id)
-        .bind(account.0)
-        .execute(self.pool())
+        let role = changes.role.unwrap_or(current.role);
+        let disabled = changes.disabled.unwrap_or(current.disabled);
+        let disabling = changes.disabled == Some(true);
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE users SET name = ?1, role = ?2, disabled = ?3 WHERE id = ?4 AND account_id = ?5",
+                (&name, role.as_str(), disabled, id, account.0),
+            )?;
+            if disabling {
+                // A disabled user is signed out everywhere at once, and the API tokens they
+                // made are revoked: enabling the user again does not bring those back.
+                conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+                conn.execute(
+                    "UPDATE api_tokens SET revoked_at = ?1 WHERE created_by_user_id = ?2 AND revoked_at IS NULL",
+                    (now_ms(), id),
+                )?;
+            }
+            Ok(())
+        })
         .await?;
-        if changes.disabled == Some(true) {
-            // A disabled user is signed out everywhere at once, and the API tokens they made
-            // are revoked: enabling the user again does not bring those back.
-            sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-                .bind(id)
-                .execute(self.pool())
-                .await?;
-            sqlx::query(
-                "UPDATE api_tokens SET revoked_at = ? WHERE created_by_user_id = ? AND revoked_at IS NULL",
-            )
-            .bind(now_ms())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        }
         self.user(id, account).await
     }
 }

@@ -1,6 +1,8 @@
-//! Group commit: one thread owns the writing connection and commits the messages of all
-//! sessions in shared transactions. Each session waits for the commit (fsync'd, since the
-//! database runs with synchronous=FULL) that holds its message, then answers 250.
+//! The one write path of the database: one thread owns the writing connection and commits
+//! everything that is written (messages of all SMTP sessions and imports, and every other
+//! write: API, rules, outbound, CLI) in shared transactions. Each caller waits for the commit
+//! (fsync'd, since the database runs with synchronous=FULL) that holds its work: an SMTP
+//! session then answers 250.
 //!
 //! The writer is a plain thread with its own rusqlite connection (the same bundled SQLite
 //! as sqlx's pool) and prepared statements: going through sqlx's async connection costs a
@@ -8,13 +10,13 @@
 //! message that, not the disk, was what limited intake. WAL checkpoints run on another
 //! thread so that commits never wait for pages to be copied into the database file.
 
+use super::checkpointer::Checkpointer;
 use super::intake::{Intake, IntakeOutcome};
 use super::threading_repository::{MessageFiler, QuarantineStatus};
 use super::threading_sqlite::{store_import_checkpoint, store_quarantine, SqliteThreading};
 use super::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -62,80 +64,202 @@ impl DatabaseFile {
     }
 }
 
-struct Job {
+/// What the writer is asked to do.
+enum Job {
+    /// Messages to file (and quarantine entries, import checkpoints), all or none.
+    Intake(IntakeJob),
+    /// Any other write (see [`WriteLane::write`]).
+    Work(Box<dyn WriteWork>),
+    /// Commit what came before, then stop.
+    Stop(oneshot::Sender<()>),
+}
+
+struct IntakeJob {
     items: Vec<Intake>,
+    filer: Arc<dyn MessageFiler>,
     reply: oneshot::Sender<Result<Vec<IntakeOutcome>, StoreError>>,
 }
 
-/// Handle to the writer thread; cheap to clone.
+/// A write of the API, the rules, the outbound queue or a command, run on the writer's
+/// transaction. It may run more than once: a batch in which an intake job fails is rolled
+/// back and run again job by job.
+trait WriteWork: Send {
+    fn run(&mut self, conn: &Connection) -> Result<(), StoreError>;
+    /// Once the batch is committed (or has failed): hands the result to the caller.
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct TypedWork<T, F> {
+    work: F,
+    value: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> WriteWork for TypedWork<T, F>
+where
+    T: Send,
+    F: FnMut(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        match (self.work)(conn) {
+            Ok(value) => {
+                self.value = Some(Ok(value));
+                Ok(())
+            }
+            Err(e) => {
+                // The caller gets this error; the batch only needs to know it failed.
+                let summary = batch_failure(&e);
+                self.value = Some(Err(e));
+                Err(summary)
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let result = match (committed, self.value) {
+            (_, Some(Err(e))) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Ok(()), None) => Err(StoreError::Internal("a write was never run".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Handle to the writer thread, owned by the [`Store`](super::Store); cheap to clone.
 #[derive(Clone)]
-pub struct CommitWriter {
+pub(super) struct WriteLane {
     jobs: mpsc::Sender<Job>,
 }
 
 /// Told of every group commit: how long it took and how many jobs it held (metrics).
 pub type CommitObserver = Box<dyn Fn(Duration, usize) + Send>;
 
-impl CommitWriter {
-    /// Starts the writer (and its checkpointer) on `db`. They stop when every handle is
-    /// dropped, after committing what they hold; the returned task ends then.
-    pub fn spawn(
+impl WriteLane {
+    /// Starts the writer (and its checkpointer) on `db`. It stops on [`WriteLane::stop`] or
+    /// when every handle is dropped, after committing what it holds.
+    pub(super) fn spawn(
         db: &DatabaseFile,
         batch_max: usize,
-        filer: impl Into<Box<dyn MessageFiler>>,
         observer: CommitObserver,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
+    ) -> Result<Self, StoreError> {
         let batch_max = batch_max.max(1);
-        let filer = filer.into();
         let conn = db.open()?;
         let checkpoints = Checkpointer::start(db)?;
         let (tx, rx) = mpsc::channel(batch_max * 4);
-        let (done, stopped) = oneshot::channel::<()>();
         std::thread::Builder::new()
             .name("postern-writer".into())
             .spawn(move || {
-                run(conn, rx, batch_max, &*filer, &observer, &checkpoints);
+                let stopped = run(conn, rx, batch_max, &observer, &checkpoints);
                 checkpoints.stop();
-                let _ = done.send(());
+                if let Some(stopped) = stopped {
+                    let _ = stopped.send(());
+                }
             })
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-        let handle = tokio::spawn(async move {
-            let _ = stopped.await;
-        });
-        Ok((Self { jobs: tx }, handle))
+        Ok(Self { jobs: tx })
     }
 
-    /// Stores `items` atomically (all or none) and returns once they are durable.
-    pub async fn submit(&self, items: Vec<Intake>) -> Result<Vec<IntakeOutcome>, StoreError> {
+    /// Runs `work` in the writer's next transaction and returns its value once that is
+    /// committed. `work` may run more than once (it must not consume what it captures);
+    /// should it fail, what it wrote is rolled back and nothing else is affected.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply, wait) = oneshot::channel();
+        let job = Job::Work(Box::new(TypedWork {
+            work,
+            value: None,
+            reply,
+        }));
         self.jobs
-            .send(Job { items, reply })
+            .send(job)
             .await
             .map_err(|_| StoreError::WriterGone)?;
         wait.await.map_err(|_| StoreError::WriterGone)?
     }
+
+    async fn submit(
+        &self,
+        items: Vec<Intake>,
+        filer: Arc<dyn MessageFiler>,
+    ) -> Result<Vec<IntakeOutcome>, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.jobs
+            .send(Job::Intake(IntakeJob {
+                items,
+                filer,
+                reply,
+            }))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        wait.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Commits what was asked before, stops the writer and its checkpointer (which leaves an
+    /// empty WAL behind) and returns once they are stopped. Later writes fail.
+    pub(super) async fn stop(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.jobs.send(Job::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+    }
 }
 
+/// Files messages through the store's writer with ingest's threading order (`filer`).
+#[derive(Clone)]
+pub struct CommitWriter {
+    lane: WriteLane,
+    filer: Arc<dyn MessageFiler>,
+}
+
+impl CommitWriter {
+    pub fn new(store: &super::Store, filer: impl Into<Box<dyn MessageFiler>>) -> Self {
+        Self {
+            lane: store.lane().clone(),
+            filer: Arc::from(filer.into()),
+        }
+    }
+
+    /// Stores `items` atomically (all or none) and returns once they are durable.
+    pub async fn submit(&self, items: Vec<Intake>) -> Result<Vec<IntakeOutcome>, StoreError> {
+        self.lane.submit(items, self.filer.clone()).await
+    }
+}
+
+/// The writer thread's loop; returns whom to tell once it has stopped, if asked to.
 fn run(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     batch_max: usize,
-    filer: &dyn MessageFiler,
     observer: &CommitObserver,
     checkpoints: &Checkpointer,
-) {
+) -> Option<oneshot::Sender<()>> {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     let dropper = Dropper::start();
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < batch_max {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    let mut stop = None;
+    while stop.is_none() {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Stop(done) => stop = Some(done),
+                job => batch.push(job),
             }
+            if stop.is_some() || batch.len() >= batch_max {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if batch.is_empty() {
+            continue;
         }
         let started = std::time::Instant::now();
-        let results = commit_batch(&mut conn, &batch, filer);
+        let results = commit_batch(&mut conn, &mut batch);
         let took = started.elapsed();
         checkpoints.nudge();
         observer(took, batch.len());
@@ -144,26 +268,43 @@ fn run(
             micros = took.as_micros() as u64,
             "group commit"
         );
+        let mut stored = Vec::with_capacity(batch.len());
         match results {
             Ok(per_job) => {
-                let mut stored = Vec::with_capacity(batch.len());
                 for (job, result) in batch.drain(..).zip(per_job) {
-                    let _ = job.reply.send(result);
-                    stored.push(job.items);
+                    match (job, result) {
+                        (Job::Intake(job), result) => {
+                            let _ = job.reply.send(result.map(|done| done.unwrap_or_default()));
+                            stored.push(job.items);
+                        }
+                        (Job::Work(work), result) => work.finish(result.map(|_| ())),
+                        (Job::Stop(_), _) => {}
+                    }
                 }
-                dropper.discard(stored);
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
                 for job in batch.drain(..) {
-                    let err = match &e {
-                        StoreError::DiskFull(msg) => StoreError::DiskFull(msg.clone()),
-                        other => StoreError::Internal(format!("commit failed: {other}")),
-                    };
-                    let _ = job.reply.send(Err(err));
+                    match job {
+                        Job::Intake(job) => {
+                            let _ = job.reply.send(Err(batch_failure(&e)));
+                        }
+                        Job::Work(work) => work.finish(Err(batch_failure(&e))),
+                        Job::Stop(_) => {}
+                    }
                 }
             }
         }
+        dropper.discard(stored);
+    }
+    stop
+}
+
+/// What each job of a batch that could not be committed is told.
+fn batch_failure(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::DiskFull(msg) => StoreError::DiskFull(msg.clone()),
+        other => StoreError::Internal(format!("commit failed: {other}")),
     }
 }
 
@@ -187,6 +328,9 @@ impl Dropper {
     }
 
     fn discard(&self, items: Vec<Vec<Intake>>) {
+        if items.is_empty() {
+            return;
+        }
         if let Some(tx) = &self.items {
             let _ = tx.send(items);
         }
@@ -226,30 +370,47 @@ fn store_items(
     Ok(outcomes)
 }
 
-/// One transaction for the whole batch. Jobs almost never fail, so the batch first runs
+/// A job's result within a batch: an intake job's outcomes, or `None` for other work
+/// (whose value stays with it).
+type JobResult = Result<Option<Vec<IntakeOutcome>>, StoreError>;
+
+/// One job on `conn`.
+fn run_job(conn: &Connection, job: &mut Job) -> JobResult {
+    match job {
+        Job::Intake(job) => store_items(conn, &job.items, &*job.filer).map(Some),
+        Job::Work(work) => work.run(conn).map(|()| None),
+        Job::Stop(_) => Ok(None),
+    }
+}
+
+/// One transaction for the whole batch. Intake jobs almost never fail, so they first run
 /// without savepoints (a savepoint makes SQLite copy every page it touches to a statement
-/// journal); if a job fails, the batch is rolled back and run again with one savepoint per
-/// job, so that the failing job does not take the others down.
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &[Job],
-    filer: &dyn MessageFiler,
-) -> Result<Vec<Result<Vec<IntakeOutcome>, StoreError>>, StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+/// journal); if one fails, the batch is rolled back and run again with one savepoint per
+/// job, so that the failing job does not take the others down. Other work (API, rules...)
+/// fails more often (a conflict, a missing row) and always runs in a savepoint of its own.
+fn commit_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<Vec<JobResult>, StoreError> {
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
+    let alone = batch.len() == 1;
     let mut failed = false;
-    for job in batch {
-        match store_items(&tx, &job.items, filer) {
-            Ok(outcomes) => results.push(Ok(outcomes)),
-            Err(e) if batch.len() == 1 => results.push(Err(e)),
-            Err(_) => {
-                failed = true;
-                break;
-            }
+    for job in batch.iter_mut() {
+        if alone {
+            results.push(run_job(&tx, job));
+            continue;
+        }
+        match job {
+            Job::Work(_) => results.push(in_savepoint(&mut tx, job)?),
+            _ => match run_job(&tx, job) {
+                Ok(done) => results.push(Ok(done)),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            },
         }
     }
     if !failed {
-        if results.iter().all(Result::is_ok) {
+        if results.iter().all(Result::is_ok) || !alone {
             tx.commit()?;
         }
         // Else the batch's only job failed: dropping `tx` rolls it back.
@@ -257,147 +418,43 @@ fn commit_batch(
     }
     // Dropping rolls back (SQLite may already have, after disk full or an I/O error).
     drop(tx);
-    commit_batch_isolated(conn, batch, filer)
+    commit_batch_isolated(conn, batch)
+}
+
+/// Runs `job` in a savepoint: its failure rolls back only its own writes. Fails as a whole
+/// when SQLite rolled the whole transaction back by itself (disk full, I/O error): the
+/// savepoint is gone with it.
+fn in_savepoint(
+    tx: &mut rusqlite::Transaction<'_>,
+    job: &mut Job,
+) -> Result<JobResult, StoreError> {
+    let sp = tx.savepoint()?;
+    match run_job(&sp, job) {
+        Ok(done) => {
+            sp.commit()?;
+            Ok(Ok(done))
+        }
+        Err(e) => {
+            if sp.is_autocommit() || sp.finish().is_err() {
+                return Err(e);
+            }
+            Ok(Err(e))
+        }
+    }
 }
 
 /// The slow path of [`commit_batch`]: one savepoint per job.
 fn commit_batch_isolated(
     conn: &mut Connection,
-    batch: &[Job],
-    filer: &dyn MessageFiler,
-) -> Result<Vec<Result<Vec<IntakeOutcome>, StoreError>>, StoreError> {
+    batch: &mut [Job],
+) -> Result<Vec<JobResult>, StoreError> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        let sp = tx.savepoint()?;
-        match store_items(&sp, &job.items, filer) {
-            Ok(outcomes) => {
-                sp.commit()?;
-                results.push(Ok(outcomes));
-            }
-            Err(e) => {
-                // SQLite rolls the whole transaction back by itself on some errors (disk
-                // full, I/O): then the savepoint is gone and the batch fails as a whole.
-                if sp.is_autocommit() || sp.finish().is_err() {
-                    return Err(e);
-                }
-                results.push(Err(e));
-            }
-        }
+    for job in batch.iter_mut() {
+        results.push(in_savepoint(&mut tx, job)?);
     }
     tx.commit()?;
     Ok(results)
-}
-
-/// Copies WAL frames into the database file in the background (PASSIVE: it never blocks
-/// the writer or readers), so the WAL stays short and commits only append to it.
-struct Checkpointer {
-    stop: Arc<AtomicBool>,
-    /// Set while the checkpointer sleeps for lack of work: only then does a nudge wake it
-    /// (waking it during its gap between busy checkpoints cost a thread switch per commit).
-    idle: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Checkpointer {
-    fn start(db: &DatabaseFile) -> Result<Self, StoreError> {
-        let conn = db.open()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let idle = Arc::new(AtomicBool::new(false));
-        let (flag, sleeping) = (stop.clone(), idle.clone());
-        let thread = std::thread::Builder::new()
-            .name("postern-checkpoint".into())
-            .spawn(move || checkpoint_loop(&conn, &flag, &sleeping))
-            .map_err(|e| {
-                StoreError::Internal(format!("cannot start the checkpoint thread: {e}"))
-            })?;
-        Ok(Self { stop, idle, thread })
-    }
-
-    /// A commit just landed: copy it now if the checkpointer was idle (see `checkpoint_loop`).
-    fn nudge(&self) {
-        if self.idle.swap(false, Ordering::Relaxed) {
-            self.thread.thread().unpark();
-        }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.thread().unpark();
-        let _ = self.thread.join();
-    }
-}
-
-fn checkpoint_loop(conn: &Connection, stop: &AtomicBool, idle: &AtomicBool) {
-    // While mail flows, keep up: SQLite's own checkpoint on commit (the backstop) then finds
-    // almost nothing left to copy and restarts the WAL cheaply. But not after every commit:
-    // the pages that every commit changes (index leaves, the B-trees' upper levels) are
-    // copied once for all the commits since the last checkpoint. Copying after each commit
-    // took an eighth of the server's CPU under a stream of SMTP mail.
-    const IDLE: Duration = Duration::from_millis(500);
-    const BUSY: Duration = Duration::from_millis(200);
-    // Quiet for this long, the WAL's disk space is given back (not between an import's
-    // batches, which would put the cost of growing the file back on every batch).
-    const QUIET: Duration = Duration::from_secs(2);
-    let mut last = (0, 0);
-    let mut moved = std::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let started = std::time::Instant::now();
-        let pause = match passive_checkpoint(conn) {
-            // The WAL moved: more frames are probably coming, look again soon.
-            Ok(now) if now != last => {
-                last = now;
-                moved = std::time::Instant::now();
-                BUSY
-            }
-            Ok((frames, copied)) if frames > 0 && frames == copied && moved.elapsed() >= QUIET => {
-                if let Ok(now) = truncating_checkpoint(conn) {
-                    last = now;
-                }
-                IDLE
-            }
-            Ok(_) => IDLE,
-            Err(e) => {
-                tracing::warn!(error = %e, "WAL checkpoint failed; SQLite's own checkpoint takes over");
-                IDLE
-            }
-        };
-        idle.store(pause == IDLE, Ordering::Relaxed);
-        std::thread::park_timeout(pause);
-        idle.store(false, Ordering::Relaxed);
-        // A commit's nudge wakes an idle checkpointer at once, a busy one not before the gap.
-        let next = started + BUSY;
-        loop {
-            let now = std::time::Instant::now();
-            if now >= next || stop.load(Ordering::Relaxed) {
-                break;
-            }
-            std::thread::park_timeout(next - now);
-        }
-    }
-    // Leave an empty WAL behind on a clean stop.
-    if passive_checkpoint(conn).is_ok() {
-        let _ = truncating_checkpoint(conn);
-    }
-}
-
-/// Empties the WAL file when no reader needs it; gives up at once rather than wait (it
-/// would hold off the writer meanwhile) and is tried again at the next pause.
-fn truncating_checkpoint(conn: &Connection) -> Result<(i64, i64), StoreError> {
-    conn.busy_timeout(Duration::ZERO)?;
-    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-        Ok((r.get(1)?, r.get(2)?))
-    });
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(result?)
-}
-
-/// Runs one PASSIVE checkpoint; returns the frames in the WAL and how many of them are
-/// now in the database file.
-fn passive_checkpoint(conn: &Connection) -> Result<(i64, i64), StoreError> {
-    Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get(1)?, r.get(2)?))
-    })?)
 }
 
 #[cfg(test)]
@@ -504,6 +561,51 @@ mod tests {
         TicketPerMessage
     }
 
+    fn intake(account: AccountId, id: &str, subject: &str) -> Job {
+        Job::Intake(IntakeJob {
+            items: vec![message(account, id, subject)],
+            filer: Arc::new(threading()),
+            reply: oneshot::channel().0,
+        })
+    }
+
+    /// Other work, as the API writes: a row of `kv`, or an error when `fail`. Counts its runs.
+    fn work(
+        key: &str,
+        fail: bool,
+        runs: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> (Job, oneshot::Receiver<Result<String, StoreError>>) {
+        let (reply, wait) = oneshot::channel();
+        let key = key.to_string();
+        let job = Job::Work(Box::new(TypedWork {
+            work: move |conn: &Connection| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                conn.execute("INSERT INTO kv (k) VALUES (?1)", [&key])?;
+                if fail {
+                    return Err(StoreError::Conflict(format!("{key} refused")));
+                }
+                Ok(key.clone())
+            },
+            value: None,
+            reply,
+        }));
+        (job, wait)
+    }
+
+    async fn messages(store: &Store) -> Vec<String> {
+        sqlx::query_scalar("SELECT dedup_key FROM messages ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn kv(store: &Store) -> Vec<String> {
+        sqlx::query_scalar("SELECT k FROM kv ORDER BY k")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
     /// A failing job in a batch fails alone: the others are committed (through the
     /// savepoint path), and nothing of the failing one is left behind.
     #[tokio::test]
@@ -516,27 +618,15 @@ mod tests {
             .await
             .unwrap();
         let mut conn = DatabaseFile::new(&path, 0).open().unwrap();
-        let mut waits = vec![];
-        let batch: Vec<Job> = [("a", "ok"), ("b", "boom"), ("c", "ok")]
+        let mut batch: Vec<Job> = [("a", "ok"), ("b", "boom"), ("c", "ok")]
             .into_iter()
-            .map(|(id, subject)| {
-                let (reply, wait) = oneshot::channel();
-                waits.push(wait);
-                Job {
-                    items: vec![message(account, id, subject)],
-                    reply,
-                }
-            })
+            .map(|(id, subject)| intake(account, id, subject))
             .collect();
-        let results = commit_batch(&mut conn, &batch, &threading()).unwrap();
+        let results = commit_batch(&mut conn, &mut batch).unwrap();
         assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
         let err = results[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("boom refused"), "{err}");
-        let stored: Vec<String> = sqlx::query_scalar("SELECT dedup_key FROM messages ORDER BY id")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(stored, vec!["a", "c"]);
+        assert_eq!(messages(&store).await, vec!["a", "c"]);
         let tickets: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets")
             .fetch_one(store.pool())
             .await
@@ -544,20 +634,113 @@ mod tests {
         assert_eq!(tickets, 2, "the failed job's ticket was rolled back");
 
         // The fast path: a batch of good jobs, one transaction, all stored.
-        let batch: Vec<Job> = ["d", "e"]
+        let mut batch: Vec<Job> = ["d", "e"]
             .into_iter()
-            .map(|id| Job {
-                items: vec![message(account, id, "ok")],
-                reply: oneshot::channel().0,
-            })
+            .map(|id| intake(account, id, "ok"))
             .collect();
-        let results = commit_batch(&mut conn, &batch, &threading()).unwrap();
+        let results = commit_batch(&mut conn, &mut batch).unwrap();
         assert!(results.iter().all(Result::is_ok));
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
-            .fetch_one(store.pool())
+        assert_eq!(messages(&store).await.len(), 4);
+    }
+
+    /// Other work shares the batch: its failure rolls back its own writes only, and when an
+    /// intake job's failure sends the batch down the slow path, the work runs again and its
+    /// caller gets the value of the run that was committed.
+    #[tokio::test]
+    async fn other_work_fails_alone_and_runs_again_after_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let (store, account) = store_with_account(&path).await;
+        for sql in [
+            "CREATE TABLE kv (k TEXT PRIMARY KEY)",
+            "CREATE TRIGGER no_boom BEFORE INSERT ON messages WHEN NEW.subject = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
+        ] {
+            sqlx::query(sql).execute(store.pool()).await.unwrap();
+        }
+        let mut conn = DatabaseFile::new(&path, 0).open().unwrap();
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (good, good_reply) = work("good", false, runs.clone());
+        let (bad, bad_reply) = work("bad", true, runs.clone());
+        let mut batch = vec![
+            intake(account, "a", "ok"),
+            good,
+            bad,
+            intake(account, "b", "ok"),
+        ];
+        let results = commit_batch(&mut conn, &mut batch).unwrap();
+        assert!(results[2].is_err() && results[0].is_ok() && results[1].is_ok());
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "fast path: once each"
+        );
+        for (job, result) in batch.into_iter().zip(results) {
+            if let Job::Work(w) = job {
+                w.finish(result.map(|_| ()));
+            }
+        }
+        assert_eq!(good_reply.await.unwrap().unwrap(), "good");
+        let err = bad_reply.await.unwrap().unwrap_err().to_string();
+        assert!(err.contains("bad refused"), "{err}");
+        assert_eq!(
+            kv(&store).await,
+            vec!["good"],
+            "the failed work left nothing"
+        );
+        assert_eq!(messages(&store).await, vec!["a", "b"]);
+
+        // An intake job fails: the batch is rolled back and run job by job; the work runs
+        // again, and what it wrote is there once.
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (again, again_reply) = work("again", false, runs.clone());
+        let mut batch = vec![
+            again,
+            intake(account, "c", "boom"),
+            intake(account, "d", "ok"),
+        ];
+        let results = commit_batch(&mut conn, &mut batch).unwrap();
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "run again after the rollback"
+        );
+        if let Some(Job::Work(w)) = batch.into_iter().next() {
+            w.finish(Ok(()));
+        }
+        assert_eq!(again_reply.await.unwrap().unwrap(), "again");
+        assert_eq!(kv(&store).await, vec!["again", "good"]);
+        assert_eq!(messages(&store).await, vec!["a", "b", "d"]);
+    }
+
+    /// Through the store: a write returns its value once committed, a failed write its own
+    /// error; after close, writes fail rather than wait forever.
+    #[tokio::test]
+    async fn the_store_writes_through_its_writer_until_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let (store, _) = store_with_account(&path).await;
+        sqlx::query("CREATE TABLE kv (k TEXT PRIMARY KEY)")
+            .execute(store.pool())
             .await
             .unwrap();
-        assert_eq!(count, 4);
+        let id = store
+            .write(|conn| {
+                conn.execute("INSERT INTO kv (k) VALUES ('x')", [])?;
+                Ok(conn.last_insert_rowid())
+            })
+            .await
+            .unwrap();
+        assert!(id > 0);
+        let dup = store
+            .write(|conn| Ok(conn.execute("INSERT INTO kv (k) VALUES ('x')", [])?))
+            .await;
+        assert!(dup.is_err(), "{dup:?}");
+        assert_eq!(kv(&store).await, vec!["x"]);
+        let other = store.clone();
+        store.close().await;
+        let after = other.write(|_| Ok(())).await;
+        assert!(matches!(after, Err(StoreError::WriterGone)), "{after:?}");
     }
 
     /// The WAL keeps its size while mail flows (no truncation between batches), and its
@@ -569,9 +752,7 @@ mod tests {
         let (store, account) = store_with_account(&path).await;
         let wal = dir.path().join("db.sqlite-wal");
         let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        let (writer, stopped) =
-            CommitWriter::spawn(store.database_file(), 8, threading(), Box::new(|_, _| {}))
-                .unwrap();
+        let writer = CommitWriter::new(&store, threading());
         writer
             .submit(vec![message(account, "a", "first")])
             .await
@@ -592,12 +773,11 @@ mod tests {
             .await
             .unwrap();
         assert!(wal_len() > 0);
-        drop(writer);
-        stopped.await.unwrap();
+        store.close().await;
         assert_eq!(wal_len(), 0, "a clean stop leaves an empty WAL");
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
-            .fetch_one(store.pool())
-            .await
+        let count: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 2, "both messages are in the database file");
     }

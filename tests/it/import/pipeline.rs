@@ -21,15 +21,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// A commit writer on `store` with the threading settings of `settings`, as `postern import`
-/// starts it (its task runs on when the handle is dropped).
+/// starts it.
 async fn import_writer(store: &Store, settings: &Settings) -> CommitWriter {
     let threading = postern::app::threading_config(store, settings)
         .await
         .expect("threading");
-    let (writer, _task) =
-        CommitWriter::spawn(store.database_file(), 64, threading, Box::new(|_, _| {}))
-            .expect("writer");
-    writer
+    CommitWriter::new(store, threading)
 }
 
 /// A store with one account and a writer, as `postern import` sets them up.
