@@ -1,6 +1,6 @@
 //! Accounts and their support addresses.
 
-use super::{now_ms, Store, StoreError};
+use super::{is_unique_violation, now_ms, Store, StoreError};
 use crate::domain::{
     AccountId, AccountSettings, EmailAddress, ForwardingAddress, SupportAddressId,
 };
@@ -58,37 +58,37 @@ impl Store {
         })?;
         let from = from.unwrap_or(first).to_string();
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO accounts (name, from_address, created_at) VALUES (?, ?, ?) RETURNING id",
-        )
-        .bind(name)
-        .bind(&from)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        for addr in support_addresses {
-            let fwd = ForwardingAddress::generate(addr.local(), inbound_domain);
-            let inserted = sqlx::query(
-                "INSERT INTO support_addresses (account_id, address, forwarding_address, created_at)
-                 VALUES (?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(addr.normalized())
-            .bind(&fwd.address)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            if let Err(sqlx::Error::Database(db)) = &inserted {
-                if db.is_unique_violation() {
-                    return Err(StoreError::Invalid(format!(
-                        "support address {addr} is given twice"
-                    )));
+        let name = name.to_string();
+        let addresses: Vec<(String, String, String)> = support_addresses
+            .iter()
+            .map(|addr| {
+                let fwd = ForwardingAddress::generate(addr.local(), inbound_domain);
+                (addr.normalized().to_string(), fwd.address, addr.to_string())
+            })
+            .collect();
+        let id = self
+            .write(move |conn| {
+                let id: i64 = conn.query_row(
+                    "INSERT INTO accounts (name, from_address, created_at) VALUES (?1, ?2, ?3) RETURNING id",
+                    (&name, &from, now),
+                    |r| r.get(0),
+                )?;
+                for (addr, forwarding, shown) in &addresses {
+                    conn.execute(
+                        "INSERT INTO support_addresses (account_id, address, forwarding_address, created_at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        (id, addr, forwarding, now),
+                    )
+                    .map_err(|e| match is_unique_violation(&e) {
+                        true => {
+                            StoreError::Invalid(format!("support address {shown} is given twice"))
+                        }
+                        false => e.into(),
+                    })?;
                 }
-            }
-            inserted?;
-        }
-        tx.commit().await?;
+                Ok(id)
+            })
+            .await?;
         self.account(AccountId(id)).await
     }
 
@@ -100,32 +100,29 @@ impl Store {
         from: Option<&EmailAddress>,
         inbound_domain: &str,
     ) -> Result<SupportAddressView, StoreError> {
-        let fwd = ForwardingAddress::generate(address.local(), inbound_domain);
-        let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-            "INSERT INTO support_addresses (account_id, address, forwarding_address, from_address, created_at)
-             SELECT id, ?, ?, ?, ? FROM accounts WHERE id = ? RETURNING id",
-        )
-        .bind(address.normalized())
-        .bind(&fwd.address)
-        .bind(from.map(|f| f.normalized()))
-        .bind(now_ms())
-        .bind(account.0)
-        .fetch_one(self.pool())
-        .await;
-        let id = match inserted {
-            Ok(id) => id,
-            Err(sqlx::Error::RowNotFound) => {
-                return Err(StoreError::NotFound(format!(
-                    "no account with id {account}"
-                )))
-            }
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!(
-                    "{address} is already a support address of this account"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let fwd = ForwardingAddress::generate(address.local(), inbound_domain).address;
+        let addr = address.normalized().to_string();
+        let from = from.map(|f| f.normalized().to_string());
+        let shown = address.to_string();
+        let id = self
+            .write(move |conn| {
+                conn.query_row(
+                    "INSERT INTO support_addresses (account_id, address, forwarding_address, from_address, created_at)
+                     SELECT id, ?1, ?2, ?3, ?4 FROM accounts WHERE id = ?5 RETURNING id",
+                    (&addr, &fwd, &from, now_ms(), account.0),
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => {
+                        StoreError::NotFound(format!("no account with id {account}"))
+                    }
+                    e if is_unique_violation(&e) => StoreError::Conflict(format!(
+                        "{shown} is already a support address of this account"
+                    )),
+                    e => e.into(),
+                })
+            })
+            .await?;
         self.account(account)
             .await?
             .support_addresses
@@ -200,13 +197,16 @@ impl Store {
         // Cannot fail for these types; if it ever did, it is an encoding failure, not the
         // caller's mistake.
         let text = serde_json::to_string(settings)
-            .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
-        let done = sqlx::query("UPDATE accounts SET settings = ? WHERE id = ?")
-            .bind(text)
-            .bind(id.0)
-            .execute(self.pool())
+            .map_err(|e| StoreError::Internal(format!("account settings do not encode: {e}")))?;
+        let done = self
+            .write(move |conn| {
+                Ok(conn.execute(
+                    "UPDATE accounts SET settings = ?1 WHERE id = ?2",
+                    (&text, id.0),
+                )?)
+            })
             .await?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(StoreError::NotFound(format!("no account with id {id}")));
         }
         Ok(())

@@ -249,22 +249,28 @@ impl Store {
         };
         let secret = format!("{API_TOKEN_PREFIX}{}", random_secret());
         let prefix: String = secret.chars().take(API_TOKEN_PREFIX.len() + 8).collect();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (account_id, name, role, token_hash, prefix, created_at,
-                                     created_by_user_id, created_by_token_id, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(account.0)
-        .bind(name)
-        .bind(role.as_str())
-        .bind(secret_hash(&secret))
-        .bind(&prefix)
-        .bind(now_ms())
-        .bind(user)
-        .bind(token)
-        .bind(expires_at)
-        .fetch_one(self.pool())
-        .await?;
+        let (name, hash) = (name.to_string(), secret_hash(&secret));
+        let id: i64 = self
+            .write(move |conn| {
+                Ok(conn.query_row(
+                    "INSERT INTO api_tokens (account_id, name, role, token_hash, prefix, created_at,
+                                             created_by_user_id, created_by_token_id, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                    rusqlite::params![
+                        account.0,
+                        &name,
+                        role.as_str(),
+                        &hash,
+                        &prefix,
+                        now_ms(),
+                        user,
+                        token,
+                        expires_at
+                    ],
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
         Ok((self.api_token(id, Scope::Account(account)).await?, secret))
     }
 
@@ -302,17 +308,16 @@ impl Store {
         scope: Scope,
     ) -> Result<ApiTokenView, StoreError> {
         let acct = scope.account().map(|a| a.0);
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?)
-             WHERE id = ? AND (? IS NULL OR account_id = ?)",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .bind(acct)
-        .bind(acct)
-        .execute(self.pool())
-        .await?;
-        if done.rows_affected() == 0 {
+        let done = self
+            .write(move |conn| {
+                Ok(conn.execute(
+                    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?1)
+                     WHERE id = ?2 AND (?3 IS NULL OR account_id = ?3)",
+                    (now_ms(), id, acct),
+                )?)
+            })
+            .await?;
+        if done == 0 {
             return Err(StoreError::NotFound(format!("no API token with id {id}")));
         }
         self.api_token(id, scope).await
@@ -345,11 +350,15 @@ impl Store {
             .last_used_at
             .is_none_or(|t| now - t > LAST_USED_RESOLUTION_MS)
         {
-            sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(row.id)
-                .execute(self.pool())
-                .await?;
+            let id = row.id;
+            self.write(move |conn| {
+                conn.execute(
+                    "UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2",
+                    (now, id),
+                )?;
+                Ok(())
+            })
+            .await?;
         }
         Ok(Ok(Principal {
             account_id: AccountId(row.account_id),
