@@ -3,6 +3,7 @@
 
 use super::{now_ms, Store, StoreError};
 use crate::domain::{AccountId, ImportTotals};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 /// Where an import job stands.
@@ -131,32 +132,41 @@ pub struct NewImportJob<'a> {
 
 impl Store {
     pub async fn create_import_job(&self, job: &NewImportJob<'_>) -> Result<i64, StoreError> {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
-            .bind(job.account.0)
-            .fetch_optional(self.pool())
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "no account with id {}",
-                job.account
-            )));
-        }
+        let account = job.account;
+        let kind = job.kind.to_string();
+        let source = job.source.to_string();
+        let source_key = job.source_key.to_string();
+        let options = job.options.to_string();
+        let created_by = job.created_by.to_string();
         let now = now_ms();
-        Ok(sqlx::query_scalar(
-            "INSERT INTO import_jobs (account_id, kind, source, source_key, options, status, created_by,
-                                     created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
-        )
-        .bind(job.account.0)
-        .bind(job.kind)
-        .bind(job.source)
-        .bind(job.source_key)
-        .bind(job.options.to_string())
-        .bind(job.created_by)
-        .bind(now)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?)
+        self.write(move |conn| {
+            let exists: Option<i64> = conn
+                .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "no account with id {account}"
+                )));
+            }
+            Ok(conn.query_row(
+                "INSERT INTO import_jobs (account_id, kind, source, source_key, options, status,
+                                         created_by, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?7) RETURNING id",
+                (
+                    account.0,
+                    &kind,
+                    &source,
+                    &source_key,
+                    &options,
+                    &created_by,
+                    now,
+                ),
+                |r| r.get(0),
+            )?)
+        })
+        .await
     }
 
     /// The unfinished job of this same import (same account, source and options), if any:
@@ -233,40 +243,44 @@ impl Store {
         final_status: &str,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        sqlx::query(
-            "UPDATE import_jobs SET status = ?, seen = ?, imported = ?, duplicates = ?,
-                    quarantined = ?, skipped = ?, bytes = ?, finished_at = ?, updated_at = ?
-             WHERE id = ?",
-        )
-        .bind(final_status)
-        .bind(counters.seen)
-        .bind(counters.imported)
-        .bind(counters.duplicates)
-        .bind(counters.quarantined)
-        .bind(counters.skipped)
-        .bind(counters.bytes)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let final_status = final_status.to_string();
+        let c = *counters;
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE import_jobs SET status = ?1, seen = ?2, imported = ?3, duplicates = ?4,
+                        quarantined = ?5, skipped = ?6, bytes = ?7, finished_at = ?8, updated_at = ?8
+                 WHERE id = ?9",
+                rusqlite::params![
+                    &final_status,
+                    c.seen,
+                    c.imported,
+                    c.duplicates,
+                    c.quarantined,
+                    c.skipped,
+                    c.bytes,
+                    now,
+                    id
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// The job starts (or starts again) running.
     pub async fn start_import_job(&self, id: i64) -> Result<(), StoreError> {
         let now = now_ms();
-        sqlx::query(
-            "UPDATE import_jobs SET status = 'running', error = NULL, cancel_requested = 0,
-                    started_at = COALESCE(started_at, ?1), finished_at = NULL,
-                    tickets_created = NULL, tickets_merged = NULL, updated_at = ?1
-             WHERE id = ?2",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE import_jobs SET status = 'running', error = NULL, cancel_requested = 0,
+                        started_at = COALESCE(started_at, ?1), finished_at = NULL,
+                        tickets_created = NULL, tickets_merged = NULL, updated_at = ?1
+                 WHERE id = ?2",
+                (now, id),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// The first pass is complete: `staged` messages wait in the staging file; `seen`,
@@ -279,19 +293,17 @@ impl Store {
         skipped: i64,
         bytes: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE import_jobs SET staged = ?, seen = ?, skipped = ?, bytes = ?, imported = 0,
-                    duplicates = 0, quarantined = 0, checkpoint = NULL, updated_at = ? WHERE id = ?",
-        )
-        .bind(staged)
-        .bind(seen)
-        .bind(skipped)
-        .bind(bytes)
-        .bind(now_ms())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let now = now_ms();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE import_jobs SET staged = ?1, seen = ?2, skipped = ?3, bytes = ?4,
+                        imported = 0, duplicates = 0, quarantined = 0, checkpoint = NULL,
+                        updated_at = ?5 WHERE id = ?6",
+                (staged, seen, skipped, bytes, now, id),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// Asks a running job to stop after its current batch (it stays resumable). Returns
@@ -301,33 +313,34 @@ impl Store {
         account: AccountId,
         id: i64,
     ) -> Result<bool, StoreError> {
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT status FROM import_jobs WHERE id = ? AND account_id = ?")
-                .bind(id)
-                .bind(account.0)
-                .fetch_optional(self.pool())
-                .await?;
-        let Some(current) = found else {
-            return Ok(false);
-        };
         let now = now_ms();
-        if current == status::QUEUED {
-            sqlx::query(
-                "UPDATE import_jobs SET status = 'cancelled', cancel_requested = 1, finished_at = ?1,
-                        updated_at = ?1 WHERE id = ?2 AND status = 'queued'",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        } else if current == status::RUNNING {
-            sqlx::query("UPDATE import_jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(id)
-                .execute(self.pool())
-                .await?;
-        }
-        Ok(true)
+        self.write(move |conn| {
+            let found: Option<String> = conn
+                .query_row(
+                    "SELECT status FROM import_jobs WHERE id = ?1 AND account_id = ?2",
+                    (id, account.0),
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(current) = found else {
+                return Ok(false);
+            };
+            if current == status::QUEUED {
+                conn.execute(
+                    "UPDATE import_jobs SET status = 'cancelled', cancel_requested = 1,
+                            finished_at = ?1, updated_at = ?1
+                     WHERE id = ?2 AND status = 'queued'",
+                    (now, id),
+                )?;
+            } else if current == status::RUNNING {
+                conn.execute(
+                    "UPDATE import_jobs SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2",
+                    (now, id),
+                )?;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     /// Marks a stopped job (failed, interrupted, cancelled) as discarded: it will not be
@@ -338,30 +351,30 @@ impl Store {
         id: i64,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE import_jobs SET discarded_at = ?1, updated_at = ?1
-             WHERE id = ?2 AND account_id = ?3 AND discarded_at IS NULL
-               AND status IN ('failed', 'interrupted', 'cancelled')",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(account.0)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.write(move |conn| {
+            let done = conn.execute(
+                "UPDATE import_jobs SET discarded_at = ?1, updated_at = ?1
+                 WHERE id = ?2 AND account_id = ?3 AND discarded_at IS NULL
+                   AND status IN ('failed', 'interrupted', 'cancelled')",
+                (now, id, account.0),
+            )?;
+            Ok(done == 1)
+        })
+        .await
     }
 
     /// A job stopped by its cancel token on a user's request ends `cancelled`.
     pub async fn mark_import_cancelled(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE import_jobs SET status = 'cancelled', cancel_requested = 1, updated_at = ?
-             WHERE id = ? AND status = 'interrupted'",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let now = now_ms();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE import_jobs SET status = 'cancelled', cancel_requested = 1, updated_at = ?1
+                 WHERE id = ?2 AND status = 'interrupted'",
+                (now, id),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn import_cancel_requested(&self, id: i64) -> Result<bool, StoreError> {
@@ -383,61 +396,55 @@ impl Store {
         error: Option<&str>,
         open_newest: u32,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
         let now = now_ms();
-        if final_status == status::COMPLETED && open_newest > 0 {
-            sqlx::query(
-                "UPDATE tickets SET status = 'open', closed_at = NULL
-                 WHERE id IN (SELECT id FROM tickets WHERE import_job_id = ? AND merged_into IS NULL
-                              ORDER BY updated_at DESC, id DESC LIMIT ?)",
-            )
-            .bind(id)
-            .bind(i64::from(open_newest))
-            .execute(&mut *tx)
-            .await?;
-        }
-        let created: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM tickets WHERE import_job_id = ? AND merged_into IS NULL",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let merged: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT m.ticket_id) FROM messages m JOIN tickets t ON t.id = m.ticket_id
-             WHERE m.import_job_id = ?1 AND t.import_job_id IS NOT ?1",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE import_jobs SET status = ?, error = ?, tickets_created = ?, tickets_merged = ?,
-                    finished_at = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(final_status)
-        .bind(error)
-        .bind(created)
-        .bind(merged)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let final_status = final_status.to_string();
+        let error = error.map(str::to_string);
+        self.write(move |conn| {
+            if final_status == status::COMPLETED && open_newest > 0 {
+                conn.execute(
+                    "UPDATE tickets SET status = 'open', closed_at = NULL
+                     WHERE id IN (SELECT id FROM tickets WHERE import_job_id = ?1
+                                    AND merged_into IS NULL
+                                  ORDER BY updated_at DESC, id DESC LIMIT ?2)",
+                    (id, i64::from(open_newest)),
+                )?;
+            }
+            let created: i64 = conn.query_row(
+                "SELECT count(*) FROM tickets WHERE import_job_id = ?1 AND merged_into IS NULL",
+                [id],
+                |r| r.get(0),
+            )?;
+            let merged: i64 = conn.query_row(
+                "SELECT count(DISTINCT m.ticket_id) FROM messages m
+                 JOIN tickets t ON t.id = m.ticket_id
+                 WHERE m.import_job_id = ?1 AND t.import_job_id IS NOT ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            conn.execute(
+                "UPDATE import_jobs SET status = ?1, error = ?2, tickets_created = ?3,
+                        tickets_merged = ?4, finished_at = ?5, updated_at = ?5 WHERE id = ?6",
+                (&final_status, &error, created, merged, now, id),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// API jobs (run by `postern serve`) left `running` or `queued` by a server that stopped
     /// become `interrupted`; called at start, before the server runs any. Jobs of the CLI
     /// are not touched: a `postern import` may be running beside the server.
     pub async fn mark_server_imports_interrupted(&self) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE import_jobs SET status = 'interrupted', updated_at = ?
-             WHERE status IN ('running', 'queued') AND created_by IS NOT 'cli'",
-        )
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?
-        .rows_affected())
+        let now = now_ms();
+        self.write(move |conn| {
+            let changed = conn.execute(
+                "UPDATE import_jobs SET status = 'interrupted', updated_at = ?1
+                 WHERE status IN ('running', 'queued') AND created_by IS NOT 'cli'",
+                [now],
+            )?;
+            Ok(changed as u64)
+        })
+        .await
     }
 
     /// Which of these dedup keys the account already has (a dry run's duplicate count).
@@ -459,5 +466,142 @@ impl Store {
             found.extend(q.fetch_all(self.pool()).await?);
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store_with_account() -> (tempfile::TempDir, Store, AccountId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("i.db"), 1).await.unwrap();
+        let account = store
+            .write(|conn| {
+                Ok(conn.query_row(
+                    "INSERT INTO accounts (name, from_address, created_at)
+                     VALUES ('a', 'a@b.test', 0) RETURNING id",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        (dir, store, AccountId(account))
+    }
+
+    async fn job(store: &Store, account: AccountId, created_by: &str) -> i64 {
+        store
+            .create_import_job(&NewImportJob {
+                account,
+                kind: "mbox",
+                source: "/tmp/a.mbox",
+                source_key: "mbox:/tmp/a.mbox",
+                options: &serde_json::json!({"open_newest": 2}),
+                created_by,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn status_of(store: &Store, account: AccountId, id: i64) -> (String, bool) {
+        let j = store.import_job(account, id).await.unwrap().unwrap();
+        (j.status, j.cancel_requested)
+    }
+
+    #[tokio::test]
+    async fn a_job_of_an_unknown_account_is_not_found_and_not_created() {
+        let (_dir, store, _) = store_with_account().await;
+        let err = store
+            .create_import_job(&NewImportJob {
+                account: AccountId(999),
+                kind: "mbox",
+                source: "a",
+                source_key: "a",
+                options: &serde_json::json!({}),
+                created_by: "api",
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound(m) if m == "no account with id 999"),
+            "{err}"
+        );
+        assert!(store.import_jobs(AccountId(999)).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn cancelling_ends_a_queued_job_flags_a_running_one_and_ignores_others() {
+        let (_dir, store, account) = store_with_account().await;
+        let queued = job(&store, account, "api").await;
+        let running = job(&store, account, "api").await;
+        store.start_import_job(running).await.unwrap();
+        assert!(!store.request_import_cancel(account, 999).await.unwrap());
+        assert!(!store
+            .request_import_cancel(AccountId(account.0 + 1), queued)
+            .await
+            .unwrap());
+        assert_eq!(
+            status_of(&store, account, queued).await,
+            (status::QUEUED.into(), false)
+        );
+        assert!(store.request_import_cancel(account, queued).await.unwrap());
+        assert_eq!(
+            status_of(&store, account, queued).await,
+            (status::CANCELLED.into(), true)
+        );
+        assert!(store.request_import_cancel(account, running).await.unwrap());
+        assert_eq!(
+            status_of(&store, account, running).await,
+            (status::RUNNING.into(), true)
+        );
+        assert!(store.import_cancel_requested(running).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_finished_job_counts_its_tickets_and_reopens_the_newest() {
+        let (_dir, store, account) = store_with_account().await;
+        let id = job(&store, account, "cli").await;
+        store.start_import_job(id).await.unwrap();
+        store
+            .write(move |conn| {
+                for at in [10, 20, 30] {
+                    conn.execute(
+                        "INSERT INTO tickets (account_id, subject, normalized_subject, status,
+                                              created_at, updated_at, closed_at, import_job_id)
+                         VALUES (?1, 's', 's', 'closed', ?2, ?2, ?2, ?3)",
+                        (account.0, at, id),
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        store
+            .finish_import_job(id, status::COMPLETED, None, 2)
+            .await
+            .unwrap();
+        let j = store.import_job(account, id).await.unwrap().unwrap();
+        assert_eq!(j.status, status::COMPLETED);
+        assert_eq!((j.tickets_created, j.tickets_merged), (Some(3), Some(0)));
+        assert!(j.finished_at.is_some());
+        let open: Vec<i64> = sqlx::query_scalar(
+            "SELECT updated_at FROM tickets WHERE status = 'open' AND closed_at IS NULL
+             ORDER BY updated_at",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(open, vec![20, 30]);
+        // A server that starts again leaves a CLI job alone, and interrupts its own.
+        let api = job(&store, account, "api").await;
+        let cli = job(&store, account, "cli").await;
+        store.start_import_job(cli).await.unwrap();
+        assert_eq!(store.mark_server_imports_interrupted().await.unwrap(), 1);
+        assert_eq!(status_of(&store, account, api).await.0, status::INTERRUPTED);
+        assert_eq!(status_of(&store, account, cli).await.0, status::RUNNING);
+        assert!(store.discard_import_job(account, api).await.unwrap());
+        assert!(!store.discard_import_job(account, api).await.unwrap());
+        assert!(!store.discard_import_job(account, id).await.unwrap());
     }
 }

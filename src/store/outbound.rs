@@ -3,6 +3,7 @@
 
 use super::{now_ms, Store, StoreError};
 use crate::domain::{AccountId, Mailbox, MessageId, Scope, TicketId};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -257,35 +258,49 @@ impl Store {
     ) -> Result<SendingDomainView, StoreError> {
         self.account(account).await?;
         let (ed_sel, ed_priv, ed_pub) = match d.ed25519 {
-            Some((s, p, q)) => (Some(s), Some(p), Some(q)),
+            Some((s, p, q)) => (
+                Some(s.to_string()),
+                Some(p.to_string()),
+                Some(q.to_string()),
+            ),
             None => (None, None, None),
         };
-        let row: Result<DomainRow, sqlx::Error> = sqlx::query_as(&format!(
-            "INSERT INTO sending_domains (account_id, domain, selector, rsa_private_key, rsa_public_key,
-                 ed25519_selector, ed25519_private_key, ed25519_public_key, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {DOMAIN_COLUMNS}"
-        ))
-        .bind(account.0)
-        .bind(d.domain)
-        .bind(d.selector)
-        .bind(d.rsa_private_key)
-        .bind(d.rsa_public_key)
-        .bind(ed_sel)
-        .bind(ed_priv)
-        .bind(ed_pub)
-        .bind(now_ms())
-        .fetch_one(self.pool())
-        .await;
-        match row {
-            Ok(r) => Ok(r.into()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::Conflict(format!(
-                    "{} is already a sending domain of account {account}; see `postern domain list`",
-                    d.domain
-                )))
+        let domain = d.domain.to_string();
+        let selector = d.selector.to_string();
+        let rsa_private_key = d.rsa_private_key.to_string();
+        let rsa_public_key = d.rsa_public_key.to_string();
+        let now = now_ms();
+        self.write(move |conn| {
+            let sql = format!(
+                "INSERT INTO sending_domains (account_id, domain, selector, rsa_private_key,
+                     rsa_public_key, ed25519_selector, ed25519_private_key, ed25519_public_key,
+                     created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {DOMAIN_COLUMNS}"
+            );
+            let row = conn.query_row(
+                &sql,
+                rusqlite::params![
+                    account.0,
+                    &domain,
+                    &selector,
+                    &rsa_private_key,
+                    &rsa_public_key,
+                    &ed_sel,
+                    &ed_priv,
+                    &ed_pub,
+                    now
+                ],
+                domain_row,
+            );
+            match row {
+                Ok(r) => Ok(r.into()),
+                Err(e) if super::is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                    "{domain} is already a sending domain of account {account}; see `postern domain list`"
+                ))),
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
     }
 
     /// Sending domains in the scope (every account's for the operator).
@@ -356,16 +371,17 @@ impl Store {
         verified: bool,
         report: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE sending_domains SET verified = ?, last_check = ?, checked_at = ? WHERE id = ?",
-        )
-        .bind(verified)
-        .bind(report.to_string())
-        .bind(now_ms())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let report = report.to_string();
+        let now = now_ms();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE sending_domains SET verified = ?1, last_check = ?2, checked_at = ?3
+                 WHERE id = ?4",
+                (verified, &report, now, id),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// Everything composing a reply in `ticket` needs; NotFound outside the account.
@@ -467,162 +483,8 @@ impl Store {
         &self,
         r: &NewOutboundReply<'_>,
     ) -> Result<(MessageId, Vec<DeliveryView>), StoreError> {
-        // It reads before it writes: take the write lock first, or a commit by another
-        // connection in between (the rules worker, intake) fails it with "database is locked".
-        let mut tx = self.write_tx().await?;
-        let owner: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE id = ? AND account_id = ? AND merged_into IS NULL",
-        )
-        .bind(r.ticket.0)
-        .bind(r.account.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if owner.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "no ticket with id {}",
-                r.ticket
-            )));
-        }
-        let now = now_ms();
-        let (sha, size) = match &r.disposition {
-            Disposition::Queue { raw, .. } => {
-                let sha = super::blob_codec::key(raw);
-                put_blob_sqlx(&mut tx, &sha, raw).await?;
-                (Some(sha), raw.len())
-            }
-            Disposition::NotSent { .. } => (None, r.text.len()),
-        };
-        let mut flags: Vec<&str> = Vec::new();
-        if r.automated {
-            flags.push("automated");
-        }
-        if matches!(r.disposition, Disposition::NotSent { .. }) {
-            flags.push("not_sent");
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key, in_reply_to,
-                                   references_list, from_address, from_name, to_list, cc_list, subject,
-                                   received_at, sent_at, text_body, html_body, raw_sha256, size,
-                                   thread_reason, author_user_id, author_rule_id, flags)
-             VALUES (?, ?, 'outbound', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(r.account.0)
-        .bind(r.ticket.0)
-        .bind(if r.automated { "rule" } else { "api" })
-        .bind(r.message_id)
-        .bind(format!("mid:{}", r.message_id))
-        .bind(r.in_reply_to)
-        .bind(json(r.references))
-        .bind(&r.from.address)
-        .bind(&r.from.name)
-        .bind(json(r.to))
-        .bind(json(r.cc))
-        .bind(r.subject)
-        .bind(now)
-        .bind(now)
-        .bind(r.text)
-        .bind(r.html)
-        .bind(&sha)
-        .bind(size as i64)
-        .bind(if r.automated { "auto_reply" } else { "agent_reply" })
-        .bind(r.author_user_id)
-        .bind(r.author_rule_id)
-        .bind(json(&flags))
-        .fetch_one(&mut *tx)
-        .await?;
-        for a in &r.attachments {
-            let asha = super::blob_codec::key(a.data);
-            put_blob_sqlx(&mut tx, &asha, a.data).await?;
-            sqlx::query(
-                "INSERT INTO attachments (message_id, filename, content_type, size, disposition, blob_sha256)
-                 VALUES (?, ?, ?, ?, 'attachment', ?)",
-            )
-            .bind(id)
-            .bind(a.filename)
-            .bind(a.content_type)
-            .bind(a.data.len() as i64)
-            .bind(&asha)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, 'brand') ON CONFLICT DO NOTHING")
-            .bind(r.ticket.0)
-            .bind(r.from.address.to_ascii_lowercase())
-            .execute(&mut *tx)
-            .await?;
-        for cc in r.cc {
-            sqlx::query("INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, 'cc') ON CONFLICT DO NOTHING")
-                .bind(r.ticket.0)
-                .bind(cc.address.to_ascii_lowercase())
-                .execute(&mut *tx)
-                .await?;
-        }
-        // An automated reply is not an agent's: "no agent has answered" stays true for the
-        // scheduler (time since the last agent reply, who wrote last, the episode).
-        sqlx::query(
-            "UPDATE tickets SET updated_at = ?1,
-                last_agent_reply_at = CASE WHEN ?2 THEN last_agent_reply_at ELSE ?1 END
-             WHERE id = ?3",
-        )
-        .bind(now)
-        .bind(r.automated)
-        .bind(r.ticket.0)
-        .execute(&mut *tx)
-        .await?;
-        let mut recipients: Vec<String> = Vec::new();
-        for m in r.to.iter().chain(r.cc.iter()) {
-            let a = m.address.to_ascii_lowercase();
-            if !recipients.contains(&a) {
-                recipients.push(a);
-            }
-        }
-        let (kind, data) = match &r.disposition {
-            Disposition::Queue {
-                mail_from,
-                expires_at,
-                ..
-            } => {
-                for rcpt in &recipients {
-                    sqlx::query(
-                        "INSERT INTO outbound_queue (account_id, ticket_id, message_id, mail_from, recipient, status,
-                             next_attempt_at, created_at, expires_at, updated_at)
-                         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                    )
-                    .bind(r.account.0)
-                    .bind(r.ticket.0)
-                    .bind(id)
-                    .bind(mail_from)
-                    .bind(rcpt)
-                    .bind(now)
-                    .bind(now)
-                    .bind(expires_at)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                (
-                    "reply_queued",
-                    serde_json::json!({"message": id, "message_id": r.message_id, "recipients": recipients,
-                        "automated": r.automated, "rule": r.author_rule_id}),
-                )
-            }
-            Disposition::NotSent { reason } => (
-                "reply_not_sent",
-                serde_json::json!({"message": id, "message_id": r.message_id, "recipients": recipients,
-                    "automated": r.automated, "rule": r.author_rule_id, "reason": reason}),
-            ),
-        };
-        sqlx::query(
-            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(r.account.0)
-        .bind(r.ticket.0)
-        .bind(kind)
-        .bind(data.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let rows = ReplyRows::of(r);
+        let id = self.write(move |conn| rows.insert(conn)).await?;
         let deliveries = self.deliveries_of_message(id).await?;
         Ok((MessageId(id), deliveries))
     }
@@ -671,37 +533,38 @@ impl Store {
         lifetime_ms: i64,
     ) -> Result<DeliveryView, StoreError> {
         let acct = scope.account().map(|a| a.0);
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM outbound_queue WHERE id = ? AND (? IS NULL OR account_id = ?)",
-        )
-        .bind(id)
-        .bind(acct)
-        .bind(acct)
-        .fetch_optional(self.pool())
-        .await?;
-        match status.as_deref() {
-            None => {
-                return Err(StoreError::NotFound(format!(
-                    "no queue entry with id {id}; see `postern queue list`"
-                )))
-            }
-            Some("delivered") => {
-                return Err(StoreError::Invalid(format!(
-                    "queue entry {id} was delivered already; nothing to retry"
-                )))
-            }
-            _ => {}
-        }
         let now = now_ms();
-        sqlx::query(
-            "UPDATE outbound_queue SET status = CASE WHEN status = 'bounced' THEN 'deferred' ELSE status END,
-                 next_attempt_at = ?1, expires_at = max(expires_at, ?2), updated_at = ?1
-             WHERE id = ?3",
-        )
-        .bind(now)
-        .bind(now + lifetime_ms)
-        .bind(id)
-        .execute(self.pool())
+        self.write(move |conn| {
+            let status: Option<String> = conn
+                .query_row(
+                    "SELECT status FROM outbound_queue
+                     WHERE id = ?1 AND (?2 IS NULL OR account_id = ?2)",
+                    (id, acct),
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match status.as_deref() {
+                None => {
+                    return Err(StoreError::NotFound(format!(
+                        "no queue entry with id {id}; see `postern queue list`"
+                    )))
+                }
+                Some("delivered") => {
+                    return Err(StoreError::Invalid(format!(
+                        "queue entry {id} was delivered already; nothing to retry"
+                    )))
+                }
+                _ => {}
+            }
+            conn.execute(
+                "UPDATE outbound_queue
+                 SET status = CASE WHEN status = 'bounced' THEN 'deferred' ELSE status END,
+                     next_attempt_at = ?1, expires_at = max(expires_at, ?2), updated_at = ?1
+                 WHERE id = ?3",
+                (now, now + lifetime_ms, id),
+            )?;
+            Ok(())
+        })
         .await?;
         let v: DeliveryView = sqlx::query_as(&format!("{DELIVERY_SELECT} WHERE id = ?"))
             .bind(id)
@@ -721,26 +584,42 @@ impl Store {
         max: u32,
     ) -> Result<Option<ClaimedDelivery>, StoreError> {
         let now = now_ms();
-        let rows: Vec<ClaimRow> = sqlx::query_as(
-            "UPDATE outbound_queue SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, updated_at = ?3
-             WHERE id IN (
-               SELECT q.id FROM outbound_queue q
-               WHERE q.message_id = (
-                   SELECT message_id FROM outbound_queue
-                   WHERE status IN ('queued', 'deferred') AND next_attempt_at <= ?3
-                     AND (lease_until IS NULL OR lease_until <= ?3)
-                   ORDER BY next_attempt_at, id LIMIT 1)
-                 AND q.status IN ('queued', 'deferred') AND q.next_attempt_at <= ?3
-                 AND (q.lease_until IS NULL OR q.lease_until <= ?3)
-               ORDER BY q.id LIMIT ?4)
-             RETURNING id, message_id, account_id, ticket_id, mail_from, recipient, attempts, expires_at",
-        )
-        .bind(owner)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(max)
-        .fetch_all(self.pool())
-        .await?;
+        let owner = owner.to_string();
+        let rows: Vec<ClaimRow> = self
+            .write(move |conn| {
+                let mut claim = conn.prepare_cached(
+                    "UPDATE outbound_queue SET lease_owner = ?1, lease_until = ?2,
+                         attempts = attempts + 1, updated_at = ?3
+                     WHERE id IN (
+                       SELECT q.id FROM outbound_queue q
+                       WHERE q.message_id = (
+                           SELECT message_id FROM outbound_queue
+                           WHERE status IN ('queued', 'deferred') AND next_attempt_at <= ?3
+                             AND (lease_until IS NULL OR lease_until <= ?3)
+                           ORDER BY next_attempt_at, id LIMIT 1)
+                         AND q.status IN ('queued', 'deferred') AND q.next_attempt_at <= ?3
+                         AND (q.lease_until IS NULL OR q.lease_until <= ?3)
+                       ORDER BY q.id LIMIT ?4)
+                     RETURNING id, message_id, account_id, ticket_id, mail_from, recipient,
+                               attempts, expires_at",
+                )?;
+                let rows = claim
+                    .query_map((&owner, now + lease_ms, now, max), |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<ClaimRow>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -811,40 +690,34 @@ impl Store {
                 ("bounced", Some(error.clone()), *code, now, None)
             }
         };
-        let mut tx = self.pool().begin().await?;
-        let done = sqlx::query(
-            "UPDATE outbound_queue SET status = ?, last_error = ?, last_code = ?, next_attempt_at = ?,
-                 delivered_at = COALESCE(?, delivered_at), lease_owner = NULL, lease_until = NULL, updated_at = ?
-             WHERE id = ? AND lease_owner = ?",
-        )
-        .bind(status)
-        .bind(&error)
-        .bind(code.map(i64::from))
-        .bind(next)
-        .bind(delivered)
-        .bind(now)
-        .bind(row.id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done && status == "bounced" {
-            sqlx::query(
-                "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, 'delivery_failed', ?, ?)",
-            )
-            .bind(account)
-            .bind(ticket)
-            .bind(
-                serde_json::json!({"queue_id": row.id, "recipient": row.recipient, "error": error, "code": code})
-                    .to_string(),
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+        let owner = owner.to_string();
+        let (queue_id, recipient) = (row.id, row.recipient.clone());
+        let code = code.map(i64::from);
+        self.write(move |conn| {
+            let done = conn.execute(
+                "UPDATE outbound_queue SET status = ?1, last_error = ?2, last_code = ?3,
+                     next_attempt_at = ?4, delivered_at = COALESCE(?5, delivered_at),
+                     lease_owner = NULL, lease_until = NULL, updated_at = ?6
+                 WHERE id = ?7 AND lease_owner = ?8",
+                rusqlite::params![status, &error, code, next, delivered, now, queue_id, &owner],
+            )? == 1;
+            if done && status == "bounced" {
+                conn.execute(
+                    "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at)
+                     VALUES (?1, ?2, 'delivery_failed', ?3, ?4)",
+                    (
+                        account,
+                        ticket,
+                        serde_json::json!({"queue_id": queue_id, "recipient": recipient,
+                            "error": error, "code": code})
+                        .to_string(),
+                        now,
+                    ),
+                )?;
+            }
+            Ok(done)
+        })
+        .await
     }
 
     /// Rows due or leased (queued or deferred): the queue's depth.
@@ -861,24 +734,300 @@ impl Store {
 fn json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
-/// `put_blob` (threading_sqlite.rs) inside an sqlx transaction (the outbound queue writes through the pool).
-pub(super) async fn put_blob_sqlx(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    sha256: &str,
-    data: &[u8],
-) -> Result<(), StoreError> {
-    let stored = super::blob_codec::encode(data);
-    sqlx::query(
-        "INSERT INTO blobs (sha256, size, data, compression) VALUES (?, ?, ?, ?)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(sha256)
-    .bind(data.len() as i64)
-    .bind(&*stored.data)
-    .bind(stored.compression)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// The `DOMAIN_COLUMNS` of a row read by the writer.
+fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
+    Ok(DomainRow {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        domain: r.get(2)?,
+        selector: r.get(3)?,
+        ed25519_selector: r.get(4)?,
+        rsa_public_key: r.get(5)?,
+        ed25519_public_key: r.get(6)?,
+        verified: r.get(7)?,
+        last_check: r.get(8)?,
+        checked_at: r.get(9)?,
+        created_at: r.get(10)?,
+    })
+}
+
+/// Content-addressed bytes as they are to be stored, encoded before the write (so that
+/// compression does not run on the writer thread, nor again if the write is run again).
+struct BlobRow {
+    sha256: String,
+    size: i64,
+    data: Vec<u8>,
+    compression: Option<&'static str>,
+}
+
+impl BlobRow {
+    fn of(data: &[u8]) -> Self {
+        let stored = super::blob_codec::encode(data);
+        Self {
+            sha256: super::blob_codec::key(data),
+            size: data.len() as i64,
+            data: stored.data.into_owned(),
+            compression: stored.compression,
+        }
+    }
+
+    /// Stored once whatever the number of messages using it.
+    fn insert(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        conn.prepare_cached(
+            "INSERT INTO blobs (sha256, size, data, compression) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute((&self.sha256, self.size, &self.data, self.compression))?;
+        Ok(())
+    }
+}
+
+struct AttachmentRow {
+    filename: String,
+    content_type: String,
+    blob: BlobRow,
+}
+
+/// A [`NewOutboundReply`] as the writer stores it: owned, since the write may run again.
+struct ReplyRows {
+    account: i64,
+    ticket: i64,
+    message_id: String,
+    in_reply_to: Option<String>,
+    references: String,
+    from_address: String,
+    from_name: Option<String>,
+    to: String,
+    cc: String,
+    /// Lowercased addresses of the Cc'd, participants of the ticket.
+    cc_addresses: Vec<String>,
+    subject: String,
+    text: String,
+    html: Option<String>,
+    /// The signed message, when it is queued.
+    raw: Option<BlobRow>,
+    size: i64,
+    author_user_id: Option<i64>,
+    author_rule_id: Option<i64>,
+    automated: bool,
+    flags: String,
+    attachments: Vec<AttachmentRow>,
+    /// To and Cc, lowercased, each once.
+    recipients: Vec<String>,
+    queue: QueueOrNot,
+}
+
+/// [`Disposition`] without the signed bytes (those are in [`ReplyRows::raw`]).
+enum QueueOrNot {
+    Queue { mail_from: String, expires_at: i64 },
+    NotSent { reason: String },
+}
+
+impl ReplyRows {
+    fn of(r: &NewOutboundReply<'_>) -> Self {
+        let mut flags: Vec<&str> = Vec::new();
+        if r.automated {
+            flags.push("automated");
+        }
+        if matches!(r.disposition, Disposition::NotSent { .. }) {
+            flags.push("not_sent");
+        }
+        let mut recipients: Vec<String> = Vec::new();
+        for m in r.to.iter().chain(r.cc.iter()) {
+            let a = m.address.to_ascii_lowercase();
+            if !recipients.contains(&a) {
+                recipients.push(a);
+            }
+        }
+        let (raw, size, queue) = match &r.disposition {
+            Disposition::Queue {
+                raw,
+                mail_from,
+                expires_at,
+            } => (
+                Some(BlobRow::of(raw)),
+                raw.len(),
+                QueueOrNot::Queue {
+                    mail_from: mail_from.to_string(),
+                    expires_at: *expires_at,
+                },
+            ),
+            Disposition::NotSent { reason } => (
+                None,
+                r.text.len(),
+                QueueOrNot::NotSent {
+                    reason: reason.to_string(),
+                },
+            ),
+        };
+        Self {
+            account: r.account.0,
+            ticket: r.ticket.0,
+            message_id: r.message_id.to_string(),
+            in_reply_to: r.in_reply_to.map(str::to_string),
+            references: json(r.references),
+            from_address: r.from.address.clone(),
+            from_name: r.from.name.clone(),
+            to: json(r.to),
+            cc: json(r.cc),
+            cc_addresses: r
+                .cc
+                .iter()
+                .map(|m| m.address.to_ascii_lowercase())
+                .collect(),
+            subject: r.subject.to_string(),
+            text: r.text.to_string(),
+            html: r.html.map(str::to_string),
+            raw,
+            size: size as i64,
+            author_user_id: r.author_user_id,
+            author_rule_id: r.author_rule_id,
+            automated: r.automated,
+            flags: json(&flags),
+            attachments: r
+                .attachments
+                .iter()
+                .map(|a| AttachmentRow {
+                    filename: a.filename.to_string(),
+                    content_type: a.content_type.to_string(),
+                    blob: BlobRow::of(a.data),
+                })
+                .collect(),
+            recipients,
+            queue,
+        }
+    }
+
+    /// Stores the reply (message, attachments, participants, queue rows, event) and returns
+    /// the message's id; NotFound when the ticket is not the account's or was merged.
+    fn insert(&self, conn: &rusqlite::Connection) -> Result<i64, StoreError> {
+        let owner: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM tickets WHERE id = ?1 AND account_id = ?2 AND merged_into IS NULL",
+                (self.ticket, self.account),
+                |r| r.get(0),
+            )
+            .optional()?;
+        if owner.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "no ticket with id {}",
+                self.ticket
+            )));
+        }
+        let now = now_ms();
+        if let Some(raw) = &self.raw {
+            raw.insert(conn)?;
+        }
+        let id: i64 = conn.query_row(
+            "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key,
+                                   in_reply_to, references_list, from_address, from_name, to_list,
+                                   cc_list, subject, received_at, sent_at, text_body, html_body,
+                                   raw_sha256, size, thread_reason, author_user_id, author_rule_id,
+                                   flags)
+             VALUES (?1, ?2, 'outbound', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14,
+                     ?15, ?16, ?17, ?18, ?19, ?20, ?21) RETURNING id",
+            rusqlite::params![
+                self.account,
+                self.ticket,
+                if self.automated { "rule" } else { "api" },
+                &self.message_id,
+                format!("mid:{}", self.message_id),
+                &self.in_reply_to,
+                &self.references,
+                &self.from_address,
+                &self.from_name,
+                &self.to,
+                &self.cc,
+                &self.subject,
+                now,
+                &self.text,
+                &self.html,
+                self.raw.as_ref().map(|b| &b.sha256),
+                self.size,
+                if self.automated {
+                    "auto_reply"
+                } else {
+                    "agent_reply"
+                },
+                self.author_user_id,
+                self.author_rule_id,
+                &self.flags,
+            ],
+            |r| r.get(0),
+        )?;
+        for a in &self.attachments {
+            a.blob.insert(conn)?;
+            conn.prepare_cached(
+                "INSERT INTO attachments (message_id, filename, content_type, size, disposition,
+                                          blob_sha256)
+                 VALUES (?1, ?2, ?3, ?4, 'attachment', ?5)",
+            )?
+            .execute((
+                id,
+                &a.filename,
+                &a.content_type,
+                a.blob.size,
+                &a.blob.sha256,
+            ))?;
+        }
+        let mut participant = conn.prepare_cached(
+            "INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+        )?;
+        participant.execute((self.ticket, self.from_address.to_ascii_lowercase(), "brand"))?;
+        for cc in &self.cc_addresses {
+            participant.execute((self.ticket, cc, "cc"))?;
+        }
+        // An automated reply is not an agent's: "no agent has answered" stays true for the
+        // scheduler (time since the last agent reply, who wrote last, the episode).
+        conn.execute(
+            "UPDATE tickets SET updated_at = ?1,
+                last_agent_reply_at = CASE WHEN ?2 THEN last_agent_reply_at ELSE ?1 END
+             WHERE id = ?3",
+            (now, self.automated, self.ticket),
+        )?;
+        let (kind, data) = match &self.queue {
+            QueueOrNot::Queue {
+                mail_from,
+                expires_at,
+            } => {
+                let mut queue = conn.prepare_cached(
+                    "INSERT INTO outbound_queue (account_id, ticket_id, message_id, mail_from,
+                         recipient, status, next_attempt_at, created_at, expires_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7, ?6)",
+                )?;
+                for rcpt in &self.recipients {
+                    queue.execute(rusqlite::params![
+                        self.account,
+                        self.ticket,
+                        id,
+                        mail_from,
+                        rcpt,
+                        now,
+                        expires_at
+                    ])?;
+                }
+                (
+                    "reply_queued",
+                    serde_json::json!({"message": id, "message_id": self.message_id,
+                        "recipients": self.recipients, "automated": self.automated,
+                        "rule": self.author_rule_id}),
+                )
+            }
+            QueueOrNot::NotSent { reason } => (
+                "reply_not_sent",
+                serde_json::json!({"message": id, "message_id": self.message_id,
+                    "recipients": self.recipients, "automated": self.automated,
+                    "rule": self.author_rule_id, "reason": reason}),
+            ),
+        };
+        conn.execute(
+            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            (self.account, self.ticket, kind, data.to_string(), now),
+        )?;
+        Ok(id)
+    }
 }
 
 impl Store {
@@ -895,48 +1044,339 @@ impl Store {
         subject: &str,
         text: &str,
     ) -> Result<MessageId, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let owner: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE id = ? AND account_id = ? AND merged_into IS NULL",
-        )
-        .bind(ticket.0)
-        .bind(account.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if owner.is_none() {
-            return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
-        }
+        let message_id = message_id.to_string();
+        let from = from.clone();
+        let to = json(&to);
+        let subject = subject.to_string();
+        let text = text.to_string();
         let now = now_ms();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (account_id, ticket_id, direction, source, message_id, dedup_key, from_address,
-                                   from_name, to_list, subject, received_at, sent_at, text_body, size, thread_reason)
-             VALUES (?, ?, 'outbound', 'api', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'agent_reply') RETURNING id",
-        )
-        .bind(account.0)
-        .bind(ticket.0)
-        .bind(message_id)
-        .bind(format!("mid:{message_id}"))
-        .bind(&from.address)
-        .bind(&from.name)
-        .bind(json(&to))
-        .bind(subject)
-        .bind(now)
-        .bind(now)
-        .bind(text)
-        .bind(text.len() as i64)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO ticket_participants (ticket_id, email, role) VALUES (?, ?, 'agent') ON CONFLICT DO NOTHING")
-            .bind(ticket.0)
-            .bind(&from.address)
-            .execute(&mut *tx)
+        let id = self
+            .write(move |conn| {
+                let owner: Option<i64> = conn
+                    .query_row(
+                        "SELECT id FROM tickets
+                         WHERE id = ?1 AND account_id = ?2 AND merged_into IS NULL",
+                        (ticket.0, account.0),
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if owner.is_none() {
+                    return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
+                }
+                let id: i64 = conn.query_row(
+                    "INSERT INTO messages (account_id, ticket_id, direction, source, message_id,
+                                           dedup_key, from_address, from_name, to_list, subject,
+                                           received_at, sent_at, text_body, size, thread_reason)
+                     VALUES (?1, ?2, 'outbound', 'api', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11,
+                             'agent_reply') RETURNING id",
+                    rusqlite::params![
+                        account.0,
+                        ticket.0,
+                        &message_id,
+                        format!("mid:{message_id}"),
+                        &from.address,
+                        &from.name,
+                        &to,
+                        &subject,
+                        now,
+                        &text,
+                        text.len() as i64
+                    ],
+                    |r| r.get(0),
+                )?;
+                conn.execute(
+                    "INSERT INTO ticket_participants (ticket_id, email, role)
+                     VALUES (?1, ?2, 'agent') ON CONFLICT DO NOTHING",
+                    (ticket.0, &from.address),
+                )?;
+                conn.execute(
+                    "UPDATE tickets SET updated_at = ?1, last_agent_reply_at = ?1 WHERE id = ?2",
+                    (now, ticket.0),
+                )?;
+                Ok(id)
+            })
             .await?;
-        sqlx::query("UPDATE tickets SET updated_at = ?1, last_agent_reply_at = ?1 WHERE id = ?2")
-            .bind(now)
-            .bind(ticket.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(MessageId(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store with one account and two tickets, the second merged into the first.
+    async fn store_with_tickets() -> (tempfile::TempDir, Store, AccountId, TicketId, TicketId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("o.db"), 1).await.unwrap();
+        let (account, open, merged) = store
+            .write(|conn| {
+                let account: i64 = conn.query_row(
+                    "INSERT INTO accounts (name, from_address, created_at)
+                     VALUES ('a', 'support@a.test', 0) RETURNING id",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let mut ticket = conn.prepare(
+                    "INSERT INTO tickets (account_id, subject, normalized_subject, created_at,
+                                          updated_at, merged_into)
+                     VALUES (?1, 'Order', 'order', 1, 1, ?2) RETURNING id",
+                )?;
+                let open: i64 = ticket.query_row((account, None::<i64>), |r| r.get(0))?;
+                let merged: i64 = ticket.query_row((account, open), |r| r.get(0))?;
+                Ok((account, open, merged))
+            })
+            .await
+            .unwrap();
+        (
+            dir,
+            store,
+            AccountId(account),
+            TicketId(open),
+            TicketId(merged),
+        )
+    }
+
+    fn mailbox(address: &str) -> Mailbox {
+        Mailbox {
+            name: None,
+            address: address.into(),
+        }
+    }
+
+    async fn count(store: &Store, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn event_kinds(store: &Store, ticket: TicketId) -> Vec<String> {
+        sqlx::query_scalar("SELECT kind FROM ticket_events WHERE ticket_id = ? ORDER BY id")
+            .bind(ticket.0)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_sending_domain_is_added_once() {
+        let (_dir, store, account, _, _) = store_with_tickets().await;
+        let d = NewSendingDomain {
+            domain: "mail.a.test",
+            selector: "rsa1",
+            rsa_private_key: "PRIV",
+            rsa_public_key: "PUB",
+            ed25519: Some(("ed1", "EDPRIV", "EDPUB")),
+        };
+        let view = store.add_sending_domain(account, &d).await.unwrap();
+        assert_eq!(view.account_id, account.0);
+        assert_eq!(
+            (
+                view.domain.as_str(),
+                view.selector.as_str(),
+                view.rsa_public_key.as_str()
+            ),
+            ("mail.a.test", "rsa1", "PUB")
+        );
+        assert_eq!(view.ed25519_selector.as_deref(), Some("ed1"));
+        assert_eq!(view.ed25519_public_key.as_deref(), Some("EDPUB"));
+        assert!(!view.verified && view.last_check.is_none() && view.checked_at.is_none());
+        let err = store.add_sending_domain(account, &d).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m == &format!(
+                "mail.a.test is already a sending domain of account {account}; see `postern domain list`"
+            )),
+            "{err}"
+        );
+        store
+            .set_domain_check(view.id, true, &serde_json::json!({"rsa": "found"}))
+            .await
+            .unwrap();
+        let checked = store.sending_domain_view(account, view.id).await.unwrap();
+        assert!(checked.verified);
+        assert_eq!(
+            checked.last_check,
+            Some(serde_json::json!({"rsa": "found"}))
+        );
+        assert_eq!(
+            store.sending_domains(Scope::Operator).await.unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_in_a_merged_ticket_is_refused_and_writes_nothing() {
+        let (_dir, store, account, _, merged) = store_with_tickets().await;
+        let from = mailbox("support@a.test");
+        let to = [mailbox("customer@c.test")];
+        let reply = NewOutboundReply {
+            account,
+            ticket: merged,
+            message_id: "r1@a.test",
+            in_reply_to: None,
+            references: &[],
+            from: &from,
+            to: &to,
+            cc: &[],
+            subject: "Re: Order",
+            text: "On its way",
+            html: None,
+            attachments: vec![NewOutboundAttachment {
+                filename: "a.txt",
+                content_type: "text/plain",
+                data: b"attached",
+            }],
+            author_user_id: None,
+            author_rule_id: None,
+            automated: false,
+            disposition: Disposition::Queue {
+                raw: b"signed bytes",
+                mail_from: "bounce@a.test",
+                expires_at: i64::MAX,
+            },
+        };
+        let err = store.record_outbound_reply(&reply).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound(m) if m == &format!("no ticket with id {merged}")),
+            "{err}"
+        );
+        let err = store
+            .record_outbound_message(account, merged, "m1@a.test", &from, &to, "Re", "hi")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+        for table in [
+            "messages",
+            "blobs",
+            "attachments",
+            "outbound_queue",
+            "ticket_events",
+        ] {
+            assert_eq!(count(&store, table).await, 0, "{table}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queued_reply_is_leased_to_one_worker_and_a_bounce_can_be_retried() {
+        let (_dir, store, account, ticket, _) = store_with_tickets().await;
+        let from = mailbox("Support@A.test");
+        let to = [mailbox("One@c.test"), mailbox("two@c.test")];
+        let cc = [mailbox("one@c.test"), mailbox("Three@c.test")];
+        let raw = "Subject: Re: Order\r\n\r\n".to_string() + &"On its way. ".repeat(100);
+        let reply = NewOutboundReply {
+            account,
+            ticket,
+            message_id: "r1@a.test",
+            in_reply_to: Some("q@c.test"),
+            references: &["q@c.test".to_string()],
+            from: &from,
+            to: &to,
+            cc: &cc,
+            subject: "Re: Order",
+            text: "On its way",
+            html: None,
+            attachments: vec![],
+            author_user_id: None,
+            author_rule_id: None,
+            automated: false,
+            disposition: Disposition::Queue {
+                raw: raw.as_bytes(),
+                mail_from: "bounce@a.test",
+                expires_at: i64::MAX,
+            },
+        };
+        let (message, queued) = store.record_outbound_reply(&reply).await.unwrap();
+        let recipients: Vec<&str> = queued.iter().map(|d| d.recipient.as_str()).collect();
+        assert_eq!(recipients, ["one@c.test", "two@c.test", "three@c.test"]);
+        assert_eq!(event_kinds(&store, ticket).await, ["reply_queued"]);
+
+        let claim = store
+            .claim_delivery("w1", 60_000, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.message_id, message.0);
+        assert_eq!(
+            claim.raw,
+            raw.as_bytes(),
+            "the signed bytes come back whole"
+        );
+        assert_eq!(claim.recipients.len(), 2);
+        assert!(claim.recipients.iter().all(|r| r.attempts == 1));
+        let rest = store
+            .claim_delivery("w2", 60_000, 5)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest.recipients.len(), 1);
+        assert_eq!(rest.recipients[0].recipient, "three@c.test");
+        assert!(store
+            .claim_delivery("w3", 60_000, 5)
+            .await
+            .unwrap()
+            .is_none());
+
+        let first = &claim.recipients[0];
+        let bounce = DeliveryOutcome::Bounced {
+            error: "550 no such user".into(),
+            code: Some(550),
+        };
+        assert!(!store
+            .finish_delivery("w2", first, ticket.0, account.0, &bounce)
+            .await
+            .unwrap());
+        assert!(store
+            .finish_delivery("w1", first, ticket.0, account.0, &bounce)
+            .await
+            .unwrap());
+        let delivered = &claim.recipients[1];
+        assert!(store
+            .finish_delivery(
+                "w1",
+                delivered,
+                ticket.0,
+                account.0,
+                &DeliveryOutcome::Delivered { code: Some(250) }
+            )
+            .await
+            .unwrap());
+        assert_eq!(
+            event_kinds(&store, ticket).await,
+            ["reply_queued", "delivery_failed"]
+        );
+
+        let retried = store
+            .retry_delivery(first.id, Scope::Account(account), 60_000)
+            .await
+            .unwrap();
+        assert_eq!((retried.status.as_str(), retried.attempts), ("deferred", 1));
+        let err = store
+            .retry_delivery(delivered.id, Scope::Operator, 60_000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains("delivered already")),
+            "{err}"
+        );
+        let err = store
+            .retry_delivery(first.id, Scope::Account(AccountId(account.0 + 1)), 60_000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound(m) if m == &format!(
+                "no queue entry with id {}; see `postern queue list`", first.id
+            )),
+            "{err}"
+        );
+        let again = store
+            .claim_delivery("w4", 60_000, 5)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.recipients.len(), 1);
+        assert_eq!(
+            (again.recipients[0].id, again.recipients[0].attempts),
+            (first.id, 2)
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 use super::{now_ms, Store, StoreError};
 use crate::domain::AccountId;
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 /// The identity provider of an account, as validated from its metadata.
@@ -85,51 +86,57 @@ impl Store {
         idp: &SsoIdpRecord,
         roles: Option<&SsoRoleRecord>,
     ) -> Result<(), StoreError> {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
-            .bind(account.0)
-            .fetch_optional(self.pool())
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "no account with id {account}"
-            )));
-        }
+        let idp = idp.clone();
         let certs = serde_json::to_string(&idp.signing_certs).unwrap_or_else(|_| "[]".into());
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO sso_providers
-                 (account_id, idp_entity_id, sso_url, slo_url, signing_certs, metadata_xml, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (account_id) DO UPDATE SET
-                 idp_entity_id = excluded.idp_entity_id, sso_url = excluded.sso_url,
-                 slo_url = excluded.slo_url, signing_certs = excluded.signing_certs,
-                 metadata_xml = excluded.metadata_xml, updated_at = excluded.updated_at",
-        )
-        .bind(account.0)
-        .bind(&idp.idp_entity_id)
-        .bind(&idp.sso_url)
-        .bind(&idp.slo_url)
-        .bind(&certs)
-        .bind(&idp.metadata_xml)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if let Some(roles) = roles {
-            sqlx::query(
-                "UPDATE sso_providers SET role_attribute = ?, admin_values = ?, agent_values = ?,
-                        default_agent = ?
-                 WHERE account_id = ?",
+        let roles = roles.map(|roles| {
+            (
+                roles.attribute.clone(),
+                serde_json::to_string(&roles.admin_values).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&roles.agent_values).unwrap_or_else(|_| "[]".into()),
+                roles.default_agent,
             )
-            .bind(&roles.attribute)
-            .bind(serde_json::to_string(&roles.admin_values).unwrap_or_else(|_| "[]".into()))
-            .bind(serde_json::to_string(&roles.agent_values).unwrap_or_else(|_| "[]".into()))
-            .bind(roles.default_agent)
-            .bind(account.0)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        });
+        let now = now_ms();
+        self.write(move |conn| {
+            let exists: Option<i64> = conn
+                .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "no account with id {account}"
+                )));
+            }
+            conn.execute(
+                "INSERT INTO sso_providers
+                     (account_id, idp_entity_id, sso_url, slo_url, signing_certs, metadata_xml, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (account_id) DO UPDATE SET
+                     idp_entity_id = excluded.idp_entity_id, sso_url = excluded.sso_url,
+                     slo_url = excluded.slo_url, signing_certs = excluded.signing_certs,
+                     metadata_xml = excluded.metadata_xml, updated_at = excluded.updated_at",
+                rusqlite::params![
+                    account.0,
+                    &idp.idp_entity_id,
+                    &idp.sso_url,
+                    &idp.slo_url,
+                    &certs,
+                    &idp.metadata_xml,
+                    now
+                ],
+            )?;
+            if let Some((attribute, admin_values, agent_values, default_agent)) = &roles {
+                conn.execute(
+                    "UPDATE sso_providers SET role_attribute = ?1, admin_values = ?2,
+                            agent_values = ?3, default_agent = ?4
+                     WHERE account_id = ?5",
+                    (attribute, admin_values, agent_values, default_agent, account.0),
+                )?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The account's identity provider, if one was set.
@@ -179,45 +186,158 @@ impl Store {
         assertion_expires_at: i64,
     ) -> Result<SsoFinish, StoreError> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        for sql in [
-            "DELETE FROM sso_seen_assertions WHERE account_id = ? AND expires_at <= ?",
-            "DELETE FROM sso_consumed_requests WHERE account_id = ? AND expires_at <= ?",
-        ] {
-            sqlx::query(sql)
-                .bind(account.0)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        let request_id = request_id.to_string();
+        let assertion_id = assertion_id.to_string();
+        self.write(move |conn| {
+            for sql in [
+                "DELETE FROM sso_seen_assertions WHERE account_id = ?1 AND expires_at <= ?2",
+                "DELETE FROM sso_consumed_requests WHERE account_id = ?1 AND expires_at <= ?2",
+            ] {
+                conn.execute(sql, (account.0, now))?;
+            }
+            // Checked before anything is remembered: a refused response leaves no trace
+            // (the writer runs one write at a time, so nothing comes in between).
+            let replayed: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sso_seen_assertions
+                                WHERE account_id = ?1 AND assertion_id = ?2)",
+                (account.0, &assertion_id),
+                |r| r.get(0),
+            )?;
+            if replayed {
+                return Ok(SsoFinish::AssertionReplayed);
+            }
+            let fresh_request = conn.execute(
+                "INSERT INTO sso_consumed_requests (account_id, request_id, expires_at)
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                (account.0, &request_id, request_expires_at),
+            )?;
+            if fresh_request != 1 {
+                return Ok(SsoFinish::RequestAlreadyUsed);
+            }
+            conn.execute(
+                "INSERT INTO sso_seen_assertions (account_id, assertion_id, expires_at)
+                 VALUES (?1, ?2, ?3)",
+                (account.0, &assertion_id, assertion_expires_at),
+            )?;
+            Ok(SsoFinish::Accepted)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store_with_account() -> (tempfile::TempDir, Store, AccountId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), 1).await.unwrap();
+        let account = store
+            .write(|conn| {
+                Ok(conn.query_row(
+                    "INSERT INTO accounts (name, from_address, created_at)
+                     VALUES ('a', 'a@b.test', 0) RETURNING id",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        (dir, store, AccountId(account))
+    }
+
+    fn idp(entity: &str) -> SsoIdpRecord {
+        SsoIdpRecord {
+            idp_entity_id: entity.into(),
+            sso_url: "https://idp.test/sso".into(),
+            slo_url: None,
+            signing_certs: vec!["MIIB".into()],
+            metadata_xml: "<EntityDescriptor/>".into(),
         }
-        let fresh_assertion = sqlx::query(
-            "INSERT INTO sso_seen_assertions (account_id, assertion_id, expires_at)
-             VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(account.0)
-        .bind(assertion_id)
-        .bind(assertion_expires_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if fresh_assertion != 1 {
-            return Ok(SsoFinish::AssertionReplayed);
-        }
-        let fresh_request = sqlx::query(
-            "INSERT INTO sso_consumed_requests (account_id, request_id, expires_at)
-             VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(account.0)
-        .bind(request_id)
-        .bind(request_expires_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if fresh_request != 1 {
-            // Dropping the transaction forgets the assertion again.
-            return Ok(SsoFinish::RequestAlreadyUsed);
-        }
-        tx.commit().await?;
-        Ok(SsoFinish::Accepted)
+    }
+
+    #[tokio::test]
+    async fn a_provider_of_an_unknown_account_is_not_found_and_not_stored() {
+        let (_dir, store, _) = store_with_account().await;
+        let err = store
+            .set_sso_provider(AccountId(999), &idp("https://idp.test"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound(m) if m == "no account with id 999"),
+            "{err}"
+        );
+        assert_eq!(store.sso_provider(AccountId(999)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn replacing_the_provider_keeps_the_roles_unless_new_ones_are_given() {
+        let (_dir, store, account) = store_with_account().await;
+        store
+            .set_sso_provider(account, &idp("https://one.test"), None)
+            .await
+            .unwrap();
+        let first = store.sso_provider(account).await.unwrap().unwrap();
+        assert_eq!(first.idp, idp("https://one.test"));
+        assert_eq!(first.roles, SsoRoleRecord::default());
+        let roles = SsoRoleRecord {
+            attribute: "groups".into(),
+            admin_values: vec!["ops".into()],
+            agent_values: vec!["support".into(), "sales".into()],
+            default_agent: true,
+        };
+        store
+            .set_sso_provider(account, &idp("https://two.test"), Some(&roles))
+            .await
+            .unwrap();
+        store
+            .set_sso_provider(account, &idp("https://three.test"), None)
+            .await
+            .unwrap();
+        let last = store.sso_provider(account).await.unwrap().unwrap();
+        assert_eq!(last.idp, idp("https://three.test"));
+        assert_eq!(last.roles, roles);
+    }
+
+    #[tokio::test]
+    async fn a_refused_response_leaves_neither_its_request_nor_its_assertion_used() {
+        let (_dir, store, account) = store_with_account().await;
+        let later = now_ms() + 60_000;
+        let finish = |request: &'static str, assertion: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .finish_sso_login(account, request, later, assertion, later)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(finish("req-1", "as-1").await, SsoFinish::Accepted);
+        assert_eq!(finish("req-2", "as-1").await, SsoFinish::AssertionReplayed);
+        assert_eq!(finish("req-1", "as-2").await, SsoFinish::RequestAlreadyUsed);
+        // Neither refusal remembered anything: req-2 and as-2 still sign in, once.
+        assert_eq!(finish("req-2", "as-2").await, SsoFinish::Accepted);
+        assert_eq!(finish("req-2", "as-3").await, SsoFinish::RequestAlreadyUsed);
+    }
+
+    #[tokio::test]
+    async fn expired_requests_and_assertions_are_forgotten() {
+        let (_dir, store, account) = store_with_account().await;
+        let past = now_ms() - 1;
+        let later = now_ms() + 60_000;
+        assert_eq!(
+            store
+                .finish_sso_login(account, "req", past, "as", past)
+                .await
+                .unwrap(),
+            SsoFinish::Accepted
+        );
+        assert_eq!(
+            store
+                .finish_sso_login(account, "req", later, "as", later)
+                .await
+                .unwrap(),
+            SsoFinish::Accepted
+        );
     }
 }
