@@ -338,23 +338,6 @@ impl Store {
         Ok(())
     }
 
-    /// The reply-token key: `configured` when set, else the one generated on first start.
-    pub async fn reply_token_secret(&self, configured: &str) -> Result<Vec<u8>, StoreError> {
-        if !configured.is_empty() {
-            return Ok(configured.as_bytes().to_vec());
-        }
-        let fresh = hex::encode(rand::random::<[u8; 32]>());
-        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ('reply_token_key', ?) ON CONFLICT DO NOTHING")
-            .bind(&fresh)
-            .execute(&self.pool)
-            .await?;
-        let key: String =
-            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'reply_token_key'")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(key.into_bytes())
-    }
-
     /// Commits what the writer holds, stops it and closes the pool. Writes fail afterwards.
     pub async fn close(&self) {
         self.lane.stop().await;

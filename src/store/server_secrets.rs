@@ -7,6 +7,8 @@ use super::{Store, StoreError};
 pub const SSO_REQUEST_KEY: &str = "sso_request_key";
 /// Name of the key that derives the CSRF token of a session (src/http/csrf.rs).
 pub const CSRF_KEY: &str = "csrf_key";
+/// Name of the key of reply tokens (outbound reply addresses), unless configured.
+const REPLY_TOKEN_KEY: &str = "reply_token_key";
 
 impl Store {
     /// The key named `name`: 256 random bits made the first time it is asked for, the same
@@ -28,5 +30,13 @@ impl Store {
             })
             .await?;
         Ok(key.into_bytes())
+    }
+
+    /// The reply-token key: `configured` when set, else the one generated on first start.
+    pub async fn reply_token_secret(&self, configured: &str) -> Result<Vec<u8>, StoreError> {
+        if !configured.is_empty() {
+            return Ok(configured.as_bytes().to_vec());
+        }
+        self.generated_secret(REPLY_TOKEN_KEY).await
     }
 }
