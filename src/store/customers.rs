@@ -1,7 +1,7 @@
 //! Customers of an account: the people who write to the store, with free-form attributes
 //! (order numbers, VIP, ...).
 
-use super::{now_ms, Store, StoreError};
+use super::{is_unique_violation, now_ms, Store, StoreError};
 use crate::domain::{AccountId, EmailAddress};
 use serde::Serialize;
 
@@ -151,27 +151,24 @@ impl Store {
     ) -> Result<CustomerView, StoreError> {
         let attributes = check_attributes(attributes)?;
         let name = check_name(name)?;
-        let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-            "INSERT INTO customers (account_id, email, name, attributes, created_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(account.0)
-        .bind(email.normalized())
-        .bind(name)
-        .bind(attributes)
-        .bind(now_ms())
-        .fetch_one(self.pool())
-        .await;
-        match inserted {
-            Ok(id) => self.customer(id, account).await,
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Err(StoreError::Conflict(format!(
-                    "the account already has a customer with the address {}",
-                    email.normalized()
-                )))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let (address, now) = (email.normalized(), now_ms());
+        let id = self
+            .write(move |conn| {
+                conn.query_row(
+                    "INSERT INTO customers (account_id, email, name, attributes, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                    (account.0, &address, &name, &attributes, now),
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| match is_unique_violation(&e) {
+                    true => StoreError::Conflict(format!(
+                        "the account already has a customer with the address {address}"
+                    )),
+                    false => e.into(),
+                })
+            })
+            .await?;
+        self.customer(id, account).await
     }
 
     /// Changes the name (when given) and merges `attributes` into the existing ones:
@@ -206,15 +203,75 @@ impl Store {
             }
         }
         let attributes = check_attributes(&merged)?;
-        sqlx::query(
-            "UPDATE customers SET name = ?, attributes = ? WHERE id = ? AND account_id = ?",
-        )
-        .bind(name)
-        .bind(attributes)
-        .bind(id)
-        .bind(account.0)
-        .execute(self.pool())
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE customers SET name = ?1, attributes = ?2 WHERE id = ?3 AND account_id = ?4",
+                (&name, &attributes, id, account.0),
+            )?;
+            Ok(())
+        })
         .await?;
         self.customer(id, account).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn customers_are_created_once_per_address_and_updated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_cap(&dir.path().join("c.db"), 1, 0)
+            .await
+            .unwrap();
+        let account = store
+            .write(|conn| {
+                Ok(conn.query_row(
+                    "INSERT INTO accounts (name, from_address, created_at) VALUES ('a', 'a@b.test', 0) RETURNING id",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .map(AccountId)
+            .unwrap();
+        let email = EmailAddress::parse("Ann@Example.test").unwrap();
+        let ann = store
+            .create_customer(account, &email, Some(" Ann "), &json!({"vip": true}))
+            .await
+            .unwrap();
+        assert_eq!(
+            (ann.email.as_str(), ann.name.as_deref(), &ann.attributes),
+            ("ann@example.test", Some("Ann"), &json!({"vip": true}))
+        );
+        let err = store
+            .create_customer(account, &email, None, &json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m)
+                if m == "the account already has a customer with the address ann@example.test"),
+            "{err:?}"
+        );
+        let changed = store
+            .update_customer(
+                ann.id,
+                account,
+                Some(None),
+                Some(&json!({"vip": null, "order": "A-1"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (changed.name, changed.attributes),
+            (None, json!({"order": "A-1"}))
+        );
+        let err = store
+            .update_customer(ann.id + 1, account, None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     }
 }

@@ -3,8 +3,9 @@
 //! and each run's log entry with the changes it made. Always within one account.
 
 use super::ticket_changes::apply_ticket_changes;
-use super::{now_ms, Store, StoreError};
+use super::{is_unique_violation, now_ms, Store, StoreError};
 use crate::domain::{AccountId, ChangeAuthor, CustomerFacts, TicketChange, TicketFacts};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -12,8 +13,12 @@ fn ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+/// `e` as a Conflict saying `message` when it is a unique violation (the name is taken).
+fn conflict_when_taken(e: rusqlite::Error, message: impl FnOnce() -> String) -> StoreError {
+    match is_unique_violation(&e) {
+        true => StoreError::Conflict(message()),
+        false => e.into(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -296,30 +301,25 @@ impl Store {
     ) -> Result<RuleRecord, StoreError> {
         self.account(account).await?;
         let now = now_ms();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO rules (account_id, name, trigger, position, enabled, definition, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(account.0)
-        .bind(rule.name)
-        .bind(rule.trigger)
-        .bind(rule.position)
-        .bind(rule.enabled)
-        .bind(rule.definition.to_string())
-        .bind(now)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await
-        .map_err(|e| {
-            if unique_violation(&e) {
-                StoreError::Conflict(format!(
-                    "a rule named {:?} already exists in this account; choose another name or replace it",
-                    rule.name
-                ))
-            } else {
-                e.into()
-            }
-        })?;
+        let row = RuleColumns::of(rule);
+        let id: i64 = self
+            .write(move |conn| {
+                conn.query_row(
+                    "INSERT INTO rules (account_id, name, trigger, position, enabled, definition, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
+                    (account.0, &row.name, &row.trigger, row.position, row.enabled, &row.definition, now),
+                    |r| r.get(0),
+                )
+                .map_err(|e| {
+                    conflict_when_taken(e, || {
+                        format!(
+                            "a rule named {:?} already exists in this account; choose another name or replace it",
+                            row.name
+                        )
+                    })
+                })
+            })
+            .await?;
         self.rule(id, account).await
     }
 
@@ -331,27 +331,17 @@ impl Store {
         rule: &NewRule<'_>,
     ) -> Result<RuleRecord, StoreError> {
         self.rule(id, account).await?;
-        sqlx::query(
-            "UPDATE rules SET name = ?, trigger = ?, position = ?, enabled = ?, definition = ?, updated_at = ?
-             WHERE id = ? AND account_id = ?",
-        )
-        .bind(rule.name)
-        .bind(rule.trigger)
-        .bind(rule.position)
-        .bind(rule.enabled)
-        .bind(rule.definition.to_string())
-        .bind(now_ms())
-        .bind(id)
-        .bind(account.0)
-        .execute(self.pool())
-        .await
-        .map_err(|e| {
-            if unique_violation(&e) {
-                StoreError::Conflict(format!("another rule is named {:?}", rule.name))
-            } else {
-                StoreError::from(e)
-            }
-        })?;
+        let now = now_ms();
+        let row = RuleColumns::of(rule);
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE rules SET name = ?1, trigger = ?2, position = ?3, enabled = ?4, definition = ?5, updated_at = ?6
+                 WHERE id = ?7 AND account_id = ?8",
+                (&row.name, &row.trigger, row.position, row.enabled, &row.definition, now, id, account.0),
+            )
+            .map_err(|e| conflict_when_taken(e, || format!("another rule is named {:?}", row.name)))
+        })
+        .await?;
         self.rule(id, account).await
     }
 
@@ -437,15 +427,14 @@ impl Store {
     ) -> Result<RuleRecord, StoreError> {
         let mut rule = self.rule(id, account).await?;
         rule.definition["enabled"] = enabled.into();
-        sqlx::query(
-            "UPDATE rules SET enabled = ?, definition = ?, updated_at = ? WHERE id = ? AND account_id = ?",
-        )
-        .bind(enabled)
-        .bind(rule.definition.to_string())
-        .bind(now_ms())
-        .bind(id)
-        .bind(account.0)
-        .execute(self.pool())
+        let (definition, now) = (rule.definition.to_string(), now_ms());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE rules SET enabled = ?1, definition = ?2, updated_at = ?3 WHERE id = ?4 AND account_id = ?5",
+                (enabled, &definition, now, id, account.0),
+            )?;
+            Ok(())
+        })
         .await?;
         self.rule(id, account).await
     }
@@ -453,19 +442,18 @@ impl Store {
     /// Deletes a rule; its log entries stay, with the name.
     pub async fn delete_rule(&self, id: i64, account: AccountId) -> Result<(), StoreError> {
         self.rule(id, account).await?;
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE rule_runs SET rule_id = NULL WHERE rule_id = ? AND account_id = ?")
-            .bind(id)
-            .bind(account.0)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM rules WHERE id = ? AND account_id = ?")
-            .bind(id)
-            .bind(account.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE rule_runs SET rule_id = NULL WHERE rule_id = ?1 AND account_id = ?2",
+                (id, account.0),
+            )?;
+            conn.execute(
+                "DELETE FROM rules WHERE id = ?1 AND account_id = ?2",
+                (id, account.0),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -480,29 +468,27 @@ impl Store {
     ) -> Result<MacroRecord, StoreError> {
         self.account(account).await?;
         let now = now_ms();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO macros (account_id, name, subject, body, missing, fallback, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(account.0)
-        .bind(name)
-        .bind(subject)
-        .bind(body)
-        .bind(missing)
-        .bind(fallback)
-        .bind(now)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await
-        .map_err(|e| {
-            if unique_violation(&e) {
-                StoreError::Conflict(format!(
-                    "a macro named {name:?} already exists in this account"
-                ))
-            } else {
-                e.into()
-            }
-        })?;
+        let (name, subject, body) = (
+            name.to_string(),
+            subject.map(str::to_string),
+            body.to_string(),
+        );
+        let (missing, fallback) = (missing.to_string(), fallback.to_string());
+        let id: i64 = self
+            .write(move |conn| {
+                conn.query_row(
+                    "INSERT INTO macros (account_id, name, subject, body, missing, fallback, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
+                    (account.0, &name, &subject, &body, &missing, &fallback, now),
+                    |r| r.get(0),
+                )
+                .map_err(|e| {
+                    conflict_when_taken(e, || {
+                        format!("a macro named {name:?} already exists in this account")
+                    })
+                })
+            })
+            .await?;
         self.macro_record(id, account).await
     }
 
@@ -535,18 +521,20 @@ impl Store {
                 )));
             }
         }
-        sqlx::query("DELETE FROM macros WHERE id = ? AND account_id = ?")
-            .bind(id)
-            .bind(account.0)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM macros WHERE id = ?1 AND account_id = ?2",
+                (id, account.0),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// Logs a run; `None` when a run with the same rule, ticket and key is already logged.
     pub async fn insert_rule_run(&self, run: &NewRuleRun<'_>) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        Ok(insert_run(&mut conn, run).await?)
+        let run = RunColumns::of(run);
+        self.write(move |conn| insert_run(conn, &run)).await
     }
 
     /// Whether the rule already ran on the ticket for this key, and if so whether it matched.
@@ -579,24 +567,24 @@ impl Store {
         changes: &[TicketChange],
         run: &NewRuleRun<'_>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write_tx().await?;
-        if let Some(key) = &run.run_key {
-            let done: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM rule_runs WHERE rule_id IS ? AND ticket_id = ? AND run_key = ?",
-            )
-            .bind(run.rule_id)
-            .bind(ticket)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if done.is_some() {
-                return Ok(false);
+        let (by, changes, run) = (by.clone(), changes.to_vec(), RunColumns::of(run));
+        self.write(move |conn| {
+            if let Some(key) = &run.run_key {
+                let done: Option<i64> = conn
+                    .query_row(
+                        "SELECT id FROM rule_runs WHERE rule_id IS ?1 AND ticket_id = ?2 AND run_key = ?3",
+                        (run.rule_id, ticket, key),
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if done.is_some() {
+                    return Ok(false);
+                }
             }
-        }
-        apply_ticket_changes(&mut tx, run.account, ticket, by, changes, run.at).await?;
-        let logged = insert_run(&mut tx, run).await?;
-        tx.commit().await?;
-        Ok(logged.is_some())
+            apply_ticket_changes(conn, AccountId(run.account), ticket, &by, &changes, run.at)?;
+            Ok(insert_run(conn, &run)?.is_some())
+        })
+        .await
     }
 
     /// The rule log, newest first.
@@ -753,39 +741,33 @@ impl Store {
         if any.is_none() {
             return Ok(0);
         }
-        let mut tx = self.write_tx().await?;
-        let due: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT id, account_id, snoozed_until FROM tickets
-             WHERE status = 'snoozed' AND snoozed_until <= ? ORDER BY snoozed_until, id LIMIT ?",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        for (ticket, account, until) in &due {
-            sqlx::query(
+        self.write(move |conn| {
+            let due = conn
+                .prepare_cached(
+                    "SELECT id, account_id, snoozed_until FROM tickets
+                     WHERE status = 'snoozed' AND snoozed_until <= ?1 ORDER BY snoozed_until, id LIMIT ?2",
+                )?
+                .query_map((now, i64::from(limit)), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut reopen = conn.prepare_cached(
                 "UPDATE tickets SET status = 'open', snoozed_until = NULL,
-                    updated_at = MAX(updated_at, ?) WHERE id = ?",
-            )
-            .bind(now)
-            .bind(ticket)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, 'status_changed', ?, ?)",
-            )
-            .bind(account)
-            .bind(ticket)
-            .bind(
-                serde_json::json!({"from": "snoozed", "to": "open", "snooze_ended": until})
-                    .to_string(),
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(due.len())
+                    updated_at = MAX(updated_at, ?1) WHERE id = ?2",
+            )?;
+            let mut record = conn.prepare_cached(
+                "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at)
+                 VALUES (?1, ?2, 'status_changed', ?3, ?4)",
+            )?;
+            for (ticket, account, until) in &due {
+                reopen.execute((now, ticket))?;
+                let data =
+                    serde_json::json!({"from": "snoozed", "to": "open", "snooze_ended": until});
+                record.execute((account, ticket, data.to_string(), now))?;
+            }
+            Ok(due.len())
+        })
+        .await
     }
 
     /// Remembers an automated reply of `rule` to `customer`, for the rule's reply window.
@@ -798,19 +780,16 @@ impl Store {
         message: Option<i64>,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO rule_auto_replies (account_id, rule_id, customer, ticket_id, message_id, sent_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(account.0)
-        .bind(rule)
-        .bind(customer)
-        .bind(ticket)
-        .bind(message)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let customer = customer.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO rule_auto_replies (account_id, rule_id, customer, ticket_id, message_id, sent_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                (account.0, rule, &customer, ticket, message, now),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// A time-based rule fired on a ticket in this episode.
@@ -821,17 +800,15 @@ impl Store {
         episode: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO rule_fires (rule_id, ticket_id, episode, fired_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (rule_id, ticket_id) DO UPDATE SET episode = excluded.episode, fired_at = excluded.fired_at",
-        )
-        .bind(rule)
-        .bind(ticket)
-        .bind(episode)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO rule_fires (rule_id, ticket_id, episode, fired_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (rule_id, ticket_id) DO UPDATE SET episode = excluded.episode, fired_at = excluded.fired_at",
+                (rule, ticket, episode, now),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// Tickets a time-based rule may match now, not yet fired on in their current episode.
@@ -916,15 +893,16 @@ impl Store {
     }
 
     pub async fn set_rule_cursor(&self, name: &str, last_id: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO rule_cursors (name, last_id) VALUES (?, ?)
-             ON CONFLICT (name) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
-        )
-        .bind(name)
-        .bind(last_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let name = name.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO rule_cursors (name, last_id) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
+                (&name, last_id),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// Whether any account has an enabled rule that a message can fire (any but time rules).
@@ -1079,28 +1057,416 @@ impl Store {
     }
 }
 
-async fn insert_run(
-    conn: &mut sqlx::SqliteConnection,
-    run: &NewRuleRun<'_>,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO rule_runs (account_id, rule_id, rule_name, ticket_id, message_id, trigger, matched,
-                                conditions, actions, depth, error, created_at, run_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(run.account.0)
-    .bind(run.rule_id)
-    .bind(run.rule_name)
-    .bind(run.ticket_id)
-    .bind(run.message_id)
-    .bind(run.trigger)
-    .bind(run.matched)
-    .bind(run.conditions.to_string())
-    .bind(run.actions.to_string())
-    .bind(run.depth)
-    .bind(&run.error)
-    .bind(run.at)
-    .bind(&run.run_key)
-    .fetch_optional(conn)
-    .await
+/// The columns of a rule to write, owned (the writer's closure outlives the caller's
+/// borrows, and may run more than once).
+struct RuleColumns {
+    name: String,
+    trigger: String,
+    position: i64,
+    enabled: bool,
+    definition: String,
+}
+
+impl RuleColumns {
+    fn of(rule: &NewRule<'_>) -> Self {
+        Self {
+            name: rule.name.to_string(),
+            trigger: rule.trigger.to_string(),
+            position: rule.position,
+            enabled: rule.enabled,
+            definition: rule.definition.to_string(),
+        }
+    }
+}
+
+/// The columns of a run log entry, owned (see [`RuleColumns`]).
+struct RunColumns {
+    account: i64,
+    rule_id: Option<i64>,
+    rule_name: String,
+    ticket_id: Option<i64>,
+    message_id: Option<i64>,
+    trigger: String,
+    matched: bool,
+    conditions: String,
+    actions: String,
+    depth: i64,
+    error: Option<String>,
+    at: i64,
+    run_key: Option<String>,
+}
+
+impl RunColumns {
+    fn of(run: &NewRuleRun<'_>) -> Self {
+        Self {
+            account: run.account.0,
+            rule_id: run.rule_id,
+            rule_name: run.rule_name.to_string(),
+            ticket_id: run.ticket_id,
+            message_id: run.message_id,
+            trigger: run.trigger.to_string(),
+            matched: run.matched,
+            conditions: run.conditions.to_string(),
+            actions: run.actions.to_string(),
+            depth: run.depth,
+            error: run.error.clone(),
+            at: run.at,
+            run_key: run.run_key.clone(),
+        }
+    }
+}
+
+/// Logs a run; `None` when a run with the same rule, ticket and key is already logged.
+fn insert_run(conn: &Connection, run: &RunColumns) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO rule_runs (account_id, rule_id, rule_name, ticket_id, message_id, trigger, matched,
+                                    conditions, actions, depth, error, created_at, run_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT DO NOTHING RETURNING id",
+        )?
+        .query_row(
+            (
+                run.account,
+                run.rule_id,
+                &run.rule_name,
+                run.ticket_id,
+                run.message_id,
+                &run.trigger,
+                run.matched,
+                &run.conditions,
+                &run.actions,
+                run.depth,
+                &run.error,
+                run.at,
+                &run.run_key,
+            ),
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TicketStatus;
+    use serde_json::json;
+
+    /// A store with an account and one of its tickets.
+    async fn store_with_ticket() -> (tempfile::TempDir, Store, AccountId, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_cap(&dir.path().join("r.db"), 1, 0)
+            .await
+            .unwrap();
+        let (account, ticket) = store
+            .write(|conn| {
+                let account: i64 = conn.query_row(
+                    "INSERT INTO accounts (name, from_address, created_at) VALUES ('a', 'a@b.test', 0) RETURNING id",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let ticket: i64 = conn.query_row(
+                    "INSERT INTO tickets (account_id, subject, normalized_subject, created_at, updated_at)
+                     VALUES (?1, 'Order', 'order', 10, 10) RETURNING id",
+                    [account],
+                    |r| r.get(0),
+                )?;
+                Ok((account, ticket))
+            })
+            .await
+            .unwrap();
+        (dir, store, AccountId(account), ticket)
+    }
+
+    fn new_rule<'a>(name: &'a str, definition: &'a serde_json::Value) -> NewRule<'a> {
+        NewRule {
+            name,
+            trigger: "message_received",
+            position: 0,
+            enabled: true,
+            definition,
+        }
+    }
+
+    fn run<'a>(account: AccountId, ticket: i64, key: &str) -> NewRuleRun<'a> {
+        NewRuleRun {
+            account,
+            rule_id: None,
+            rule_name: "vip",
+            ticket_id: Some(ticket),
+            message_id: None,
+            trigger: "message_received",
+            matched: true,
+            conditions: json!([]),
+            actions: json!([]),
+            depth: 0,
+            error: None,
+            at: 1_000,
+            run_key: Some(key.to_string()),
+        }
+    }
+
+    async fn tags(store: &Store, ticket: i64) -> Vec<String> {
+        sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
+            .bind(ticket)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn count(store: &Store, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    fn by_rule() -> ChangeAuthor {
+        ChangeAuthor::Rule {
+            id: 1,
+            name: "vip".into(),
+            depth: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_name_is_a_conflict_that_changes_nothing() {
+        let (_dir, store, account, _) = store_with_ticket().await;
+        let definition = json!({"name": "vip"});
+        store
+            .create_rule(account, &new_rule("vip", &definition))
+            .await
+            .unwrap();
+        let err = store
+            .create_rule(account, &new_rule("vip", &definition))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m == "a rule named \"vip\" already exists in this account; choose another name or replace it"),
+            "{err:?}"
+        );
+        let other = store
+            .create_rule(account, &new_rule("other", &definition))
+            .await
+            .unwrap();
+        let err = store
+            .replace_rule(other.id, account, &new_rule("vip", &json!({"x": 1})))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m == "another rule is named \"vip\""),
+            "{err:?}"
+        );
+        let kept = store.rule(other.id, account).await.unwrap();
+        assert_eq!(
+            (kept.name.as_str(), &kept.definition),
+            ("other", &definition)
+        );
+        let replaced = store
+            .replace_rule(other.id, account, &new_rule("renamed", &json!({"x": 2})))
+            .await
+            .unwrap();
+        assert_eq!(
+            (replaced.name.as_str(), &replaced.definition),
+            ("renamed", &json!({"x": 2}))
+        );
+
+        store
+            .create_macro(account, "thanks", Some("Re"), "Thanks", "empty", "")
+            .await
+            .unwrap();
+        let err = store
+            .create_macro(account, "thanks", None, "Other", "empty", "")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m == "a macro named \"thanks\" already exists in this account"),
+            "{err:?}"
+        );
+        let macros = store.macros(account).await.unwrap();
+        assert_eq!(macros.len(), 1);
+        assert_eq!(macros[0].body, "Thanks");
+    }
+
+    #[tokio::test]
+    async fn rules_and_macros_are_switched_and_deleted() {
+        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let uses =
+            json!({"enabled": true, "actions": [{"type": "reply_with_macro", "macro": "thanks"}]});
+        let rule = store
+            .create_rule(account, &new_rule("replies", &uses))
+            .await
+            .unwrap();
+        let off = store
+            .set_rule_enabled(rule.id, account, false)
+            .await
+            .unwrap();
+        assert!(!off.enabled);
+        assert_eq!(off.definition["enabled"], false);
+        let thanks = store
+            .create_macro(account, "thanks", None, "Thanks", "empty", "")
+            .await
+            .unwrap();
+        let err = store.delete_macro(thanks.id, account).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(store.macros(account).await.unwrap().len(), 1);
+
+        let mut logged = run(account, ticket, "message:1");
+        logged.rule_id = Some(rule.id);
+        assert!(store.insert_rule_run(&logged).await.unwrap().is_some());
+        store.delete_rule(rule.id, account).await.unwrap();
+        assert!(matches!(
+            store.rule(rule.id, account).await,
+            Err(StoreError::NotFound(_))
+        ));
+        // The log entry stays, with the name and without the rule.
+        let runs = store
+            .rule_runs(account, &RunFilter::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].rule_id, runs[0].rule_name.as_str()), (None, "vip"));
+        store.delete_macro(thanks.id, account).await.unwrap();
+        assert!(store.macros(account).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_run_key_applies_the_changes_once() {
+        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let rule = store
+            .create_rule(account, &new_rule("vip", &json!({})))
+            .await
+            .unwrap();
+        let first = [TicketChange::AddTag("first".into())];
+        let mut logged = run(account, ticket, "message:1");
+        logged.rule_id = Some(rule.id);
+        assert!(store
+            .commit_rule_run(ticket, &by_rule(), &first, &logged)
+            .await
+            .unwrap());
+        let again = [TicketChange::AddTag("again".into())];
+        assert!(!store
+            .commit_rule_run(ticket, &by_rule(), &again, &logged)
+            .await
+            .unwrap());
+        assert_eq!(tags(&store, ticket).await, ["first"]);
+        assert_eq!(store.insert_rule_run(&logged).await.unwrap(), None);
+        assert_eq!(count(&store, "rule_runs").await, 1);
+        assert_eq!(count(&store, "ticket_events").await, 1);
+    }
+
+    /// A list that fails part way (here a tag twice in a replacement) leaves the ticket as
+    /// it was and logs no run, so that the worker may try the event again.
+    #[tokio::test]
+    async fn a_failing_change_leaves_neither_changes_nor_log() {
+        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let changes = [
+            TicketChange::AddTag("kept".into()),
+            TicketChange::SetStatus {
+                status: TicketStatus::Closed,
+                snoozed_until: None,
+            },
+            TicketChange::ReplaceTags(vec!["a".into(), "a".into()]),
+        ];
+        let logged = run(account, ticket, "message:1");
+        let err = store
+            .commit_rule_run(ticket, &by_rule(), &changes, &logged)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Writer(_)), "{err:?}");
+        assert!(tags(&store, ticket).await.is_empty());
+        let status: String = sqlx::query_scalar("SELECT status FROM tickets WHERE id = ?")
+            .bind(ticket)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(status, "open");
+        assert_eq!(count(&store, "rule_runs").await, 0);
+        assert_eq!(count(&store, "ticket_events").await, 0);
+
+        // Another account's ticket is not found, and nothing is logged either.
+        let elsewhere = run(AccountId(account.0 + 1), ticket, "message:2");
+        let err = store
+            .commit_rule_run(ticket, &by_rule(), &changes[..1], &elsewhere)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+        assert_eq!(count(&store, "rule_runs").await, 0);
+        // The same run then goes through.
+        assert!(store
+            .commit_rule_run(ticket, &by_rule(), &changes[..1], &logged)
+            .await
+            .unwrap());
+        assert_eq!(tags(&store, ticket).await, ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn snoozed_tickets_wake_when_their_time_comes() {
+        let (_dir, store, account, ticket) = store_with_ticket().await;
+        assert_eq!(store.wake_snoozed(5_000, 10).await.unwrap(), 0);
+        let snooze = [TicketChange::SetStatus {
+            status: TicketStatus::Snoozed,
+            snoozed_until: Some(4_000),
+        }];
+        store
+            .change_ticket(account, ticket, &by_rule(), &snooze)
+            .await
+            .unwrap();
+        assert_eq!(store.wake_snoozed(3_999, 10).await.unwrap(), 0);
+        assert_eq!(store.wake_snoozed(5_000, 10).await.unwrap(), 1);
+        let (status, until): (String, Option<i64>) =
+            sqlx::query_as("SELECT status, snoozed_until FROM tickets WHERE id = ?")
+                .bind(ticket)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!((status.as_str(), until), ("open", None));
+        let events = store.ticket_events_after(0, 10).await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(
+            (last.kind.as_str(), &last.data),
+            (
+                "status_changed",
+                &json!({"from": "snoozed", "to": "open", "snooze_ended": 4_000})
+            )
+        );
+        assert_eq!(store.wake_snoozed(6_000, 10).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn scheduler_bookkeeping_is_kept() {
+        let (_dir, store, account, ticket) = store_with_ticket().await;
+        assert_eq!(store.rule_cursor("messages").await.unwrap(), 0);
+        store.set_rule_cursor("messages", 7).await.unwrap();
+        // A cursor never goes back.
+        store.set_rule_cursor("messages", 3).await.unwrap();
+        assert_eq!(store.rule_cursor("messages").await.unwrap(), 7);
+
+        let rule = store
+            .create_rule(account, &new_rule("late", &json!({})))
+            .await
+            .unwrap();
+        store.record_fire(rule.id, ticket, 10, 100).await.unwrap();
+        store.record_fire(rule.id, ticket, 20, 200).await.unwrap();
+        let fires: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT episode, fired_at FROM rule_fires WHERE rule_id = ?")
+                .bind(rule.id)
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(fires, [(20, 200)]);
+
+        assert_eq!(
+            store.last_auto_reply(rule.id, "c@x.test").await.unwrap(),
+            None
+        );
+        store
+            .note_auto_reply(account, rule.id, "c@x.test", ticket, None, 300)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.last_auto_reply(rule.id, "c@x.test").await.unwrap(),
+            Some(300)
+        );
+    }
 }

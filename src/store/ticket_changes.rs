@@ -6,24 +6,13 @@ use super::{now_ms, Store, StoreError};
 use crate::domain::{
     AccountId, ChangeAuthor, InvalidChange, TicketBefore, TicketChange, TicketStatus,
 };
+use rusqlite::{Connection, OptionalExtension};
 
 /// A change a client asked for that cannot be made is the client's mistake.
 impl From<InvalidChange> for StoreError {
     fn from(e: InvalidChange) -> Self {
         StoreError::Invalid(e.0)
     }
-}
-
-type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
-
-/// The ticket before the changes: what history compares with, and the subject notes take.
-#[derive(sqlx::FromRow)]
-struct BeforeRow {
-    status: String,
-    priority: String,
-    assignee_id: Option<i64>,
-    team: Option<String>,
-    subject: String,
 }
 
 impl Store {
@@ -36,18 +25,18 @@ impl Store {
         by: &ChangeAuthor,
         changes: &[TicketChange],
     ) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let notes = apply_ticket_changes(&mut tx, account, ticket, by, changes, now_ms()).await?;
-        tx.commit().await?;
-        Ok(notes)
+        let (by, changes, now) = (by.clone(), changes.to_vec(), now_ms());
+        self.write(move |conn| apply_ticket_changes(conn, account, ticket, &by, &changes, now))
+            .await
     }
 }
 
-/// Applies `changes` in order to a ticket of `account` within `tx`, with the history events
-/// they record (compared with the ticket as it was before the first), at `now`. Another
-/// account's ticket is not found. Returns the ids of the notes written, in order.
-pub(super) async fn apply_ticket_changes(
-    tx: &mut Tx,
+/// Applies `changes` in order to a ticket of `account` on the writer's `conn` (within the
+/// caller's transaction), with the history events they record (compared with the ticket as
+/// it was before the first), at `now`. Another account's ticket is not found. Returns the
+/// ids of the notes written, in order.
+pub(super) fn apply_ticket_changes(
+    conn: &Connection,
     account: AccountId,
     ticket: i64,
     by: &ChangeAuthor,
@@ -58,55 +47,50 @@ pub(super) async fn apply_ticket_changes(
     if changes.is_empty() {
         return Ok(notes);
     }
-    let row: Option<BeforeRow> = sqlx::query_as(
-        "SELECT status, priority, assignee_id, team, subject FROM tickets WHERE id = ? AND account_id = ?",
-    )
-    .bind(ticket)
-    .bind(account.0)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
+    // The ticket before the changes: what history compares with, and the subject notes take.
+    let row = conn
+        .query_row(
+            "SELECT status, priority, assignee_id, team, subject FROM tickets WHERE id = ?1 AND account_id = ?2",
+            (ticket, account.0),
+            |r| {
+                let before = TicketBefore {
+                    status: r.get(0)?,
+                    priority: r.get(1)?,
+                    assignee: r.get(2)?,
+                    team: r.get(3)?,
+                };
+                Ok((before, r.get::<_, String>(4)?))
+            },
+        )
+        .optional()?;
+    let Some((before, subject)) = row else {
         return Err(StoreError::NotFound(format!("no ticket with id {ticket}")));
     };
-    let before = TicketBefore {
-        status: row.status,
-        priority: row.priority,
-        assignee: row.assignee_id,
-        team: row.team,
-    };
-    let subject = row.subject;
     let mut recorded = false;
     for change in changes {
-        let note = write_change(tx, account, ticket, by, change, &subject, now).await?;
+        let note = write_change(conn, account, ticket, by, change, &subject, now)?;
         notes.extend(note);
         let Some(entry) = change.history(by, &before, note) else {
             continue;
         };
         recorded = true;
-        sqlx::query(
-            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(account.0)
-        .bind(ticket)
-        .bind(entry.kind)
-        .bind(entry.data.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        conn.prepare_cached(
+            "INSERT INTO ticket_events (account_id, ticket_id, kind, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute((account.0, ticket, entry.kind, entry.data.to_string(), now))?;
     }
     if recorded {
-        sqlx::query("UPDATE tickets SET updated_at = MAX(updated_at, ?) WHERE id = ?")
-            .bind(now)
-            .bind(ticket)
-            .execute(&mut **tx)
-            .await?;
+        conn.execute(
+            "UPDATE tickets SET updated_at = MAX(updated_at, ?1) WHERE id = ?2",
+            (now, ticket),
+        )?;
     }
     Ok(notes)
 }
 
 /// The rows of one change; the id of the note it wrote, if it wrote one.
-async fn write_change(
-    tx: &mut Tx,
+fn write_change(
+    conn: &Connection,
     account: AccountId,
     ticket: i64,
     by: &ChangeAuthor,
@@ -115,64 +99,50 @@ async fn write_change(
     now: i64,
 ) -> Result<Option<i64>, StoreError> {
     // One column of the ticket row; `column` is one of the names written below.
-    async fn set<T>(tx: &mut Tx, column: &str, value: T, ticket: i64) -> Result<(), sqlx::Error>
-    where
-        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + 'static,
-    {
-        sqlx::query(&format!("UPDATE tickets SET {column} = ? WHERE id = ?"))
-            .bind(value)
-            .bind(ticket)
-            .execute(&mut **tx)
-            .await
+    let set = |column: &str, value: &dyn rusqlite::ToSql| {
+        conn.prepare_cached(&format!("UPDATE tickets SET {column} = ?1 WHERE id = ?2"))?
+            .execute((value, ticket))
             .map(|_| ())
-    }
+    };
     match change {
         TicketChange::AddTag(tag) => {
-            sqlx::query("INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
-                .bind(ticket)
-                .bind(tag)
-                .execute(&mut **tx)
-                .await?;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) VALUES (?1, ?2)",
+            )?
+            .execute((ticket, tag))?;
         }
         TicketChange::RemoveTags { stored, .. } => {
+            let mut delete =
+                conn.prepare_cached("DELETE FROM ticket_tags WHERE ticket_id = ?1 AND tag = ?2")?;
             for tag in stored {
-                sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ? AND tag = ?")
-                    .bind(ticket)
-                    .bind(tag)
-                    .execute(&mut **tx)
-                    .await?;
+                delete.execute((ticket, tag))?;
             }
         }
         TicketChange::ReplaceTags(tags) => {
-            sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ?")
-                .bind(ticket)
-                .execute(&mut **tx)
-                .await?;
+            conn.execute("DELETE FROM ticket_tags WHERE ticket_id = ?1", [ticket])?;
+            let mut insert =
+                conn.prepare_cached("INSERT INTO ticket_tags (ticket_id, tag) VALUES (?1, ?2)")?;
             for tag in tags {
-                sqlx::query("INSERT INTO ticket_tags (ticket_id, tag) VALUES (?, ?)")
-                    .bind(ticket)
-                    .bind(tag)
-                    .execute(&mut **tx)
-                    .await?;
+                insert.execute((ticket, tag))?;
             }
         }
         TicketChange::SetStatus {
             status,
             snoozed_until,
         } => {
-            sqlx::query(
-                "UPDATE tickets SET status = ?, snoozed_until = ?, closed_at = ? WHERE id = ?",
-            )
-            .bind(status.as_str())
-            .bind(snoozed_until)
-            .bind((*status == TicketStatus::Closed).then_some(now))
-            .bind(ticket)
-            .execute(&mut **tx)
-            .await?;
+            conn.execute(
+                "UPDATE tickets SET status = ?1, snoozed_until = ?2, closed_at = ?3 WHERE id = ?4",
+                (
+                    status.as_str(),
+                    snoozed_until,
+                    (*status == TicketStatus::Closed).then_some(now),
+                    ticket,
+                ),
+            )?;
         }
-        TicketChange::Assign(user) => set(tx, "assignee_id", *user, ticket).await?,
-        TicketChange::Team(team) => set(tx, "team", team.clone(), ticket).await?,
-        TicketChange::Priority(p) => set(tx, "priority", p.clone(), ticket).await?,
+        TicketChange::Assign(user) => set("assignee_id", user)?,
+        TicketChange::Team(team) => set("team", team)?,
+        TicketChange::Priority(p) => set("priority", p)?,
         TicketChange::Note {
             text,
             from_address,
@@ -183,26 +153,27 @@ async fn write_change(
                 ChangeAuthor::Rule { .. } => ("rule", "rule-note"),
                 ChangeAuthor::Agent { .. } => ("api", "note"),
             };
-            let note: i64 = sqlx::query_scalar(
+            let note: i64 = conn.query_row(
                 "INSERT INTO messages (account_id, ticket_id, direction, source, dedup_key, subject,
                                        received_at, text_body, size, from_address, from_name,
                                        author_user_id, classification, thread_reason)
-                 VALUES (?, ?, 'note', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'normal', 'note')
+                 VALUES (?1, ?2, 'note', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'normal', 'note')
                  RETURNING id",
-            )
-            .bind(account.0)
-            .bind(ticket)
-            .bind(source)
-            .bind(format!("{key}:{}", super::tokens::random_secret()))
-            .bind(subject)
-            .bind(now)
-            .bind(text)
-            .bind(text.len() as i64)
-            .bind(from_address)
-            .bind(from_name)
-            .bind(by.user_id())
-            .fetch_one(&mut **tx)
-            .await?;
+                (
+                    account.0,
+                    ticket,
+                    source,
+                    format!("{key}:{}", super::tokens::random_secret()),
+                    subject,
+                    now,
+                    text,
+                    text.len() as i64,
+                    from_address,
+                    from_name,
+                    by.user_id(),
+                ),
+                |r| r.get(0),
+            )?;
             return Ok(Some(note));
         }
     }
@@ -219,20 +190,23 @@ mod tests {
         let store = Store::open_with_cap(&dir.path().join("t.db"), 1, 0)
             .await
             .unwrap();
-        let account: i64 = sqlx::query_scalar(
-            "INSERT INTO accounts (name, from_address, created_at) VALUES ('a', 'a@b.test', 0) RETURNING id",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        let ticket: i64 = sqlx::query_scalar(
-            "INSERT INTO tickets (account_id, subject, normalized_subject, created_at, updated_at)
-             VALUES (?, 'Where is my order', 'where is my order', 10, 10) RETURNING id",
-        )
-        .bind(account)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+        let (account, ticket) = store
+            .write(|conn| {
+                let account: i64 = conn.query_row(
+                    "INSERT INTO accounts (name, from_address, created_at) VALUES ('a', 'a@b.test', 0) RETURNING id",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let ticket: i64 = conn.query_row(
+                    "INSERT INTO tickets (account_id, subject, normalized_subject, created_at, updated_at)
+                     VALUES (?1, 'Where is my order', 'where is my order', 10, 10) RETURNING id",
+                    [account],
+                    |r| r.get(0),
+                )?;
+                Ok((account, ticket))
+            })
+            .await
+            .unwrap();
         (dir, store, AccountId(account), ticket)
     }
 
@@ -256,12 +230,11 @@ mod tests {
         changes: &[TicketChange],
         now: i64,
     ) -> Vec<i64> {
-        let mut tx = t.1.write_tx().await.unwrap();
-        let notes = apply_ticket_changes(&mut tx, t.2, t.3, by, changes, now)
+        let (account, ticket) = (t.2, t.3);
+        let (by, changes) = (by.clone(), changes.to_vec());
+        t.1.write(move |conn| apply_ticket_changes(conn, account, ticket, &by, &changes, now))
             .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        notes
+            .unwrap()
     }
 
     type Row = (

@@ -1335,14 +1335,16 @@ async fn a_retried_event_does_not_run_a_rules_actions_twice() {
 /// rules of mail committed before the disk filled, instead of passing the event over after
 /// three tries (found by the soak, scripts/soak: a message committed just before the disk
 /// filled never got its rule's tag, and the log entry saying so could not be written
-/// either). The disk here is the page limit of the server's one pooled connection, which
-/// SQLite answers with SQLITE_FULL as it does on a full file system; intake commits through
-/// its own connection meanwhile.
+/// either). The disk here is the server's size cap (`store.max_size`), which SQLite answers
+/// with SQLITE_FULL as it does on a full file system. The message comes in while the
+/// server runs without rules, the database is filled to the cap while it is stopped, and
+/// the server starts again with its rules worker.
 #[tokio::test]
 async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
+    const CAP: &str = "4194304";
     let app = spawn_app(&[
-        ("POSTERN__RULES__POLL_INTERVAL", "100ms"),
-        ("POSTERN__STORE__READ_CONNECTIONS", "1"),
+        ("POSTERN__RULES__ENABLED", "false"),
+        ("POSTERN__STORE__MAX_SIZE", CAP),
     ])
     .await;
     let dir = app.dir.path().to_path_buf();
@@ -1350,37 +1352,43 @@ async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
     add_rule(&dir, acct, "refund.toml", REFUND_RULE);
     send(
         &app,
-        "Ana <ana@client.test>",
+        "Bea <bea@client.test>",
         &fwd,
-        "Remboursement 1",
+        "Remboursement 2",
         "Merci",
         &[],
     )
     .await;
-    wait_runs(&app, acct, 1).await;
-
-    let pool = app.store.pool();
-    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(pool)
+    // The cap in pages, as every connection of the server has it.
+    let max_pages: i64 = sqlx::query_scalar("PRAGMA max_page_count")
+        .fetch_one(app.store.pool())
         .await
         .unwrap();
-    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-        .execute(pool)
-        .await
+    let db = app.store.database_file().path.clone();
+    let dir = app.stop().await;
+
+    // Fill the database up to the cap on a connection of our own, rows smaller and smaller
+    // so that no page is left with room.
+    let filler = rusqlite::Connection::open(&db).unwrap();
+    filler
+        .execute_batch(&format!(
+            "PRAGMA synchronous = OFF; PRAGMA max_page_count = {max_pages};"
+        ))
         .unwrap();
     for size in [2000, 200, 20] {
         let mut full = false;
         for _ in 0..100_000 {
-            let r = sqlx::query(
+            let r = filler.execute(
                 "INSERT INTO rule_runs (account_id, rule_name, trigger, matched, conditions, created_at)
-                 VALUES (?, 'filler', 'x', 0, hex(randomblob(?)), 0)",
-            )
-            .bind(acct)
-            .bind(size / 2)
-            .execute(pool)
-            .await;
+                 VALUES (?1, 'filler', 'x', 0, hex(randomblob(?2)), 0)",
+                (acct, size / 2),
+            );
             if let Err(e) = r {
-                assert!(e.to_string().contains("full"), "{e}");
+                assert_eq!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DiskFull),
+                    "{e}"
+                );
                 full = true;
                 break;
             }
@@ -1388,13 +1396,12 @@ async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
         assert!(full, "the database did not fill up");
     }
 
-    send(
-        &app,
-        "Bea <bea@client.test>",
-        &fwd,
-        "Remboursement 2",
-        "Merci",
-        &[],
+    let app = spawn_app_in(
+        dir,
+        &[
+            ("POSTERN__RULES__POLL_INTERVAL", "100ms"),
+            ("POSTERN__STORE__MAX_SIZE", CAP),
+        ],
     )
     .await;
     // A pass every 100 ms: many more than three tries while the disk is full.
@@ -1406,9 +1413,8 @@ async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
             .is_empty(),
         "no rule can have run on a full disk"
     );
-    sqlx::query("DELETE FROM rule_runs WHERE rule_name = 'filler'")
-        .execute(pool)
-        .await
+    filler
+        .execute("DELETE FROM rule_runs WHERE rule_name = 'filler'", [])
         .unwrap();
     let mut tags = Vec::new();
     for _ in 0..100 {
@@ -1419,6 +1425,11 @@ async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(tags, vec!["Urgent"], "the rule ran once space was back");
+    let runs = wait_runs(&app, acct, 1).await;
+    assert!(
+        runs.iter().all(|r| r.error.is_none()),
+        "the event was not passed over: {runs:#?}"
+    );
     app.stop().await;
 }
 
