@@ -42,6 +42,14 @@ const WRITER_ONLY: &[(&str, &str)] = &[
     ("cache_size", "-4096"),
 ];
 
+/// Pragmas of the sqlx pool's connections only.
+const POOL_ONLY: &[(&str, &str)] = &[
+    // The pool reads; every write goes through the writer (writer.rs). A write that does not
+    // fails at once ("attempt to write a readonly database") rather than take the write lock
+    // beside the writer.
+    ("query_only", "ON"),
+];
+
 /// Which connection is being set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
@@ -49,13 +57,16 @@ pub(super) enum Role {
     Writer,
     /// A connection of the sqlx pool.
     Pool,
+    /// The connection migrations run on, before the writer starts.
+    Migrations,
 }
 
 /// The pragmas of a connection of `role`, in order.
 pub(super) fn pragmas(role: Role) -> impl Iterator<Item = (&'static str, &'static str)> {
     let extra: &[(&str, &str)] = match role {
         Role::Writer => WRITER_ONLY,
-        Role::Pool => &[],
+        Role::Pool => POOL_ONLY,
+        Role::Migrations => &[],
     };
     EVERY_CONNECTION.iter().chain(extra).copied()
 }
@@ -69,11 +80,12 @@ pub(super) fn apply(conn: &rusqlite::Connection, role: Role) -> rusqlite::Result
     Ok(())
 }
 
-/// The sqlx options of a pool connection.
-pub(super) fn pool_options(
+/// The sqlx options of a connection of `role` (the pool's, or the migrations').
+pub(super) fn sqlx_options(
     options: sqlx::sqlite::SqliteConnectOptions,
+    role: Role,
 ) -> sqlx::sqlite::SqliteConnectOptions {
-    pragmas(Role::Pool).fold(options.busy_timeout(BUSY_TIMEOUT), |o, (name, value)| {
+    pragmas(role).fold(options.busy_timeout(BUSY_TIMEOUT), |o, (name, value)| {
         o.pragma(name, value)
     })
 }
@@ -99,7 +111,10 @@ mod tests {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite://")
             .expect("options")
             .filename(&path);
-        let mut pool = pool_options(options).connect().await.expect("connect");
+        let mut pool = sqlx_options(options, Role::Pool)
+            .connect()
+            .await
+            .expect("connect");
         // As SQLite reports the values of EVERY_CONNECTION back.
         let expected = [
             ("journal_mode", "wal"),
@@ -135,6 +150,10 @@ mod tests {
             .query_row("PRAGMA cache_size", [], |r| r.get(0))
             .expect("cache");
         assert_eq!(cache, -4096);
+        // The pool only reads.
+        let write = sqlx::query("CREATE TABLE t (x)").execute(&mut pool).await;
+        let err = write.expect_err("the pool wrote").to_string();
+        assert!(err.contains("readonly"), "{err}");
         assert_eq!(max_page_count(1 << 20, 4096), 256);
         assert_eq!(max_page_count(10, 4096), 1);
     }

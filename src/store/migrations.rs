@@ -10,8 +10,8 @@
 //! message that names the migration.
 
 use super::{StoreError, MIGRATOR};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 /// A migration edited after it landed: the checksum of its landed text, and what the edit
 /// changed in the schema.
@@ -46,14 +46,19 @@ const EDITED: [EditedMigration; 2] = [
     },
 ];
 
-/// Repairs what [`EDITED`] covers, then applies the pending migrations.
-pub(super) async fn migrate(
-    options: &SqliteConnectOptions,
-    pool: &SqlitePool,
-) -> Result<(), StoreError> {
+/// Repairs what [`EDITED`] covers, then applies the pending migrations, on a connection of
+/// its own (the pool only reads; the writer starts once the schema is there).
+pub(super) async fn migrate(options: &SqliteConnectOptions) -> Result<(), StoreError> {
     repair_edited(options).await?;
-    MIGRATOR.run(pool).await?;
-    Ok(())
+    // A pool of one rather than a bare connection: sqlx's migrator over `&mut
+    // SqliteConnection` makes every future that opens a store lose `Send`.
+    let conn = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    let result = MIGRATOR.run(&conn).await;
+    conn.close().await;
+    Ok(result?)
 }
 
 /// Checks every recorded migration against the migrations this build has; repairs the
@@ -218,6 +223,7 @@ mod tests {
     use super::*;
     use crate::store::Store;
     use sha2::{Digest, Sha384};
+    use sqlx::SqlitePool;
     use std::path::{Path, PathBuf};
     use std::process::Command;
     use std::str::FromStr;
@@ -520,8 +526,8 @@ mod tests {
                     ]
                 );
                 // New jobs take ids after the kept ones.
-                let next: i64 = sqlx::query_scalar("INSERT INTO import_jobs (account_id, kind, source, source_key, created_at, updated_at) VALUES (3, 'eml', 'd', 'k2', 1, 1) RETURNING id")
-                    .fetch_one(store.pool())
+                let next: i64 = store
+                    .write(|conn| Ok(conn.query_row("INSERT INTO import_jobs (account_id, kind, source, source_key, created_at, updated_at) VALUES (3, 'eml', 'd', 'k2', 1, 1) RETURNING id", [], |r| r.get(0))?))
                     .await
                     .unwrap();
                 assert!(next > 11 + attempt, "{next}");

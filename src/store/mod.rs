@@ -61,7 +61,7 @@ pub use users::{UserChanges, UserView};
 pub use writer::{CommitObserver, CommitWriter, DatabaseFile};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Connection, SqlitePool};
+use sqlx::{ConnectOptions, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -154,18 +154,6 @@ impl From<sqlx::Error> for StoreError {
             StoreError::Database(e)
         }
     }
-}
-
-/// Caps the database at `max_size` bytes, in pages of the size the file really has.
-async fn cap_size(conn: &mut sqlx::SqliteConnection, max_size: u64) -> Result<(), sqlx::Error> {
-    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(&mut *conn)
-        .await?;
-    let pages = connection_settings::max_page_count(max_size, page_size);
-    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every column.
@@ -267,27 +255,19 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .log_statements(tracing::log::LevelFilter::Trace);
-        let options = connection_settings::pool_options(options);
+        migrations::migrate(&connection_settings::sqlx_options(
+            options.clone(),
+            connection_settings::Role::Migrations,
+        ))
+        .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
-            // A COMMIT that fails on a full disk is rolled back by SQLite itself, but sqlx
-            // still counts the connection as inside the transaction (its own ROLLBACK then
-            // fails), and refuses every later BEGIN on it: such a connection is closed
-            // instead of being handed out again. (A connection whose ROLLBACK is merely
-            // still queued may be closed too; that costs one reconnection.)
-            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    body_codec::register_sqlx(conn).await?;
-                    if max_size > 0 {
-                        cap_size(conn, max_size).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options.clone())
+            .after_connect(|conn, _| Box::pin(body_codec::register_sqlx(conn)))
+            .connect_with(connection_settings::sqlx_options(
+                options,
+                connection_settings::Role::Pool,
+            ))
             .await?;
-        migrations::migrate(&options, &pool).await?;
         let mut file = DatabaseFile::new(path, max_size);
         file.wal_append_buffer = wal_append_buffer;
         let lane = writer::WriteLane::spawn(
@@ -300,16 +280,6 @@ impl Store {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-
-    /// A transaction that writes. BEGIN IMMEDIATE takes the write lock at once (waiting up
-    /// to the busy timeout): a deferred transaction that reads first and writes later fails
-    /// at once with "database is locked" when another connection (the intake writer, the
-    /// rules worker) commits in between.
-    pub(crate) async fn write_tx(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Runs `work` in the writer's next transaction (group commit) and returns its value
@@ -362,36 +332,5 @@ mod tests {
         }
         let other = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(10), None);
         assert!(matches!(StoreError::from(other), StoreError::Writer(_)));
-    }
-
-    /// A COMMIT that fails because the disk is full is rolled back by SQLite itself; sqlx
-    /// still counts the connection as inside the transaction and its own ROLLBACK then
-    /// fails. Found by the soak (scripts/soak): after a disk-full episode every write
-    /// transaction on such a pooled connection failed with "attempted to call begin_with
-    /// at non-zero transaction depth" until the process was restarted (API writes answered
-    /// 500, the rules worker gave up on events). The ROLLBACK below puts a connection in the
-    /// same state without filling a disk.
-    #[tokio::test]
-    async fn a_transaction_sqlite_ended_itself_leaves_the_pool_usable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with_cap(&dir.path().join("p.db"), 1, 0)
-            .await
-            .unwrap();
-        {
-            let mut tx = store.write_tx().await.unwrap();
-            sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
-        }
-        for attempt in 0..3 {
-            let mut tx = store
-                .write_tx()
-                .await
-                .unwrap_or_else(|e| panic!("write transaction {attempt} after the ended one: {e}"));
-            sqlx::query("INSERT INTO server_secrets (name, value) VALUES (?, 'x')")
-                .bind(format!("soak-{attempt}"))
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
     }
 }

@@ -613,11 +613,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let (store, account) = store_with_account(&path).await;
-        sqlx::query("CREATE TRIGGER no_boom BEFORE INSERT ON messages WHEN NEW.subject = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END")
-            .execute(store.pool())
-            .await
-            .unwrap();
         let mut conn = DatabaseFile::new(&path, 0).open().unwrap();
+        conn.execute_batch("CREATE TRIGGER no_boom BEFORE INSERT ON messages WHEN NEW.subject = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END")
+            .unwrap();
         let mut batch: Vec<Job> = [("a", "ok"), ("b", "boom"), ("c", "ok")]
             .into_iter()
             .map(|(id, subject)| intake(account, id, subject))
@@ -655,7 +653,7 @@ mod tests {
             "CREATE TABLE kv (k TEXT PRIMARY KEY)",
             "CREATE TRIGGER no_boom BEFORE INSERT ON messages WHEN NEW.subject = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
         ] {
-            sqlx::query(sql).execute(store.pool()).await.unwrap();
+            store.write(move |c| Ok(c.execute_batch(sql)?)).await.unwrap();
         }
         let mut conn = DatabaseFile::new(&path, 0).open().unwrap();
         let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -720,10 +718,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let (store, _) = store_with_account(&path).await;
-        sqlx::query("CREATE TABLE kv (k TEXT PRIMARY KEY)")
-            .execute(store.pool())
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE kv (k TEXT PRIMARY KEY)")?))
             .await
             .unwrap();
+        let pool_write = sqlx::query("INSERT INTO kv (k) VALUES ('y')")
+            .execute(store.pool())
+            .await;
+        assert!(pool_write.is_err(), "the pool only reads");
         let id = store
             .write(|conn| {
                 conn.execute("INSERT INTO kv (k) VALUES ('x')", [])?;

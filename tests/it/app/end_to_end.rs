@@ -220,9 +220,8 @@ async fn connection_limit_per_ip() {
 async fn storage_failure_answers_451_and_nothing_is_half_stored() {
     let app = spawn_app(&[]).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
-    sqlx::query("CREATE TRIGGER fail_insert BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
-        .execute(app.store.pool())
-        .await
+    crate::common::raw_db(&app.store)
+        .execute_batch("CREATE TRIGGER fail_insert BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
         .unwrap();
     let addr = app.smtp_addr;
     let r = app
@@ -241,9 +240,8 @@ async fn storage_failure_answers_451_and_nothing_is_half_stored() {
         "no half-written ticket"
     );
 
-    sqlx::query("DROP TRIGGER fail_insert")
-        .execute(app.store.pool())
-        .await
+    crate::common::raw_db(&app.store)
+        .execute_batch("DROP TRIGGER fail_insert")
         .unwrap();
     let r = tokio::task::spawn_blocking(move || {
         let (mut c, _) = RawSmtp::connect(addr).unwrap();

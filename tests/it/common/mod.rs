@@ -547,3 +547,22 @@ pub fn require_program(name: &str) -> PathBuf {
     }
     panic!("this test drives the real program `{name}`, which is not installed: run `make test` (it installs it) or apt-get install it")
 }
+
+/// A connection that writes beside the server's writer, for a test that damages, ages or
+/// fills rows the way the product never writes them (the store's pool only reads). Capped
+/// like the writer when the store is.
+pub fn raw_db(store: &Store) -> rusqlite::Connection {
+    let file = store.database_file();
+    let conn = rusqlite::Connection::open(&file.path).expect("open the database beside the writer");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    if file.max_size > 0 {
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .expect("page size");
+        let pages = file.max_size / page_size as u64;
+        conn.pragma_update(None, "max_page_count", pages)
+            .expect("max_page_count");
+    }
+    conn
+}

@@ -1978,16 +1978,13 @@ async fn internal_failures_are_500_with_a_request_id_and_no_internal_detail() {
     )
     .await;
     // The raw message is a zstd frame; damage it the way a bad disk would.
-    let damaged =
-        sqlx::query("UPDATE blobs SET data = x'28b52ffd00deadbeef' WHERE compression = 'zstd'")
-            .execute(app.store.pool())
-            .await
-            .expect("damage the blob");
-    assert_eq!(
-        damaged.rows_affected(),
-        1,
-        "the raw message is stored compressed"
-    );
+    let damaged = crate::common::raw_db(&app.store)
+        .execute(
+            "UPDATE blobs SET data = x'28b52ffd00deadbeef' WHERE compression = 'zstd'",
+            [],
+        )
+        .expect("damage the blob");
+    assert_eq!(damaged, 1, "the raw message is stored compressed");
 
     let secret = api_token(app.dir.path(), acct, "agent");
     let api = Api::new(&app, &secret);

@@ -337,9 +337,11 @@ async fn import_in_any_order_threads_like_live_mail_in_date_order() {
             messages.reverse();
         }
         let env = Env::new(&window).await;
-        sqlx::query("UPDATE support_addresses SET address = 'magick-users@imagemagick.test'")
-            .execute(env.store.pool())
-            .await
+        crate::common::raw_db(&env.store)
+            .execute(
+                "UPDATE support_addresses SET address = 'magick-users@imagemagick.test'",
+                [],
+            )
             .expect("support address");
         let path = env.dir.path().join("folder.mbox");
         write_mbox(

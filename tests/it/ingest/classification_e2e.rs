@@ -133,10 +133,11 @@ async fn auto_replies_are_marked_threaded_and_do_not_reopen() {
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
     send(&app, "ana@customer.test", &fwd, "From: ana@customer.test\nSubject: Where is my order\nMessage-ID: <o-1@customer.test>\n\nHi\n".into()).await;
     let ticket = app.store.tickets(AccountId(account), None).await.unwrap()[0].id;
-    sqlx::query("UPDATE tickets SET status = 'closed' WHERE id = ?")
-        .bind(ticket)
-        .execute(app.store.pool())
-        .await
+    crate::common::raw_db(&app.store)
+        .execute(
+            "UPDATE tickets SET status = 'closed' WHERE id = ?1",
+            [ticket],
+        )
         .unwrap();
     send(&app, "ana@customer.test", &fwd, "From: ana@customer.test\nSubject: Auto: Re: Where is my order\nAuto-Submitted: auto-replied\nIn-Reply-To: <o-1@customer.test>\nMessage-ID: <ooo-1@customer.test>\n\nI am on holiday until Monday.\n".into()).await;
     let t = app.ticket_detail(ticket, Scope::Operator).await;

@@ -186,10 +186,11 @@ async fn subject_fallback_respects_the_window_and_the_customer() {
     assert_eq!(other.code, 250);
     assert_eq!(c.open_tickets().await.len(), 2);
     // Outside the window: push the first ticket 15 days into the past.
-    sqlx::query("UPDATE tickets SET updated_at = updated_at - 15 * 86400000 WHERE id = ?")
-        .bind(first.ticket)
-        .execute(c.app.store.pool())
-        .await
+    crate::common::raw_db(&c.app.store)
+        .execute(
+            "UPDATE tickets SET updated_at = updated_at - 15 * 86400000 WHERE id = ?1",
+            [first.ticket],
+        )
         .unwrap();
     let late = c.deliver("basic", "05-client-drops-headers.eml").await;
     assert_ne!(late.ticket, first.ticket);

@@ -1359,11 +1359,12 @@ async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
         &[],
     )
     .await;
-    // The cap in pages, as every connection of the server has it.
-    let max_pages: i64 = sqlx::query_scalar("PRAGMA max_page_count")
+    // The cap in pages, as the server's writer has it.
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
         .fetch_one(app.store.pool())
         .await
         .unwrap();
+    let max_pages = CAP.parse::<i64>().unwrap() / page_size;
     let db = app.store.database_file().path.clone();
     let dir = app.stop().await;
 
