@@ -537,6 +537,26 @@ struct Parser {
 }
 
 impl Parser {
+    /// Records that `value` is not a `what` this schema knows, naming those it does.
+    fn unknown(&mut self, path: &str, what: &str, value: &str, allowed: &[&str]) {
+        self.err(
+            path,
+            format!(
+                "unknown {what} {value:?}, expected one of {}",
+                allowed.join(", ")
+            ),
+        );
+    }
+
+    /// Whether `value` is one of `allowed`; records the error at `path` when it is not.
+    fn is_one_of(&mut self, path: &str, what: &str, value: &str, allowed: &[&str]) -> bool {
+        let known = allowed.contains(&value);
+        if !known {
+            self.unknown(path, what, value, allowed);
+        }
+        known
+    }
+
     fn err(&mut self, path: &str, message: impl Into<String>) {
         if self.errors.len() < 50 {
             self.errors.push(FieldError {
@@ -667,13 +687,7 @@ impl Parser {
                     let allowed = field
                         .as_ref()
                         .map_or(OPERATORS, |f| Operator::allowed(f.kind()));
-                    self.err(
-                        &op_path,
-                        format!(
-                            "unknown operator {name:?}, expected one of {}",
-                            allowed.join(", ")
-                        ),
-                    );
+                    self.unknown(&op_path, "operator", &name, allowed);
                     None
                 }
             });
@@ -840,16 +854,7 @@ impl Parser {
 
     fn check_enum(&mut self, path: &str, s: &str, kind: Kind, field: &Field) {
         if let Kind::Enum(words) = kind {
-            if !words.contains(&s) {
-                self.err(
-                    path,
-                    format!(
-                        "unknown {} {s:?}, expected one of {}",
-                        field.name(),
-                        words.join(", ")
-                    ),
-                );
-            }
+            self.is_one_of(path, &field.name(), s, words);
         }
     }
 
@@ -891,14 +896,7 @@ impl Parser {
             }
             "set_status" => {
                 let status = field(self, "status", &["type", "status", "until"])?;
-                if !STATUSES.contains(&status.as_str()) {
-                    self.err(
-                        &join(path, "status"),
-                        format!(
-                            "unknown status {status:?}, expected one of {}",
-                            STATUSES.join(", ")
-                        ),
-                    );
+                if !self.is_one_of(&join(path, "status"), "status", &status, STATUSES) {
                     return None;
                 }
                 let until = self.string(&join(path, "until"), obj.get("until"), false);
@@ -954,14 +952,7 @@ impl Parser {
             }
             "set_priority" => {
                 let priority = field(self, "priority", &["type", "priority"])?;
-                if !PRIORITIES.contains(&priority.as_str()) {
-                    self.err(
-                        &join(path, "priority"),
-                        format!(
-                            "unknown priority {priority:?}, expected one of {}",
-                            PRIORITIES.join(", ")
-                        ),
-                    );
+                if !self.is_one_of(&join(path, "priority"), "priority", &priority, PRIORITIES) {
                     return None;
                 }
                 Action::SetPriority { priority }
@@ -985,13 +976,7 @@ impl Parser {
                 Action::StopProcessing
             }
             other => {
-                self.err(
-                    &type_path,
-                    format!(
-                        "unknown action {other:?}, expected one of {}",
-                        ACTIONS.join(", ")
-                    ),
-                );
+                self.unknown(&type_path, "action", other, ACTIONS);
                 return None;
             }
         })
