@@ -4,7 +4,7 @@
 use crate::domain::{AccountId, ImportTotals, Principal};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
+use crate::http::pagination::{cut_page, encode_cursor, id_after, page_limit};
 use crate::http::principal::require_admin;
 use crate::http::ApiState;
 use crate::import::runner::{
@@ -229,6 +229,38 @@ struct Choice {
     max_message_size: u64,
 }
 
+impl Choice {
+    /// The options of a job reading `folders` of `source` as chosen.
+    fn job(self, source: JobSource, folders: Vec<String>) -> JobOptions {
+        JobOptions {
+            source,
+            folders,
+            since: self.range.since,
+            until: self.range.until,
+            open_newest: self.open_newest,
+            dry_run: self.dry_run,
+            max_message_size: self.max_message_size,
+        }
+    }
+}
+
+/// Starts a job in the caller's account (`password` only for IMAP; it is never stored).
+async fn start_job(
+    runner: &ImportRunner,
+    principal: &Principal,
+    options: JobOptions,
+    password: Option<String>,
+) -> Result<i64, StartError> {
+    runner
+        .start(StartJob {
+            account: principal.account_id,
+            created_by: created_by(principal),
+            options,
+            password,
+        })
+        .await
+}
+
 fn choice(
     since: Option<&str>,
     until: Option<&str>,
@@ -365,28 +397,15 @@ pub async fn start_imap_import(
         None => None,
         Some(pem) => Some(save_ca(cfg.runner.dir(), pem).await?),
     };
-    let options = JobOptions {
-        source: JobSource::Imap {
+    let options = c.job(
+        JobSource::Imap {
             // from_url refused a URL with a password in it.
             url,
             ca_file: ca_file.clone(),
         },
-        folders: body.folders.iter().map(|f| f.trim().to_string()).collect(),
-        since: c.range.since,
-        until: c.range.until,
-        open_newest: c.open_newest,
-        dry_run: c.dry_run,
-        max_message_size: c.max_message_size,
-    };
-    let started = cfg
-        .runner
-        .start(StartJob {
-            account: principal.account_id,
-            created_by: created_by(&principal),
-            options,
-            password: Some(body.password),
-        })
-        .await;
+        body.folders.iter().map(|f| f.trim().to_string()).collect(),
+    );
+    let started = start_job(&cfg.runner, &principal, options, Some(body.password)).await;
     let id = match started {
         Ok(id) => id,
         Err(e) => {
@@ -558,29 +577,16 @@ pub async fn upload_import(
                 )
             }
         })?;
-    let options = JobOptions {
-        source: JobSource::Upload {
+    let options = c.job(
+        JobSource::Upload {
             kind,
             path: upload.path.clone(),
             name,
             size: upload.size,
         },
-        folders: Vec::new(),
-        since: c.range.since,
-        until: c.range.until,
-        open_newest: c.open_newest,
-        dry_run: c.dry_run,
-        max_message_size: c.max_message_size,
-    };
-    let started = cfg
-        .runner
-        .start(StartJob {
-            account: principal.account_id,
-            created_by: created_by(&principal),
-            options,
-            password: None,
-        })
-        .await;
+        Vec::new(),
+    );
+    let started = start_job(&cfg.runner, &principal, options, None).await;
     match started {
         Ok(id) => answer_job(&state, principal.account_id, id, StatusCode::ACCEPTED).await,
         Err(e) => {
@@ -609,6 +615,17 @@ pub struct ImportPage {
 
 const ORDER: &str = "-id";
 
+/// The refusals of every route about one import job, for the OpenAPI document (the handlers
+/// answer them as [`ApiError`]s).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never built: it only describes answers
+enum JobRefusals {
+    #[response(status = 403, description = "Agents cannot import")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "No such import job in this account")]
+    NotFound(ErrorBody),
+}
+
 /// The account's import jobs, newest first (admins only).
 #[utoipa::path(get, path = "/imports", tag = "imports", params(ImportListQuery),
     responses(
@@ -623,22 +640,12 @@ pub async fn list_imports(
 ) -> Result<Json<ImportPage>, ApiError> {
     require_admin(&principal)?;
     let limit = page_limit(q.limit)?;
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor(c, ORDER))
-        .transpose()?
-        .map(|(_, id)| id);
+    let before = id_after(q.cursor.as_deref(), ORDER)?;
     let mut rows = state
         .store
         .import_jobs_page(principal.account_id, before, limit + 1)
         .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|j| encode_cursor(ORDER, j.id, j.id))
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut rows, limit).map(|j| encode_cursor(ORDER, j.id, j.id));
     let runner = &state.imports.runner;
     Ok(Json(ImportPage {
         items: rows.into_iter().map(|v| job_of(v, runner)).collect(),
@@ -651,8 +658,7 @@ pub async fn list_imports(
     params(("id" = i64, Path, description = "Import job id")),
     responses(
         (status = 200, description = "The job", body = ImportJob),
-        (status = 403, description = "Agents cannot import", body = ErrorBody),
-        (status = 404, description = "No such import job in this account", body = ErrorBody),
+        JobRefusals,
     ))]
 pub async fn get_import(
     State(state): State<ApiState>,
@@ -669,8 +675,7 @@ pub async fn get_import(
     params(("id" = i64, Path, description = "Import job id")),
     responses(
         (status = 202, description = "The job; it stops after its current batch", body = ImportJob),
-        (status = 403, description = "Agents cannot import", body = ErrorBody),
-        (status = 404, description = "No such import job in this account", body = ErrorBody),
+        JobRefusals,
     ))]
 pub async fn cancel_import(
     State(state): State<ApiState>,
@@ -700,8 +705,7 @@ pub async fn cancel_import(
     params(("id" = i64, Path, description = "Import job id")),
     responses(
         (status = 200, description = "The job, discarded", body = ImportJob),
-        (status = 403, description = "Agents cannot import", body = ErrorBody),
-        (status = 404, description = "No such import job in this account", body = ErrorBody),
+        JobRefusals,
         (status = 409, description = "The job is queued, running or completed: nothing to discard", body = ErrorBody),
     ))]
 pub async fn discard_import(
@@ -735,8 +739,7 @@ pub struct ResumeImport {
     responses(
         (status = 202, description = "The job, running again", body = ImportJob),
         (status = 400, description = "The password is missing for an IMAP job", body = ErrorBody),
-        (status = 403, description = "Agents cannot import", body = ErrorBody),
-        (status = 404, description = "No such import job in this account", body = ErrorBody),
+        JobRefusals,
         (status = 409, description = "The job is running or completed, or another import of the account runs", body = ErrorBody),
     ))]
 pub async fn resume_import(

@@ -4,7 +4,7 @@
 use crate::domain::{AccountId, Principal};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::page_limit;
+use crate::http::pagination::{cut_page, page_limit};
 use crate::http::principal::require_admin;
 use crate::http::ApiState;
 use crate::rules::{self, RulesError};
@@ -77,13 +77,23 @@ pub async fn get_rule(
     Ok(Json(state.store.rule(id, principal.account_id).await?))
 }
 
+/// The refusals of the routes that change one rule of the account, for the OpenAPI document (the
+/// handlers answer them as [`ApiError`]s).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never built: it only describes answers
+enum RuleRefusals {
+    #[response(status = 403, description = "Agents cannot write rules")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "No such rule in this account")]
+    NotFound(ErrorBody),
+}
+
 /// Replaces a rule's definition (admins); its log stays.
 #[utoipa::path(put, path = "/rules/{id}", tag = "rules", request_body = Object,
     params(("id" = i64, Path, description = "Rule id")),
     responses(
         (status = 200, description = "The rule as stored", body = RuleRecord),
-        (status = 403, description = "Agents cannot write rules", body = ErrorBody),
-        (status = 404, description = "No such rule in this account", body = ErrorBody),
+        RuleRefusals,
         (status = 422, description = "The rule is not valid", body = ErrorBody),
     ))]
 pub async fn replace_rule(
@@ -112,8 +122,7 @@ pub struct RulePatch {
     params(("id" = i64, Path, description = "Rule id")),
     responses(
         (status = 200, description = "The rule", body = RuleRecord),
-        (status = 403, description = "Agents cannot write rules", body = ErrorBody),
-        (status = 404, description = "No such rule in this account", body = ErrorBody),
+        RuleRefusals,
     ))]
 pub async fn patch_rule(
     State(state): State<ApiState>,
@@ -135,8 +144,7 @@ pub async fn patch_rule(
     params(("id" = i64, Path, description = "Rule id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Agents cannot write rules", body = ErrorBody),
-        (status = 404, description = "No such rule in this account", body = ErrorBody),
+        RuleRefusals,
     ))]
 pub async fn delete_rule(
     State(state): State<ApiState>,
@@ -246,12 +254,7 @@ pub async fn rule_log(
         .store
         .rule_runs(principal.account_id, &filter, limit + 1)
         .await?;
-    let next_before = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next_before = cut_page(&mut items, limit).map(|r| r.id);
     Ok(Json(RunLogPage { items, next_before }))
 }
 
