@@ -394,21 +394,14 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
 #[tokio::test]
 async fn relay_delivery_reaches_the_smarthost_signed() {
     let sink = Sink::start();
-    let dns = TestDns::start_in_thread(Zone::default());
-    let port = sink.port.to_string();
-    let env = outbound_env(
-        &dns,
-        &[
-            ("POSTERN__OUTBOUND__MODE", "relay"),
-            ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-            ("POSTERN__OUTBOUND__RELAY__PORT", &port),
-            ("POSTERN__OUTBOUND__RELAY__TLS", "opportunistic"),
-            // Private MX hosts stay refused: the relay is not an MX host.
-            ("POSTERN__OUTBOUND__ALLOW_PRIVATE_MX", "false"),
-        ],
-    );
+    let (app, dns, env) = spawn_relaying_app(
+        sink.port,
+        "opportunistic",
+        // Private MX hosts stay refused: the relay is not an MX host.
+        &[("POSTERN__OUTBOUND__ALLOW_PRIVATE_MX", "false")],
+    )
+    .await;
     let env = pairs(&env);
-    let app = spawn_app(&env).await;
     let (account, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
     set_up_domain(app.dir.path(), &env, &dns, account);
     let ticket =
@@ -521,14 +514,11 @@ async fn killed_worker_lease_expires_and_another_delivers_once() {
     let peer = Peer::start(vec![Step::Stall, Step::Accept]);
     let dns = TestDns::start_in_thread(Zone::default());
     let dir = tempfile::tempdir().unwrap();
-    let port = peer.port.to_string();
-    let env = outbound_env(
+    let env = relay_env(
         &dns,
+        peer.port,
+        "none",
         &[
-            ("POSTERN__OUTBOUND__MODE", "relay"),
-            ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-            ("POSTERN__OUTBOUND__RELAY__PORT", &port),
-            ("POSTERN__OUTBOUND__RELAY__TLS", "none"),
             ("POSTERN__OUTBOUND__LEASE", "6s"),
             ("POSTERN__OUTBOUND__ATTEMPT_TIMEOUT", "5s"),
             ("POSTERN__OUTBOUND__COMMAND_TIMEOUT", "4s"),
@@ -586,19 +576,7 @@ async fn killed_worker_lease_expires_and_another_delivers_once() {
 #[tokio::test]
 async fn api_replies_and_domains() {
     let sink = Sink::start();
-    let dns = TestDns::start_in_thread(Zone::default());
-    let port = sink.port.to_string();
-    let env = outbound_env(
-        &dns,
-        &[
-            ("POSTERN__OUTBOUND__MODE", "relay"),
-            ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-            ("POSTERN__OUTBOUND__RELAY__PORT", &port),
-            ("POSTERN__OUTBOUND__RELAY__TLS", "none"),
-        ],
-    );
-    let env = pairs(&env);
-    let app = spawn_app(&env).await;
+    let (app, dns, _) = spawn_relaying_app(sink.port, "none", &[]).await;
     let (account, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
     let ticket =
         customer_writes(&app.store, app.smtp_addr, account, &fwd, "a1@customer.test").await;

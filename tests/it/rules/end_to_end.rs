@@ -669,6 +669,21 @@ async fn call(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// [`call`] that must answer `status`; its JSON answer.
+async fn answer(
+    status: u16,
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let what = format!("{method} {path}");
+    let (s, v) = call(app, token, method, path, body).await;
+    assert_eq!(s, status, "{what}: {v}");
+    v
+}
+
 #[tokio::test]
 async fn rules_and_macros_through_the_api() {
     use reqwest::Method;
@@ -682,7 +697,8 @@ async fn rules_and_macros_through_the_api() {
         "actions": [{"type": "add_tag", "tag": "Urgent"}, {"type": "reply_with_macro", "macro": "ack"}]});
 
     // Agents read, admins write.
-    let (s, v) = call(
+    answer(
+        403,
         &app,
         &agent,
         Method::POST,
@@ -690,8 +706,8 @@ async fn rules_and_macros_through_the_api() {
         Some(json!({"name": "ack", "body": "x"})),
     )
     .await;
-    assert_eq!(s, 403, "{v}");
-    let (s, v) = call(
+    let v = answer(
+        422,
         &app,
         &admin,
         Method::POST,
@@ -699,11 +715,10 @@ async fn rules_and_macros_through_the_api() {
         Some(json!({"name": "ack", "body": "Hi {{ customer.first_name }"})),
     )
     .await;
-    assert_eq!(s, 422, "{v}");
     assert_error_message_contains(&v, "line 1, column");
-    let (s, m) = call(&app, &admin, Method::POST, "/api/v1/macros", Some(json!({"name": "ack", "body": "Hi {{ customer.first_name }}, ticket {{ ticket.id }}.", "fallback": "there"}))).await;
-    assert_eq!(s, 201, "{m}");
-    let (s, v) = call(
+    let m = answer(201, &app, &admin, Method::POST, "/api/v1/macros", Some(json!({"name": "ack", "body": "Hi {{ customer.first_name }}, ticket {{ ticket.id }}.", "fallback": "there"}))).await;
+    answer(
+        403,
         &app,
         &agent,
         Method::POST,
@@ -711,13 +726,12 @@ async fn rules_and_macros_through_the_api() {
         Some(rule.clone()),
     )
     .await;
-    assert_eq!(s, 403, "{v}");
     let mut bad = rule.clone();
     bad["conditions"]["operator"] = json!("contain");
-    let (s, v) = call(&app, &admin, Method::POST, "/api/v1/rules", Some(bad)).await;
-    assert_eq!(s, 422);
+    let v = answer(422, &app, &admin, Method::POST, "/api/v1/rules", Some(bad)).await;
     assert_error_message_contains(&v, "conditions.operator: unknown operator \"contain\"");
-    let (s, r) = call(
+    let r = answer(
+        201,
         &app,
         &admin,
         Method::POST,
@@ -725,7 +739,6 @@ async fn rules_and_macros_through_the_api() {
         Some(rule.clone()),
     )
     .await;
-    assert_eq!(s, 201, "{r}");
     let id = r["id"].as_i64().unwrap();
     let (s, _) = call(
         &app,
@@ -749,7 +762,8 @@ async fn rules_and_macros_through_the_api() {
     )
     .await;
     wait_runs(&app, acct, 1).await;
-    let (s, log) = call(
+    let log = answer(
+        200,
         &app,
         &agent,
         Method::GET,
@@ -757,13 +771,13 @@ async fn rules_and_macros_through_the_api() {
         None,
     )
     .await;
-    assert_eq!(s, 200, "{log}");
     let run = &log["items"][0];
     assert_eq!(run["actions"][0]["outcome"], "done");
     assert_eq!(run["actions"][1]["outcome"], "done");
     let ticket = run["ticket_id"].as_i64().unwrap();
 
-    let (s, p) = call(
+    let p = answer(
+        200,
         &app,
         &agent,
         Method::GET,
@@ -771,11 +785,11 @@ async fn rules_and_macros_through_the_api() {
         None,
     )
     .await;
-    assert_eq!(s, 200, "{p}");
     assert_eq!(p["body"], format!("Hi Ana, ticket {ticket}."));
     assert_eq!(p["subject"], "Re: Colis");
 
-    let (s, sim) = call(
+    let sim = answer(
+        200,
         &app,
         &agent,
         Method::POST,
@@ -783,7 +797,6 @@ async fn rules_and_macros_through_the_api() {
         Some(json!({"rule_id": id, "since": "1d"})),
     )
     .await;
-    assert_eq!(s, 200, "{sim}");
     assert_eq!(sim["totals"]["matches"], 1);
     // Replayed as of the message's arrival: the tag was not there yet.
     assert_eq!(
@@ -794,7 +807,8 @@ async fn rules_and_macros_through_the_api() {
         sim["matches"][0]["actions"][1]["rendered"]["body"],
         format!("Hi Ana, ticket {ticket}.")
     );
-    let (s, v) = call(
+    answer(
+        422,
         &app,
         &agent,
         Method::POST,
@@ -802,7 +816,6 @@ async fn rules_and_macros_through_the_api() {
         Some(json!({"rule_id": id, "since": "soon"})),
     )
     .await;
-    assert_eq!(s, 422, "{v}");
 
     let (s, v) = call(
         &app,
@@ -822,7 +835,8 @@ async fn rules_and_macros_through_the_api() {
     )
     .await;
     assert_eq!(s, 409, "a rule uses the macro: {v}");
-    let (s, _) = call(
+    answer(
+        204,
         &app,
         &admin,
         Method::DELETE,
@@ -830,9 +844,7 @@ async fn rules_and_macros_through_the_api() {
         None,
     )
     .await;
-    assert_eq!(s, 204);
-    let (s, log) = call(&app, &agent, Method::GET, "/api/v1/rules/log", None).await;
-    assert_eq!(s, 200);
+    let log = answer(200, &app, &agent, Method::GET, "/api/v1/rules/log", None).await;
     assert_eq!(
         log["items"][0]["rule_name"], "Refunds",
         "the log keeps deleted rules' runs"
@@ -869,7 +881,8 @@ async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth(
     let account = AccountId(acct);
     let ticket = app.store.tickets(account, None).await.unwrap()[0].id;
     // The agent raises the priority through the API: a ticket update.
-    let (s, v) = call(
+    answer(
+        200,
         &app,
         &admin,
         Method::PATCH,
@@ -877,7 +890,6 @@ async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth(
         Some(json!({"priority": "urgent"})),
     )
     .await;
-    assert_eq!(s, 200, "{v}");
     let mut stopped = None;
     for _ in 0..200 {
         let runs = app
