@@ -316,38 +316,38 @@ pub enum Operator {
     AtMost,
 }
 
-pub const OPERATORS: &[&str] = &[
-    "contains",
-    "equals",
-    "starts_with",
-    "ends_with",
-    "matches",
-    "in",
-    "is_empty",
-    "is",
-    "greater_than",
-    "less_than",
-    "at_least",
-    "at_most",
+/// Every operator with its name in rules, in the order error messages list them.
+const OPERATOR_NAMES: [(&str, Operator); 12] = [
+    ("contains", Operator::Contains),
+    ("equals", Operator::Equals),
+    ("starts_with", Operator::StartsWith),
+    ("ends_with", Operator::EndsWith),
+    ("matches", Operator::Matches),
+    ("in", Operator::In),
+    ("is_empty", Operator::IsEmpty),
+    ("is", Operator::Is),
+    ("greater_than", Operator::GreaterThan),
+    ("less_than", Operator::LessThan),
+    ("at_least", Operator::AtLeast),
+    ("at_most", Operator::AtMost),
 ];
+
+pub const OPERATORS: &[&str] = &{
+    let mut names = [""; OPERATOR_NAMES.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = OPERATOR_NAMES[i].0;
+        i += 1;
+    }
+    names
+};
 
 impl Operator {
     fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "contains" => Self::Contains,
-            "equals" => Self::Equals,
-            "starts_with" => Self::StartsWith,
-            "ends_with" => Self::EndsWith,
-            "matches" => Self::Matches,
-            "in" => Self::In,
-            "is_empty" => Self::IsEmpty,
-            "is" => Self::Is,
-            "greater_than" => Self::GreaterThan,
-            "less_than" => Self::LessThan,
-            "at_least" => Self::AtLeast,
-            "at_most" => Self::AtMost,
-            _ => return None,
-        })
+        OPERATOR_NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|&(_, op)| op)
     }
 
     fn allowed(kind: Kind) -> &'static [&'static str] {
@@ -1252,6 +1252,15 @@ mod tests {
 
     fn base(conditions: Value, actions: Value) -> Value {
         json!({"name": "r", "trigger": "message_received", "conditions": conditions, "actions": actions})
+    }
+
+    #[test]
+    fn operator_names_are_the_ones_rules_are_stored_with() {
+        for (name, op) in OPERATOR_NAMES {
+            assert_eq!(Operator::parse(name), Some(op));
+            assert_eq!(serde_json::to_value(op).ok(), Some(json!(name)));
+        }
+        assert_eq!(Operator::parse("contain"), None);
     }
 
     #[test]
