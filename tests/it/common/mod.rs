@@ -2,6 +2,7 @@
 //! as a child process (`ServerProcess`), and a raw SMTP client that shows every reply.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod dns;
 mod dns_self_test;
 pub mod dovecot;

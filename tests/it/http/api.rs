@@ -1,6 +1,7 @@
 //! The HTTP API end to end: mail arrives over SMTP, tokens come from the CLI, a real HTTP
 //! client (reqwest) talks to the server.
 
+use crate::common::api::Api;
 use crate::common::{api_token, cli, cli_json, spawn_app, spawn_app_with_acme, RawSmtp, TestApp};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
@@ -48,95 +49,6 @@ fn rich_mail(from: &str, to: &str, subject: &str, html: &str, id: &str) -> Strin
 /// Sends one plain text message over SMTP from `from` (envelope and header); asserts 250.
 async fn deliver_plain(app: &TestApp, from: &str, to: &str, subject: &str, body: &str, id: &str) {
     deliver(app, from, to, plain_mail(from, to, subject, body, id)).await;
-}
-
-struct Api {
-    client: Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    fn new(app: &TestApp, token: &str) -> Self {
-        Self {
-            client: Client::new(),
-            base: base(app),
-            token: token.to_string(),
-        }
-    }
-
-    /// A client with a new API token of `role` in `account`.
-    fn of_role(app: &TestApp, account: i64, role: &str) -> Self {
-        Self::new(app, &api_token(app.dir.path(), account, role))
-    }
-
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("HTTP request");
-        let status = resp.status();
-        (status, resp.text().await.expect("body"))
-    }
-
-    /// A request with a body that is not JSON, with or without the token.
-    async fn send_raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<(&str, Vec<u8>)>,
-        authenticated: bool,
-    ) -> (StatusCode, String) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if authenticated {
-            req = req.bearer_auth(&self.token);
-        }
-        if let Some((content_type, bytes)) = body {
-            req = req.header("content-type", content_type).body(bytes);
-        }
-        let resp = req.send().await.expect("HTTP request");
-        let status = resp.status();
-        (status, resp.text().await.expect("body"))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.send(Method::GET, path, None).await;
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        serde_json::from_str(&body).expect("JSON")
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
-        let (status, text) = self.send(method, path, Some(body)).await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// A request that must answer 200; its JSON answer.
-    async fn call_ok(&self, method: Method, path: &str, body: Value) -> Value {
-        let (status, answer) = self.call(method.clone(), path, body).await;
-        assert_eq!(status, StatusCode::OK, "{method} {path}: {answer}");
-        answer
-    }
-
-    /// POSTs a new object, which must answer 201 Created; the object created.
-    async fn create(&self, path: &str, body: Value) -> Value {
-        let (status, created) = self.call(Method::POST, path, body).await;
-        assert_eq!(status, StatusCode::CREATED, "POST {path}: {created}");
-        created
-    }
-
-    /// A GET with the token, answered as it comes (downloads, headers, errors).
-    async fn download(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    }
 }
 
 fn assert_error_shape(status: StatusCode, body: &str, code: &str) {
@@ -663,14 +575,12 @@ async fn agents_cannot_manage_users_or_tokens() {
     let (app, acct, _) = spawn_app_with_acme(&[]).await;
     let admin = Api::of_role(&app, acct, "admin");
     let agent = Api::of_role(&app, acct, "agent");
-    let (s, user) = admin
-        .call(
-            Method::POST,
+    let user = admin
+        .create(
             "/api/v1/users",
             json!({"email": "bob@acme.test", "role": "agent"}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED);
     let uid = user["id"].as_i64().expect("id");
     let tokens = admin.get("/api/v1/tokens").await;
     let tid = tokens[0]["id"].as_i64().expect("token id");
@@ -893,11 +803,8 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
 async fn openapi_document_is_valid_and_lists_every_route() {
     let app = spawn_app(&[]).await;
     let client = Client::new();
-    let doc: Value = client
-        .get(format!("{}/api/v1/openapi.json", base(&app)))
-        .send()
+    let doc: Value = public_get(&client, &app, "/api/v1/openapi.json")
         .await
-        .expect("openapi")
         .json()
         .await
         .expect("JSON");
@@ -1032,12 +939,18 @@ async fn openapi_document_is_valid_and_lists_every_route() {
     app.stop().await;
 }
 
-async fn metric(client: &Client, app: &TestApp, name: &str) -> f64 {
-    let text = client
-        .get(format!("{}/metrics", base(app)))
+/// A GET without credentials (the OpenAPI document, the metrics).
+async fn public_get(client: &Client, app: &TestApp, path: &str) -> reqwest::Response {
+    client
+        .get(format!("{}{path}", base(app)))
         .send()
         .await
-        .expect("metrics")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+async fn metric(client: &Client, app: &TestApp, name: &str) -> f64 {
+    let text = public_get(client, app, "/metrics")
+        .await
         .text()
         .await
         .expect("text");
@@ -1081,11 +994,8 @@ async fn metrics_count_smtp_sessions_and_messages() {
     assert!(metric(&client, &app, sessions).await >= s0 + 2.0);
     // The delivery was committed by the writer, which reports each group commit.
     assert!(metric(&client, &app, commits).await >= c0 + 1.0);
-    let text = client
-        .get(format!("{}/metrics", base(&app)))
-        .send()
+    let text = public_get(&client, &app, "/metrics")
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");
@@ -1266,9 +1176,8 @@ async fn listing_filters_sorts_and_pages_through_every_ticket() {
         .await;
     }
     let api = Api::of_role(&app, acct, "admin");
-    let (_, user) = api
-        .call(
-            Method::POST,
+    let user = api
+        .create(
             "/api/v1/users",
             json!({"email": "bob@acme.test", "role": "agent"}),
         )
