@@ -668,7 +668,10 @@ async fn rules_and_macros_through_the_api() {
         .await;
     assert_eq!(s, 409, "same name twice");
     let (s, list) = agent.json(Method::GET, "/api/v1/rules", None).await;
-    assert_eq!((s.as_u16(), list[0]["name"].clone()), (200, json!("Refunds")));
+    assert_eq!(
+        (s.as_u16(), list[0]["name"].clone()),
+        (200, json!("Refunds"))
+    );
 
     send(
         &app,
