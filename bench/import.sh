@@ -70,14 +70,7 @@ command -v python3 >/dev/null || die "python3 is required"
 
 # --- build -------------------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/postern-importbench.XXXXXX")
-cleanup() {
-    if [ "$KEEP_TMP" = 1 ]; then
-        log "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
+trap remove_tmp EXIT
 trap 'exit 130' INT TERM
 
 postern_binary "$TMP/postern"

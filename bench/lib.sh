@@ -7,6 +7,15 @@ die() {
     exit 1
 }
 
+# Deletes the run's temp dir $TMP, or keeps it and says where when KEEP_TMP=1.
+remove_tmp() {
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        log "kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+}
+
 # Runs a command as root: directly when we are root, else through sudo.
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then

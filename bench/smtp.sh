@@ -95,11 +95,7 @@ cleanup() {
             wait "$pid" 2>/dev/null || true
         fi
     done
-    if [ "$KEEP_TMP" = 1 ]; then
-        log "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
+    remove_tmp
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
