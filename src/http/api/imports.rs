@@ -615,17 +615,6 @@ pub struct ImportPage {
 
 const ORDER: &str = "-id";
 
-/// The refusals of every route about one import job, for the OpenAPI document (the handlers
-/// answer them as [`ApiError`]s).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)] // never built: it only describes answers
-enum JobRefusals {
-    #[response(status = 403, description = "Agents cannot import")]
-    Forbidden(ErrorBody),
-    #[response(status = 404, description = "No such import job in this account")]
-    NotFound(ErrorBody),
-}
-
 /// The account's import jobs, newest first (admins only).
 #[utoipa::path(get, path = "/imports", tag = "imports", params(ImportListQuery),
     responses(
@@ -658,7 +647,8 @@ pub async fn list_imports(
     params(("id" = i64, Path, description = "Import job id")),
     responses(
         (status = 200, description = "The job", body = ImportJob),
-        JobRefusals,
+        (status = 403, description = "Agents cannot import", body = ErrorBody),
+        (status = 404, description = "No such import job in this account", body = ErrorBody),
     ))]
 pub async fn get_import(
     State(state): State<ApiState>,
@@ -675,7 +665,8 @@ pub async fn get_import(
     params(("id" = i64, Path, description = "Import job id")),
     responses(
         (status = 202, description = "The job; it stops after its current batch", body = ImportJob),
-        JobRefusals,
+        (status = 403, description = "Agents cannot import", body = ErrorBody),
+        (status = 404, description = "No such import job in this account", body = ErrorBody),
     ))]
 pub async fn cancel_import(
     State(state): State<ApiState>,
@@ -705,7 +696,8 @@ pub async fn cancel_import(
     params(("id" = i64, Path, description = "Import job id")),
     responses(
         (status = 200, description = "The job, discarded", body = ImportJob),
-        JobRefusals,
+        (status = 403, description = "Agents cannot import", body = ErrorBody),
+        (status = 404, description = "No such import job in this account", body = ErrorBody),
         (status = 409, description = "The job is queued, running or completed: nothing to discard", body = ErrorBody),
     ))]
 pub async fn discard_import(
@@ -739,7 +731,8 @@ pub struct ResumeImport {
     responses(
         (status = 202, description = "The job, running again", body = ImportJob),
         (status = 400, description = "The password is missing for an IMAP job", body = ErrorBody),
-        JobRefusals,
+        (status = 403, description = "Agents cannot import", body = ErrorBody),
+        (status = 404, description = "No such import job in this account", body = ErrorBody),
         (status = 409, description = "The job is running or completed, or another import of the account runs", body = ErrorBody),
     ))]
 pub async fn resume_import(

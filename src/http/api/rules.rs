@@ -77,23 +77,13 @@ pub async fn get_rule(
     Ok(Json(state.store.rule(id, principal.account_id).await?))
 }
 
-/// The refusals of the routes that change one rule of the account, for the OpenAPI document (the
-/// handlers answer them as [`ApiError`]s).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)] // never built: it only describes answers
-enum RuleRefusals {
-    #[response(status = 403, description = "Agents cannot write rules")]
-    Forbidden(ErrorBody),
-    #[response(status = 404, description = "No such rule in this account")]
-    NotFound(ErrorBody),
-}
-
 /// Replaces a rule's definition (admins); its log stays.
 #[utoipa::path(put, path = "/rules/{id}", tag = "rules", request_body = Object,
     params(("id" = i64, Path, description = "Rule id")),
     responses(
         (status = 200, description = "The rule as stored", body = RuleRecord),
-        RuleRefusals,
+        (status = 403, description = "Agents cannot write rules", body = ErrorBody),
+        (status = 404, description = "No such rule in this account", body = ErrorBody),
         (status = 422, description = "The rule is not valid", body = ErrorBody),
     ))]
 pub async fn replace_rule(
@@ -122,7 +112,8 @@ pub struct RulePatch {
     params(("id" = i64, Path, description = "Rule id")),
     responses(
         (status = 200, description = "The rule", body = RuleRecord),
-        RuleRefusals,
+        (status = 403, description = "Agents cannot write rules", body = ErrorBody),
+        (status = 404, description = "No such rule in this account", body = ErrorBody),
     ))]
 pub async fn patch_rule(
     State(state): State<ApiState>,
@@ -144,7 +135,8 @@ pub async fn patch_rule(
     params(("id" = i64, Path, description = "Rule id")),
     responses(
         (status = 204, description = "Deleted"),
-        RuleRefusals,
+        (status = 403, description = "Agents cannot write rules", body = ErrorBody),
+        (status = 404, description = "No such rule in this account", body = ErrorBody),
     ))]
 pub async fn delete_rule(
     State(state): State<ApiState>,

@@ -28,23 +28,13 @@ pub async fn list_tokens(
     Ok(Json(state.store.api_tokens(principal.account_id).await?))
 }
 
-/// The refusals of every route about one token of the account, for the OpenAPI document (the handlers
-/// answer them as [`ApiError`]s).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)] // never built: it only describes answers
-enum TokenRefusals {
-    #[response(status = 403, description = "Agents cannot manage tokens")]
-    Forbidden(ErrorBody),
-    #[response(status = 404, description = "No such token in this account")]
-    NotFound(ErrorBody),
-}
-
 /// One API token.
 #[utoipa::path(get, path = "/tokens/{id}", tag = "tokens",
     params(("id" = i64, Path, description = "Token id")),
     responses(
         (status = 200, description = "The token (never its secret)", body = ApiTokenView),
-        TokenRefusals,
+        (status = 403, description = "Agents cannot manage tokens", body = ErrorBody),
+        (status = 404, description = "No such token in this account", body = ErrorBody),
     ))]
 pub async fn get_token(
     State(state): State<ApiState>,
@@ -155,7 +145,8 @@ pub async fn create_token(
     params(("id" = i64, Path, description = "Token id")),
     responses(
         (status = 200, description = "The revoked token", body = ApiTokenView),
-        TokenRefusals,
+        (status = 403, description = "Agents cannot manage tokens", body = ErrorBody),
+        (status = 404, description = "No such token in this account", body = ErrorBody),
     ))]
 pub async fn revoke_token(
     State(state): State<ApiState>,
