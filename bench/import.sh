@@ -53,11 +53,8 @@ RATIO_TARGET=5
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CACHE_DIR=${CACHE_DIR:-target/bench-mailboxes}
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-    printf '[bench] error: %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 case "$MESSAGES$SEED$ROUNDS" in *[!0-9]*) die "MESSAGES, SEED and ROUNDS must be whole numbers" ;; esac
 [ "$MESSAGES" -ge 50 ] || die "MESSAGES must be at least 50"
@@ -66,53 +63,17 @@ case "$MESSAGES$SEED$ROUNDS" in *[!0-9]*) die "MESSAGES, SEED and ROUNDS must be
 # --- tools -------------------------------------------------------------------------------
 if ! command -v notmuch >/dev/null; then
     log "notmuch not found: installing the notmuch package"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "run as root or install notmuch (Debian package notmuch)"
-        SUDO="sudo"
-    fi
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q notmuch
+    apt_install "notmuch (Debian package notmuch)" notmuch
     command -v notmuch >/dev/null || die "notmuch still missing after installing the notmuch package"
 fi
 command -v python3 >/dev/null || die "python3 is required"
 
 # --- build -------------------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/postern-importbench.XXXXXX")
-cleanup() {
-    if [ "$KEEP_TMP" = 1 ]; then
-        log "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
+trap remove_tmp EXIT
 trap 'exit 130' INT TERM
 
-if [ -n "$POSTERN_BIN" ]; then
-    [ -x "$POSTERN_BIN" ] || die "POSTERN_BIN=$POSTERN_BIN is not an executable file"
-    BENCH_REV=${BENCH_REV:-"$POSTERN_BIN"}
-    cp "$POSTERN_BIN" "$TMP/postern"
-else
-    command -v cargo >/dev/null || die "cargo is required (or give POSTERN_BIN)"
-    HEAD_BEFORE=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-    log "cargo build --release"
-    cargo build --release
-    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    if [ -z "${BENCH_REV:-}" ]; then
-        BENCH_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-        if [ "$BENCH_REV" != "$HEAD_BEFORE" ]; then
-            BENCH_REV="$HEAD_BEFORE..$BENCH_REV (HEAD moved during the build)"
-        fi
-        if ! git diff --quiet HEAD -- src migrations config Cargo.toml Cargo.lock 2>/dev/null ||
-            [ -n "$(git ls-files --others --exclude-standard -- src migrations 2>/dev/null)" ]; then
-            BENCH_REV="$BENCH_REV + uncommitted changes"
-        fi
-    fi
-    # A private copy: a shared target dir may be rebuilt while the benchmark runs.
-    cp "$TARGET_DIR/release/postern" "$TMP/postern"
-fi
+postern_binary "$TMP/postern"
 BIN="$TMP/postern"
 
 HAVE_IMPORT=1

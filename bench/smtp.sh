@@ -63,25 +63,16 @@ INBOUND_DOMAIN=in.bench.test
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-    printf '[bench] error: %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 # --- tools -------------------------------------------------------------------------------
 PATH=$PATH:/usr/sbin:/sbin
 if ! command -v smtp-source >/dev/null || ! command -v smtp-sink >/dev/null; then
     log "smtp-source/smtp-sink not found: installing the postfix package"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "run as root or install postfix (smtp-source, smtp-sink)"
-        SUDO="sudo"
-    fi
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
     # No mail configuration: only the two test programs are needed.
-    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections || true
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix
+    echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections || true
+    apt_install "postfix (smtp-source, smtp-sink)" postfix
     command -v smtp-source >/dev/null || die "smtp-source still missing after installing postfix"
 fi
 for tool in python3 cargo; do
@@ -90,29 +81,7 @@ done
 
 # --- build -------------------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/postern-bench.XXXXXX")
-if [ -n "${POSTERN_BIN:-}" ]; then
-    [ -x "$POSTERN_BIN" ] || die "POSTERN_BIN=$POSTERN_BIN is not an executable file"
-    BENCH_REV=${BENCH_REV:-"$POSTERN_BIN"}
-    cp "$POSTERN_BIN" "$TMP/postern"
-else
-    HEAD_BEFORE=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-    log "cargo build --release"
-    cargo build --release
-    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    if [ -z "${BENCH_REV:-}" ]; then
-        BENCH_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-        if [ "$BENCH_REV" != "$HEAD_BEFORE" ]; then
-            BENCH_REV="$HEAD_BEFORE..$BENCH_REV (HEAD moved during the build)"
-        fi
-        if ! git diff --quiet HEAD -- src migrations config Cargo.toml Cargo.lock 2>/dev/null ||
-            [ -n "$(git ls-files --others --exclude-standard -- src migrations 2>/dev/null)" ]; then
-            BENCH_REV="$BENCH_REV + uncommitted changes"
-        fi
-    fi
-    # A private copy: a shared target dir may be rebuilt while the benchmark runs.
-    cp "$TARGET_DIR/release/postern" "$TMP/postern"
-fi
+postern_binary "$TMP/postern"
 BIN="$TMP/postern"
 
 SERVER_PID=""
@@ -126,11 +95,7 @@ cleanup() {
             wait "$pid" 2>/dev/null || true
         fi
     done
-    if [ "$KEEP_TMP" = 1 ]; then
-        log "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
+    remove_tmp
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -5,168 +5,74 @@
 //! The tables follow IANA's IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890 and
 //! its updates). IPv6 addresses that carry an IPv4 address (IPv4-mapped, NAT64, 6to4) are
 //! judged by that IPv4 address: `64:ff9b::7f00:1` reaches 127.0.0.1 through a translator.
-//! The cases are in tests/fixtures/public_addresses.txt.
+//! The ranges are in special_addresses.txt, the cases in tests/fixtures/public_addresses.txt.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::LazyLock;
 
-/// IPv4 ranges that are not on the public Internet, with what they are.
-const V4_NOT_PUBLIC: &[(Ipv4Addr, u8, &str)] = &[
-    (Ipv4Addr::new(0, 0, 0, 0), 8, "\"this network\" (0.0.0.0/8)"),
-    (Ipv4Addr::new(10, 0, 0, 0), 8, "private (10.0.0.0/8)"),
-    (
-        Ipv4Addr::new(100, 64, 0, 0),
-        10,
-        "shared address space, carrier-grade NAT (100.64.0.0/10)",
-    ),
-    (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback (127.0.0.0/8)"),
-    (
-        Ipv4Addr::new(169, 254, 0, 0),
-        16,
-        "link-local (169.254.0.0/16)",
-    ),
-    (Ipv4Addr::new(172, 16, 0, 0), 12, "private (172.16.0.0/12)"),
-    (
-        Ipv4Addr::new(192, 0, 0, 0),
-        24,
-        "IETF protocol assignments (192.0.0.0/24)",
-    ),
-    (
-        Ipv4Addr::new(192, 0, 2, 0),
-        24,
-        "documentation (192.0.2.0/24)",
-    ),
-    (
-        Ipv4Addr::new(192, 88, 99, 0),
-        24,
-        "deprecated 6to4 relay anycast (192.88.99.0/24)",
-    ),
-    (
-        Ipv4Addr::new(192, 168, 0, 0),
-        16,
-        "private (192.168.0.0/16)",
-    ),
-    (
-        Ipv4Addr::new(198, 18, 0, 0),
-        15,
-        "benchmarking (198.18.0.0/15)",
-    ),
-    (
-        Ipv4Addr::new(198, 51, 100, 0),
-        24,
-        "documentation (198.51.100.0/24)",
-    ),
-    (
-        Ipv4Addr::new(203, 0, 113, 0),
-        24,
-        "documentation (203.0.113.0/24)",
-    ),
-    (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast (224.0.0.0/4)"),
-    (
-        Ipv4Addr::new(240, 0, 0, 0),
-        4,
-        "reserved or broadcast (240.0.0.0/4)",
-    ),
-];
+/// The ranges that are not on the public Internet, one a line (the file says how).
+const SPECIAL_ADDRESSES: &str = include_str!("special_addresses.txt");
 
 /// What an IPv6 range is to us.
 #[derive(Clone, Copy)]
 enum V6Range {
     /// Not public, whatever follows the prefix.
-    NotPublic(&'static str),
+    NotPublic,
     /// Carries an IPv4 address at this bit offset: judged by that address.
-    EmbedsV4(&'static str, u32),
+    EmbedsV4(u32),
 }
 
-/// Special IPv6 ranges, most specific first (the first match decides). Global unicast
-/// (2000::/3) outside these is public; everything else outside 2000::/3 is not.
-const V6_RANGES: &[(Ipv6Addr, u8, V6Range)] = &[
-    (
-        Ipv6Addr::UNSPECIFIED,
-        128,
-        V6Range::NotPublic("unspecified (::/128)"),
-    ),
-    (
-        Ipv6Addr::LOCALHOST,
-        128,
-        V6Range::NotPublic("loopback (::1/128)"),
-    ),
-    (
-        Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0),
-        96,
-        V6Range::EmbedsV4("IPv4-mapped (::ffff:0:0/96)", 96),
-    ),
-    (
-        Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0),
-        96,
-        V6Range::NotPublic("IPv4-compatible, deprecated (::/96)"),
-    ),
-    (
-        Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0),
-        96,
-        V6Range::EmbedsV4("NAT64 (64:ff9b::/96)", 96),
-    ),
-    (
-        Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0),
-        48,
-        V6Range::NotPublic("local-use NAT64 (64:ff9b:1::/48)"),
-    ),
-    (
-        Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
-        64,
-        V6Range::NotPublic("discard-only (100::/64)"),
-    ),
-    (
-        Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0),
-        32,
-        V6Range::NotPublic("Teredo (2001::/32)"),
-    ),
-    (
-        Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0),
-        23,
-        V6Range::NotPublic("IETF protocol assignments (2001::/23)"),
-    ),
-    (
-        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
-        32,
-        V6Range::NotPublic("documentation (2001:db8::/32)"),
-    ),
-    (
-        Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0),
-        16,
-        V6Range::EmbedsV4("6to4 (2002::/16)", 16),
-    ),
-    (
-        Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0),
-        20,
-        V6Range::NotPublic("documentation (3fff::/20)"),
-    ),
-    (
-        Ipv6Addr::new(0x5f00, 0, 0, 0, 0, 0, 0, 0),
-        16,
-        V6Range::NotPublic("segment routing SIDs (5f00::/16)"),
-    ),
-    (
-        Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
-        7,
-        V6Range::NotPublic("unique local (fc00::/7)"),
-    ),
-    (
-        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
-        10,
-        V6Range::NotPublic("link-local (fe80::/10)"),
-    ),
-    (
-        Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0),
-        10,
-        V6Range::NotPublic("site-local, deprecated (fec0::/10)"),
-    ),
-    (
-        Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
-        8,
-        V6Range::NotPublic("multicast (ff00::/8)"),
-    ),
-];
+/// A range of the table: its network's bits, the prefix length and what it is, for people:
+/// "loopback (127.0.0.0/8)".
+struct Range {
+    net: u128,
+    len: u8,
+    what: String,
+    kind: V6Range,
+}
+
+/// The table's IPv4 and IPv6 ranges, read once. The table is a constant of this crate, checked
+/// by the tests below, so a line that does not parse is a bug in it.
+static RANGES: LazyLock<(Vec<Range>, Vec<Range>)> = LazyLock::new(|| {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for line in SPECIAL_ADDRESSES.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let range = parse_range(line)
+            .unwrap_or_else(|| panic!("special_addresses.txt: cannot read {line:?}"));
+        match range {
+            (IpAddr::V4(_), r) => v4.push(r),
+            (IpAddr::V6(_), r) => v6.push(r),
+        }
+    }
+    (v4, v6)
+});
+
+/// `range | what | embeds-v4 OFFSET` (the last part optional).
+fn parse_range(line: &str) -> Option<(IpAddr, Range)> {
+    let mut parts = line.split('|').map(str::trim);
+    let (cidr, what) = (parts.next()?, parts.next()?);
+    let kind = match parts.next() {
+        None => V6Range::NotPublic,
+        Some(embeds) => V6Range::EmbedsV4(embeds.strip_prefix("embeds-v4 ")?.parse().ok()?),
+    };
+    let (net, len) = cidr.split_once('/')?;
+    let net: IpAddr = net.parse().ok()?;
+    let bits = match net {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let range = Range {
+        net: bits,
+        len: len.parse().ok()?,
+        what: format!("{what} ({cidr})"),
+        kind,
+    };
+    Some((net, range))
+}
 
 /// Why an address is not on the public Internet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,16 +108,17 @@ pub fn not_public(ip: IpAddr) -> Option<NotPublic> {
         }),
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            for &(net, len, kind) in V6_RANGES {
-                if !in_prefix(bits, u128::from(net), len, 128) {
+            for r in &RANGES.1 {
+                if !in_prefix(bits, r.net, r.len, 128) {
                     continue;
                 }
-                return match kind {
-                    V6Range::NotPublic(range) => Some(NotPublic {
+                let range = r.what.as_str();
+                return match r.kind {
+                    V6Range::NotPublic => Some(NotPublic {
                         range,
                         embedded: None,
                     }),
-                    V6Range::EmbedsV4(range, offset) => {
+                    V6Range::EmbedsV4(offset) => {
                         // The 32 bits that follow `offset` bits from the left.
                         let v4 = Ipv4Addr::from((bits >> (96 - offset)) as u32);
                         v4_range(v4).map(|inner| NotPublic {
@@ -235,10 +142,11 @@ pub fn not_public(ip: IpAddr) -> Option<NotPublic> {
 
 fn v4_range(v4: Ipv4Addr) -> Option<&'static str> {
     let bits = u128::from(u32::from(v4));
-    V4_NOT_PUBLIC
+    RANGES
+        .0
         .iter()
-        .find(|(net, len, _)| in_prefix(bits, u128::from(u32::from(*net)), *len, 32))
-        .map(|(_, _, what)| *what)
+        .find(|r| in_prefix(bits, r.net, r.len, 32))
+        .map(|r| r.what.as_str())
 }
 
 /// Do the first `len` of `width` bits of `a` and `net` agree?
@@ -299,6 +207,22 @@ mod tests {
         }
         assert!(cases > 50, "only {cases} cases read from {path}");
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn every_line_of_the_table_is_a_range() {
+        let lines = SPECIAL_ADDRESSES
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count();
+        let (v4, v6) = &*RANGES;
+        assert_eq!((v4.len(), v6.len()), (15, 17));
+        assert_eq!(v4.len() + v6.len(), lines);
+        assert!(v4
+            .iter()
+            .all(|r| r.len <= 32 && matches!(r.kind, V6Range::NotPublic)));
+        assert!(v6.iter().all(|r| r.len <= 128));
+        assert_eq!(v4[1].what, "private (10.0.0.0/8)");
     }
 
     #[test]

@@ -56,6 +56,27 @@ pub fn decode_cursor(cursor: &str, order: &str) -> Result<(i64, i64), ApiError> 
     }
 }
 
+/// The id after which a listing ordered by `order` with only the id in its cursor goes on:
+/// `None` for the first page.
+pub fn id_after(cursor: Option<&str>, order: &str) -> Result<Option<i64>, ApiError> {
+    Ok(cursor
+        .map(|c| decode_cursor(c, order))
+        .transpose()?
+        .map(|(_, id)| id))
+}
+
+/// Cuts a page read with one item more than `limit` (which tells whether another page
+/// follows) back to `limit`, and gives the last item kept when another page follows: what
+/// the next cursor is made of.
+pub fn cut_page<T>(items: &mut Vec<T>, limit: u32) -> Option<&T> {
+    if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last()
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +100,22 @@ mod tests {
             b"id|1|2|3",
         );
         assert_eq!(decode_cursor(&extra, "id").unwrap_err().code, "bad_cursor");
+    }
+
+    #[test]
+    fn pages_are_cut_to_their_limit_and_say_whether_more_follow() {
+        let mut more = vec![1, 2, 3];
+        assert_eq!(cut_page(&mut more, 2), Some(&2));
+        assert_eq!(more, [1, 2]);
+        let mut last = vec![1, 2];
+        assert_eq!(cut_page(&mut last, 2), None);
+        assert_eq!(last, [1, 2]);
+        assert_eq!(id_after(None, "id").map_err(|e| e.code).ok(), Some(None));
+        let c = encode_cursor("id", 7, 7);
+        assert_eq!(
+            id_after(Some(&c), "id").map_err(|e| e.code).ok(),
+            Some(Some(7))
+        );
+        assert_eq!(id_after(Some(&c), "-id").unwrap_err().code, "bad_cursor");
     }
 }

@@ -316,38 +316,38 @@ pub enum Operator {
     AtMost,
 }
 
-pub const OPERATORS: &[&str] = &[
-    "contains",
-    "equals",
-    "starts_with",
-    "ends_with",
-    "matches",
-    "in",
-    "is_empty",
-    "is",
-    "greater_than",
-    "less_than",
-    "at_least",
-    "at_most",
+/// Every operator with its name in rules, in the order error messages list them.
+const OPERATOR_NAMES: [(&str, Operator); 12] = [
+    ("contains", Operator::Contains),
+    ("equals", Operator::Equals),
+    ("starts_with", Operator::StartsWith),
+    ("ends_with", Operator::EndsWith),
+    ("matches", Operator::Matches),
+    ("in", Operator::In),
+    ("is_empty", Operator::IsEmpty),
+    ("is", Operator::Is),
+    ("greater_than", Operator::GreaterThan),
+    ("less_than", Operator::LessThan),
+    ("at_least", Operator::AtLeast),
+    ("at_most", Operator::AtMost),
 ];
+
+pub const OPERATORS: &[&str] = &{
+    let mut names = [""; OPERATOR_NAMES.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = OPERATOR_NAMES[i].0;
+        i += 1;
+    }
+    names
+};
 
 impl Operator {
     fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "contains" => Self::Contains,
-            "equals" => Self::Equals,
-            "starts_with" => Self::StartsWith,
-            "ends_with" => Self::EndsWith,
-            "matches" => Self::Matches,
-            "in" => Self::In,
-            "is_empty" => Self::IsEmpty,
-            "is" => Self::Is,
-            "greater_than" => Self::GreaterThan,
-            "less_than" => Self::LessThan,
-            "at_least" => Self::AtLeast,
-            "at_most" => Self::AtMost,
-            _ => return None,
-        })
+        OPERATOR_NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|&(_, op)| op)
     }
 
     fn allowed(kind: Kind) -> &'static [&'static str] {
@@ -537,6 +537,26 @@ struct Parser {
 }
 
 impl Parser {
+    /// Records that `value` is not a `what` this schema knows, naming those it does.
+    fn unknown(&mut self, path: &str, what: &str, value: &str, allowed: &[&str]) {
+        self.err(
+            path,
+            format!(
+                "unknown {what} {value:?}, expected one of {}",
+                allowed.join(", ")
+            ),
+        );
+    }
+
+    /// Whether `value` is one of `allowed`; records the error at `path` when it is not.
+    fn is_one_of(&mut self, path: &str, what: &str, value: &str, allowed: &[&str]) -> bool {
+        let known = allowed.contains(&value);
+        if !known {
+            self.unknown(path, what, value, allowed);
+        }
+        known
+    }
+
     fn err(&mut self, path: &str, message: impl Into<String>) {
         if self.errors.len() < 50 {
             self.errors.push(FieldError {
@@ -667,13 +687,7 @@ impl Parser {
                     let allowed = field
                         .as_ref()
                         .map_or(OPERATORS, |f| Operator::allowed(f.kind()));
-                    self.err(
-                        &op_path,
-                        format!(
-                            "unknown operator {name:?}, expected one of {}",
-                            allowed.join(", ")
-                        ),
-                    );
+                    self.unknown(&op_path, "operator", &name, allowed);
                     None
                 }
             });
@@ -840,16 +854,7 @@ impl Parser {
 
     fn check_enum(&mut self, path: &str, s: &str, kind: Kind, field: &Field) {
         if let Kind::Enum(words) = kind {
-            if !words.contains(&s) {
-                self.err(
-                    path,
-                    format!(
-                        "unknown {} {s:?}, expected one of {}",
-                        field.name(),
-                        words.join(", ")
-                    ),
-                );
-            }
+            self.is_one_of(path, &field.name(), s, words);
         }
     }
 
@@ -891,14 +896,7 @@ impl Parser {
             }
             "set_status" => {
                 let status = field(self, "status", &["type", "status", "until"])?;
-                if !STATUSES.contains(&status.as_str()) {
-                    self.err(
-                        &join(path, "status"),
-                        format!(
-                            "unknown status {status:?}, expected one of {}",
-                            STATUSES.join(", ")
-                        ),
-                    );
+                if !self.is_one_of(&join(path, "status"), "status", &status, STATUSES) {
                     return None;
                 }
                 let until = self.string(&join(path, "until"), obj.get("until"), false);
@@ -954,14 +952,7 @@ impl Parser {
             }
             "set_priority" => {
                 let priority = field(self, "priority", &["type", "priority"])?;
-                if !PRIORITIES.contains(&priority.as_str()) {
-                    self.err(
-                        &join(path, "priority"),
-                        format!(
-                            "unknown priority {priority:?}, expected one of {}",
-                            PRIORITIES.join(", ")
-                        ),
-                    );
+                if !self.is_one_of(&join(path, "priority"), "priority", &priority, PRIORITIES) {
                     return None;
                 }
                 Action::SetPriority { priority }
@@ -985,13 +976,7 @@ impl Parser {
                 Action::StopProcessing
             }
             other => {
-                self.err(
-                    &type_path,
-                    format!(
-                        "unknown action {other:?}, expected one of {}",
-                        ACTIONS.join(", ")
-                    ),
-                );
+                self.unknown(&type_path, "action", other, ACTIONS);
                 return None;
             }
         })
@@ -1267,6 +1252,15 @@ mod tests {
 
     fn base(conditions: Value, actions: Value) -> Value {
         json!({"name": "r", "trigger": "message_received", "conditions": conditions, "actions": actions})
+    }
+
+    #[test]
+    fn operator_names_are_the_ones_rules_are_stored_with() {
+        for (name, op) in OPERATOR_NAMES {
+            assert_eq!(Operator::parse(name), Some(op));
+            assert_eq!(serde_json::to_value(op).ok(), Some(json!(name)));
+        }
+        assert_eq!(Operator::parse("contain"), None);
     }
 
     #[test]

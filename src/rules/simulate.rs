@@ -92,18 +92,6 @@ fn time(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Event kinds that count as "the ticket changed" (as for the live worker).
-const UPDATE_KINDS: &[&str] = &[
-    "status_changed",
-    "priority_changed",
-    "assigned",
-    "tags_set",
-    "note_added",
-    "tag_added",
-    "tag_removed",
-    "team_assigned",
-];
-
 /// One ticket being replayed.
 struct Replay {
     facts: TicketFacts,
@@ -237,7 +225,7 @@ pub async fn simulate(
                 Item::Event(e) => {
                     apply_event(&mut r.facts, e, &users);
                     if rule.trigger == Trigger::TicketUpdated
-                        && UPDATE_KINDS.contains(&e.kind.as_str())
+                        && super::worker::UPDATE_KINDS.contains(&e.kind.as_str())
                     {
                         evaluate_now = Some(("ticket_updated", None));
                     }

@@ -23,8 +23,9 @@ const MIN_GAP: Duration = Duration::from_millis(50);
 const ATTEMPTS: u32 = 3;
 
 /// Ticket events that mean "the ticket changed" for ticket_updated rules. Intake's own
-/// events (merges, bounces) come with the message that caused them.
-const UPDATE_KINDS: &[&str] = &[
+/// events (merges, bounces) come with the message that caused them. The simulation replays
+/// history with the same list.
+pub(crate) const UPDATE_KINDS: &[&str] = &[
     "status_changed",
     "priority_changed",
     "assigned",

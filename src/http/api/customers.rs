@@ -3,7 +3,7 @@
 use crate::domain::Principal;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
+use crate::http::pagination::{cut_page, encode_cursor, id_after, page_limit};
 use crate::http::ApiState;
 use crate::store::CustomerView;
 use axum::extract::State;
@@ -44,12 +44,7 @@ pub async fn list_customers(
     ApiQuery(q): ApiQuery<CustomerListQuery>,
 ) -> Result<Json<CustomerPage>, ApiError> {
     let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor(c, ORDER))
-        .transpose()?
-        .map(|(_, id)| id);
+    let after = id_after(q.cursor.as_deref(), ORDER)?;
     if q.q.as_deref().is_some_and(|t| t.len() > 500) {
         return Err(ApiError::bad_query("q is longer than 500 bytes"));
     }
@@ -58,12 +53,7 @@ pub async fn list_customers(
         .store
         .customers(principal.account_id, text, after, limit + 1)
         .await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|c| encode_cursor(ORDER, c.id, c.id))
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut items, limit).map(|c| encode_cursor(ORDER, c.id, c.id));
     Ok(Json(CustomerPage { items, next_cursor }))
 }
 

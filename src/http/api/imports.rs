@@ -4,7 +4,7 @@
 use crate::domain::{AccountId, ImportTotals, Principal};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
+use crate::http::pagination::{cut_page, encode_cursor, id_after, page_limit};
 use crate::http::principal::require_admin;
 use crate::http::ApiState;
 use crate::import::runner::{
@@ -229,6 +229,38 @@ struct Choice {
     max_message_size: u64,
 }
 
+impl Choice {
+    /// The options of a job reading `folders` of `source` as chosen.
+    fn job(self, source: JobSource, folders: Vec<String>) -> JobOptions {
+        JobOptions {
+            source,
+            folders,
+            since: self.range.since,
+            until: self.range.until,
+            open_newest: self.open_newest,
+            dry_run: self.dry_run,
+            max_message_size: self.max_message_size,
+        }
+    }
+}
+
+/// Starts a job in the caller's account (`password` only for IMAP; it is never stored).
+async fn start_job(
+    runner: &ImportRunner,
+    principal: &Principal,
+    options: JobOptions,
+    password: Option<String>,
+) -> Result<i64, StartError> {
+    runner
+        .start(StartJob {
+            account: principal.account_id,
+            created_by: created_by(principal),
+            options,
+            password,
+        })
+        .await
+}
+
 fn choice(
     since: Option<&str>,
     until: Option<&str>,
@@ -365,28 +397,15 @@ pub async fn start_imap_import(
         None => None,
         Some(pem) => Some(save_ca(cfg.runner.dir(), pem).await?),
     };
-    let options = JobOptions {
-        source: JobSource::Imap {
+    let options = c.job(
+        JobSource::Imap {
             // from_url refused a URL with a password in it.
             url,
             ca_file: ca_file.clone(),
         },
-        folders: body.folders.iter().map(|f| f.trim().to_string()).collect(),
-        since: c.range.since,
-        until: c.range.until,
-        open_newest: c.open_newest,
-        dry_run: c.dry_run,
-        max_message_size: c.max_message_size,
-    };
-    let started = cfg
-        .runner
-        .start(StartJob {
-            account: principal.account_id,
-            created_by: created_by(&principal),
-            options,
-            password: Some(body.password),
-        })
-        .await;
+        body.folders.iter().map(|f| f.trim().to_string()).collect(),
+    );
+    let started = start_job(&cfg.runner, &principal, options, Some(body.password)).await;
     let id = match started {
         Ok(id) => id,
         Err(e) => {
@@ -558,29 +577,16 @@ pub async fn upload_import(
                 )
             }
         })?;
-    let options = JobOptions {
-        source: JobSource::Upload {
+    let options = c.job(
+        JobSource::Upload {
             kind,
             path: upload.path.clone(),
             name,
             size: upload.size,
         },
-        folders: Vec::new(),
-        since: c.range.since,
-        until: c.range.until,
-        open_newest: c.open_newest,
-        dry_run: c.dry_run,
-        max_message_size: c.max_message_size,
-    };
-    let started = cfg
-        .runner
-        .start(StartJob {
-            account: principal.account_id,
-            created_by: created_by(&principal),
-            options,
-            password: None,
-        })
-        .await;
+        Vec::new(),
+    );
+    let started = start_job(&cfg.runner, &principal, options, None).await;
     match started {
         Ok(id) => answer_job(&state, principal.account_id, id, StatusCode::ACCEPTED).await,
         Err(e) => {
@@ -623,22 +629,12 @@ pub async fn list_imports(
 ) -> Result<Json<ImportPage>, ApiError> {
     require_admin(&principal)?;
     let limit = page_limit(q.limit)?;
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor(c, ORDER))
-        .transpose()?
-        .map(|(_, id)| id);
+    let before = id_after(q.cursor.as_deref(), ORDER)?;
     let mut rows = state
         .store
         .import_jobs_page(principal.account_id, before, limit + 1)
         .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|j| encode_cursor(ORDER, j.id, j.id))
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut rows, limit).map(|j| encode_cursor(ORDER, j.id, j.id));
     let runner = &state.imports.runner;
     Ok(Json(ImportPage {
         items: rows.into_iter().map(|v| job_of(v, runner)).collect(),

@@ -4,7 +4,7 @@
 use crate::domain::{AccountId, Principal};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::page_limit;
+use crate::http::pagination::{cut_page, page_limit};
 use crate::http::principal::require_admin;
 use crate::http::ApiState;
 use crate::rules::{self, RulesError};
@@ -246,12 +246,7 @@ pub async fn rule_log(
         .store
         .rule_runs(principal.account_id, &filter, limit + 1)
         .await?;
-    let next_before = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next_before = cut_page(&mut items, limit).map(|r| r.id);
     Ok(Json(RunLogPage { items, next_before }))
 }
 

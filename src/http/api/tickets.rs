@@ -5,7 +5,7 @@ use super::messages::{safe_message, HtmlQuery};
 use crate::domain::{Principal, TicketEdit, TicketId, TicketStatus};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
+use crate::http::pagination::{cut_page, decode_cursor, encode_cursor, page_limit};
 use crate::http::ApiState;
 use crate::store::{
     AssigneeFilter, MessageView, TicketDetail, TicketEvent, TicketFilter, TicketSort,
@@ -130,14 +130,8 @@ pub async fn list_tickets(
         .store
         .search_tickets(account, &filter, sort, after, limit + 1)
         .await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|t| encode_cursor(&order, sort.key_of(t), t.id))
-    } else {
-        None
-    };
+    let next_cursor =
+        cut_page(&mut items, limit).map(|t| encode_cursor(&order, sort.key_of(t), t.id));
     Ok(Json(TicketPage { items, next_cursor }))
 }
 

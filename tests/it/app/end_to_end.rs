@@ -218,8 +218,7 @@ async fn connection_limit_per_ip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_failure_answers_451_and_nothing_is_half_stored() {
-    let app = spawn_app(&[]).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, account, fwd) = spawn_app_with_acme(&[]).await;
     crate::common::raw_db(&app.store)
         .execute_batch("CREATE TRIGGER fail_insert BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
         .unwrap();
@@ -264,8 +263,7 @@ async fn storage_failure_answers_451_and_nothing_is_half_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_mail_is_quarantined_not_lost() {
-    let app = spawn_app(&[]).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, account, fwd) = spawn_app_with_acme(&[]).await;
     let addr = app.smtp_addr;
     let r = tokio::task::spawn_blocking(move || {
         let (mut c, _) = RawSmtp::connect(addr).unwrap();
@@ -302,8 +300,7 @@ async fn unusable_mail_is_quarantined_not_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_only_see_their_own_mail() {
-    let app = spawn_app(&[]).await;
-    let (a, fwd_a) = app.account("Acme", "support@acme.test").await;
+    let (app, a, fwd_a) = spawn_app_with_acme(&[]).await;
     let (b, fwd_b) = app.account("Beta", "help@beta.test").await;
     let addr = app.smtp_addr;
     tokio::task::spawn_blocking(move || {
@@ -404,8 +401,7 @@ async fn full_storage_answers_452_and_keeps_what_it_acknowledged() {
             })
             .collect()
     }
-    let app = spawn_app(&[("POSTERN__STORE__MAX_SIZE", "1048576")]).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, account, fwd) = spawn_app_with_acme(&[("POSTERN__STORE__MAX_SIZE", "1048576")]).await;
     let addr = app.smtp_addr;
     let (acked, full_reply, noop) = tokio::task::spawn_blocking(move || {
         let (mut c, _) = RawSmtp::connect(addr).unwrap();

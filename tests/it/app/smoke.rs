@@ -2,8 +2,7 @@ use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_becomes_ticket() {
-    let app = spawn_app(&[]).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, account, fwd) = spawn_app_with_acme(&[]).await;
     let addr = app.smtp_addr;
     let reply = tokio::task::spawn_blocking(move || {
         let (mut c, greeting) = RawSmtp::connect(addr).unwrap();

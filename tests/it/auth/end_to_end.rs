@@ -184,6 +184,30 @@ async fn send(app: &TestApp, mail_from: &str, fwd: &str, raw: Vec<u8>) -> SmtpRe
         .await
 }
 
+/// Delivers `raw` (asserting 250) and reads back the last message of the account's newest
+/// ticket: see [`last_message`].
+async fn deliver_and_read(
+    app: &TestApp,
+    account: i64,
+    mail_from: &str,
+    fwd: &str,
+    raw: Vec<u8>,
+) -> (postern::store::TicketDetail, serde_json::Value) {
+    let r = send(app, mail_from, fwd, raw).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    last_message(app, account).await
+}
+
+/// Asserts that a verdict's reason says `words`.
+fn assert_reason_contains(verdict: &serde_json::Value, words: &str) {
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(words)),
+        "{verdict}"
+    );
+}
+
 async fn last_message(
     app: &TestApp,
     account: i64,
@@ -205,9 +229,7 @@ async fn signed_mail_passes_dmarc_through_dkim_even_when_spf_fails() {
     let k = keys();
     let (_dns, app, account, fwd) = acme_with_dns(&k).await;
     let signed = signed_by_customer(&k, "rsa-sha256");
-    let r = send(&app, "ana@customer.test", &fwd, signed).await;
-    assert_eq!(r.code, 250, "{}", r.text);
-    let (t, auth) = last_message(&app, account).await;
+    let (t, auth) = deliver_and_read(&app, account, "ana@customer.test", &fwd, signed).await;
     let v = &auth["verdicts"];
     assert_eq!(v["dkim"][0]["result"], "pass", "{v}");
     assert_eq!(v["dkim"][0]["domain"], "customer.test");
@@ -251,18 +273,11 @@ async fn rsa_sha1_signatures_and_seals_are_refused() {
         String::from_utf8_lossy(&sha1).contains("a=rsa-sha1"),
         "dkimpy signed with SHA-1"
     );
-    let r = send(&app, "ana@customer.test", &fwd, sha1).await;
-    assert_eq!(r.code, 250, "{}", r.text);
-    let (t, auth) = last_message(&app, account).await;
+    let (t, auth) = deliver_and_read(&app, account, "ana@customer.test", &fwd, sha1).await;
     let v = &auth["verdicts"];
     assert_eq!(v["dkim"][0]["result"], "permerror", "{v}");
     assert_eq!(v["dkim"][0]["domain"], "customer.test", "{v}");
-    assert!(
-        v["dkim"][0]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("RFC 8301")),
-        "{v}"
-    );
+    assert_reason_contains(&v["dkim"][0], "RFC 8301");
     assert_eq!(v["dmarc"]["dkim_aligned"], false, "{v}");
     assert_eq!(v["dmarc"]["result"], "fail", "SPF fails too: {v}");
     let header = v["header"].as_str().unwrap();
@@ -284,17 +299,17 @@ async fn rsa_sha1_signatures_and_seals_are_refused() {
         &["--algorithm", "rsa-sha1"],
         &signed_by_customer(&k, "rsa-sha256"),
     );
-    let r = send(&app2, "support+caf_=fwd@acme.test", &fwd2, via_google).await;
-    assert_eq!(r.code, 250, "{}", r.text);
-    let (t, auth) = last_message(&app2, account2).await;
+    let (t, auth) = deliver_and_read(
+        &app2,
+        account2,
+        "support+caf_=fwd@acme.test",
+        &fwd2,
+        via_google,
+    )
+    .await;
     let v = &auth["verdicts"];
     assert_eq!(v["arc"]["result"], "fail", "{v}");
-    assert!(
-        v["arc"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("rsa-sha1")),
-        "{v}"
-    );
+    assert_reason_contains(&v["arc"], "rsa-sha1");
     let header = v["header"].as_str().unwrap();
     assert!(
         header.contains("arc=fail") && !header.contains("arc=pass"),
@@ -427,9 +442,14 @@ async fn forwarded_mail_is_vouched_for_by_a_trusted_arc_seal_only() {
         &[],
         &signed,
     );
-    let r = send(&app, "support+caf_=fwd@acme.test", &fwd, via_google).await;
-    assert_eq!(r.code, 250, "{}", r.text);
-    let (t, auth) = last_message(&app, account).await;
+    let (t, auth) = deliver_and_read(
+        &app,
+        account,
+        "support+caf_=fwd@acme.test",
+        &fwd,
+        via_google,
+    )
+    .await;
     let v = &auth["verdicts"];
     // The footer broke the body hash: mail-auth reports that as neutral (RFC 6376 allows it).
     let dkim = &v["dkim"]
@@ -679,9 +699,8 @@ async fn a_hostile_spf_record_cannot_take_the_session_down() {
     let app = app_with_dns(&dns).await;
     let (account, fwd) = app.account("Acme", "support@acme.test").await;
     let msg = "From: z@zero.test\r\nSubject: zero\r\nMessage-ID: <z0@zero.test>\r\n\r\nx\r\n";
-    let r = send(&app, "z@zero.test", &fwd, msg.as_bytes().to_vec()).await;
-    assert_eq!(r.code, 250, "{}", r.text);
-    let (_, auth) = last_message(&app, account).await;
+    let (_, auth) =
+        deliver_and_read(&app, account, "z@zero.test", &fwd, msg.as_bytes().to_vec()).await;
     assert!(auth["verdicts"]["spf_mail_from"]["result"].is_string());
     // The server is still serving.
     let again = send(

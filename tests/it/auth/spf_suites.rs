@@ -4,7 +4,7 @@
 //! scenario's zone data.
 //!
 //! Run with `cargo test --test it auth::spf_suites -- --nocapture` to see the table of differences.
-//! docs/conformance/spf.md explains every entry of [`KNOWN_DIFFERENCES`].
+//! docs/conformance/spf.md explains every entry of tests/fixtures/spf_known_differences.txt.
 //!
 //! How the suites' conventions are mapped (the same as pyspf's driver, test/testspf.py):
 //! - `SPF` records (type 99, dropped by RFC 7208) are served as type 99 and, when the name has
@@ -45,136 +45,52 @@ const MIN_PASSING: usize = 127;
 const RFC: &str = "rfc4408-tests.yml";
 const PYSPF: &str = "test.yml";
 
-const ZERO_CIDR: &str = "mail-auth bug: a /0 CIDR length computes `u32::MAX << 32` (u128 << 128): \
-    a panic where overflow checks are on (debug builds, as here); in release builds the shift \
-    wraps and /0 becomes /32 (/128), matching only the exact address";
-const NAME_REFUSED: &str = "mail-auth behaviour: the domain-spec is not syntax-checked (RFC 7208 \
-    7.1: toplabel rules, no NUL, no ':' in the toplabel); hickory then refuses to build the \
-    query name and mail-auth maps that to temperror instead of permerror";
-const BAD_NAME_NO_MATCH: &str = "mail-auth behaviour: hickory refuses to build this target name \
-    and mail-auth maps that to temperror; the suite accepts fail (treated as no match) or \
-    permerror";
-const NUMERIC_TOPLABEL: &str = "mail-auth behaviour: a domain-spec without a valid toplabel \
-    (all-numeric, or a single label, RFC 7208 7.1) is looked up instead of permerror";
-const CIDR_RANGE: &str = "mail-auth behaviour: a CIDR length over 32 (128) is clamped instead \
-    of permerror (RFC 7208 5.6 says so explicitly)";
-const COLON_DOMAIN: &str = "mail-auth behaviour: a domain-spec holding ':' and '/' \
-    (foo:bar/baz.example.com; any visible character but '%' is allowed) is cut at '/' and read \
-    as a CIDR length: permerror instead of pass";
-const MULTIPLE_RECORDS: &str = "mail-auth behaviour: of several v=spf1 records the first that \
-    parses is used; RFC 4408/7208 4.5 say permerror";
-const MULTIPLE_EXP: &str = "mail-auth behaviour: of several TXT records at the exp= name the \
-    first is used; RFC 7208 6.2 says to ignore exp= (explanation only, the result agrees)";
-const P_MACRO_EXP: &str = "mail-auth behaviour: %{p} is only computed for mechanisms, never for \
-    exp= text, where it expands to nothing instead of the validated name or \"unknown\" \
-    (explanation only)";
-const PTR_DOT: &str = "mail-auth bug: PTR names keep hickory's trailing dot \
-    (\"e3.example.com.\"), so a validated name equal to the target domain never matches ptr \
-    (only its sub-domains do)";
-const LAX_MODIFIER: &str = "mail-auth behaviour: a malformed modifier is ignored instead of \
-    permerror (RFC 7208 A: name = ALPHA *(ALPHA / DIGIT / \"-\" / \"_\" / \".\"); exp= and \
-    redirect= need a valid domain-spec)";
-const HELO_MACRO: &str = "mail-auth behaviour: %{H} of this HELO expands to a name hickory \
-    refuses, mapped to temperror; the suite (and RFC 7208 7.1) want no match, so -all: fail";
+/// Every test whose outcome differs from the suite, with the reason, as
+/// tests/fixtures/spf_known_differences.txt lists them (it says how). A difference not listed
+/// there fails the test, and so does a listed one that now agrees. docs/conformance/spf.md
+/// explains them.
+struct KnownDifference {
+    suite: &'static str,
+    test: &'static str,
+    reason: &'static str,
+}
 
-/// Every test whose outcome differs from the suite, as (suite file, test name, reason).
-/// A difference not listed here fails the test, and so does a listed one that now agrees.
-/// docs/conformance/spf.md explains them.
-const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
-    // Initial processing
-    (RFC, "emptylabel", "mail-auth behaviour: a MAIL FROM domain with an empty label (A...example.com) passes the initial checks, then hickory refuses the name: temperror instead of none (RFC 7208 4.3)"),
-    (RFC, "helo-domain-literal", "mail-auth behaviour: a HELO address literal ([1.2.3.5]) is checked as a domain, hickory refuses the name: temperror instead of none (RFC 7208 2.3, 4.3)"),
-    (RFC, "nolocalpart", "mail-auth behaviour: an empty local-part (@example.net) is not replaced by \"postmaster\" (RFC 7208 4.3), so %{l} expands to nothing (explanation only)"),
-    (RFC, "domain-literal", "mail-auth behaviour: a MAIL FROM address literal (foo@[1.2.3.5]) is checked as a domain, hickory refuses the name: temperror instead of none (RFC 7208 4.3)"),
-    (RFC, "non-ascii-policy", "mail-auth behaviour: non-ASCII bytes in a domain-spec are accepted instead of permerror (RFC 7208 3.1, 4.6)"),
-    (RFC, "non-ascii-mech", "mail-auth behaviour: non-ASCII bytes before a mechanism name are skipped instead of permerror (RFC 7208 3.1, 4.6)"),
-    // Selecting records
-    (RFC, "multitxt1", MULTIPLE_RECORDS),
-    (RFC, "multitxt2", MULTIPLE_RECORDS),
-    // Record evaluation
-    (RFC, "modifier-charset-good", "mail-auth behaviour: a modifier name with '.', '-' or '_' (valid per RFC 7208 A) is a parse error: permerror instead of pass"),
-    (RFC, "redirect-after-mechanisms2", "mail-auth behaviour: the redirect target is the record of modifier-charset-good, which mail-auth cannot parse: permerror"),
-    (RFC, "invalid-domain", "mail-auth behaviour: a:foo-bar (no valid toplabel, RFC 7208 7.1) is looked up instead of permerror: no match, fail"),
-    (RFC, "invalid-domain-empty-label", BAD_NAME_NO_MATCH),
-    (RFC, "invalid-domain-long", BAD_NAME_NO_MATCH),
-    (RFC, "invalid-domain-long-via-macro", BAD_NAME_NO_MATCH),
-    // PTR mechanism syntax
-    (RFC, "ptr-match-implicit", PTR_DOT),
-    (RFC, "ptr-match-ip6", PTR_DOT),
-    // A mechanism syntax
-    (RFC, "a-bad-cidr4", CIDR_RANGE),
-    (RFC, "a-bad-cidr6", CIDR_RANGE),
-    (RFC, "a-dual-cidr-ip4-err", "mail-auth behaviour: a/24/64 (one slash before the IPv6 length) is read as a dual CIDR instead of permerror"),
-    (RFC, "a-bad-domain", NAME_REFUSED),
-    (RFC, "a-nxdomain", ZERO_CIDR),
-    (RFC, "a-cidr4-0", ZERO_CIDR),
-    (RFC, "a-cidr4-0-ip6", ZERO_CIDR),
-    (RFC, "a-cidr6-0-ip4", ZERO_CIDR),
-    (RFC, "a-cidr6-0-ip4mapped", ZERO_CIDR),
-    (RFC, "a-cidr6-0-ip6", ZERO_CIDR),
-    (RFC, "a-cidr6-0-nxdomain", ZERO_CIDR),
-    (RFC, "a-null", NAME_REFUSED),
-    (RFC, "a-numeric", NUMERIC_TOPLABEL),
-    (RFC, "a-numeric-toplabel", NUMERIC_TOPLABEL),
-    (RFC, "a-bad-toplabel", NAME_REFUSED),
-    (RFC, "a-only-toplabel", NUMERIC_TOPLABEL),
-    (RFC, "a-only-toplabel-trailing-dot", NUMERIC_TOPLABEL),
-    (RFC, "a-colon-domain", COLON_DOMAIN),
-    (RFC, "a-colon-domain-ip4mapped", COLON_DOMAIN),
-    // MX mechanism syntax
-    (RFC, "mx-bad-cidr4", CIDR_RANGE),
-    (RFC, "mx-bad-cidr6", CIDR_RANGE),
-    (RFC, "mx-bad-domain", NAME_REFUSED),
-    (RFC, "mx-nxdomain", ZERO_CIDR),
-    (RFC, "mx-cidr4-0", ZERO_CIDR),
-    (RFC, "mx-cidr4-0-ip6", ZERO_CIDR),
-    (RFC, "mx-cidr6-0-ip4", ZERO_CIDR),
-    (RFC, "mx-cidr6-0-ip4mapped", ZERO_CIDR),
-    (RFC, "mx-cidr6-0-ip6", ZERO_CIDR),
-    (RFC, "mx-cidr6-0-nxdomain", ZERO_CIDR),
-    (RFC, "mx-null", NAME_REFUSED),
-    (RFC, "mx-numeric-top-label", NUMERIC_TOPLABEL),
-    (RFC, "mx-colon-domain", COLON_DOMAIN),
-    (RFC, "mx-colon-domain-ip4mapped", COLON_DOMAIN),
-    (RFC, "mx-bad-toplab", NAME_REFUSED),
-    // EXISTS mechanism syntax
-    (RFC, "exists-ip6only", "mail-auth behaviour: exists looks up A and AAAA; RFC 7208 5.7 says A only, whatever the client's address family: pass instead of fail"),
-    // IP4 / IP6 mechanism syntax
-    (RFC, "cidr4-0", ZERO_CIDR),
-    (RFC, "cidr4-33", CIDR_RANGE),
-    (RFC, "cidr4-032", "mail-auth behaviour: a CIDR length with a leading zero (/032) is accepted instead of permerror"),
-    (RFC, "cidr6-0-ip4", ZERO_CIDR),
-    (RFC, "cidr6-ip4", ZERO_CIDR),
-    (RFC, "cidr6-0", ZERO_CIDR),
-    (RFC, "cidr6-129", CIDR_RANGE),
-    // Semantics of exp and other modifiers
-    (RFC, "redirect-syntax-error", LAX_MODIFIER),
-    (RFC, "invalid-modifier", LAX_MODIFIER),
-    (RFC, "empty-modifier-name", LAX_MODIFIER),
-    (RFC, "exp-multiple-txt", MULTIPLE_EXP),
-    (RFC, "exp-syntax-error", LAX_MODIFIER),
-    (RFC, "non-ascii-exp", "mail-auth behaviour: a non-ASCII explanation is used instead of ignored (RFC 7208 6.2; explanation only)"),
-    (RFC, "two-exp-records", MULTIPLE_EXP),
-    // Macro expansion rules
-    (RFC, "macro-mania-in-domain", "mail-auth behaviour: the expanded name holds spaces (%_), which hickory refuses to put in a query: temperror instead of pass"),
-    (RFC, "domain-name-truncation", "mail-auth behaviour: an expanded name over 253 characters is not truncated from the left (RFC 7208 7.3), so the exp= lookup fails (explanation only)"),
-    (RFC, "v-macro-ip6", "mail-auth behaviour (cosmetic): %{ir} writes IPv6 nibbles in lower case, the suite's text has upper case; lookups are case-insensitive (explanation only)"),
-    (RFC, "p-macro-ip4-novalid", P_MACRO_EXP),
-    (RFC, "p-macro-ip4-valid", P_MACRO_EXP),
-    (RFC, "p-macro-ip6-novalid", P_MACRO_EXP),
-    (RFC, "p-macro-ip6-valid", P_MACRO_EXP),
-    (RFC, "p-macro-multiple", "mail-auth bug: %{p} is the first PTR name, unvalidated and with its trailing dot: mx.example.com..should.example.com, which hickory refuses: temperror"),
-    (RFC, "upper-macro", "mail-auth behaviour (cosmetic): URL escaping writes lower-case hex (%3d), RFC 3986 2.1 recommends upper case (explanation only)"),
-    (RFC, "invalid-hello-macro", HELO_MACRO),
-    (RFC, "hello-domain-literal", HELO_MACRO),
-    // pyspf's test.yml
-    (PYSPF, "baddomain", NAME_REFUSED),
-    (PYSPF, "tworecs", MULTIPLE_RECORDS),
-    (PYSPF, "default-modifier", "deliberate: pyspf's lax mode honours the obsolete default= modifier; RFC 4408/7208 ignore unknown modifiers (neutral, as the RFC suite's default-modifier-obsolete expects)"),
-    (PYSPF, "default-modifier-harsh", "deliberate: \"ambiguous\" is pyspf's own strict=2 result, not an RFC 7208 result"),
-];
+fn known_differences() -> Vec<KnownDifference> {
+    const FILE: &str = include_str!("../../fixtures/spf_known_differences.txt");
+    fn bad(n: usize, line: &str) -> ! {
+        panic!("spf_known_differences.txt line {}: {line:?}", n + 1)
+    }
+    let mut reasons = std::collections::HashMap::new();
+    let mut known = Vec::new();
+    for (n, line) in FILE.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(named) = line.strip_prefix('=') {
+            let (name, reason) = named.split_once(' ').unwrap_or_else(|| bad(n, line));
+            reasons.insert(name, reason);
+            continue;
+        }
+        let mut parts = line.splitn(3, ' ');
+        let (Some(suite), Some(test), Some(reason)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bad(n, line)
+        };
+        let reason = match reason.strip_prefix('=') {
+            Some(name) => reasons.get(name).copied().unwrap_or_else(|| bad(n, line)),
+            None => reason,
+        };
+        known.push(KnownDifference {
+            suite,
+            test,
+            reason,
+        });
+    }
+    known
+}
 
-/// Entries of [`KNOWN_DIFFERENCES`] that agree with the suite in builds without overflow
+/// Entries of tests/fixtures/spf_known_differences.txt that agree with the suite in builds without overflow
 /// checks (release): the /0 mask wraps to /32 (/128), which happens to give the expected
 /// result here (a-cidr4-0, mx-cidr4-0, cidr4-0 and cidr6-0 still differ).
 const AGREE_WITHOUT_OVERFLOW_CHECKS: &[&str] = &[
@@ -441,7 +357,7 @@ async fn run(case: &Case, dns: &TestDns) -> (String, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spf_test_suites_through_the_authenticator() {
     let started = Instant::now();
-    // mail-auth may panic on some records (see KNOWN_DIFFERENCES): one line each, not a
+    // mail-auth may panic on some records (see spf_known_differences.txt): one line each, not a
     // backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     let mut outcomes = Vec::new();
@@ -487,10 +403,11 @@ async fn spf_test_suites_through_the_authenticator() {
         }
     }
 
+    let known_differences = known_differences();
     let known = |o: &Outcome| {
-        KNOWN_DIFFERENCES
+        known_differences
             .iter()
-            .find(|(s, t, _)| *s == o.suite && *t == o.test)
+            .find(|k| k.suite == o.suite && k.test == o.test)
     };
     println!(
         "{:<18} {:<36} {:<29} {:<32} {:<32} {:>6} status",
@@ -524,18 +441,21 @@ async fn spf_test_suites_through_the_authenticator() {
             o.elapsed.as_millis()
         );
     }
-    for (i, (suite, test, _)) in KNOWN_DIFFERENCES.iter().enumerate() {
+    for (i, k) in known_differences.iter().enumerate() {
+        let (suite, test) = (k.suite, k.test);
         assert!(
-            !KNOWN_DIFFERENCES[..i]
-                .iter()
-                .any(|(s, t, _)| s == suite && t == test),
-            "KNOWN_DIFFERENCES names {suite} {test} twice"
+            !k.reason.trim().is_empty(),
+            "{suite} {test}: say why it differs"
         );
         assert!(
-            outcomes
+            !known_differences[..i]
                 .iter()
-                .any(|o| o.suite == *suite && o.test == *test),
-            "KNOWN_DIFFERENCES names {suite} {test}, which is not in the suites"
+                .any(|o| o.suite == suite && o.test == test),
+            "spf_known_differences.txt names {suite} {test} twice"
+        );
+        assert!(
+            outcomes.iter().any(|o| o.suite == suite && o.test == test),
+            "spf_known_differences.txt names {suite} {test}, which is not in the suites"
         );
     }
     let mut passing = 0;
@@ -556,7 +476,7 @@ async fn spf_test_suites_through_the_authenticator() {
     );
     assert!(
         unexpected.is_empty(),
-        "outcomes not as KNOWN_DIFFERENCES says (update the list and docs/conformance/spf.md):\n{}",
+        "outcomes not as tests/fixtures/spf_known_differences.txt says (update it and docs/conformance/spf.md):\n{}",
         unexpected.join("\n")
     );
     assert!(

@@ -2,6 +2,7 @@
 //! as a child process (`ServerProcess`), and a raw SMTP client that shows every reply.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod dns;
 mod dns_self_test;
 pub mod dovecot;
@@ -25,7 +26,7 @@ pub const INBOUND_DOMAIN: &str = "in.postern.test";
 
 /// Environment overrides that put a server in `dir` on free ports.
 pub fn test_env(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env = vec![
+    let env = vec![
         ("POSTERN__DATA_DIR".to_string(), dir.display().to_string()),
         ("POSTERN__SMTP__LISTEN".into(), "127.0.0.1:0".into()),
         ("POSTERN__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
@@ -37,6 +38,14 @@ pub fn test_env(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         ("POSTERN__DNS__NAMESERVERS".into(), "127.0.0.1:9".into()),
         ("POSTERN__DNS__TIMEOUT".into(), "1s".into()),
     ];
+    with_overrides(env, extra)
+}
+
+/// `env` with the `extra` variables set, each replacing a variable of the same name.
+pub fn with_overrides(
+    mut env: Vec<(String, String)>,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     for (k, v) in extra {
         env.retain(|(key, _)| key != k);
         env.push((k.to_string(), v.to_string()));
@@ -59,6 +68,14 @@ pub struct TestApp {
 pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     spawn_app_in(dir, extra).await
+}
+
+/// A server with one account, Acme (support@acme.test): the app, the account's id and its
+/// forwarding address.
+pub async fn spawn_app_with_acme(extra: &[(&str, &str)]) -> (TestApp, i64, String) {
+    let app = spawn_app(extra).await;
+    let (account, forwarding) = app.account("Acme", "support@acme.test").await;
+    (app, account, forwarding)
 }
 
 pub async fn spawn_app_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {

@@ -134,7 +134,7 @@ pub fn dkimpy_verify(dns: &TestDns, message: &[u8]) -> Vec<Value> {
 
 /// Environment for outbound tests: DNS on the test server, fast retries.
 pub fn outbound_env(dns: &TestDns, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = vec![
+    let env: Vec<(String, String)> = vec![
         ("POSTERN__DNS__NAMESERVERS".into(), dns.addr.to_string()),
         ("POSTERN__OUTBOUND__ALLOW_PRIVATE_MX".into(), "true".into()),
         ("POSTERN__OUTBOUND__RETRY_SCHEDULE".into(), "1s".into()),
@@ -142,11 +142,7 @@ pub fn outbound_env(dns: &TestDns, extra: &[(&str, &str)]) -> Vec<(String, Strin
         ("POSTERN__OUTBOUND__CONNECT_TIMEOUT".into(), "3s".into()),
         ("POSTERN__OUTBOUND__COMMAND_TIMEOUT".into(), "5s".into()),
     ];
-    for (k, v) in extra {
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_string(), v.to_string()));
-    }
-    env
+    super::with_overrides(env, extra)
 }
 
 pub fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -163,6 +159,19 @@ pub async fn spawn_relaying_app(
     extra: &[(&str, &str)],
 ) -> (TestApp, TestDns, Vec<(String, String)>) {
     let dns = TestDns::start_in_thread(Zone::default());
+    let env = relay_env(&dns, port, tls, extra);
+    let app = spawn_app(&pairs(&env)).await;
+    (app, dns, env)
+}
+
+/// [`outbound_env`] for a server whose outbound queue relays everything to 127.0.0.1:`port`
+/// with `tls` (none, opportunistic, required), then `extra`.
+pub fn relay_env(
+    dns: &TestDns,
+    port: u16,
+    tls: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let port = port.to_string();
     let mut all = vec![
         ("POSTERN__OUTBOUND__MODE", "relay"),
@@ -171,9 +180,7 @@ pub async fn spawn_relaying_app(
         ("POSTERN__OUTBOUND__RELAY__TLS", tls),
     ];
     all.extend_from_slice(extra);
-    let env = outbound_env(&dns, &all);
-    let app = spawn_app(&pairs(&env)).await;
-    (app, dns, env)
+    outbound_env(dns, &all)
 }
 
 /// Adds brand.test as a sending domain of `account` through the CLI, publishes its DKIM

@@ -1,7 +1,8 @@
 //! The HTTP API end to end: mail arrives over SMTP, tokens come from the CLI, a real HTTP
 //! client (reqwest) talks to the server.
 
-use crate::common::{api_token, cli, cli_json, spawn_app, RawSmtp, TestApp};
+use crate::common::api::Api;
+use crate::common::{api_token, cli, cli_json, spawn_app, spawn_app_with_acme, RawSmtp, TestApp};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -45,64 +46,9 @@ fn rich_mail(from: &str, to: &str, subject: &str, html: &str, id: &str) -> Strin
     )
 }
 
-struct Api {
-    client: Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    fn new(app: &TestApp, token: &str) -> Self {
-        Self {
-            client: Client::new(),
-            base: base(app),
-            token: token.to_string(),
-        }
-    }
-
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("HTTP request");
-        let status = resp.status();
-        (status, resp.text().await.expect("body"))
-    }
-
-    /// A request with a body that is not JSON, with or without the token.
-    async fn send_raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<(&str, Vec<u8>)>,
-        authenticated: bool,
-    ) -> (StatusCode, String) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if authenticated {
-            req = req.bearer_auth(&self.token);
-        }
-        if let Some((content_type, bytes)) = body {
-            req = req.header("content-type", content_type).body(bytes);
-        }
-        let resp = req.send().await.expect("HTTP request");
-        let status = resp.status();
-        (status, resp.text().await.expect("body"))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.send(Method::GET, path, None).await;
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        serde_json::from_str(&body).expect("JSON")
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
-        let (status, text) = self.send(method, path, Some(body)).await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
+/// Sends one plain text message over SMTP from `from` (envelope and header); asserts 250.
+async fn deliver_plain(app: &TestApp, from: &str, to: &str, subject: &str, body: &str, id: &str) {
+    deliver(app, from, to, plain_mail(from, to, subject, body, id)).await;
 }
 
 fn assert_error_shape(status: StatusCode, body: &str, code: &str) {
@@ -127,8 +73,7 @@ async fn ticket_ids(api: &Api) -> Vec<i64> {
 
 #[tokio::test]
 async fn token_flow_from_cli_to_raw_download_and_revocation() {
-    let app = spawn_app(&[]).await;
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     deliver(
         &app,
         "ana@customer.test",
@@ -158,12 +103,8 @@ async fn token_flow_from_cli_to_raw_download_and_revocation() {
         .is_some_and(|t| t.contains("has not arrived")));
 
     let resp = api
-        .client
-        .get(format!("{}/api/v1/messages/{message}/raw", api.base))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .expect("raw");
+        .download(&format!("/api/v1/messages/{message}/raw"))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "message/rfc822");
     let raw = resp.text().await.expect("raw body");
@@ -272,72 +213,52 @@ async fn populate(app: &TestApp, name: &str) -> Fixture {
         .expect("attachment");
     let customer = detail["customer_id"].as_i64().expect("customer id");
     let user_email = format!("agent-{lower}@{lower}.test");
-    let (s, user) = api
-        .call(
-            Method::POST,
+    let user = api
+        .create(
             "/api/v1/users",
             json!({"email": user_email, "name": format!("Agent of {name}"), "role": "agent"}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{user}");
     let user = user["id"].as_i64().expect("user id");
     let tag = format!("tag-of-{lower}");
-    let (s, _) = api
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/tickets/{ticket}"),
-            json!({"tags": [tag], "assignee_id": user, "priority": "high"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    api.call_ok(
+        Method::PATCH,
+        &format!("/api/v1/tickets/{ticket}"),
+        json!({"tags": [tag], "assignee_id": user, "priority": "high"}),
+    )
+    .await;
     let note = format!("Internal note of {name}");
-    let (s, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/tickets/{ticket}/notes"),
-            json!({"body": note}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
-    let (s, c) = api
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/customers/{customer}"),
-            json!({"attributes": {"order": format!("ORDER-{name}")}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{c}");
+    api.create(
+        &format!("/api/v1/tickets/{ticket}/notes"),
+        json!({"body": note}),
+    )
+    .await;
+    api.call_ok(
+        Method::PATCH,
+        &format!("/api/v1/customers/{customer}"),
+        json!({"attributes": {"order": format!("ORDER-{name}")}}),
+    )
+    .await;
     let domain_name = format!("mail-{lower}.test");
-    let (s, d) = api
-        .call(
-            Method::POST,
+    let d = api
+        .create(
             "/api/v1/domains",
             json!({"domain": domain_name, "selector": format!("sel-{lower}")}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
     let sending_domain = d["id"].as_i64().expect("domain id");
     let macro_body = format!("Macro of {name}: hello {{{{ customer.first_name }}}}");
-    let (s, m) = api
-        .call(
-            Method::POST,
+    let m = api
+        .create(
             "/api/v1/macros",
             json!({"name": format!("macro-{lower}"), "body": macro_body}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{m}");
     let macro_id = m["id"].as_i64().expect("macro id");
     let rule_name = format!("Rule of {name}");
-    let (s, r) = api
-        .call(
-            Method::POST,
-            "/api/v1/rules",
-            json!({"name": rule_name, "trigger": "ticket_created", "enabled": false,
+    let r = api.create("/api/v1/rules", json!({"name": rule_name, "trigger": "ticket_created", "enabled": false,
                    "conditions": {"field": "subject", "operator": "contains", "value": format!("Secret of {name}")},
-                   "actions": [{"type": "reply_with_macro", "macro": format!("macro-{lower}")}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{r}");
+                   "actions": [{"type": "reply_with_macro", "macro": format!("macro-{lower}")}]})).await;
     let rule = r["id"].as_i64().expect("rule id");
     let (s, job) = api
         .send_raw(
@@ -651,18 +572,15 @@ async fn no_endpoint_reveals_another_accounts_data() {
 
 #[tokio::test]
 async fn agents_cannot_manage_users_or_tokens() {
-    let app = spawn_app(&[]).await;
-    let (acct, _) = app.account("Acme", "support@acme.test").await;
-    let admin = Api::new(&app, &api_token(app.dir.path(), acct, "admin"));
-    let agent = Api::new(&app, &api_token(app.dir.path(), acct, "agent"));
-    let (s, user) = admin
-        .call(
-            Method::POST,
+    let (app, acct, _) = spawn_app_with_acme(&[]).await;
+    let admin = Api::of_role(&app, acct, "admin");
+    let agent = Api::of_role(&app, acct, "agent");
+    let user = admin
+        .create(
             "/api/v1/users",
             json!({"email": "bob@acme.test", "role": "agent"}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED);
     let uid = user["id"].as_i64().expect("id");
     let tokens = admin.get("/api/v1/tokens").await;
     let tid = tokens[0]["id"].as_i64().expect("token id");
@@ -761,8 +679,7 @@ const FORBIDDEN_OUTPUT: &[&str] = &[
 
 #[tokio::test]
 async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten() {
-    let app = spawn_app(&[]).await;
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let html = format!(
         "<html><body><p>Hello <b>agent</b></p>\
          <img src=\"cid:logo-x1@client.test\" alt=\"logo\">\
@@ -800,12 +717,8 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
         .expect("html")
         .to_string();
     let resp = api
-        .client
-        .get(format!("{}/api/v1/messages/{message}/html", api.base))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .expect("html page");
+        .download(&format!("/api/v1/messages/{message}/html"))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let csp = resp.headers()["content-security-policy"]
         .to_str()
@@ -847,13 +760,7 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
     }
 
     // The rewritten URL serves the image.
-    let img = api
-        .client
-        .get(format!("{}{logo_url}", api.base))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .expect("image");
+    let img = api.download(&logo_url).await;
     assert_eq!(img.status(), StatusCode::OK);
     assert_eq!(img.headers()["content-type"], "image/png");
     assert_eq!(&img.bytes().await.expect("png")[1..4], b"PNG");
@@ -882,12 +789,8 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
         .find(|a| a["filename"] == "invoice-x1.pdf")
         .expect("pdf");
     let resp = api
-        .client
-        .get(format!("{}/api/v1/attachments/{}", api.base, pdf["id"]))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .expect("pdf");
+        .download(&format!("/api/v1/attachments/{}", pdf["id"]))
+        .await;
     assert_eq!(resp.headers()["content-type"], "application/octet-stream");
     assert!(resp.headers()["content-disposition"]
         .to_str()
@@ -900,11 +803,8 @@ async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten(
 async fn openapi_document_is_valid_and_lists_every_route() {
     let app = spawn_app(&[]).await;
     let client = Client::new();
-    let doc: Value = client
-        .get(format!("{}/api/v1/openapi.json", base(&app)))
-        .send()
+    let doc: Value = public_get(&client, &app, "/api/v1/openapi.json")
         .await
-        .expect("openapi")
         .json()
         .await
         .expect("JSON");
@@ -1039,12 +939,18 @@ async fn openapi_document_is_valid_and_lists_every_route() {
     app.stop().await;
 }
 
-async fn metric(client: &Client, app: &TestApp, name: &str) -> f64 {
-    let text = client
-        .get(format!("{}/metrics", base(app)))
+/// A GET without credentials (the OpenAPI document, the metrics).
+async fn public_get(client: &Client, app: &TestApp, path: &str) -> reqwest::Response {
+    client
+        .get(format!("{}{path}", base(app)))
         .send()
         .await
-        .expect("metrics")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+async fn metric(client: &Client, app: &TestApp, name: &str) -> f64 {
+    let text = public_get(client, app, "/metrics")
+        .await
         .text()
         .await
         .expect("text");
@@ -1055,8 +961,7 @@ async fn metric(client: &Client, app: &TestApp, name: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_smtp_sessions_and_messages() {
-    let app = spawn_app(&[]).await;
-    let (_, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, _, fwd) = spawn_app_with_acme(&[]).await;
     let client = Client::new();
     let accepted = "postern_smtp_messages_accepted_total ";
     let unknown = "postern_smtp_messages_rejected_total{reason=\"unknown_recipient\"} ";
@@ -1068,13 +973,7 @@ async fn metrics_count_smtp_sessions_and_messages() {
         metric(&client, &app, sessions).await,
         metric(&client, &app, commits).await,
     );
-    deliver(
-        &app,
-        "ana@customer.test",
-        &fwd,
-        plain_mail("ana@customer.test", &fwd, "Counted", "hello", "m-1"),
-    )
-    .await;
+    deliver_plain(&app, "ana@customer.test", &fwd, "Counted", "hello", "m-1").await;
     let addr = app.smtp_addr;
     let refused = tokio::task::spawn_blocking(move || {
         let (mut c, _) = RawSmtp::connect(addr).expect("connect");
@@ -1095,11 +994,8 @@ async fn metrics_count_smtp_sessions_and_messages() {
     assert!(metric(&client, &app, sessions).await >= s0 + 2.0);
     // The delivery was committed by the writer, which reports each group commit.
     assert!(metric(&client, &app, commits).await >= c0 + 1.0);
-    let text = client
-        .get(format!("{}/metrics", base(&app)))
-        .send()
+    let text = public_get(&client, &app, "/metrics")
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");
@@ -1116,15 +1012,8 @@ async fn metrics_count_smtp_sessions_and_messages() {
 
 #[tokio::test]
 async fn bad_input_answers_400_or_422_in_the_error_shape() {
-    let app = spawn_app(&[]).await;
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
-    deliver(
-        &app,
-        "ana@customer.test",
-        &fwd,
-        plain_mail("ana@customer.test", &fwd, "Hello", "hi", "bad-1"),
-    )
-    .await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
+    deliver_plain(&app, "ana@customer.test", &fwd, "Hello", "hi", "bad-1").await;
     let secret = api_token(app.dir.path(), acct, "admin");
     let api = Api::new(&app, &secret);
     let ticket = ticket_ids(&api).await[0];
@@ -1264,8 +1153,7 @@ async fn bad_input_answers_400_or_422_in_the_error_shape() {
 
 #[tokio::test]
 async fn listing_filters_sorts_and_pages_through_every_ticket() {
-    let app = spawn_app(&[]).await;
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     for i in 0..7 {
         let from = format!("buyer{}@customer.test", i % 3);
         let body = if i == 4 {
@@ -1287,10 +1175,9 @@ async fn listing_filters_sorts_and_pages_through_every_ticket() {
         )
         .await;
     }
-    let api = Api::new(&app, &api_token(app.dir.path(), acct, "admin"));
-    let (_, user) = api
-        .call(
-            Method::POST,
+    let api = Api::of_role(&app, acct, "admin");
+    let user = api
+        .create(
             "/api/v1/users",
             json!({"email": "bob@acme.test", "role": "agent"}),
         )
@@ -1340,22 +1227,19 @@ async fn listing_filters_sorts_and_pages_through_every_ticket() {
     }
 
     let (first, second) = (all[0], all[1]);
-    let (s, _) = api
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/tickets/{first}"),
-            json!({"status": "closed", "assignee_id": bob}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, tags) = api
-        .call(
+    api.call_ok(
+        Method::PATCH,
+        &format!("/api/v1/tickets/{first}"),
+        json!({"status": "closed", "assignee_id": bob}),
+    )
+    .await;
+    let tags = api
+        .call_ok(
             Method::POST,
             &format!("/api/v1/tickets/{second}/tags"),
             json!({"tag": "Urgent"}),
         )
         .await;
-    assert_eq!(s, StatusCode::OK);
     assert_eq!(tags["tags"], json!(["Urgent"]));
     let ids = |v: Value| -> Vec<i64> {
         v["items"]
@@ -1434,8 +1318,7 @@ async fn listing_filters_sorts_and_pages_through_every_ticket() {
 
 #[tokio::test]
 async fn session_cookie_signs_a_user_in_until_it_ends() {
-    let app = spawn_app(&[]).await;
-    let (acct, _) = app.account("Acme", "support@acme.test").await;
+    let (app, acct, _) = spawn_app_with_acme(&[]).await;
     let account = postern::domain::AccountId(acct);
     let email = postern::domain::EmailAddress::parse("carol@acme.test").expect("address");
     let user = app
@@ -1522,17 +1405,14 @@ async fn session_cookie_signs_a_user_in_until_it_ends() {
 
 #[tokio::test]
 async fn an_admin_adds_a_support_address_and_mail_to_its_forwarding_address_arrives() {
-    let app = spawn_app(&[]).await;
-    let (acct, _) = app.account("Acme", "support@acme.test").await;
-    let admin = Api::new(&app, &api_token(app.dir.path(), acct, "admin"));
-    let (status, added) = admin
-        .call(
-            Method::POST,
+    let (app, acct, _) = spawn_app_with_acme(&[]).await;
+    let admin = Api::of_role(&app, acct, "admin");
+    let added = admin
+        .create(
             "/api/v1/account/support-addresses",
             json!({"address": "Billing@Acme.test", "from_address": "billing@acme.test"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{added}");
     assert_eq!(added["address"], "billing@acme.test");
     assert_eq!(added["status"], "awaiting_mail");
     let fwd = added["forwarding_address"]
@@ -1595,8 +1475,7 @@ async fn an_admin_adds_a_support_address_and_mail_to_its_forwarding_address_arri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
     use base64::Engine;
-    let app = spawn_app(&[]).await;
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let mut noise = vec![0u8; 6000];
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for b in noise.iter_mut() {
@@ -1650,12 +1529,8 @@ async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
     let detail = api.get(&format!("/api/v1/tickets/{id}")).await;
     let m = &detail["messages"][0];
     let raw = api
-        .client
-        .get(format!("{}/api/v1/messages/{}/raw", api.base, m["id"]))
-        .bearer_auth(&secret)
-        .send()
+        .download(&format!("/api/v1/messages/{}/raw", m["id"]))
         .await
-        .expect("raw")
         .bytes()
         .await
         .expect("raw body");
@@ -1665,12 +1540,8 @@ async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
     );
     let att = &m["attachments"][0];
     let got = api
-        .client
-        .get(format!("{}/api/v1/attachments/{}", api.base, att["id"]))
-        .bearer_auth(&secret)
-        .send()
+        .download(&format!("/api/v1/attachments/{}", att["id"]))
         .await
-        .expect("attachment")
         .bytes()
         .await
         .expect("attachment body");
@@ -1682,8 +1553,7 @@ async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
 /// messages (text, stripped text, sanitised HTML), the search, the quote of a reply.
 #[tokio::test]
 async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
-    let app = spawn_app(&[]).await;
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let text = format!(
         "{}The word to find is zanzibar7781.\r\nAna",
         "Mon colis n° 1234 n'est pas arrivé, pouvez-vous vérifier ?\r\n".repeat(120)
@@ -1700,17 +1570,13 @@ async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
          {text}\r\n--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--alt--\r\n"
     );
     deliver(&app, "ana@customer.test", &fwd, message).await;
-    deliver(
+    deliver_plain(
         &app,
         "bo@customer.test",
         &fwd,
-        plain_mail(
-            "bo@customer.test",
-            &fwd,
-            "Short one",
-            "short zanzibar7781 note",
-            "short-1",
-        ),
+        "Short one",
+        "short zanzibar7781 note",
+        "short-1",
     )
     .await;
 
@@ -1790,19 +1656,16 @@ async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
 /// tokens from the CLI keep working. An expired token is refused.
 #[tokio::test]
 async fn api_tokens_die_with_their_creator_and_expire() {
-    let app = spawn_app(&[]).await;
-    let (acct, _) = app.account("Acme", "support@acme.test").await;
+    let (app, acct, _) = spawn_app_with_acme(&[]).await;
     let account = postern::domain::AccountId(acct);
     let operator_token = api_token(app.dir.path(), acct, "admin");
     let operator = Api::new(&app, &operator_token);
-    let (s, dana) = operator
-        .call(
-            Method::POST,
+    let dana = operator
+        .create(
             "/api/v1/users",
             json!({"email": "dana@acme.test", "role": "admin"}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{dana}");
     let dana_id = dana["id"].as_i64().expect("user id");
     let cookie = app
         .store
@@ -1840,10 +1703,9 @@ async fn api_tokens_die_with_their_creator_and_expire() {
     let dana_api = Api::new(&app, &dana_token);
 
     // A token made with Dana's token is Dana's too, and expires after the default 90 days.
-    let (s, child) = dana_api
-        .call(Method::POST, "/api/v1/tokens", json!({"role": "agent"}))
+    let child = dana_api
+        .create("/api/v1/tokens", json!({"role": "agent"}))
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{child}");
     assert_eq!(child["created_by_user_id"], dana_id, "{child}");
     assert_eq!(child["created_by_token_id"], made["id"], "{child}");
     let days = expires_in_days(&child);
@@ -1901,14 +1763,13 @@ async fn api_tokens_die_with_their_creator_and_expire() {
     dana_api.get("/api/v1/tickets").await;
 
     // Dana disabled: both tokens stop at once, and say why.
-    let (s, v) = operator
-        .call(
+    operator
+        .call_ok(
             Method::PATCH,
             &format!("/api/v1/users/{dana_id}"),
             json!({"disabled": true}),
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
     for api in [&dana_api, &child_api] {
         let (s, text) = api.send(Method::GET, "/api/v1/tickets", None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{text}");
@@ -1928,14 +1789,13 @@ async fn api_tokens_die_with_their_creator_and_expire() {
         .expect("listed");
     assert_eq!(listed["status"], "creator_disabled", "{listed}");
     // Enabling Dana again does not bring them back: they were revoked.
-    let (s, _) = operator
-        .call(
+    operator
+        .call_ok(
             Method::PATCH,
             &format!("/api/v1/users/{dana_id}"),
             json!({"disabled": false}),
         )
         .await;
-    assert_eq!(s, StatusCode::OK);
     let (s, text) = dana_api.send(Method::GET, "/api/v1/tickets", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{text}");
     assert!(text.contains("revoked"), "{text}");
@@ -1967,14 +1827,15 @@ async fn api_tokens_die_with_their_creator_and_expire() {
 /// the request id, never the internal detail; every answer carries `X-Request-Id`.
 #[tokio::test]
 async fn internal_failures_are_500_with_a_request_id_and_no_internal_detail() {
-    let app = spawn_app(&[]).await;
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let text = "My order 1234 has not arrived, could you look into it please?\r\n".repeat(80);
-    deliver(
+    deliver_plain(
         &app,
         "ana@customer.test",
         &fwd,
-        plain_mail("ana@customer.test", &fwd, "Parcel", &text, "damaged-1"),
+        "Parcel",
+        &text,
+        "damaged-1",
     )
     .await;
     // The raw message is a zstd frame; damage it the way a bad disk would.
@@ -1992,15 +1853,11 @@ async fn internal_failures_are_500_with_a_request_id_and_no_internal_detail() {
     let id = list["items"][0]["id"].as_i64().expect("ticket id");
     let detail = api.get(&format!("/api/v1/tickets/{id}")).await;
     let response = api
-        .client
-        .get(format!(
-            "{}/api/v1/messages/{}/raw",
-            api.base, detail["messages"][0]["id"]
+        .download(&format!(
+            "/api/v1/messages/{}/raw",
+            detail["messages"][0]["id"]
         ))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .expect("raw");
+        .await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let request_id = response
         .headers()
@@ -2023,13 +1880,7 @@ async fn internal_failures_are_500_with_a_request_id_and_no_internal_detail() {
     }
 
     // Every answer carries an id, a new one each time.
-    let ok = api
-        .client
-        .get(format!("{}/api/v1/tickets", api.base))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .expect("list");
+    let ok = api.download("/api/v1/tickets").await;
     let other = ok
         .headers()
         .get("x-request-id")

@@ -113,8 +113,33 @@ impl Fixture {
     /// A whole sign-in through the IdP; returns the ACS answer.
     fn sign_in(&self, account: i64, email: &str, attrs: &[&str]) -> HttpResponse {
         let request = self.start_login(account, "/");
-        let answer = idp_respond(self.idp_dir(), &request, email, attrs, "good", None);
-        self.post_acs(&Fixture::acs_path(&answer), &answer)
+        let answer = self.respond(&request, email, attrs, "good");
+        self.post_answer(&answer)
+    }
+
+    /// The IdP's answer to the sign-in request `request`, made as `variant` (see
+    /// [`idp_respond`]), for `email` with the attributes `attrs`.
+    fn respond(&self, request: &str, email: &str, attrs: &[&str], variant: &str) -> IdpAnswer {
+        idp_respond(self.idp_dir(), request, email, attrs, variant, None)
+    }
+
+    /// Posts the IdP's answer to the ACS URL it names, in the fixture's browser.
+    fn post_answer(&self, answer: &IdpAnswer) -> HttpResponse {
+        self.post_acs(&Fixture::acs_path(answer), answer)
+    }
+
+    /// Posts the sign-out of `account` with the session cookie `session`, from this server's
+    /// own pages (their Origin).
+    fn sign_out(&self, account: i64, session: &str) -> HttpResponse {
+        let cookie = format!("postern_session={session}");
+        let origin = self.origin();
+        http(
+            self.addr(),
+            "POST",
+            &format!("/saml/{account}/logout"),
+            &[("Cookie", &cookie), ("Origin", &origin)],
+            b"",
+        )
     }
 
     /// A JSON API call with the session cookie, as this server's own pages make it (with
@@ -264,18 +289,9 @@ fn cookie_value(r: &HttpResponse) -> String {
 async fn sign_in_creates_user_with_role_sets_cookie_and_signs_out() {
     let f = Fixture::start().await;
     let request = f.start_login(f.account, "/tickets/5?tab=open");
-    let answer = idp_respond(
-        f.idp_dir(),
-        &request,
-        "Ana@Acme.test",
-        &["role=owner"],
-        "good",
-        None,
-    );
+    let answer = f.respond(&request, "Ana@Acme.test", &["role=owner"], "good");
     assert_eq!(answer.relay_state, "/tickets/5?tab=open");
-    let r = f
-        .post_acs(&Fixture::acs_path(&answer), &answer)
-        .assert_status(303);
+    let r = f.post_answer(&answer).assert_status(303);
     assert_eq!(r.header("location"), Some("/tickets/5?tab=open"));
     let cookie = session_cookie(&r).expect("session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
@@ -293,40 +309,25 @@ async fn sign_in_creates_user_with_role_sets_cookie_and_signs_out() {
     assert_eq!(user.2.as_deref(), Some("Test User"));
 
     // The same response again: a replay.
-    let again = f
-        .post_acs(&Fixture::acs_path(&answer), &answer)
-        .assert_status(403);
+    let again = f.post_answer(&answer).assert_status(403);
     assert!(again.body.contains("replay"), "{}", again.body);
     assert!(session_cookie(&again).is_none());
 
     // A second, freshly signed response to the same (consumed) request.
-    let second = idp_respond(
-        f.idp_dir(),
-        &request,
-        "ana@acme.test",
-        &["role=owner"],
-        "good",
-        None,
-    );
-    let r2 = f
-        .post_acs(&Fixture::acs_path(&second), &second)
-        .assert_status(403);
+    let second = f.respond(&request, "ana@acme.test", &["role=owner"], "good");
+    let r2 = f.post_answer(&second).assert_status(403);
     assert!(r2.body.contains("already used"), "{}", r2.body);
     assert!(session_cookie(&r2).is_none());
 
     // An agent through the Response-signed variant.
     let request = f.start_login(f.account, "/");
-    let answer = idp_respond(
-        f.idp_dir(),
+    let answer = f.respond(
         &request,
         "bob@acme.test",
         &["role=support"],
         "sign-response",
-        None,
     );
-    let r = f
-        .post_acs(&Fixture::acs_path(&answer), &answer)
-        .assert_status(303);
+    let r = f.post_answer(&answer).assert_status(303);
     assert_eq!(f.user("bob@acme.test").await.expect("bob").1, "agent");
     let bob = cookie_value(&r);
 
@@ -362,33 +363,12 @@ async fn sign_in_creates_user_with_role_sets_cookie_and_signs_out() {
     assert_eq!(me["role"], "agent", "{me}");
 
     // Signing out of another account leaves the session alone.
-    let origin = f.origin();
-    http(
-        f.addr(),
-        "POST",
-        &format!("/saml/{}/logout", f.other_account),
-        &[
-            ("Cookie", &format!("postern_session={ana}")),
-            ("Origin", &origin),
-        ],
-        b"",
-    )
-    .assert_status(200);
+    f.sign_out(f.other_account, &ana).assert_status(200);
     let (s, _) = f.api_with_cookie("GET", "/api/v1/me", &ana, "");
     assert_eq!(s, 200, "a sign-out elsewhere must not end this session");
 
     // Sign out: the session is gone and the cookie cleared.
-    let out = http(
-        f.addr(),
-        "POST",
-        &format!("/saml/{}/logout", f.account),
-        &[
-            ("Cookie", &format!("postern_session={ana}")),
-            ("Origin", &origin),
-        ],
-        b"",
-    )
-    .assert_status(200);
+    let out = f.sign_out(f.account, &ana).assert_status(200);
     assert!(out
         .header("set-cookie")
         .is_some_and(|c| c.contains("Max-Age=0")));
@@ -604,14 +584,7 @@ async fn forged_and_mistaken_responses_are_refused() {
     assert!(r.body.contains("never issued"), "{}", r.body);
 
     // A response to account 1's request posted to account 2's ACS: unknown there.
-    let answer = idp_respond(
-        f.idp_dir(),
-        &request,
-        "eve@acme.test",
-        &["role=admin"],
-        "good",
-        None,
-    );
+    let answer = f.respond(&request, "eve@acme.test", &["role=admin"], "good");
     f.upload_metadata(f.other_account, true, "")
         .assert_status(200);
     let r = f.post_acs(&format!("/saml/{}/acs", f.other_account), &answer);
@@ -629,14 +602,7 @@ async fn forged_and_mistaken_responses_are_refused() {
     // A signed role nobody mapped: a clear refusal page, no user.
     let answer_no_role = {
         let request = f.start_login(f.account, "/");
-        idp_respond(
-            f.idp_dir(),
-            &request,
-            "zed@acme.test",
-            &["role=sales"],
-            "good",
-            None,
-        )
+        f.respond(&request, "zed@acme.test", &["role=sales"], "good")
     };
     let r = f
         .post_acs(&format!("/saml/{}/acs", f.account), &answer_no_role)
@@ -1054,14 +1020,7 @@ async fn a_sign_in_finishes_only_in_the_browser_that_started_it() {
     let alice = Browser::new(None);
     let request = f.start_login_in(&alice, f.account, "/tickets");
     let binding = alice.cookie("postern_sso").expect("sign-in cookie");
-    let answer = idp_respond(
-        f.idp_dir(),
-        &request,
-        "alice@acme.test",
-        &["role=agent"],
-        "good",
-        None,
-    );
+    let answer = f.respond(&request, "alice@acme.test", &["role=agent"], "good");
 
     // Without the cookie (a browser that never started it, or one that withheld it).
     let bare = Browser::new(None);
@@ -1145,14 +1104,7 @@ async fn cookie_attributes_over_http_and_https() {
     let binding = browser
         .cookie("__Host-postern_sso")
         .expect("__Host- cookie");
-    let answer = idp_respond(
-        f.idp_dir(),
-        &request,
-        "https@acme.test",
-        &["role=agent"],
-        "good",
-        None,
-    );
+    let answer = f.respond(&request, "https@acme.test", &["role=agent"], "good");
     assert!(
         answer.acs_url.starts_with("https://help.acme.test/"),
         "{}",

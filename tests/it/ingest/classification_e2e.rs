@@ -13,8 +13,7 @@ async fn send(app: &TestApp, from: &str, to: &str, text: String) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounce_of_our_reply_joins_its_ticket_and_others_are_quarantined() {
-    let app = spawn_app(&[]).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, account, fwd) = spawn_app_with_acme(&[]).await;
     send(
         &app,
         "ana@customer.test",
@@ -117,8 +116,7 @@ async fn gmail_forwarding_confirmation_sets_the_code_and_opens_no_ticket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_own_mail_coming_back_is_never_a_ticket() {
-    let app = spawn_app(&[]).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, account, fwd) = spawn_app_with_acme(&[]).await;
     let looped = send(&app, "support@acme.test", &fwd, "From: support@acme.test\nTo: ana@customer.test\nX-Postern-Loop: in.postern.test\nSubject: Re: Hello\n\nOur reply, back again\n".into()).await;
     assert!(looped.contains("queued as q"), "{looped}");
     let own_id = send(&app, "support@acme.test", &fwd, "From: support@acme.test\nMessage-ID: <aaaa.1.bbbb@in.postern.test>\nSubject: Re: Hello\n\nagain\n".into()).await;
@@ -129,8 +127,7 @@ async fn our_own_mail_coming_back_is_never_a_ticket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_replies_are_marked_threaded_and_do_not_reopen() {
-    let app = spawn_app(&[]).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, account, fwd) = spawn_app_with_acme(&[]).await;
     send(&app, "ana@customer.test", &fwd, "From: ana@customer.test\nSubject: Where is my order\nMessage-ID: <o-1@customer.test>\n\nHi\n".into()).await;
     let ticket = app.store.tickets(AccountId(account), None).await.unwrap()[0].id;
     crate::common::raw_db(&app.store)
@@ -172,8 +169,7 @@ async fn winmail_dat_is_unpacked_into_real_attachments() {
     let raw =
         std::fs::read(corpora_dir().join("mimekit-testdata/UnitTests/TestData/tnef/rich-text.eml"))
             .unwrap();
-    let app = spawn_app(&[]).await;
-    let (account, fwd) = app.account("Acme", "support@acme.test").await;
+    let (app, account, fwd) = spawn_app_with_acme(&[]).await;
     let r = app
         .smtp_send_exact("outlook.test", "jestedfa@microsoft.com", &fwd, raw)
         .await;

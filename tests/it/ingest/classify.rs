@@ -40,6 +40,30 @@ fn bounce_of(c: Classification) -> BounceReport {
     }
 }
 
+/// The bounce report of `c`, which must be about the message `original_id`.
+fn bounce_of_message(c: Classification, original_id: &str) -> BounceReport {
+    let b = bounce_of(c);
+    assert_eq!(b.original_message_id.as_deref(), Some(original_id));
+    b
+}
+
+/// Asserts what the report says of `address`: its action and status. Gives the recipient,
+/// for more asserts.
+fn assert_recipient<'b>(
+    b: &'b BounceReport,
+    address: &str,
+    action: &str,
+    status: &str,
+) -> &'b BouncedRecipient {
+    let r = recipient(b, address);
+    assert_eq!(
+        (r.action.as_str(), r.status.as_deref()),
+        (action, Some(status)),
+        "{address}"
+    );
+    r
+}
+
 fn recipient<'b>(b: &'b BounceReport, address: &str) -> &'b BouncedRecipient {
     b.recipients
         .iter()
@@ -185,11 +209,7 @@ fn mimekit_reports_bounces_and_the_rest() {
         &dir.join("delivery-status-multiple-blank-lines.txt"),
         &Want::Bounce(1),
     ));
-    let r = recipient(&b, "orig_recip@customer.com");
-    assert_eq!(
-        (r.action.as_str(), r.status.as_deref()),
-        ("failed", Some("5.5.0"))
-    );
+    let r = assert_recipient(&b, "orig_recip@customer.com", "failed", "5.5.0");
     assert_eq!(
         r.diagnostic.as_deref(),
         Some("smtp;550 Requested action not taken")
@@ -204,11 +224,7 @@ fn mimekit_reports_bounces_and_the_rest() {
         &dir.join("delivery-status2.txt"),
         &Want::Bounce(1),
     ));
-    let r = recipient(&b, "source@domain.com");
-    assert_eq!(
-        (r.action.as_str(), r.status.as_deref()),
-        ("failed", Some("5.0.0"))
-    );
+    assert_recipient(&b, "source@domain.com", "failed", "5.0.0");
     assert_eq!(b.original_message_id, None);
 
     // Anonymised: report-type "xxx...", but a message/delivery-status part.
@@ -367,27 +383,17 @@ fn cpython_messages_per_file() {
     }
     print_counts("cpython-email-testdata", &counts);
 
-    let b = bounce_of(check_file(&dir.join("msg_16.txt"), &Want::Bounce(1)));
-    assert_eq!(
-        b.original_message_id.as_deref(),
-        Some("002001c144a6$8752e060$56104586@oxy.edu")
+    let b = bounce_of_message(
+        check_file(&dir.join("msg_16.txt"), &Want::Bounce(1)),
+        "002001c144a6$8752e060$56104586@oxy.edu",
     );
-    let r = recipient(&b, "jangel1@cougar.noc.ucla.edu");
-    assert_eq!(
-        (r.action.as_str(), r.status.as_deref()),
-        ("failed", Some("5.0.0"))
-    );
+    assert_recipient(&b, "jangel1@cougar.noc.ucla.edu", "failed", "5.0.0");
 
-    let b = bounce_of(check_file(&dir.join("msg_25.txt"), &Want::Bounce(1)));
-    assert_eq!(
-        b.original_message_id.as_deref(),
-        Some("01040616033903.00962@server")
+    let b = bounce_of_message(
+        check_file(&dir.join("msg_25.txt"), &Want::Bounce(1)),
+        "01040616033903.00962@server",
     );
-    let r = recipient(&b, "scoffman@wellpartner.com");
-    assert_eq!(
-        (r.action.as_str(), r.status.as_deref()),
-        ("failed", Some("5.4.6"))
-    );
+    assert_recipient(&b, "scoffman@wellpartner.com", "failed", "5.4.6");
 
     let b = bounce_of(check_file(&dir.join("msg_43.txt"), &Want::Bounce(25)));
     // From the returned text/rfc822-headers part (the outer header has the same id).
@@ -411,19 +417,14 @@ fn cpython_messages_per_file() {
 fn other_corpora_reports() {
     let root = crate::common::corpora_dir();
     // Amazon SES bounce (Nodemailer's fixture).
-    let b = bounce_of(check_file(
-        &root.join("nodemailer-mailparser-fixtures/test/fixtures/delivery-status.eml"),
-        &Want::Bounce(1),
-    ));
-    assert_eq!(
-        b.original_message_id.as_deref(),
-        Some("xxxxx@email.amazonses.com")
+    let b = bounce_of_message(
+        check_file(
+            &root.join("nodemailer-mailparser-fixtures/test/fixtures/delivery-status.eml"),
+            &Want::Bounce(1),
+        ),
+        "xxxxx@email.amazonses.com",
     );
-    let r = recipient(&b, "xxxx@xxxx.com");
-    assert_eq!(
-        (r.action.as_str(), r.status.as_deref()),
-        ("failed", Some("5.1.1"))
-    );
+    let r = assert_recipient(&b, "xxxx@xxxx.com", "failed", "5.1.1");
     assert!(r
         .diagnostic
         .as_deref()

@@ -30,8 +30,7 @@ impl Conversation {
     }
 
     async fn new() -> Self {
-        let app = spawn_app(&[]).await;
-        let (account, fwd) = app.account("Acme", "support@acme.test").await;
+        let (app, account, fwd) = spawn_app_with_acme(&[]).await;
         Self {
             app,
             account,

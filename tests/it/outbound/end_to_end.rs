@@ -5,10 +5,12 @@
 //! a server that stalls while `postern serve` is killed), and the customer's answer and a
 //! DSN coming back through SMTP into the same ticket.
 
+use crate::common::api::Api;
 use crate::common::dns::{TestDns, Zone};
 use crate::common::outbound::*;
 use crate::common::*;
 use postern::domain::{AccountId, Scope, TicketId};
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -394,21 +396,14 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
 #[tokio::test]
 async fn relay_delivery_reaches_the_smarthost_signed() {
     let sink = Sink::start();
-    let dns = TestDns::start_in_thread(Zone::default());
-    let port = sink.port.to_string();
-    let env = outbound_env(
-        &dns,
-        &[
-            ("POSTERN__OUTBOUND__MODE", "relay"),
-            ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-            ("POSTERN__OUTBOUND__RELAY__PORT", &port),
-            ("POSTERN__OUTBOUND__RELAY__TLS", "opportunistic"),
-            // Private MX hosts stay refused: the relay is not an MX host.
-            ("POSTERN__OUTBOUND__ALLOW_PRIVATE_MX", "false"),
-        ],
-    );
+    let (app, dns, env) = spawn_relaying_app(
+        sink.port,
+        "opportunistic",
+        // Private MX hosts stay refused: the relay is not an MX host.
+        &[("POSTERN__OUTBOUND__ALLOW_PRIVATE_MX", "false")],
+    )
+    .await;
     let env = pairs(&env);
-    let app = spawn_app(&env).await;
     let (account, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
     set_up_domain(app.dir.path(), &env, &dns, account);
     let ticket =
@@ -521,14 +516,11 @@ async fn killed_worker_lease_expires_and_another_delivers_once() {
     let peer = Peer::start(vec![Step::Stall, Step::Accept]);
     let dns = TestDns::start_in_thread(Zone::default());
     let dir = tempfile::tempdir().unwrap();
-    let port = peer.port.to_string();
-    let env = outbound_env(
+    let env = relay_env(
         &dns,
+        peer.port,
+        "none",
         &[
-            ("POSTERN__OUTBOUND__MODE", "relay"),
-            ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-            ("POSTERN__OUTBOUND__RELAY__PORT", &port),
-            ("POSTERN__OUTBOUND__RELAY__TLS", "none"),
             ("POSTERN__OUTBOUND__LEASE", "6s"),
             ("POSTERN__OUTBOUND__ATTEMPT_TIMEOUT", "5s"),
             ("POSTERN__OUTBOUND__COMMAND_TIMEOUT", "4s"),
@@ -586,89 +578,64 @@ async fn killed_worker_lease_expires_and_another_delivers_once() {
 #[tokio::test]
 async fn api_replies_and_domains() {
     let sink = Sink::start();
-    let dns = TestDns::start_in_thread(Zone::default());
-    let port = sink.port.to_string();
-    let env = outbound_env(
-        &dns,
-        &[
-            ("POSTERN__OUTBOUND__MODE", "relay"),
-            ("POSTERN__OUTBOUND__RELAY__HOST", "127.0.0.1"),
-            ("POSTERN__OUTBOUND__RELAY__PORT", &port),
-            ("POSTERN__OUTBOUND__RELAY__TLS", "none"),
-        ],
-    );
-    let env = pairs(&env);
-    let app = spawn_app(&env).await;
+    let (app, dns, _) = spawn_relaying_app(sink.port, "none", &[]).await;
     let (account, fwd) = app.account("Acme", &format!("support@{BRAND}")).await;
     let ticket =
         customer_writes(&app.store, app.smtp_addr, account, &fwd, "a1@customer.test").await;
-    let token = |role: &str| api_token(app.dir.path(), account, role);
-    let (admin, agent) = (token("admin"), token("agent"));
-    let base = format!("http://{}/api/v1", app.http_addr);
-    let http = reqwest::Client::new();
-    let call = |tok: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
-        let mut r = http
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(tok);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        async move {
-            let resp = r.send().await.expect("request");
-            let status = resp.status().as_u16();
-            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let (admin, agent) = (
+        Api::of_role(&app, account, "admin"),
+        Api::of_role(&app, account, "agent"),
+    );
     let reply = json!({"text": "Hello from the API", "cc": ["boss@customer.test"]});
 
     // No sending domain yet: a clear 409.
-    let (s, v) = call(
-        &agent,
-        reqwest::Method::POST,
-        &format!("/tickets/{ticket}/replies"),
-        Some(reply.clone()),
-    )
-    .await;
-    assert_eq!(s, 409, "{v}");
+    let v = agent
+        .answer(
+            409,
+            Method::POST,
+            &format!("/api/v1/tickets/{ticket}/replies"),
+            Some(reply.clone()),
+        )
+        .await;
     assert_error_message_contains(&v, "postern domain add");
 
     // Agents cannot add domains; admins can, and get the records.
-    let (s, _) = call(
-        &agent,
-        reqwest::Method::POST,
-        "/domains",
-        Some(json!({"domain": BRAND})),
-    )
-    .await;
-    assert_eq!(s, 403);
-    let (s, d) = call(
-        &admin,
-        reqwest::Method::POST,
-        "/domains",
-        Some(json!({"domain": BRAND})),
-    )
-    .await;
-    assert_eq!(s, 201, "{d}");
+    agent
+        .answer(
+            403,
+            Method::POST,
+            "/api/v1/domains",
+            Some(json!({"domain": BRAND})),
+        )
+        .await;
+    let d = admin
+        .answer(
+            201,
+            Method::POST,
+            "/api/v1/domains",
+            Some(json!({"domain": BRAND})),
+        )
+        .await;
     let id = d["id"].as_i64().unwrap();
-    let (s, again) = call(
-        &admin,
-        reqwest::Method::POST,
-        "/domains",
-        Some(json!({"domain": BRAND})),
-    )
-    .await;
-    assert_eq!(s, 409, "{again}");
+    admin
+        .answer(
+            409,
+            Method::POST,
+            "/api/v1/domains",
+            Some(json!({"domain": BRAND})),
+        )
+        .await;
     assert_eq!(d["verified"], false);
 
     // Not verified yet: still a clear 409.
-    let (s, v) = call(
-        &agent,
-        reqwest::Method::POST,
-        &format!("/tickets/{ticket}/replies"),
-        Some(reply.clone()),
-    )
-    .await;
-    assert_eq!(s, 409, "{v}");
+    let v = agent
+        .answer(
+            409,
+            Method::POST,
+            &format!("/api/v1/tickets/{ticket}/replies"),
+            Some(reply.clone()),
+        )
+        .await;
     assert_error_message_contains(&v, "not verified");
 
     // A wrong key published: the check says wrong, with the value found.
@@ -684,14 +651,14 @@ async fn api_replies_and_domains() {
         &name,
         "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwrong",
     ));
-    let (s, rep) = call(
-        &admin,
-        reqwest::Method::POST,
-        &format!("/domains/{id}/check"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{rep}");
+    let rep = admin
+        .answer(
+            200,
+            Method::POST,
+            &format!("/api/v1/domains/{id}/check"),
+            None,
+        )
+        .await;
     assert_eq!(rep["verified"], false);
     let rec = rep["records"]
         .as_array()
@@ -708,14 +675,14 @@ async fn api_replies_and_domains() {
         .find(|r| r["kind"] == "spf")
         .unwrap();
     assert_eq!(spf["status"], "missing", "{rep}");
-    let (s, _) = call(
-        &agent,
-        reqwest::Method::POST,
-        &format!("/domains/{id}/check"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 403);
+    agent
+        .answer(
+            403,
+            Method::POST,
+            &format!("/api/v1/domains/{id}/check"),
+            None,
+        )
+        .await;
 
     let mut zone = Zone::default();
     for r in d["records"].as_array().unwrap() {
@@ -724,14 +691,14 @@ async fn api_replies_and_domains() {
         }
     }
     dns.set(zone);
-    let (s, rep) = call(
-        &admin,
-        reqwest::Method::POST,
-        &format!("/domains/{id}/check"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
+    let rep = admin
+        .answer(
+            200,
+            Method::POST,
+            &format!("/api/v1/domains/{id}/check"),
+            None,
+        )
+        .await;
     assert_eq!(rep["verified"], true, "{rep}");
 
     // Header injection through any field: 400 with a clear message, nothing queued.
@@ -740,18 +707,17 @@ async fn api_replies_and_domains() {
         json!({"text": "x", "attachments": [{"filename": "a.pdf\r\nX-Evil: 1", "content_type": "application/pdf", "data": "JVBERg=="}]}),
         json!({"text": "x", "attachments": [{"filename": "a.pdf", "content_type": "application/pdf\nX-Evil: 1", "data": "JVBERg=="}]}),
     ] {
-        let (s, v) = call(
-            &agent,
-            reqwest::Method::POST,
-            &format!("/tickets/{ticket}/replies"),
-            Some(bad),
-        )
-        .await;
-        assert_eq!(s, 400, "{v}");
+        let v = agent
+            .answer(
+                400,
+                Method::POST,
+                &format!("/api/v1/tickets/{ticket}/replies"),
+                Some(bad),
+            )
+            .await;
         assert_error_message_contains(&v, "control character");
     }
-    let (s, v) = call(&agent, reqwest::Method::POST, &format!("/tickets/{ticket}/replies"), Some(json!({"text": "x", "attachments": [{"filename": "a.pdf", "content_type": "application/pdf", "data": "%%%"}]}))).await;
-    assert_eq!(s, 400, "{v}");
+    agent.answer(400, Method::POST, &format!("/api/v1/tickets/{ticket}/replies"), Some(json!({"text": "x", "attachments": [{"filename": "a.pdf", "content_type": "application/pdf", "data": "%%%"}]}))).await;
     assert!(app
         .store
         .queue_entries(Scope::Operator, 10)
@@ -762,24 +728,19 @@ async fn api_replies_and_domains() {
     // A good reply with an attachment: 202, delivered, listed on the ticket.
     let good = json!({"text": "Invoice attached.", "html": "<p>Invoice attached.</p>", "cc": ["boss@customer.test"],
         "attachments": [{"filename": "invoice.pdf", "content_type": "application/pdf", "data": "JVBERi0xLjQK"}]});
-    let (s, q) = call(
-        &agent,
-        reqwest::Method::POST,
-        &format!("/tickets/{ticket}/replies"),
-        Some(good),
-    )
-    .await;
-    assert_eq!(s, 202, "{q}");
+    let q = agent
+        .answer(
+            202,
+            Method::POST,
+            &format!("/api/v1/tickets/{ticket}/replies"),
+            Some(good),
+        )
+        .await;
     assert_eq!(q["deliveries"].as_array().unwrap().len(), 2);
     wait_deliveries(&app.store, ticket, &["delivered"], 30).await;
-    let (s, t) = call(
-        &agent,
-        reqwest::Method::GET,
-        &format!("/tickets/{ticket}"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
+    let t = agent
+        .answer(200, Method::GET, &format!("/api/v1/tickets/{ticket}"), None)
+        .await;
     assert_eq!(t["deliveries"][0]["status"], "delivered", "{t}");
     let msgs = sink.wait_messages(1);
     let text = String::from_utf8_lossy(&msgs[0]).to_string();
@@ -792,8 +753,9 @@ async fn api_replies_and_domains() {
         verdicts.iter().all(|v| v["ok"] == true),
         "{verdicts:?}\n{text}"
     );
-    let (s, list) = call(&agent, reqwest::Method::GET, "/domains", None).await;
-    assert_eq!(s, 200);
+    let list = agent
+        .answer(200, Method::GET, "/api/v1/domains", None)
+        .await;
     assert_eq!(list[0]["verified"], true);
     assert!(
         list[0].get("rsa_private_key").is_none(),
@@ -848,20 +810,15 @@ async fn null_mx_and_private_mx_are_permanent_failures() {
 async fn address_literal_recipients_are_refused_and_never_retried() {
     let peer = Peer::start(vec![Step::Accept]);
     let (app, _dns, account, ticket, _env) = app_with_peer(&peer, &[]).await;
-    let agent = api_token(app.dir.path(), account, "agent");
-    let http = reqwest::Client::new();
-    let resp = http
-        .post(format!(
-            "http://{}/api/v1/tickets/{ticket}/replies",
-            app.http_addr
-        ))
-        .bearer_auth(&agent)
-        .json(&json!({"text": "Hello", "cc": ["boss@customer.test", "a@[127.0.0.1]"]}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status().as_u16(), 422);
-    let v: Value = resp.json().await.expect("JSON");
+    let agent = Api::of_role(&app, account, "agent");
+    let v = agent
+        .answer(
+            422,
+            Method::POST,
+            &format!("/api/v1/tickets/{ticket}/replies"),
+            Some(json!({"text": "Hello", "cc": ["boss@customer.test", "a@[127.0.0.1]"]})),
+        )
+        .await;
     assert_eq!(v["error"]["code"], "undeliverable_recipient", "{v}");
     let msg = v["error"]["message"].as_str().unwrap_or_default();
     assert!(

@@ -5,7 +5,7 @@
 
 use crate::common::fixture_cases::{assert_all_passed, case_names, fixture_dir, read_case, record};
 use crate::common::rules::{add_macro, add_rule, send, ticket_by_subject, wait_runs, write};
-use crate::common::{cli, cli_json, spawn_app, TestApp};
+use crate::common::{cli, cli_json, spawn_app_with_acme, TestApp};
 use postern::domain::{AccountId, EmailAddress, Role};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -244,9 +244,8 @@ fn check_log(dir: &Path, account: i64, rule: i64, want: &LogWant, problems: &mut
 
 /// Runs one case against a server of its own; returns what differs from the case.
 async fn run_case(cases: &Path, case: Case) -> Vec<String> {
-    let app = spawn_app(&[]).await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
     let account = acct.to_string();
     for agent in &case.agents {
         let email = EmailAddress::parse(&agent.email).expect("agent address in the case");

@@ -4,6 +4,7 @@
 //! replies go through the outbound queue to Postfix's smtp-sink (relay mode), and dkimpy
 //! checks their signatures against the loopback DNS server.
 
+use crate::common::api::Api;
 use crate::common::dns::TestDns;
 use crate::common::outbound::{
     dkimpy_verify, header, pairs, set_up_domain, spawn_relaying_app, wait_deliveries, Sink, BRAND,
@@ -13,7 +14,7 @@ use crate::common::rules::{
 };
 use crate::common::{
     api_token, assert_error_message_contains, cli, cli_json, cli_ok, spawn_app, spawn_app_in,
-    TestApp,
+    spawn_app_with_acme, TestApp,
 };
 use postern::domain::{AccountId, Scope};
 use postern::rules::{ManualClock, QueueReplySender, RulesConfig, RulesEngine};
@@ -104,33 +105,13 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
     );
     let rule = add_rule(&dir, acct, "follow-up.toml", FOLLOW_UP_RULE);
 
-    send(
-        &app,
-        "Ana Lima <ana@client.test>",
-        &fwd,
-        "VIP parcel",
-        "Where is it?",
-        &[],
-    )
-    .await;
-    send(
-        &app,
-        "Bob <bob@client.test>",
-        &fwd,
-        "Regular parcel",
-        "Where is it?",
-        &[],
-    )
-    .await;
-    send(
-        &app,
-        "Carl <carl@client.test>",
-        &fwd,
-        "Do not chase me",
-        "Where is it?",
-        &[],
-    )
-    .await;
+    for (from, subject) in [
+        ("Ana Lima <ana@client.test>", "VIP parcel"),
+        ("Bob <bob@client.test>", "Regular parcel"),
+        ("Carl <carl@client.test>", "Do not chase me"),
+    ] {
+        send(&app, from, &fwd, subject, "Where is it?", &[]).await;
+    }
     let start = postern::store::now_ms();
     let account = AccountId(acct);
     for c in app.store.customers(account, None, None, 10).await.unwrap() {
@@ -318,9 +299,8 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
 
 #[tokio::test]
 async fn bad_rules_and_macros_are_refused_with_the_field_and_change_nothing() {
-    let app = spawn_app(&[]).await;
+    let (app, acct, _) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, _) = app.account("Acme", "support@acme.test").await;
     let a = acct.to_string();
     let cases: &[(&str, &str, &str)] = &[
         (
@@ -520,33 +500,13 @@ macro = "ack"
 
     let db = dir.join("postern.db");
     let before = dump(&db);
-    let report = cli_json(
+    let report = simulate(
         &dir,
-        &[
-            "rules",
-            "simulate",
-            "--account",
-            &past.to_string(),
-            "--rule",
-            &stored.to_string(),
-            "--since",
-            "1d",
-            "--json",
-        ],
+        past,
+        &["--rule", &stored.to_string(), "--since", "1d"],
     );
     let from_file = write(&dir, "draft.toml", rule);
-    let report2 = cli_json(
-        &dir,
-        &[
-            "rules",
-            "simulate",
-            "--account",
-            &past.to_string(),
-            "--rule-file",
-            from_file.to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let report2 = simulate(&dir, past, &["--rule-file", from_file.to_str().unwrap()]);
     let after = dump(&db);
     assert!(before == after, "the simulation changed the database");
     assert_eq!(report["totals"], report2["totals"]);
@@ -651,93 +611,67 @@ fn documented_examples_parse() {
     let _: Value = json!(null);
 }
 
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("http://{}{path}", app.http_addr))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+/// `postern rules simulate --account <account> <what> --json`: the report.
+fn simulate(dir: &Path, account: i64, what: &[&str]) -> Value {
+    let account = account.to_string();
+    let mut args = vec!["rules", "simulate", "--account", &account];
+    args.extend_from_slice(what);
+    args.push("--json");
+    cli_json(dir, &args)
 }
 
 #[tokio::test]
 async fn rules_and_macros_through_the_api() {
     use reqwest::Method;
-    let app = spawn_app(&[]).await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
-    let admin = api_token(&dir, acct, "admin");
-    let agent = api_token(&dir, acct, "agent");
+    let admin = Api::new(&app, &api_token(&dir, acct, "admin"));
+    let agent = Api::new(&app, &api_token(&dir, acct, "agent"));
     let rule = json!({"name": "Refunds", "trigger": "message_received", "enabled": true,
         "conditions": {"field": "body", "operator": "contains", "value": "remboursement"},
         "actions": [{"type": "add_tag", "tag": "Urgent"}, {"type": "reply_with_macro", "macro": "ack"}]});
 
     // Agents read, admins write.
-    let (s, v) = call(
-        &app,
-        &agent,
-        Method::POST,
-        "/api/v1/macros",
-        Some(json!({"name": "ack", "body": "x"})),
-    )
-    .await;
-    assert_eq!(s, 403, "{v}");
-    let (s, v) = call(
-        &app,
-        &admin,
-        Method::POST,
-        "/api/v1/macros",
-        Some(json!({"name": "ack", "body": "Hi {{ customer.first_name }"})),
-    )
-    .await;
-    assert_eq!(s, 422, "{v}");
+    agent
+        .answer(
+            403,
+            Method::POST,
+            "/api/v1/macros",
+            Some(json!({"name": "ack", "body": "x"})),
+        )
+        .await;
+    let v = admin
+        .answer(
+            422,
+            Method::POST,
+            "/api/v1/macros",
+            Some(json!({"name": "ack", "body": "Hi {{ customer.first_name }"})),
+        )
+        .await;
     assert_error_message_contains(&v, "line 1, column");
-    let (s, m) = call(&app, &admin, Method::POST, "/api/v1/macros", Some(json!({"name": "ack", "body": "Hi {{ customer.first_name }}, ticket {{ ticket.id }}.", "fallback": "there"}))).await;
-    assert_eq!(s, 201, "{m}");
-    let (s, v) = call(
-        &app,
-        &agent,
-        Method::POST,
-        "/api/v1/rules",
-        Some(rule.clone()),
-    )
-    .await;
-    assert_eq!(s, 403, "{v}");
+    let m = admin.answer(201, Method::POST, "/api/v1/macros", Some(json!({"name": "ack", "body": "Hi {{ customer.first_name }}, ticket {{ ticket.id }}.", "fallback": "there"}))).await;
+    agent
+        .answer(403, Method::POST, "/api/v1/rules", Some(rule.clone()))
+        .await;
     let mut bad = rule.clone();
     bad["conditions"]["operator"] = json!("contain");
-    let (s, v) = call(&app, &admin, Method::POST, "/api/v1/rules", Some(bad)).await;
-    assert_eq!(s, 422);
+    let v = admin
+        .answer(422, Method::POST, "/api/v1/rules", Some(bad))
+        .await;
     assert_error_message_contains(&v, "conditions.operator: unknown operator \"contain\"");
-    let (s, r) = call(
-        &app,
-        &admin,
-        Method::POST,
-        "/api/v1/rules",
-        Some(rule.clone()),
-    )
-    .await;
-    assert_eq!(s, 201, "{r}");
+    let r = admin
+        .answer(201, Method::POST, "/api/v1/rules", Some(rule.clone()))
+        .await;
     let id = r["id"].as_i64().unwrap();
-    let (s, _) = call(
-        &app,
-        &admin,
-        Method::POST,
-        "/api/v1/rules",
-        Some(rule.clone()),
-    )
-    .await;
+    let (s, _) = admin
+        .json(Method::POST, "/api/v1/rules", Some(rule.clone()))
+        .await;
     assert_eq!(s, 409, "same name twice");
-    let (s, list) = call(&app, &agent, Method::GET, "/api/v1/rules", None).await;
-    assert_eq!((s, list[0]["name"].clone()), (200, json!("Refunds")));
+    let (s, list) = agent.json(Method::GET, "/api/v1/rules", None).await;
+    assert_eq!(
+        (s.as_u16(), list[0]["name"].clone()),
+        (200, json!("Refunds"))
+    );
 
     send(
         &app,
@@ -749,41 +683,38 @@ async fn rules_and_macros_through_the_api() {
     )
     .await;
     wait_runs(&app, acct, 1).await;
-    let (s, log) = call(
-        &app,
-        &agent,
-        Method::GET,
-        &format!("/api/v1/rules/log?rule={id}&matched=true"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{log}");
+    let log = agent
+        .answer(
+            200,
+            Method::GET,
+            &format!("/api/v1/rules/log?rule={id}&matched=true"),
+            None,
+        )
+        .await;
     let run = &log["items"][0];
     assert_eq!(run["actions"][0]["outcome"], "done");
     assert_eq!(run["actions"][1]["outcome"], "done");
     let ticket = run["ticket_id"].as_i64().unwrap();
 
-    let (s, p) = call(
-        &app,
-        &agent,
-        Method::GET,
-        &format!("/api/v1/macros/{}/preview?ticket={ticket}", m["id"]),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{p}");
+    let p = agent
+        .answer(
+            200,
+            Method::GET,
+            &format!("/api/v1/macros/{}/preview?ticket={ticket}", m["id"]),
+            None,
+        )
+        .await;
     assert_eq!(p["body"], format!("Hi Ana, ticket {ticket}."));
     assert_eq!(p["subject"], "Re: Colis");
 
-    let (s, sim) = call(
-        &app,
-        &agent,
-        Method::POST,
-        "/api/v1/rules/simulate",
-        Some(json!({"rule_id": id, "since": "1d"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{sim}");
+    let sim = agent
+        .answer(
+            200,
+            Method::POST,
+            "/api/v1/rules/simulate",
+            Some(json!({"rule_id": id, "since": "1d"})),
+        )
+        .await;
     assert_eq!(sim["totals"]["matches"], 1);
     // Replayed as of the message's arrival: the tag was not there yet.
     assert_eq!(
@@ -794,45 +725,33 @@ async fn rules_and_macros_through_the_api() {
         sim["matches"][0]["actions"][1]["rendered"]["body"],
         format!("Hi Ana, ticket {ticket}.")
     );
-    let (s, v) = call(
-        &app,
-        &agent,
-        Method::POST,
-        "/api/v1/rules/simulate",
-        Some(json!({"rule_id": id, "since": "soon"})),
-    )
-    .await;
-    assert_eq!(s, 422, "{v}");
+    agent
+        .answer(
+            422,
+            Method::POST,
+            "/api/v1/rules/simulate",
+            Some(json!({"rule_id": id, "since": "soon"})),
+        )
+        .await;
 
-    let (s, v) = call(
-        &app,
-        &admin,
-        Method::PATCH,
-        &format!("/api/v1/rules/{id}"),
-        Some(json!({"enabled": false})),
-    )
-    .await;
-    assert_eq!((s, v["enabled"].clone()), (200, json!(false)));
-    let (s, v) = call(
-        &app,
-        &admin,
-        Method::DELETE,
-        &format!("/api/v1/macros/{}", m["id"]),
-        None,
-    )
-    .await;
+    let (s, v) = admin
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/rules/{id}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!((s.as_u16(), v["enabled"].clone()), (200, json!(false)));
+    let (s, v) = admin
+        .json(Method::DELETE, &format!("/api/v1/macros/{}", m["id"]), None)
+        .await;
     assert_eq!(s, 409, "a rule uses the macro: {v}");
-    let (s, _) = call(
-        &app,
-        &admin,
-        Method::DELETE,
-        &format!("/api/v1/rules/{id}"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 204);
-    let (s, log) = call(&app, &agent, Method::GET, "/api/v1/rules/log", None).await;
-    assert_eq!(s, 200);
+    admin
+        .answer(204, Method::DELETE, &format!("/api/v1/rules/{id}"), None)
+        .await;
+    let log = agent
+        .answer(200, Method::GET, "/api/v1/rules/log", None)
+        .await;
     assert_eq!(
         log["items"][0]["rule_name"], "Refunds",
         "the log keeps deleted rules' runs"
@@ -843,10 +762,9 @@ async fn rules_and_macros_through_the_api() {
 #[tokio::test]
 async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth() {
     use reqwest::Method;
-    let app = spawn_app(&[]).await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
-    let admin = api_token(&dir, acct, "admin");
+    let admin = Api::new(&app, &api_token(&dir, acct, "admin"));
     // Two rules that undo each other: each change triggers the other, forever but for
     // rules.max_depth (3).
     add_rule(
@@ -869,15 +787,14 @@ async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth(
     let account = AccountId(acct);
     let ticket = app.store.tickets(account, None).await.unwrap()[0].id;
     // The agent raises the priority through the API: a ticket update.
-    let (s, v) = call(
-        &app,
-        &admin,
-        Method::PATCH,
-        &format!("/api/v1/tickets/{ticket}"),
-        Some(json!({"priority": "urgent"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    admin
+        .answer(
+            200,
+            Method::PATCH,
+            &format!("/api/v1/tickets/{ticket}"),
+            Some(json!({"priority": "urgent"})),
+        )
+        .await;
     let mut stopped = None;
     for _ in 0..200 {
         let runs = app
@@ -1175,9 +1092,9 @@ async fn without_a_verified_domain_the_auto_reply_is_recorded_with_the_reason() 
 
 #[tokio::test]
 async fn snoozed_tickets_wake_at_their_time_and_when_the_customer_writes() {
-    let app = spawn_app(&[("POSTERN__RULES__SCHEDULER_INTERVAL", "0s")]).await;
+    let (app, acct, fwd) =
+        spawn_app_with_acme(&[("POSTERN__RULES__SCHEDULER_INTERVAL", "0s")]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
     add_rule(
         &dir,
         acct,
@@ -1264,9 +1181,8 @@ async fn snoozed_tickets_wake_at_their_time_and_when_the_customer_writes() {
 
 #[tokio::test]
 async fn a_retried_event_does_not_run_a_rules_actions_twice() {
-    let app = spawn_app(&[("POSTERN__RULES__POLL_INTERVAL", "100ms")]).await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[("POSTERN__RULES__POLL_INTERVAL", "100ms")]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
     add_rule(
         &dir,
         acct,
@@ -1440,9 +1356,8 @@ async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
 /// runs twice on the same message.
 #[tokio::test]
 async fn the_worker_saves_its_position_at_shutdown_and_runs_nothing_twice_after_a_restart() {
-    let app = spawn_app(&[]).await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
     let rule = add_rule(&dir, acct, "refund.toml", REFUND_RULE);
     for i in 0..3 {
         let subject = format!("Remboursement {i}");
@@ -1501,9 +1416,8 @@ async fn the_worker_saves_its_position_at_shutdown_and_runs_nothing_twice_after_
 /// passed over.
 #[tokio::test]
 async fn mail_that_arrived_while_no_rule_existed_is_passed_over() {
-    let app = spawn_app(&[]).await;
+    let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
-    let (acct, fwd) = app.account("Acme", "support@acme.test").await;
     send(
         &app,
         "Ana <ana@client.test>",
