@@ -1,6 +1,7 @@
 //! Wiring: the store, the group-commit writer, the SMTP server and the HTTP server in one
 //! process, with a shared shutdown.
 
+use crate::admin_socket::AdminSocket;
 use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::import::runner::{ImportRunner, RunnerSettings};
@@ -46,6 +47,8 @@ pub enum AppError {
     Config(String),
     #[error(transparent)]
     ServeLock(#[from] crate::store::ServeLockError),
+    #[error(transparent)]
+    AdminSocket(#[from] crate::admin_socket::AdminSocketError),
 }
 
 /// What threading needs, from the settings and the store's reply-token secret.
@@ -72,6 +75,8 @@ pub struct Application {
     rules: Option<(Arc<RulesEngine>, Arc<tokio::sync::Notify>)>,
     /// Import jobs of the API, committing through the same writer as intake.
     imports: Arc<ImportRunner>,
+    /// Command-line commands against this server's database run here (admin_socket).
+    admin: AdminSocket,
     /// This server is the one writer of its database while it runs (store/serve_lock.rs).
     _serve_lock: crate::store::ServeLock,
 }
@@ -205,6 +210,9 @@ impl Application {
             })?
             .log();
         let serve_lock = crate::store::ServeLock::serve(&settings.database_path())?;
+        // Holding the serve lock: a socket found there is a stopped server's.
+        let admin =
+            AdminSocket::bind(&crate::admin_socket::socket_path(&settings.database_path()))?;
         let store = Store::open_with_cap(
             &settings.database_path(),
             settings.store.read_connections,
@@ -331,6 +339,7 @@ impl Application {
             outbound,
             rules,
             imports,
+            admin,
             _serve_lock: serve_lock,
         })
     }
@@ -389,7 +398,8 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let smtp_addr = self.smtp_addr()?;
         let http_addr = self.http_addr()?;
-        tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
+        let admin_path = self.admin.path().display().to_string();
+        tracing::info!(smtp = %smtp_addr, http = %http_addr, admin = %admin_path, "postern listening");
         crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
         let router = crate::http::router(
             self.store.clone(),
@@ -431,6 +441,15 @@ impl Application {
                 )));
             }
         }
+        let admin = tokio::spawn(self.admin.serve(
+            Arc::new(crate::cli::ServerCommands::new(
+                self.settings.clone(),
+                self.store.clone(),
+            )),
+            crate::admin_socket::Limits::default(),
+            shutdown.clone(),
+            Duration::from_secs(10),
+        ));
         let http = tokio::spawn(crate::http::server::serve(
             self.http,
             router,
@@ -452,6 +471,9 @@ impl Application {
             tracing::error!("storage writer did not stop in time");
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+        // Commands in flight get their grace (within AdminSocket::serve) before the store
+        // closes under them.
+        let _ = admin.await;
         if let Some(worker) = outbound {
             // An attempt in flight may finish (it is bounded by outbound.attempt_timeout);
             // one cut short is delivered again once its lease expires.

@@ -1,0 +1,289 @@
+//! The admin socket: how `postern` commands on the command line reach a running `postern
+//! serve`, so that the server stays the one writer of its database (docs/ARCHITECTURE.md,
+//! "One writer per database"). A Unix socket beside the database (`<database>.admin.sock`,
+//! mode 0600 in the 0700 data folder) takes one command line per connection and answers
+//! with its exit status and output (protocol.rs).
+//!
+//! Who and how much (docs/SECURITY.md): only a peer running as the server's own user or
+//! root; a request of at most 1 MiB, read within 30 s; at most four commands at once (the
+//! next waits up to a minute for one to finish); a command stopped after 10 minutes.
+//!
+//! What a command is and how it runs is the business of [`AdminCommands`] (the command line's
+//! own code, `cli::remote`); this module knows sockets, limits and the wire.
+
+pub mod protocol;
+
+use protocol::{Answer, ProtocolError, Request};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Runs the command lines that arrive on the socket.
+pub trait AdminCommands: Send + Sync + 'static {
+    fn run(&self, request: Request) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>>;
+}
+
+/// The socket of the database at `database`.
+pub fn socket_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".admin.sock");
+    PathBuf::from(name)
+}
+
+/// The bounds of the socket.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_request: usize,
+    /// To read the request, from the connection's accept.
+    pub read_timeout: Duration,
+    /// Commands running at once.
+    pub max_commands: usize,
+    /// How long a command waits for one of the others to finish before it is refused.
+    pub queue_timeout: Duration,
+    /// How long a command may run.
+    pub command_timeout: Duration,
+    /// Connections open at once (waiting, reading or running).
+    pub max_connections: usize,
+    /// To write the answer.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request: protocol::MAX_REQUEST,
+            read_timeout: Duration::from_secs(30),
+            max_commands: 4,
+            queue_timeout: Duration::from_secs(60),
+            command_timeout: Duration::from_secs(600),
+            max_connections: 32,
+            write_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminSocketError {
+    #[error(
+        "cannot remove the stale admin socket {path}: {source}; remove it by hand and start \
+         again"
+    )]
+    Stale {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen on the admin socket {path}: {source}; check that the data folder is \
+         writable by the user running postern (a socket path longer than about 100 bytes does \
+         not fit: choose a shorter data_dir or database path)"
+    )]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The bound socket; its file goes when this is dropped.
+pub struct AdminSocket {
+    listener: UnixListener,
+    file: SocketFile,
+    server_uid: u32,
+}
+
+/// Removes the socket file when dropped: a stopped server leaves none behind.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl AdminSocket {
+    /// Binds `path`, replacing a socket a stopped server left behind. Call it holding the
+    /// serve lock (store/serve_lock.rs): no other server can be listening there.
+    pub fn bind(path: &Path) -> Result<Self, AdminSocketError> {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(socket = %path.display(), "removed a stale admin socket"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(AdminSocketError::Stale {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        let bind_error = |source| AdminSocketError::Bind {
+            path: path.to_path_buf(),
+            source,
+        };
+        let listener = UnixListener::bind(path).map_err(bind_error)?;
+        let file = SocketFile(path.to_path_buf());
+        // The data folder is 0700 already; the socket is the server user's alone as well.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(bind_error)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let server_uid = unsafe { libc::geteuid() };
+        Ok(Self {
+            listener,
+            file,
+            server_uid,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.0
+    }
+
+    /// Serves until `shutdown`; then removes the socket and gives commands in flight `grace`
+    /// to finish.
+    pub async fn serve(
+        self,
+        commands: Arc<dyn AdminCommands>,
+        limits: Limits,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) {
+        let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let running = Arc::new(Semaphore::new(limits.max_commands));
+        let limits = Arc::new(limits);
+        let tasks = TaskTracker::new();
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin socket: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(connection) = connections.clone().try_acquire_owned() else {
+                let limit = limits.max_connections;
+                tasks.spawn(async move {
+                    let mut stream = stream;
+                    let refusal = Answer::refused(format!(
+                        "the server has {limit} admin connections open already; try again in a \
+                         moment"
+                    ));
+                    answer(&mut stream, &refusal, Duration::from_secs(5)).await;
+                });
+                continue;
+            };
+            let (commands, running, limits) = (commands.clone(), running.clone(), limits.clone());
+            let server_uid = self.server_uid;
+            tasks.spawn(async move {
+                serve_connection(stream, server_uid, &*commands, &running, &limits).await;
+                drop(connection);
+            });
+        }
+        let Self { listener, file, .. } = self;
+        drop(listener);
+        drop(file);
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                "admin commands still running at shutdown were left to stop with the process"
+            );
+        }
+    }
+}
+
+/// One connection: who it is, its request, a slot, the command, the answer.
+async fn serve_connection(
+    mut stream: UnixStream,
+    server_uid: u32,
+    commands: &dyn AdminCommands,
+    running: &Arc<Semaphore>,
+    limits: &Limits,
+) {
+    let refuse = |message: String| Answer::refused(message);
+    let uid = match stream.peer_cred() {
+        Ok(cred) => cred.uid(),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin socket: cannot tell who connected; refused");
+            return;
+        }
+    };
+    if uid != server_uid && uid != 0 {
+        tracing::warn!(uid, "admin socket: refused a peer of another user");
+        let refusal = refuse(format!(
+            "the admin socket accepts only the user running `postern serve` (uid {server_uid}) \
+             and root, not uid {uid}: run this command as that user"
+        ));
+        answer(&mut stream, &refusal, limits.write_timeout).await;
+        return;
+    }
+    let mut reader = BufReader::new(&mut stream);
+    let read = protocol::read_request(&mut reader, limits.max_request);
+    let request = match tokio::time::timeout(limits.read_timeout, read).await {
+        Ok(Ok(request)) => {
+            drop(reader);
+            request
+        }
+        Ok(Err(e)) => {
+            drop(reader);
+            let message = match e {
+                ProtocolError::TooLarge { limit } => format!(
+                    "the command is larger than the {limit} bytes the admin socket accepts \
+                     (with its standard input); pass a file instead"
+                ),
+                other => format!("bad admin request: {other}"),
+            };
+            answer(&mut stream, &refuse(message), limits.write_timeout).await;
+            return;
+        }
+        Err(_) => {
+            drop(reader);
+            let message = format!(
+                "no whole command arrived within {} s",
+                limits.read_timeout.as_secs()
+            );
+            answer(&mut stream, &refuse(message), limits.write_timeout).await;
+            return;
+        }
+    };
+    let slot = match tokio::time::timeout(limits.queue_timeout, running.acquire()).await {
+        Ok(Ok(slot)) => slot,
+        _ => {
+            let message = format!(
+                "the server is running {} admin commands already and none finished within {} s; \
+                 try again later",
+                limits.max_commands,
+                limits.queue_timeout.as_secs()
+            );
+            answer(&mut stream, &refuse(message), limits.write_timeout).await;
+            return;
+        }
+    };
+    crate::metrics::admin_command();
+    let result = match tokio::time::timeout(limits.command_timeout, commands.run(request)).await {
+        Ok(result) => result,
+        Err(_) => refuse(format!(
+            "the command ran longer than {} s and was stopped; what it committed before stays",
+            limits.command_timeout.as_secs()
+        )),
+    };
+    drop(slot);
+    answer(&mut stream, &result, limits.write_timeout).await;
+}
+
+async fn answer<W: AsyncWrite + Unpin>(stream: &mut W, answer: &Answer, timeout: Duration) {
+    match tokio::time::timeout(timeout, protocol::write_answer(stream, answer)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "admin socket: the client left before its answer")
+        }
+        Err(_) => tracing::warn!("admin socket: the client did not read its answer in time"),
+    }
+}
