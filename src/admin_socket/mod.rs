@@ -287,3 +287,91 @@ async fn answer<W: AsyncWrite + Unpin>(stream: &mut W, answer: &Answer, timeout:
         Err(_) => tracing::warn!("admin socket: the client did not read its answer in time"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// Sleeps as many milliseconds as its first argument says, then answers its arguments.
+    struct Sleeper;
+
+    impl AdminCommands for Sleeper {
+        fn run(&self, request: Request) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>> {
+            Box::pin(async move {
+                let ms = request.argv[1].parse().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Answer {
+                    status: 0,
+                    stdout: request.argv.join(" ").into_bytes(),
+                    stderr: String::new(),
+                }
+            })
+        }
+    }
+
+    async fn ask(path: PathBuf, ms: u64) -> Answer {
+        let mut stream = UnixStream::connect(&path).await.expect("connect");
+        let request = protocol::encode_request(&Request {
+            v: protocol::VERSION,
+            argv: vec!["postern".into(), ms.to_string()],
+            cwd: "/".into(),
+            stdin: None,
+        });
+        stream.write_all(&request).await.expect("send");
+        protocol::read_answer(&mut BufReader::new(stream))
+            .await
+            .expect("answer")
+    }
+
+    #[tokio::test]
+    async fn commands_wait_for_a_slot_are_bounded_and_the_socket_goes_at_shutdown() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = socket_path(&dir.path().join("postern.db"));
+        std::fs::write(&path, b"left by a stopped server").expect("stale file");
+        let socket = AdminSocket::bind(&path).expect("bind over the stale file");
+        let mode = std::fs::metadata(&path)
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let limits = Limits {
+            max_commands: 1,
+            queue_timeout: Duration::from_millis(300),
+            command_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(socket.serve(
+            Arc::new(Sleeper),
+            limits,
+            shutdown.clone(),
+            Duration::from_secs(1),
+        ));
+
+        let first = tokio::spawn(ask(path.clone(), 800));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = ask(path.clone(), 0).await;
+        assert_eq!(second.status, 1);
+        assert!(
+            second.stderr.contains("running 1 admin commands already"),
+            "{}",
+            second.stderr
+        );
+        let first = first.await.expect("first");
+        assert_eq!((first.status, &first.stdout[..]), (0, &b"postern 800"[..]));
+
+        let long = ask(path.clone(), 5_000).await;
+        assert_eq!(long.status, 1);
+        assert!(
+            long.stderr.contains("ran longer than 1 s"),
+            "{}",
+            long.stderr
+        );
+
+        shutdown.cancel();
+        server.await.expect("serve");
+        assert!(!path.exists(), "removed at shutdown");
+    }
+}

@@ -101,11 +101,11 @@ async fn read_line<R: AsyncBufRead + Unpin>(
 ) -> Result<Vec<u8>, ProtocolError> {
     let mut line = Vec::new();
     reader
-        .take(limit as u64 + 1)
+        .take(limit as u64)
         .read_until(b'\n', &mut line)
         .await?;
     if line.last() != Some(&b'\n') {
-        return Err(if line.len() > limit {
+        return Err(if line.len() >= limit {
             ProtocolError::TooLarge { limit }
         } else {
             ProtocolError::Truncated { what }

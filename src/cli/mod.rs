@@ -111,12 +111,29 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::ParseProbe => {}
         Command::Import(args) => import::run(args, &settings).await?,
         Command::Verify(args) => verify::run(args, &settings).await?,
-        command => match database_lock(&settings)? {
-            Some(_no_server) => run_command(command, &settings).await?,
-            None => return remote::send(&settings, &command).await,
-        },
+        command => return run_on_database(command, &settings).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A command on the database: here, or through the server when one runs. A server that is
+/// starting (locked, not listening yet) or stopping (not listening, still locked) is given a
+/// few seconds: the command then goes through it, or runs here once it has stopped.
+async fn run_on_database(command: Command, settings: &Settings) -> Result<ExitCode> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(_no_server) = database_lock(settings)? {
+            run_command(command, settings).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        match remote::connect(settings).await {
+            Ok(server) => return remote::send(server, &command).await,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The serve lock, shared, for a command on the database; `None` while a server runs.

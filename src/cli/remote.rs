@@ -97,9 +97,30 @@ impl AdminCommands for ServerCommands {
     }
 }
 
-/// The client side: sends this process's command line to the server running on the
-/// database of `settings`, prints its output and returns its exit status.
-pub(super) async fn send(settings: &Settings, command: &Command) -> Result<ExitCode> {
+/// The admin socket of the server running on the database of `settings`.
+pub(super) async fn connect(settings: &Settings) -> Result<Connection> {
+    let path = socket_path(&settings.database_path());
+    match tokio::net::UnixStream::connect(&path).await {
+        Ok(stream) => Ok(Connection { stream, path }),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "`postern serve` is running on this database, but its admin socket {} does not \
+                 answer; commands go through the running server: restart it (a server older \
+                 than this postern has no admin socket), or stop it and run this command again",
+                path.display()
+            )
+        }),
+    }
+}
+
+pub(super) struct Connection {
+    stream: tokio::net::UnixStream,
+    path: PathBuf,
+}
+
+/// The client side: sends this process's command line to the server, prints its output
+/// and returns its exit status.
+pub(super) async fn send(server: Connection, command: &Command) -> Result<ExitCode> {
     let argv = std::env::args_os()
         .map(|a| {
             a.into_string().map_err(|a| {
@@ -131,17 +152,7 @@ pub(super) async fn send(settings: &Settings, command: &Command) -> Result<ExitC
             protocol::MAX_REQUEST
         );
     }
-    let path = socket_path(&settings.database_path());
-    let mut stream = tokio::net::UnixStream::connect(&path)
-        .await
-        .with_context(|| {
-            format!(
-                "`postern serve` is running on this database, but its admin socket {} does not \
-             answer; commands go through the running server: restart it (a server older than \
-             this postern has no admin socket), or stop it and run this command again",
-                path.display()
-            )
-        })?;
+    let Connection { mut stream, path } = server;
     let talk = async {
         stream.write_all(&request).await?;
         protocol::read_answer(&mut BufReader::new(&mut stream)).await
