@@ -1,7 +1,7 @@
 //! Wiring: the store, the group-commit writer, the SMTP server and the HTTP server in one
 //! process, with a shared shutdown.
 
-use crate::admin_socket::AdminSocket;
+use crate::admin_socket::{AdminSocket, AdminThread};
 use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::import::runner::{ImportRunner, RunnerSettings};
@@ -75,8 +75,9 @@ pub struct Application {
     rules: Option<(Arc<RulesEngine>, Arc<tokio::sync::Notify>)>,
     /// Import jobs of the API, committing through the same writer as intake.
     imports: Arc<ImportRunner>,
-    /// Command-line commands against this server's database run here (admin_socket).
-    admin: AdminSocket,
+    /// Command-line commands against this server's database run here (admin_socket), from
+    /// the end of `build` until the end of `run`: on a thread of their own.
+    admin: AdminThread,
     /// This server is the one writer of its database while it runs (store/serve_lock.rs).
     _serve_lock: crate::store::ServeLock,
 }
@@ -329,6 +330,15 @@ impl Application {
                 addr: settings.http.listen,
                 source,
             })?;
+        let admin = admin.spawn_thread(
+            Arc::new(crate::cli::ServerCommands::new(
+                settings.clone(),
+                store.clone(),
+            )),
+            crate::admin_socket::Limits::default(),
+            Duration::from_secs(10),
+            crate::ingest::PARSE_THREAD_STACK,
+        )?;
         Ok(Self {
             settings,
             store,
@@ -441,15 +451,6 @@ impl Application {
                 )));
             }
         }
-        let admin = tokio::spawn(self.admin.serve(
-            Arc::new(crate::cli::ServerCommands::new(
-                self.settings.clone(),
-                self.store.clone(),
-            )),
-            crate::admin_socket::Limits::default(),
-            shutdown.clone(),
-            Duration::from_secs(10),
-        ));
         let http = tokio::spawn(crate::http::server::serve(
             self.http,
             router,
@@ -473,7 +474,7 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
         // Commands in flight get their grace (within AdminSocket::serve) before the store
         // closes under them.
-        let _ = admin.await;
+        self.admin.stop().await;
         if let Some(worker) = outbound {
             // An attempt in flight may finish (it is bounded by outbound.attempt_timeout);
             // one cut short is delivered again once its lease expires.

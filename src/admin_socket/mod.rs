@@ -10,6 +10,11 @@
 //!
 //! What a command is and how it runs is the business of [`AdminCommands`] (the command line's
 //! own code, `cli::remote`); this module knows sockets, limits and the wire.
+//!
+//! The socket is served on a thread of its own with its own small runtime
+//! ([`AdminSocket::spawn_thread`]): an operator's commands (a long `rules simulate`) never
+//! take a worker from SMTP or HTTP. They share the server's store, whose connection pool
+//! also lives on the server's runtime.
 
 pub mod protocol;
 
@@ -92,7 +97,9 @@ pub enum AdminSocketError {
 
 /// The bound socket; its file goes when this is dropped.
 pub struct AdminSocket {
-    listener: UnixListener,
+    /// A std listener (non-blocking): it joins the runtime that serves it, not the one that
+    /// bound it.
+    listener: std::os::unix::net::UnixListener,
     file: SocketFile,
     server_uid: u32,
 }
@@ -125,8 +132,9 @@ impl AdminSocket {
             path: path.to_path_buf(),
             source,
         };
-        let listener = UnixListener::bind(path).map_err(bind_error)?;
+        let listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
         let file = SocketFile(path.to_path_buf());
+        listener.set_nonblocking(true).map_err(bind_error)?;
         // The data folder is 0700 already; the socket is the server user's alone as well.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(bind_error)?;
@@ -143,8 +151,41 @@ impl AdminSocket {
         &self.file.0
     }
 
+    /// Serves on a new thread (`postern-admin`, with `stack_size`) and its own runtime, as
+    /// [`AdminSocket::serve`], until [`AdminThread::stop`] or the handle is dropped.
+    pub fn spawn_thread(
+        self,
+        commands: Arc<dyn AdminCommands>,
+        limits: Limits,
+        grace: Duration,
+        stack_size: usize,
+    ) -> std::io::Result<AdminThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let stop = CancellationToken::new();
+        let shutdown = stop.clone();
+        let path = self.path().to_path_buf();
+        std::thread::Builder::new()
+            .name("postern-admin".into())
+            .stack_size(stack_size)
+            .spawn(move || {
+                runtime.block_on(self.serve(commands, limits, shutdown, grace));
+                // What commands left behind (a connection going back to its pool) gets a
+                // moment; the grace above has passed already.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+                let _ = done.send(());
+            })?;
+        Ok(AdminThread {
+            stop,
+            finished: Some(finished),
+            path,
+        })
+    }
+
     /// Serves until `shutdown`; then removes the socket and gives commands in flight `grace`
-    /// to finish.
+    /// to finish. Runs on the runtime it is polled on.
     pub async fn serve(
         self,
         commands: Arc<dyn AdminCommands>,
@@ -156,10 +197,22 @@ impl AdminSocket {
         let running = Arc::new(Semaphore::new(limits.max_commands));
         let limits = Arc::new(limits);
         let tasks = TaskTracker::new();
+        let Self {
+            listener,
+            file,
+            server_uid,
+        } = self;
+        let listener = match UnixListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(error = %e, socket = %file.0.display(), "admin socket: cannot serve; commands on the command line will fail while this server runs");
+                return;
+            }
+        };
         loop {
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
                         tracing::warn!(error = %e, "admin socket: accept failed");
@@ -181,13 +234,11 @@ impl AdminSocket {
                 continue;
             };
             let (commands, running, limits) = (commands.clone(), running.clone(), limits.clone());
-            let server_uid = self.server_uid;
             tasks.spawn(async move {
                 serve_connection(stream, server_uid, &*commands, &running, &limits).await;
                 drop(connection);
             });
         }
-        let Self { listener, file, .. } = self;
         drop(listener);
         drop(file);
         tasks.close();
@@ -196,6 +247,34 @@ impl AdminSocket {
                 "admin commands still running at shutdown were left to stop with the process"
             );
         }
+    }
+}
+
+/// The thread serving the admin socket.
+pub struct AdminThread {
+    stop: CancellationToken,
+    finished: Option<tokio::sync::oneshot::Receiver<()>>,
+    path: PathBuf,
+}
+
+impl AdminThread {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting, removes the socket, waits for the commands in flight (within the
+    /// grace given at spawn).
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.await;
+        }
+    }
+}
+
+impl Drop for AdminThread {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

@@ -17,6 +17,10 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use tokio::io::{AsyncWriteExt, BufReader};
 
+/// How long a client waits for its answer: longer than the server's bounds (read, queue,
+/// command, write: see admin_socket::Limits).
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Why a command does not run through the server, or `None` when it does.
 pub(super) fn runs_only_here(command: &Command) -> Option<&'static str> {
     match command {
@@ -157,8 +161,16 @@ pub(super) async fn send(server: Connection, command: &Command) -> Result<ExitCo
         stream.write_all(&request).await?;
         protocol::read_answer(&mut BufReader::new(&mut stream)).await
     };
-    let answer = talk
+    // The server bounds a command (admin_socket::Limits); this bounds a server that hangs.
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, talk)
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the running server did not answer on {} within {} minutes; see its log",
+                path.display(),
+                ANSWER_TIMEOUT.as_secs() / 60
+            )
+        })?
         .with_context(|| format!("talking to the running server on {}", path.display()))?;
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();

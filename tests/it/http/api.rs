@@ -125,7 +125,7 @@ async fn ticket_ids(api: &Api) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn token_flow_from_cli_to_raw_download_and_revocation() {
     let app = spawn_app(&[]).await;
     let (acct, fwd) = app.account("Acme", "support@acme.test").await;
@@ -527,7 +527,7 @@ fn sample_body(method: &str, path: &str, other: &Fixture) -> Option<Value> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn no_endpoint_reveals_another_accounts_data() {
     let app = spawn_app(&[]).await;
     let a = populate(&app, "Alpha").await;
@@ -649,7 +649,7 @@ async fn no_endpoint_reveals_another_accounts_data() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn agents_cannot_manage_users_or_tokens() {
     let app = spawn_app(&[]).await;
     let (acct, _) = app.account("Acme", "support@acme.test").await;
@@ -759,7 +759,7 @@ const FORBIDDEN_OUTPUT: &[&str] = &[
     "<link",
 ];
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten() {
     let app = spawn_app(&[]).await;
     let (acct, fwd) = app.account("Acme", "support@acme.test").await;
@@ -1114,7 +1114,7 @@ async fn metrics_count_smtp_sessions_and_messages() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_input_answers_400_or_422_in_the_error_shape() {
     let app = spawn_app(&[]).await;
     let (acct, fwd) = app.account("Acme", "support@acme.test").await;
@@ -1262,7 +1262,7 @@ async fn bad_input_answers_400_or_422_in_the_error_shape() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn listing_filters_sorts_and_pages_through_every_ticket() {
     let app = spawn_app(&[]).await;
     let (acct, fwd) = app.account("Acme", "support@acme.test").await;
@@ -1520,7 +1520,7 @@ async fn session_cookie_signs_a_user_in_until_it_ends() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_admin_adds_a_support_address_and_mail_to_its_forwarding_address_arrives() {
     let app = spawn_app(&[]).await;
     let (acct, _) = app.account("Acme", "support@acme.test").await;
@@ -1680,7 +1680,7 @@ async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
 /// Long text and HTML bodies are kept compressed (zstd BLOBs in `text_body` and
 /// `html_body`), short ones as text, and every reader gets the text back: the ticket's
 /// messages (text, stripped text, sanitised HTML), the search, the quote of a reply.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
     let app = spawn_app(&[]).await;
     let (acct, fwd) = app.account("Acme", "support@acme.test").await;
@@ -1788,7 +1788,7 @@ async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
 /// with their session, one made with that token) act as an agent once the admin is made an
 /// agent, and stop at once, with a 401 that says why, when the admin is disabled; operators'
 /// tokens from the CLI keep working. An expired token is refused.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn api_tokens_die_with_their_creator_and_expire() {
     let app = spawn_app(&[]).await;
     let (acct, _) = app.account("Acme", "support@acme.test").await;
@@ -1965,7 +1965,7 @@ async fn api_tokens_die_with_their_creator_and_expire() {
 
 /// A failure of ours (here a stored message damaged on disk) is a 500 whose message names only
 /// the request id, never the internal detail; every answer carries `X-Request-Id`.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn internal_failures_are_500_with_a_request_id_and_no_internal_detail() {
     let app = spawn_app(&[]).await;
     let (acct, fwd) = app.account("Acme", "support@acme.test").await;
