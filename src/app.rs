@@ -1,6 +1,7 @@
 //! Wiring: the store, the group-commit writer, the SMTP server and the HTTP server in one
 //! process, with a shared shutdown.
 
+use crate::admin_socket::{AdminSocket, AdminThread};
 use crate::auth::{AuthPolicy, Authenticator};
 use crate::config::Settings;
 use crate::import::runner::{ImportRunner, RunnerSettings};
@@ -46,6 +47,8 @@ pub enum AppError {
     Config(String),
     #[error(transparent)]
     ServeLock(#[from] crate::store::ServeLockError),
+    #[error(transparent)]
+    AdminSocket(#[from] crate::admin_socket::AdminSocketError),
 }
 
 /// What threading needs, from the settings and the store's reply-token secret.
@@ -71,6 +74,9 @@ pub struct Application {
     rules: Option<(Arc<RulesEngine>, Arc<tokio::sync::Notify>)>,
     /// Import jobs of the API, committing through the same writer as intake.
     imports: Arc<ImportRunner>,
+    /// Command-line commands against this server's database run here (admin_socket), from
+    /// the end of `build` until the end of `run`: on a thread of their own.
+    admin: AdminThread,
     /// This server is the one writer of its database while it runs (store/serve_lock.rs).
     _serve_lock: crate::store::ServeLock,
 }
@@ -204,6 +210,9 @@ impl Application {
             })?
             .log();
         let serve_lock = crate::store::ServeLock::serve(&settings.database_path())?;
+        // Holding the serve lock: a socket found there is a stopped server's.
+        let admin =
+            AdminSocket::bind(&crate::admin_socket::socket_path(&settings.database_path()))?;
         let store = Store::open_with(
             &settings.database_path(),
             crate::store::StoreOptions {
@@ -319,6 +328,15 @@ impl Application {
                 addr: settings.http.listen,
                 source,
             })?;
+        let admin = admin.spawn_thread(
+            Arc::new(crate::cli::ServerCommands::new(
+                settings.clone(),
+                store.clone(),
+            )),
+            crate::admin_socket::Limits::default(),
+            Duration::from_secs(10),
+            crate::ingest::PARSE_THREAD_STACK,
+        )?;
         Ok(Self {
             settings,
             store,
@@ -328,6 +346,7 @@ impl Application {
             outbound,
             rules,
             imports,
+            admin,
             _serve_lock: serve_lock,
         })
     }
@@ -386,7 +405,8 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let smtp_addr = self.smtp_addr()?;
         let http_addr = self.http_addr()?;
-        tracing::info!(smtp = %smtp_addr, http = %http_addr, "postern listening");
+        let admin_path = self.admin.path().display().to_string();
+        tracing::info!(smtp = %smtp_addr, http = %http_addr, admin = %admin_path, "postern listening");
         crate::metrics::set_queue_depth(self.store.queue_depth().await.unwrap_or(0));
         let router = crate::http::router(
             self.store.clone(),
@@ -440,6 +460,9 @@ impl Application {
         // Import jobs stop after their current batch (interrupted, resumable).
         self.imports.shutdown(Duration::from_secs(20)).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+        // Commands in flight get their grace (within AdminSocket::serve) before the store
+        // closes under them.
+        self.admin.stop().await;
         if let Some(worker) = outbound {
             // An attempt in flight may finish (it is bounded by outbound.attempt_timeout);
             // one cut short is delivered again once its lease expires.

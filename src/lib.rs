@@ -4,9 +4,10 @@
 //! docs/ARCHITECTURE.md: `config`, `domain` (plain types, imports nothing of ours), `net`,
 //! `store` (storage only; SQL lives nowhere else), `smtp` (knows nothing of storage), `auth`,
 //! `ingest` (parse, classify, thread), `import`, `outbound`, `rules`, `http` (nothing below
-//! imports it), `cli` the command line and `app` which wires them (`main.rs` only parses and
-//! dispatches).
+//! imports it), `cli` the command line, `admin_socket` which carries command lines to a
+//! running server, and `app` which wires them (`main.rs` only parses and dispatches).
 
+pub mod admin_socket;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -3,8 +3,9 @@
 
 use clap::Parser;
 use postern::cli::{Cli, Command};
+use std::process::ExitCode;
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::ParseProbe) {
         // No runtime, no settings: one small process that may die on a message.
@@ -12,9 +13,9 @@ fn main() {
         let stdout = std::io::stdout().lock();
         if let Err(e) = postern::ingest::parse_probe::serve_probe(stdin, stdout) {
             eprintln!("postern parse-probe: {e}");
-            std::process::exit(1);
+            return ExitCode::FAILURE;
         }
-        return;
+        return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -24,11 +25,15 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("postern: cannot start the runtime: {e}");
-            std::process::exit(1);
+            return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = runtime.block_on(postern::cli::run(cli)) {
-        eprintln!("postern: {}", format!("{e:#}").replace('\n', " "));
-        std::process::exit(1);
+    match runtime.block_on(postern::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("postern: {}", postern::cli::error_line(&e));
+            // As before: no wait for the runtime's blocking threads on the way out.
+            std::process::exit(1)
+        }
     }
 }

@@ -27,6 +27,7 @@ struct Metrics {
     commit_seconds: Histogram,
     commit_batch_size: Histogram,
     queue_depth: Gauge,
+    admin_commands: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -74,6 +75,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Outbound messages waiting for delivery",
         queue_depth.clone(),
     );
+    let admin_commands = Counter::default();
+    registry.register(
+        "admin_commands",
+        "Command-line commands run in this server for a client of the admin socket",
+        admin_commands.clone(),
+    );
     Metrics {
         registry,
         smtp_sessions_opened,
@@ -83,6 +90,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         commit_seconds,
         commit_batch_size,
         queue_depth,
+        admin_commands,
     }
 });
 
@@ -129,6 +137,11 @@ pub fn set_queue_depth(depth: i64) {
     METRICS.queue_depth.set(depth);
 }
 
+/// A command of the command line ran here for a client of the admin socket.
+pub fn admin_command() {
+    METRICS.admin_commands.inc();
+}
+
 /// The Prometheus text exposition of every metric.
 pub fn render() -> String {
     let mut out = String::new();
@@ -148,6 +161,7 @@ mod tests {
         message_rejected("unknown_recipient");
         observe_commit(Duration::from_millis(3), 4);
         set_queue_depth(0);
+        admin_command();
         let text = render();
         assert!(
             text.contains("postern_smtp_sessions_opened_total"),
@@ -166,6 +180,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("postern_outbound_queue_depth 0"), "{text}");
+        assert!(text.contains("postern_admin_commands_total"), "{text}");
         drop(guard);
     }
 }

@@ -92,7 +92,7 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
                     account: &account,
                 })?;
             } else {
-                println!("Account {} created: {}", account.id, account.name);
+                outln!("Account {} created: {}", account.id, account.name);
                 print_addresses(&account);
             }
         }
@@ -100,7 +100,7 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
             let accounts = store.accounts().await?;
             print_one(&out, &accounts, |accounts| {
                 for a in accounts {
-                    println!("{:<6} {:<30} from {}", a.id, a.name, a.from_address);
+                    outln!("{:<6} {:<30} from {}", a.id, a.name, a.from_address);
                 }
             })?;
         }
@@ -138,11 +138,11 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
             let effective = crate::auth::AuthPolicy::from_config(&settings.auth)
                 .for_account(&account_settings.auth);
             print_one(&out, &effective, |effective| {
-                println!(
+                outln!(
                     "Account {id}: strict DMARC {}",
                     if effective.strict_dmarc { "on" } else { "off" }
                 );
-                println!(
+                outln!(
                     "Trusted ARC forwarders: {}",
                     effective.trusted_arc_forwarders.join(", ")
                 );
@@ -151,8 +151,8 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
         AccountCommand::Show { id, out } => {
             let account = store.account(id).await?;
             print_one(&out, &account, |account| {
-                println!("Account {}: {}", account.id, account.name);
-                println!("Sends from: {}", account.from_address);
+                outln!("Account {}: {}", account.id, account.name);
+                outln!("Sends from: {}", account.from_address);
                 print_addresses(account);
             })?;
         }
@@ -162,12 +162,14 @@ pub(super) async fn run(cmd: AccountCommand, settings: &Settings) -> Result<()> 
 
 fn print_addresses(account: &crate::store::AccountView) {
     for s in &account.support_addresses {
-        println!(
+        outln!(
             "  {} -> forward to {} ({})",
-            s.address, s.forwarding_address, s.status
+            s.address,
+            s.forwarding_address,
+            s.status
         );
         if let Some(code) = &s.confirmation_code {
-            println!("    forwarding confirmation code: {code}");
+            outln!("    forwarding confirmation code: {code}");
         }
     }
 }

@@ -40,8 +40,8 @@ pub enum DomainCommand {
 
 fn print_records(records: &[crate::outbound::RecordCheck]) {
     for r in records {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{} record{}",
             r.kind.to_uppercase(),
             match r.status {
@@ -55,13 +55,13 @@ fn print_records(records: &[crate::outbound::RecordCheck]) {
                 None => String::new(),
             }
         );
-        println!("  name:  {} (TXT)", r.name);
-        println!("  value: {}", r.expected);
+        outln!("  name:  {} (TXT)", r.name);
+        outln!("  value: {}", r.expected);
         for f in &r.found {
-            println!("  found: {f}");
+            outln!("  found: {f}");
         }
         if let Some(n) = &r.note {
-            println!("  note:  {n}");
+            outln!("  note:  {n}");
         }
     }
 }
@@ -82,7 +82,7 @@ pub(super) async fn run(cmd: DomainCommand, settings: &Settings) -> Result<()> {
             if out.json {
                 print_json(&serde_json::json!({"domain": d, "records": records}))?;
             } else {
-                println!(
+                outln!(
                     "Sending domain {} added to account {} (id {}). Publish these DNS records, then run `postern domain check --account {} {}`:",
                     d.domain, d.account_id, d.id, d.account_id, d.domain
                 );
@@ -98,7 +98,7 @@ pub(super) async fn run(cmd: DomainCommand, settings: &Settings) -> Result<()> {
             let keys = store.sending_domain(account, None, Some(&name)).await?;
             let report = outbound.check_domain(account, keys.id).await?;
             print_one(&out, &report, |report| {
-                println!(
+                outln!(
                     "{}: {}",
                     report.domain,
                     if report.verified {
@@ -124,12 +124,12 @@ pub(super) async fn run(cmd: DomainCommand, settings: &Settings) -> Result<()> {
                     .collect();
                 print_json(&docs)?;
             } else if list.is_empty() {
-                println!(
+                outln!(
                     "no sending domains (add one with `postern domain add --account ID DOMAIN`)"
                 );
             } else {
                 for d in list {
-                    println!(
+                    outln!(
                         "{:<6} account {:<6} {:<30} selector {:<12} {}",
                         d.id,
                         d.account_id,

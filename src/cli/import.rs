@@ -161,7 +161,7 @@ pub(super) async fn run(args: ImportArgs, settings: &Settings) -> Result<()> {
     let on_signal = cancel.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("import: stopping after the current batch (run the same command to resume)");
+        errln!("import: stopping after the current batch (run the same command to resume)");
         on_signal.cancel();
     });
     let result = run_import(
@@ -179,7 +179,7 @@ pub(super) async fn run(args: ImportArgs, settings: &Settings) -> Result<()> {
     if args.out.json {
         print_json(&summary)?;
     } else {
-        println!(
+        outln!(
             "{}{} {}: {} seen, {} imported, {} duplicates, {} quarantined, {} outside the dates; tickets: {} created, {} merged with existing ones; {:.1} s",
             if summary.dry_run { "dry run, nothing written: " } else { "" },
             summary.status,
@@ -194,7 +194,7 @@ pub(super) async fn run(args: ImportArgs, settings: &Settings) -> Result<()> {
             summary.elapsed_seconds
         );
         if let Some(job) = summary.job_id {
-            println!("import job {job}");
+            outln!("import job {job}");
         }
     }
     if summary.status == "interrupted" || summary.status == "cancelled" {

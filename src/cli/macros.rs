@@ -65,7 +65,7 @@ pub(super) async fn run(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
     use crate::rules;
     let store = open_store(settings).await?;
     let show = |m: &crate::store::MacroRecord| {
-        println!("{:<5} {}", m.id, m.name);
+        outln!("{:<5} {}", m.id, m.name);
     };
     match cmd {
         MacrosCommand::Add {
@@ -87,7 +87,7 @@ pub(super) async fn run(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
             )
             .await?;
             print_one(&out, &m, |m| {
-                println!("macro {} added: {}", m.id, m.name);
+                outln!("macro {} added: {}", m.id, m.name);
             })?;
         }
         MacrosCommand::List { account, out } => {
@@ -98,9 +98,9 @@ pub(super) async fn run(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
             print_one(&out, &m, |m| {
                 show(m);
                 if let Some(s) = &m.subject {
-                    println!("Subject: {s}");
+                    outln!("Subject: {s}");
                 }
-                println!("{}", m.body);
+                outln!("{}", m.body);
             })?;
         }
         MacrosCommand::Delete { id, account, out } => {
@@ -115,9 +115,9 @@ pub(super) async fn run(cmd: MacrosCommand, settings: &Settings) -> Result<()> {
         } => {
             let rendered = rules::preview_macro(&store, account, id, ticket).await?;
             print_one(&out, &rendered, |rendered| {
-                println!("Subject: {}", rendered.subject);
-                println!();
-                println!("{}", rendered.body);
+                outln!("Subject: {}", rendered.subject);
+                outln!();
+                outln!("{}", rendered.body);
             })?;
         }
     }

@@ -25,13 +25,12 @@ pub(super) async fn run(cmd: MessageCommand, settings: &Settings) -> Result<()> 
         account,
         original,
     } = cmd;
-    use std::io::Write;
     let store = open_store(settings).await?;
     let bytes = if original {
         store.raw_message(id, account).await?
     } else {
         store.raw_message_for_download(id, account).await?
     };
-    std::io::stdout().write_all(&bytes)?;
+    super::context::write_out(&bytes)?;
     Ok(())
 }

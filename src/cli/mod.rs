@@ -1,6 +1,9 @@
 //! The `postern` command line: one module per command group, each with its clap
 //! definitions beside its handler. `anyhow` lives here, at the edge, and nowhere below.
 
+#[macro_use]
+mod context;
+
 mod account;
 mod domain;
 mod import;
@@ -9,6 +12,7 @@ mod message;
 mod output;
 mod quarantine;
 mod queue;
+mod remote;
 mod reply;
 mod rules;
 mod serve;
@@ -20,10 +24,13 @@ mod verify;
 
 use crate::config::Settings;
 use crate::domain::{AccountId, Scope};
-use crate::store::Store;
+use crate::store::{ServeLock, ServeLockError, Store};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use remote::ServerCommands;
 
 #[derive(Parser)]
 #[command(
@@ -91,34 +98,94 @@ pub enum Command {
 }
 
 /// Runs a parsed command line (every command but `parse-probe`, which `main` runs before
-/// any runtime exists: see [`Command::ParseProbe`]).
-pub async fn run(cli: Cli) -> Result<()> {
+/// any runtime exists: see [`Command::ParseProbe`]) and says how the process exits.
+///
+/// A command on the database runs here while no server runs on it, holding the serve lock
+/// shared so that no server starts beside it; while `postern serve` runs, it runs in the
+/// server, through the admin socket (remote.rs), so that the server stays the one writer.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve(args) => serve::serve(args, settings).await,
-        Command::Migrate => serve::migrate(&settings).await,
-        Command::ParseProbe => Ok(()),
-        Command::Account(cmd) => account::run(cmd, &settings).await,
-        Command::Tickets(cmd) => tickets::list(cmd, &settings).await,
-        Command::Ticket(cmd) => tickets::show(cmd, &settings).await,
-        Command::Quarantine(cmd) => quarantine::run(cmd, &settings).await,
-        Command::Sso(cmd) => sso::run(cmd, &settings).await,
-        Command::Message(cmd) => message::run(cmd, &settings).await,
-        Command::Token(cmd) => token::run(cmd, &settings).await,
-        Command::Rules(cmd) => rules::run(cmd, &settings).await,
-        Command::Macros(cmd) => macros::run(cmd, &settings).await,
-        Command::Import(args) => import::run(args, &settings).await,
-        Command::Domain(cmd) => domain::run(cmd, &settings).await,
-        Command::Reply(args) => reply::run(args, &settings).await,
-        Command::Queue(cmd) => queue::run(cmd, &settings).await,
-        Command::Verify(args) => verify::run(args, &settings).await,
+        Command::Serve(args) => serve::serve(args, settings).await?,
+        Command::Migrate => serve::migrate(&settings).await?,
+        Command::ParseProbe => {}
+        Command::Import(args) => import::run(args, &settings).await?,
+        Command::Verify(args) => verify::run(args, &settings).await?,
+        command => return run_on_database(command, &settings).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A command on the database: here, or through the server when one runs. A server that is
+/// starting (locked, not listening yet) or stopping (not listening, still locked) is given a
+/// few seconds: the command then goes through it, or runs here once it has stopped.
+async fn run_on_database(command: Command, settings: &Settings) -> Result<ExitCode> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(_no_server) = database_lock(settings)? {
+            run_command(command, settings).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        match remote::connect(settings).await {
+            Ok(server) => return remote::send(server, &command).await,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
-/// The store for a CLI command. It creates the data folder and the database private (0700,
-/// 0600) when they are missing; making an existing folder private is left to `postern
-/// serve`, which says so in its log (a command's stderr is its one-line error).
+/// The serve lock, shared, for a command on the database; `None` while a server runs.
+fn database_lock(settings: &Settings) -> Result<Option<ServeLock>> {
+    let database = settings.database_path();
+    if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::private_files::create_dir_all(parent)
+            .with_context(|| format!("creating the data folder {}", parent.display()))?;
+    }
+    match ServeLock::command(&database) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(ServeLockError::ServerRunning { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A command's error as one line, as `postern` prints it after "postern: ".
+pub fn error_line(error: &anyhow::Error) -> String {
+    format!("{error:#}").replace('\n', " ")
+}
+
+/// Runs a command on the database, here or in the server for a client of the admin socket.
+async fn run_command(command: Command, settings: &Settings) -> Result<()> {
+    match command {
+        Command::Account(cmd) => account::run(cmd, settings).await,
+        Command::Tickets(cmd) => tickets::list(cmd, settings).await,
+        Command::Ticket(cmd) => tickets::show(cmd, settings).await,
+        Command::Quarantine(cmd) => quarantine::run(cmd, settings).await,
+        Command::Sso(cmd) => sso::run(cmd, settings).await,
+        Command::Message(cmd) => message::run(cmd, settings).await,
+        Command::Token(cmd) => token::run(cmd, settings).await,
+        Command::Rules(cmd) => rules::run(cmd, settings).await,
+        Command::Macros(cmd) => macros::run(cmd, settings).await,
+        Command::Domain(cmd) => domain::run(cmd, settings).await,
+        Command::Reply(args) => reply::run(args, settings).await,
+        Command::Queue(cmd) => queue::run(cmd, settings).await,
+        // serve, migrate, parse-probe, import, verify: `run` runs them itself.
+        other => anyhow::bail!(
+            "{}",
+            remote::runs_only_here(&other).unwrap_or("this command runs on its own")
+        ),
+    }
+}
+
+/// The store for a CLI command: the server's own when the command runs in the server.
+/// Else it creates the data folder and the database private (0700, 0600) when they are
+/// missing; making an existing folder private is left to `postern serve`, which says so in
+/// its log (a command's stderr is its one-line error).
 async fn open_store(settings: &Settings) -> Result<Store> {
+    if let Some(store) = context::server_store() {
+        return Ok(store);
+    }
     Store::open_with(
         &settings.database_path(),
         crate::store::StoreOptions {

@@ -12,7 +12,7 @@ pub struct JsonFlag {
 }
 
 pub(super) fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -27,7 +27,7 @@ pub(super) fn print_list<T: Serialize>(
         print_json(&items)
     } else {
         if items.is_empty() {
-            println!("{empty}");
+            outln!("{empty}");
         }
         items.iter().for_each(line);
         Ok(())
@@ -50,6 +50,6 @@ pub(super) fn print_one<T: Serialize>(
 
 pub(super) fn print_deleted(out: &JsonFlag, what: &str, id: i64) -> Result<()> {
     print_one(out, &serde_json::json!({ "deleted": id }), |_| {
-        println!("{what} {id} deleted")
+        outln!("{what} {id} deleted")
     })
 }

@@ -24,7 +24,7 @@ pub(super) async fn run(cmd: QuarantineCommand, settings: &Settings) -> Result<(
     let items = store.quarantine(scope(account)).await?;
     print_one(&out, &items, |items| {
         for q in items {
-            println!(
+            outln!(
                 "q{} account={} {} ({} bytes) {}",
                 q.id,
                 q.account_id.map_or("-".into(), |a| a.to_string()),

@@ -43,7 +43,7 @@ pub(super) fn print_delivery(d: &crate::store::DeliveryView) {
             .unwrap_or_default(),
         _ => String::new(),
     };
-    println!(
+    outln!(
         "queue {:<6} ticket {:<6} message {:<6} {:<32} {:<9} attempts {}{}{}",
         d.id,
         d.ticket_id,
@@ -75,9 +75,10 @@ pub(super) async fn run(cmd: QueueCommand, settings: &Settings) -> Result<()> {
                 i64::try_from(settings.outbound.lifetime.as_millis()).unwrap_or(i64::MAX / 2);
             let d = store.retry_delivery(id, scope(account), lifetime).await?;
             print_one(&out, &d, |d| {
-                println!(
+                outln!(
                     "queue entry {} to {} will be tried again now",
-                    d.id, d.recipient
+                    d.id,
+                    d.recipient
                 );
             })?;
         }

@@ -1,10 +1,12 @@
 //! `postern reply`: a reply to the customer of a ticket, queued for `postern serve`.
 
+use super::context::read_stdin;
 use super::open_store;
 use super::output::{print_one, JsonFlag};
+use super::text_file::{read_any_text, read_bytes};
 use crate::config::Settings;
 use crate::domain::{AccountId, Scope, TicketId};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -34,6 +36,18 @@ pub struct ReplyArgs {
     out: JsonFlag,
 }
 
+impl ReplyArgs {
+    /// Whether the body comes from standard input (`--body-file -`): a client of the admin
+    /// socket sends it along with the command.
+    pub(super) fn body_from_stdin(&self) -> bool {
+        reads_stdin(&self.body_file)
+    }
+}
+
+fn reads_stdin(body_file: &std::path::Path) -> bool {
+    body_file.as_os_str() == "-"
+}
+
 pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
     let ReplyArgs {
         ticket,
@@ -45,20 +59,15 @@ pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
         quote,
         out,
     } = args;
-    let text = if body_file.as_os_str() == "-" {
-        let mut t = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
-        t
+    let text = if reads_stdin(&body_file) {
+        read_stdin()?
     } else {
-        std::fs::read_to_string(&body_file)
-            .with_context(|| format!("reading {}", body_file.display()))?
+        read_any_text(&body_file)?
     };
-    let html = html_file
-        .map(|f| std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display())))
-        .transpose()?;
+    let html = html_file.map(|f| read_any_text(&f)).transpose()?;
     let mut attachments = Vec::new();
     for f in attach {
-        let data = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+        let data = read_bytes(&f)?;
         let filename = f
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -93,7 +102,7 @@ pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
         .enqueue_reply(account, ticket, draft, false)
         .await?;
     print_one(&out, &q, |q| {
-        println!(
+        outln!(
             "reply {} queued in ticket {} ({}): {}",
             q.message,
             q.ticket_id,
@@ -105,9 +114,7 @@ pub(super) async fn run(args: ReplyArgs, settings: &Settings) -> Result<()> {
                 .join(", ")
         );
         if !settings.outbound.enabled {
-            eprintln!(
-                "postern: note: outbound.enabled is false; `postern serve` will not deliver it"
-            );
+            errln!("postern: note: outbound.enabled is false; `postern serve` will not deliver it");
         }
     })?;
     Ok(())

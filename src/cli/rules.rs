@@ -119,7 +119,7 @@ pub enum RulesCommand {
 }
 
 fn print_rule(r: &crate::store::RuleRecord) {
-    println!(
+    outln!(
         "{:<5} {:<9} pos {:<5} {:<17} {}",
         r.id,
         if r.enabled { "enabled" } else { "disabled" },
@@ -130,7 +130,7 @@ fn print_rule(r: &crate::store::RuleRecord) {
 }
 
 fn print_rule_run(r: &crate::store::RuleRunView) {
-    println!(
+    outln!(
         "{} run {} rule {:?} ticket {} {} depth {}: {}",
         r.created_at.to_rfc3339(),
         r.id,
@@ -141,10 +141,10 @@ fn print_rule_run(r: &crate::store::RuleRunView) {
         if r.matched { "matched" } else { "no match" }
     );
     if let Some(e) = &r.error {
-        println!("    error: {e}");
+        outln!("    error: {e}");
     }
     for a in r.actions.as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "    {} {}{}",
             a["outcome"].as_str().unwrap_or("?"),
             a["action"]["type"].as_str().unwrap_or("?"),
@@ -176,7 +176,7 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             )
             .await?;
             print_one(&out, &r, |r| {
-                println!(
+                outln!(
                     "rule {} {}: {} ({}, {})",
                     r.id,
                     if replace.is_some() {
@@ -200,7 +200,7 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
         RulesCommand::Show { id, account, out } => {
             print_one(&out, &store.rule(id, account).await?, |r| {
                 print_rule(r);
-                println!("{:#}", r.definition);
+                outln!("{:#}", r.definition);
             })?;
         }
         RulesCommand::Enable { id, account, out } => {
@@ -309,9 +309,9 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             if out.json {
                 print_json(hours)?;
             } else if let Some(v) = hours {
-                println!("{}", serde_json::to_string_pretty(v)?);
+                outln!("{}", serde_json::to_string_pretty(v)?);
             } else {
-                println!("no business hours: every hour counts as within business hours");
+                outln!("no business hours: every hour counts as within business hours");
             }
         }
         RulesCommand::Tick { out } => {
@@ -319,9 +319,11 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
             let engine = crate::app::rules_engine(settings, &store, outbound);
             let report = engine.scheduler_pass().await?;
             print_one(&out, &report, |report| {
-                println!(
+                outln!(
                     "{} time-based rules, {} candidate tickets, {} fired",
-                    report.rules, report.candidates, report.fired
+                    report.rules,
+                    report.candidates,
+                    report.fired
                 );
             })?;
         }
@@ -330,7 +332,7 @@ pub(super) async fn run(cmd: RulesCommand, settings: &Settings) -> Result<()> {
 }
 
 fn print_simulation(r: &crate::rules::simulate::SimulationReport) {
-    println!(
+    outln!(
         "Simulation of {:?} ({}) from {} to {}",
         r.rule,
         r.trigger.as_str(),
@@ -338,24 +340,24 @@ fn print_simulation(r: &crate::rules::simulate::SimulationReport) {
         r.until.format("%Y-%m-%d %H:%M")
     );
     let t = &r.totals;
-    println!(
+    outln!(
         "{} tickets and {} messages replayed, {} evaluations: {} matches on {} tickets; {} actions would be taken ({} replies), {} blocked or failed",
         t.tickets_examined, t.messages_replayed, t.evaluations, t.matches, t.tickets_matched,
         t.actions_planned, t.replies_planned, t.actions_blocked
     );
     if !r.per_day.is_empty() {
-        println!();
-        println!("Per day:");
+        outln!();
+        outln!("Per day:");
         for (day, n) in &r.per_day {
-            println!("  {day}  {n:>5}  {}", "#".repeat((*n).min(60)));
+            outln!("  {day}  {n:>5}  {}", "#".repeat((*n).min(60)));
         }
     }
     if !r.matches.is_empty() {
-        println!();
-        println!("Would have acted on:");
+        outln!();
+        outln!("Would have acted on:");
     }
     for m in &r.matches {
-        println!(
+        outln!(
             "  {} ticket #{} {:?} ({}) on {}",
             m.at.format("%Y-%m-%d %H:%M"),
             m.ticket_id,
@@ -368,7 +370,7 @@ fn print_simulation(r: &crate::rules::simulate::SimulationReport) {
             let negated = c.path.contains(".not");
             if c.matched != negated {
                 let op = serde_json::to_value(c.operator).unwrap_or_default();
-                println!(
+                outln!(
                     "      matched {}{} {} {} (was {})",
                     if negated { "not " } else { "" },
                     c.field,
@@ -379,7 +381,7 @@ fn print_simulation(r: &crate::rules::simulate::SimulationReport) {
             }
         }
         for a in &m.actions {
-            println!(
+            outln!(
                 "      {:?} {}{}",
                 a.outcome,
                 a.action["type"].as_str().unwrap_or("?"),
@@ -390,16 +392,16 @@ fn print_simulation(r: &crate::rules::simulate::SimulationReport) {
             );
             if let Some(rendered) = &a.rendered {
                 for line in rendered.body.lines().take(6) {
-                    println!("        | {line}");
+                    outln!("        | {line}");
                 }
             }
         }
     }
     if !r.blocked.is_empty() {
-        println!();
-        println!("Stopped by a guard or failed:");
+        outln!();
+        outln!("Stopped by a guard or failed:");
         for b in &r.blocked {
-            println!(
+            outln!(
                 "  {} ticket #{} {}: {}",
                 b.at.format("%Y-%m-%d %H:%M"),
                 b.ticket_id,
@@ -409,6 +411,6 @@ fn print_simulation(r: &crate::rules::simulate::SimulationReport) {
         }
     }
     for n in &r.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
 }

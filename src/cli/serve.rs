@@ -36,8 +36,19 @@ pub(super) async fn serve(args: ServeArgs, settings: Settings) -> Result<()> {
 }
 
 pub(super) async fn migrate(settings: &Settings) -> Result<()> {
+    // Held until the migrations are applied: no server starts beside them.
+    let _no_server = match crate::store::ServeLock::command(&settings.database_path()) {
+        Ok(lock) => lock,
+        Err(crate::store::ServeLockError::ServerRunning { path }) => anyhow::bail!(
+            "`postern serve` is running on this database (lock {} is held) and applied every \
+             migration when it started: there is nothing to do; to migrate with another \
+             postern binary, stop the server first",
+            path.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
     open_store(settings).await?;
-    println!(
+    outln!(
         "database {} is up to date",
         settings.database_path().display()
     );

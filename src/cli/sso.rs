@@ -4,7 +4,7 @@ use super::open_store;
 use super::output::{print_json, JsonFlag};
 use crate::config::Settings;
 use crate::domain::AccountId;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
 
@@ -46,7 +46,7 @@ pub(super) async fn run(cmd: SsoCommand, settings: &Settings) -> Result<()> {
     let store = open_store(settings).await?;
     let base = settings.public_base_url(settings.http.listen);
     if settings.http.public_url.trim().is_empty() {
-        eprintln!(
+        errln!(
             "postern: note: http.public_url is not set; the URLs below use {base}, which an IdP outside this machine cannot reach"
         );
     }
@@ -65,8 +65,7 @@ pub(super) async fn run(cmd: SsoCommand, settings: &Settings) -> Result<()> {
         ..
     } = cmd
     {
-        let xml = std::fs::read_to_string(&metadata)
-            .with_context(|| format!("reading {}", metadata.display()))?;
+        let xml = super::text_file::read_any_text(&metadata)?;
         let idp = parse_idp_metadata(&xml)?;
         let mut roles = store
             .sso_provider(account)
@@ -117,21 +116,21 @@ pub(super) async fn run(cmd: SsoCommand, settings: &Settings) -> Result<()> {
             "idp": idp,
         }))?;
     } else {
-        println!("SP entity ID:     {}", sp.entity_id);
-        println!("ACS URL:          {} (HTTP-POST)", sp.acs_url);
-        println!("SP metadata URL:  {}", sp.metadata_url);
-        println!("Sign-in URL:      {}", sp.login_url);
+        outln!("SP entity ID:     {}", sp.entity_id);
+        outln!("ACS URL:          {} (HTTP-POST)", sp.acs_url);
+        outln!("SP metadata URL:  {}", sp.metadata_url);
+        outln!("Sign-in URL:      {}", sp.login_url);
         match provider {
-            None => println!(
+            None => outln!(
                 "IdP:              not set (postern sso set --account {account} --metadata FILE)"
             ),
             Some(p) => {
-                println!("IdP entity ID:    {}", p.idp.idp_entity_id);
-                println!("IdP sign-in URL:  {}", p.idp.sso_url);
+                outln!("IdP entity ID:    {}", p.idp.idp_entity_id);
+                outln!("IdP sign-in URL:  {}", p.idp.sso_url);
                 for c in &p.idp.signing_certs {
-                    println!("IdP certificate:  {}", certificate_summary(c));
+                    outln!("IdP certificate:  {}", certificate_summary(c));
                 }
-                println!(
+                outln!(
                     "Roles:            attribute {:?}; admin {:?}; agent {:?}; no match: {}",
                     p.roles.attribute,
                     p.roles.admin_values,

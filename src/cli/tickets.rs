@@ -46,7 +46,7 @@ pub(super) async fn list(cmd: TicketsCommand, settings: &Settings) -> Result<()>
     let store = open_store(settings).await?;
     let tickets = store.tickets(account, limit).await?;
     print_list(&out, &tickets, "no tickets", |t| {
-        println!(
+        outln!(
             "#{:<6} {:<8} {:<30} {} ({} messages)",
             t.id,
             t.status,
@@ -62,49 +62,54 @@ pub(super) async fn show(cmd: TicketCommand, settings: &Settings) -> Result<()> 
     let store = open_store(settings).await?;
     let t = store.ticket(id, scope(account)).await?;
     print_one(&out, &t, |t| {
-        println!(
+        outln!(
             "Ticket #{} [{}] {}",
-            t.ticket.id, t.ticket.status, t.ticket.subject
+            t.ticket.id,
+            t.ticket.status,
+            t.ticket.subject
         );
-        println!(
+        outln!(
             "Customer: {}",
             t.ticket.customer.clone().unwrap_or_default()
         );
         for m in &t.messages {
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "--- message {} ({}, {}, thread: {}) ---",
-                m.id, m.direction, m.classification, m.thread_reason
+                m.id,
+                m.direction,
+                m.classification,
+                m.thread_reason
             );
-            println!("From: {}", m.from.clone().unwrap_or_default());
+            outln!("From: {}", m.from.clone().unwrap_or_default());
             if !m.flags.is_empty() {
-                println!("Flags: {}", m.flags.join(", "));
+                outln!("Flags: {}", m.flags.join(", "));
             }
             if let Some(a) = m
                 .auth_results
                 .as_ref()
                 .and_then(|a| StoredAuthResults::deserialize(a).ok())
             {
-                println!("{}", auth_line(&a));
+                outln!("{}", auth_line(&a));
             }
-            println!("Subject: {}", m.subject);
+            outln!("Subject: {}", m.subject);
             if let Some(d) = m.date {
-                println!("Date: {}", d.to_rfc2822());
+                outln!("Date: {}", d.to_rfc2822());
             }
             for a in &m.attachments {
-                println!(
+                outln!(
                     "Attachment: {} ({}, {} bytes)",
                     a.filename.clone().unwrap_or_else(|| "(unnamed)".into()),
                     a.content_type,
                     a.size
                 );
             }
-            println!();
-            println!("{}", m.text.clone().unwrap_or_default().trim_end());
+            outln!();
+            outln!("{}", m.text.clone().unwrap_or_default().trim_end());
         }
         if !t.deliveries.is_empty() {
-            println!();
-            println!("--- deliveries ---");
+            outln!();
+            outln!("--- deliveries ---");
             for d in &t.deliveries {
                 print_delivery(d);
             }

@@ -81,10 +81,11 @@ pub(super) async fn run(cmd: TokenCommand, settings: &Settings) -> Result<()> {
                     info: &info,
                 })?;
             } else {
-                println!("{secret}");
-                eprintln!(
+                outln!("{secret}");
+                errln!(
                     "token {} ({}) for account {account}: shown once, store it now",
-                    info.id, info.role
+                    info.id,
+                    info.role
                 );
             }
         }
@@ -94,7 +95,7 @@ pub(super) async fn run(cmd: TokenCommand, settings: &Settings) -> Result<()> {
                 let when = |d: Option<chrono::DateTime<chrono::Utc>>, none: &str| {
                     d.map_or(none.to_string(), |d| d.to_rfc3339())
                 };
-                println!(
+                outln!(
                     "{:<6} {:<6} {:<14} {:<24} {:<17} by {:<24} expires {:<26} last used {}",
                     t.id,
                     t.role,
@@ -110,7 +111,7 @@ pub(super) async fn run(cmd: TokenCommand, settings: &Settings) -> Result<()> {
         TokenCommand::Revoke { id, out } => {
             let t = store.revoke_api_token(id, Scope::Operator).await?;
             print_one(&out, &t, |t| {
-                println!("token {} revoked", t.id);
+                outln!("token {} revoked", t.id);
             })?;
         }
     }

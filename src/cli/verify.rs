@@ -70,19 +70,19 @@ fn line(name: &str, v: &crate::auth::Verdict) {
     if let Some(r) = &v.reason {
         s.push_str(&format!("  {r}"));
     }
-    println!("{s}");
+    outln!("{s}");
 }
 
 fn print_verdicts(v: &crate::auth::AuthVerdicts, o: &crate::auth::PolicyOutcome) {
-    println!("Authentication-Results: {}", v.header);
-    println!();
+    outln!("Authentication-Results: {}", v.header);
+    outln!();
     line("iprev", &v.iprev);
     line("spf (helo)", &v.spf_helo);
     line("spf (mailfrom)", &v.spf_mail_from);
     for d in &v.dkim {
         line("dkim", d);
     }
-    println!(
+    outln!(
         "{:<14} {}  sealed by: {}{}",
         "arc",
         v.arc.result,
@@ -97,7 +97,7 @@ fn print_verdicts(v: &crate::auth::AuthVerdicts, o: &crate::auth::PolicyOutcome)
             .map(|r| format!("  {r}"))
             .unwrap_or_default()
     );
-    println!(
+    outln!(
         "{:<14} {}  (From: {}, policy {}, spf aligned {}, dkim aligned {}){}",
         "dmarc",
         v.dmarc.result,
@@ -111,18 +111,18 @@ fn print_verdicts(v: &crate::auth::AuthVerdicts, o: &crate::auth::PolicyOutcome)
             .map(|r| format!("  {r}"))
             .unwrap_or_default()
     );
-    println!();
+    outln!();
     match (&o.authenticated_domain, &o.via_trusted_arc) {
         (Some(d), Some(arc)) => {
-            println!("Verdict: {d} authenticated through the ARC seal of {arc}")
+            outln!("Verdict: {d} authenticated through the ARC seal of {arc}")
         }
-        (Some(d), None) => println!("Verdict: {d} authenticated (DMARC pass)"),
-        _ if o.spoof_suspected => println!(
+        (Some(d), None) => outln!("Verdict: {d} authenticated (DMARC pass)"),
+        _ if o.spoof_suspected => outln!(
             "Verdict: spoof suspected (the From domain's DMARC policy is enforcing and fails)"
         ),
-        _ => println!("Verdict: not authenticated (shown to agents as such; not a spoof flag)"),
+        _ => outln!("Verdict: not authenticated (shown to agents as such; not a spoof flag)"),
     }
     if let Some(r) = &o.reject {
-        println!("Strict mode would refuse it: 550 5.7.1 {r}");
+        outln!("Strict mode would refuse it: 550 5.7.1 {r}");
     }
 }

@@ -24,9 +24,9 @@ pub enum ServeLockError {
         source: std::io::Error,
     },
     #[error(
-        "another Postern process writes to this database (a `postern serve`, or a \
-         `postern import` on the command line; lock {path} is held); wait for it or stop it \
-         first, or give this server its own data_dir"
+        "another Postern process writes to this database (a `postern serve`, or a command \
+         on the command line such as `postern import`; lock {path} is held); wait for it or \
+         stop it first, or give this server its own data_dir"
     )]
     Held { path: PathBuf },
     #[error(
@@ -73,8 +73,9 @@ impl ServeLock {
         }
     }
 
-    /// For a command that writes through a writer of its own (`postern import`): shared
-    /// with other such commands, refused while a server runs.
+    /// For a command on the database run on its own (`postern import`, and every other
+    /// command while no server runs: cli/mod.rs): shared with other such commands, refused
+    /// while a server runs.
     pub fn command(database: &Path) -> Result<Self, ServeLockError> {
         let path = lock_path(database);
         let file = open(&path)?;

@@ -11,6 +11,7 @@ mod common;
 
 mod app;
 mod auth;
+mod cli;
 mod domain;
 mod http;
 mod import;

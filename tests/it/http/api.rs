@@ -71,7 +71,7 @@ async fn ticket_ids(api: &Api) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn token_flow_from_cli_to_raw_download_and_revocation() {
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     deliver(
@@ -448,7 +448,7 @@ fn sample_body(method: &str, path: &str, other: &Fixture) -> Option<Value> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn no_endpoint_reveals_another_accounts_data() {
     let app = spawn_app(&[]).await;
     let a = populate(&app, "Alpha").await;
@@ -570,7 +570,7 @@ async fn no_endpoint_reveals_another_accounts_data() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn agents_cannot_manage_users_or_tokens() {
     let (app, acct, _) = spawn_app_with_acme(&[]).await;
     let admin = Api::of_role(&app, acct, "admin");
@@ -677,7 +677,7 @@ const FORBIDDEN_OUTPUT: &[&str] = &[
     "<link",
 ];
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn message_html_is_sanitised_with_remote_images_blocked_and_cid_rewritten() {
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let html = format!(
@@ -1010,7 +1010,7 @@ async fn metrics_count_smtp_sessions_and_messages() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_input_answers_400_or_422_in_the_error_shape() {
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     deliver_plain(&app, "ana@customer.test", &fwd, "Hello", "hi", "bad-1").await;
@@ -1151,7 +1151,7 @@ async fn bad_input_answers_400_or_422_in_the_error_shape() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn listing_filters_sorts_and_pages_through_every_ticket() {
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     for i in 0..7 {
@@ -1403,7 +1403,7 @@ async fn session_cookie_signs_a_user_in_until_it_ends() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_admin_adds_a_support_address_and_mail_to_its_forwarding_address_arrives() {
     let (app, acct, _) = spawn_app_with_acme(&[]).await;
     let admin = Api::of_role(&app, acct, "admin");
@@ -1551,7 +1551,7 @@ async fn stored_blobs_are_compressed_and_downloads_are_byte_exact() {
 /// Long text and HTML bodies are kept compressed (zstd BLOBs in `text_body` and
 /// `html_body`), short ones as text, and every reader gets the text back: the ticket's
 /// messages (text, stripped text, sanitised HTML), the search, the quote of a reply.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let text = format!(
@@ -1654,7 +1654,7 @@ async fn long_bodies_are_stored_compressed_and_read_back_as_text_everywhere() {
 /// with their session, one made with that token) act as an agent once the admin is made an
 /// agent, and stop at once, with a 401 that says why, when the admin is disabled; operators'
 /// tokens from the CLI keep working. An expired token is refused.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn api_tokens_die_with_their_creator_and_expire() {
     let (app, acct, _) = spawn_app_with_acme(&[]).await;
     let account = postern::domain::AccountId(acct);
@@ -1825,7 +1825,7 @@ async fn api_tokens_die_with_their_creator_and_expire() {
 
 /// A failure of ours (here a stored message damaged on disk) is a 500 whose message names only
 /// the request id, never the internal detail; every answer carries `X-Request-Id`.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn internal_failures_are_500_with_a_request_id_and_no_internal_detail() {
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let text = "My order 1234 has not arrived, could you look into it please?\r\n".repeat(80);

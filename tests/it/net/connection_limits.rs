@@ -217,7 +217,7 @@ async fn one_client_network_cannot_take_every_http_connection() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_upload_trickled_a_byte_at_a_time_is_cut_off() {
     let app = spawn_app(&[
         ("POSTERN__HTTP__BODY_TIMEOUT", "5s"),

@@ -236,7 +236,7 @@ fn rand_suffix() -> u64 {
 /// agent's reply through the CLI, delivery to smtp-sink found through MX records, both
 /// DKIM signatures verified by dkimpy, then the customer's answer and a DSN come back
 /// through SMTP into the same ticket.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
     let sink = Sink::start();
     let dns = TestDns::start_in_thread(
@@ -393,7 +393,7 @@ async fn mx_delivery_is_signed_threaded_and_comes_back_to_the_ticket() {
 }
 
 /// Relay mode: everything goes to the smarthost (smtp-sink), whatever the MX records say.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn relay_delivery_reaches_the_smarthost_signed() {
     let sink = Sink::start();
     let (app, dns, env) = spawn_relaying_app(
@@ -432,7 +432,7 @@ async fn app_with_peer(
     (app, dns, account, ticket, env)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn temporary_failures_are_retried_until_accepted() {
     let peer = Peer::start(vec![Step::TempFailData, Step::TempFailData, Step::Accept]);
     let (app, _dns, _account, ticket, env) = app_with_peer(&peer, &[]).await;
@@ -452,7 +452,7 @@ async fn temporary_failures_are_retried_until_accepted() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn permanent_failure_bounces_at_once() {
     let peer = Peer::start(vec![Step::RejectRcpt]);
     let (app, _dns, _account, ticket, env) = app_with_peer(&peer, &[]).await;
@@ -491,7 +491,7 @@ async fn permanent_failure_bounces_at_once() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn connection_dropped_mid_data_is_retried() {
     let peer = Peer::start(vec![Step::DropMidData, Step::Accept]);
     let (app, _dns, _account, ticket, env) = app_with_peer(&peer, &[]).await;
@@ -575,7 +575,7 @@ async fn killed_worker_lease_expires_and_another_delivers_once() {
 }
 
 /// The API: domains (admins), replies (agents), refusals with clear errors.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn api_replies_and_domains() {
     let sink = Sink::start();
     let (app, dns, _) = spawn_relaying_app(sink.port, "none", &[]).await;
@@ -766,7 +766,7 @@ async fn api_replies_and_domains() {
 
 /// MX mode refusals: a null MX bounces at once; an MX host on a private address is refused
 /// unless allowed.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn null_mx_and_private_mx_are_permanent_failures() {
     let dns = TestDns::start_in_thread(
         Zone::default()
@@ -806,7 +806,7 @@ async fn null_mx_and_private_mx_are_permanent_failures() {
 /// queued through the API (422, which recipient and why, nothing queued); one that reaches
 /// the queue anyway (stored directly, as older versions queued it) fails permanently at
 /// once, is never handed to the relay, and is not retried. The customer still gets it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn address_literal_recipients_are_refused_and_never_retried() {
     let peer = Peer::start(vec![Step::Accept]);
     let (app, _dns, account, ticket, _env) = app_with_peer(&peer, &[]).await;

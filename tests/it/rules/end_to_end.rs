@@ -89,7 +89,7 @@ type = "add_note"
 text = "Automatic follow-up sent to {{ customer.email }}; please answer ticket #{{ ticket.id }}."
 "#;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn follow_up_workflow_driven_by_the_scheduler_clock() {
     // The server's own scheduler is off: the test's clock drives the passes. Replies go
     // through the queue to smtp-sink.
@@ -297,7 +297,7 @@ async fn follow_up_workflow_driven_by_the_scheduler_clock() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_rules_and_macros_are_refused_with_the_field_and_change_nothing() {
     let (app, acct, _) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
@@ -418,7 +418,7 @@ fn dump(db: &Path) -> String {
     out
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn simulation_is_read_only_and_equals_what_the_live_engine_does() {
     let app = spawn_app(&[]).await;
     let dir = app.dir.path().to_path_buf();
@@ -620,7 +620,7 @@ fn simulate(dir: &Path, account: i64, what: &[&str]) -> Value {
     cli_json(dir, &args)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn rules_and_macros_through_the_api() {
     use reqwest::Method;
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
@@ -759,7 +759,7 @@ async fn rules_and_macros_through_the_api() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn ticket_updated_rules_run_on_agents_changes_and_loops_stop_at_max_depth() {
     use reqwest::Method;
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
@@ -877,7 +877,7 @@ async fn reply_reasons(app: &TestApp, account: i64, rule: i64) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn out_of_hours_auto_reply_is_delivered_signed_and_once_per_window() {
     let (app, dns, sink, env) = relaying_app(&[]).await;
     let dir = app.dir.path().to_path_buf();
@@ -1017,7 +1017,7 @@ async fn out_of_hours_auto_reply_is_delivered_signed_and_once_per_window() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn without_a_verified_domain_the_auto_reply_is_recorded_with_the_reason() {
     let (app, _dns, sink, env) = relaying_app(&[]).await;
     let dir = app.dir.path().to_path_buf();
@@ -1090,7 +1090,7 @@ async fn without_a_verified_domain_the_auto_reply_is_recorded_with_the_reason() 
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn snoozed_tickets_wake_at_their_time_and_when_the_customer_writes() {
     let (app, acct, fwd) =
         spawn_app_with_acme(&[("POSTERN__RULES__SCHEDULER_INTERVAL", "0s")]).await;
@@ -1179,7 +1179,7 @@ async fn snoozed_tickets_wake_at_their_time_and_when_the_customer_writes() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_retried_event_does_not_run_a_rules_actions_twice() {
     let (app, acct, fwd) = spawn_app_with_acme(&[("POSTERN__RULES__POLL_INTERVAL", "100ms")]).await;
     let dir = app.dir.path().to_path_buf();
@@ -1255,7 +1255,7 @@ async fn a_retried_event_does_not_run_a_rules_actions_twice() {
 /// with SQLITE_FULL as it does on a full file system. The message comes in while the
 /// server runs without rules, the database is filled to the cap while it is stopped, and
 /// the server starts again with its rules worker.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
     const CAP: &str = "4194304";
     let app = spawn_app(&[
@@ -1354,7 +1354,7 @@ async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
 /// (not once per message, which cost intake a synced write each) and at shutdown. After a
 /// restart it goes on from the saved position: later mail still fires rules, and no rule
 /// runs twice on the same message.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_worker_saves_its_position_at_shutdown_and_runs_nothing_twice_after_a_restart() {
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
@@ -1414,7 +1414,7 @@ async fn the_worker_saves_its_position_at_shutdown_and_runs_nothing_twice_after_
 /// With no rule a message can fire, the worker passes over the mail without reading it; a
 /// rule enabled afterwards fires for the mail that arrives from then on, not for the mail it
 /// passed over.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn mail_that_arrived_while_no_rule_existed_is_passed_over() {
     let (app, acct, fwd) = spawn_app_with_acme(&[]).await;
     let dir = app.dir.path().to_path_buf();
