@@ -79,7 +79,7 @@ pub(super) async fn run(args: ImportArgs, settings: &Settings) -> Result<()> {
     // A second group-commit writer beside a running server's would compete with it for the
     // database file (and slow its SMTP 250s): the server runs imports itself. Held until the
     // import ends, so that no server starts beside it either.
-    let _writers = crate::store::ServeLock::command(&settings.database_path())?;
+    let _writers = crate::store::ServeLock::command(&super::create_data_folder(settings)?)?;
     let today = chrono::Utc::now().date_naive();
     let range = DateRange {
         since: args

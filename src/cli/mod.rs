@@ -138,16 +138,23 @@ async fn run_on_database(command: Command, settings: &Settings) -> Result<ExitCo
 
 /// The serve lock, shared, for a command on the database; `None` while a server runs.
 fn database_lock(settings: &Settings) -> Result<Option<ServeLock>> {
-    let database = settings.database_path();
-    if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
-        crate::private_files::create_dir_all(parent)
-            .with_context(|| format!("creating the data folder {}", parent.display()))?;
-    }
+    let database = create_data_folder(settings)?;
     match ServeLock::command(&database) {
         Ok(lock) => Ok(Some(lock)),
         Err(ServeLockError::ServerRunning { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Creates the data folder (0700) when missing, before anything takes a lock in it; returns
+/// the database's path.
+fn create_data_folder(settings: &Settings) -> Result<std::path::PathBuf> {
+    let database = settings.database_path();
+    if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::private_files::create_dir_all(parent)
+            .with_context(|| format!("creating the data folder {}", parent.display()))?;
+    }
+    Ok(database)
 }
 
 /// A command's error as one line, as `postern` prints it after "postern: ".

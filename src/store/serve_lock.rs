@@ -16,12 +16,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeLockError {
     #[error(
-        "cannot create the server lock {path}: {source}; check that the data folder is \
+        "cannot create the server lock {path}: {cause}; check that the data folder is \
          writable by the user running postern"
     )]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        // Not `source`: the message says it already, and anyhow would print it twice.
+        cause: std::io::Error,
     },
     #[error(
         "another Postern process writes to this database (a `postern serve`, or a command \
@@ -55,9 +56,9 @@ fn open(path: &Path) -> Result<File, ServeLockError> {
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|source| ServeLockError::Io {
+        .map_err(|cause| ServeLockError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
 }
 
@@ -69,7 +70,10 @@ impl ServeLock {
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file }),
             Err(TryLockError::WouldBlock) => Err(ServeLockError::Held { path }),
-            Err(TryLockError::Error(source)) => Err(ServeLockError::Io { path, source }),
+            Err(TryLockError::Error(source)) => Err(ServeLockError::Io {
+                path,
+                cause: source,
+            }),
         }
     }
 
@@ -82,7 +86,10 @@ impl ServeLock {
         match file.try_lock_shared() {
             Ok(()) => Ok(Self { _file: file }),
             Err(TryLockError::WouldBlock) => Err(ServeLockError::ServerRunning { path }),
-            Err(TryLockError::Error(source)) => Err(ServeLockError::Io { path, source }),
+            Err(TryLockError::Error(source)) => Err(ServeLockError::Io {
+                path,
+                cause: source,
+            }),
         }
     }
 }

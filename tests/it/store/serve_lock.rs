@@ -119,3 +119,33 @@ fn assert_second_serve_refused(data: &std::path::Path) {
         "{stderr}"
     );
 }
+
+/// An import into a data folder that does not exist yet makes the folder before it takes
+/// the lock there: the error is the real one (here, an unknown account), not the lock's.
+#[test]
+fn an_import_into_a_new_data_folder_fails_for_its_own_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("new").join("data");
+    let mbox = dir.path().join("one.mbox");
+    std::fs::write(
+        &mbox,
+        "From a@b Mon Jan  1 00:00:00 2024\nSubject: x\n\nhi\n",
+    )
+    .expect("mbox");
+    let out = cli_output(
+        &data,
+        &[],
+        &[
+            "import",
+            "--account",
+            "1",
+            "--mbox",
+            mbox.to_str().expect("path"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("server lock"), "{stderr}");
+    assert!(stderr.contains("account"), "{stderr}");
+    assert!(data.is_dir(), "the data folder was made");
+}
