@@ -773,12 +773,13 @@ impl BlobRow {
 
     /// Stored once whatever the number of messages using it.
     fn insert(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
-        conn.prepare_cached(
-            "INSERT INTO blobs (sha256, size, data, compression) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-        )?
-        .execute((&self.sha256, self.size, &self.data, self.compression))?;
-        Ok(())
+        super::blob_codec::insert(
+            conn,
+            &self.sha256,
+            self.size,
+            &self.data,
+            self.compression,
+        )
     }
 }
 
