@@ -958,7 +958,7 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<TicketEventRow>, StoreError> {
-        let rows: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+        let rows: Vec<TicketEventColumns> = sqlx::query_as(
             "SELECT id, account_id, ticket_id, kind, data, created_at FROM ticket_events
              WHERE id > ? ORDER BY id LIMIT ?",
         )
@@ -966,17 +966,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| TicketEventRow {
-                id: r.0,
-                account_id: r.1,
-                ticket_id: r.2,
-                kind: r.3,
-                data: serde_json::from_str(&r.4).unwrap_or_default(),
-                created_at: r.5,
-            })
-            .collect())
+        Ok(rows.into_iter().map(ticket_event_row).collect())
     }
 
     /// The history the simulation replays: tickets with activity since `since`, with their
@@ -1034,7 +1024,7 @@ impl Store {
             }
         }
         drop(messages);
-        let events: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+        let events: Vec<TicketEventColumns> = sqlx::query_as(
             "SELECT id, account_id, ticket_id, kind, data, created_at FROM ticket_events
              WHERE account_id = ? ORDER BY created_at, id",
         )
@@ -1043,17 +1033,25 @@ impl Store {
         .await?;
         for r in events {
             if let Some(&i) = index.get(&r.2) {
-                tickets[i].events.push(TicketEventRow {
-                    id: r.0,
-                    account_id: r.1,
-                    ticket_id: r.2,
-                    kind: r.3,
-                    data: serde_json::from_str(&r.4).unwrap_or_default(),
-                    created_at: r.5,
-                });
+                tickets[i].events.push(ticket_event_row(r));
             }
         }
         Ok(tickets)
+    }
+}
+
+/// A `ticket_events` row: id, account_id, ticket_id, kind, data, created_at.
+type TicketEventColumns = (i64, i64, i64, String, String, i64);
+
+/// The event of a row; data that is not JSON reads as null.
+fn ticket_event_row(r: TicketEventColumns) -> TicketEventRow {
+    TicketEventRow {
+        id: r.0,
+        account_id: r.1,
+        ticket_id: r.2,
+        kind: r.3,
+        data: serde_json::from_str(&r.4).unwrap_or_default(),
+        created_at: r.5,
     }
 }
 
