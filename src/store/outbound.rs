@@ -773,13 +773,7 @@ impl BlobRow {
 
     /// Stored once whatever the number of messages using it.
     fn insert(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
-        super::blob_codec::insert(
-            conn,
-            &self.sha256,
-            self.size,
-            &self.data,
-            self.compression,
-        )
+        super::blob_codec::insert(conn, &self.sha256, self.size, &self.data, self.compression)
     }
 }
 
