@@ -472,23 +472,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn store_with_account() -> (tempfile::TempDir, Store, AccountId) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("i.db"), 1).await.unwrap();
-        let account = store
-            .write(|conn| {
-                Ok(conn.query_row(
-                    "INSERT INTO accounts (name, from_address, created_at)
-                     VALUES ('a', 'a@b.test', 0) RETURNING id",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
-        (dir, store, AccountId(account))
-    }
+    use crate::store::test_fixtures::store_with_account;
 
     async fn job(store: &Store, account: AccountId, created_by: &str) -> i64 {
         store

@@ -1148,33 +1148,8 @@ fn insert_run(conn: &Connection, run: &RunColumns) -> Result<Option<i64>, StoreE
 mod tests {
     use super::*;
     use crate::domain::TicketStatus;
+    use crate::store::test_fixtures::store_with_ticket;
     use serde_json::json;
-
-    /// A store with an account and one of its tickets.
-    async fn store_with_ticket() -> (tempfile::TempDir, Store, AccountId, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with_cap(&dir.path().join("r.db"), 1, 0)
-            .await
-            .unwrap();
-        let (account, ticket) = store
-            .write(|conn| {
-                let account: i64 = conn.query_row(
-                    "INSERT INTO accounts (name, from_address, created_at) VALUES ('a', 'a@b.test', 0) RETURNING id",
-                    [],
-                    |r| r.get(0),
-                )?;
-                let ticket: i64 = conn.query_row(
-                    "INSERT INTO tickets (account_id, subject, normalized_subject, created_at, updated_at)
-                     VALUES (?1, 'Order', 'order', 10, 10) RETURNING id",
-                    [account],
-                    |r| r.get(0),
-                )?;
-                Ok((account, ticket))
-            })
-            .await
-            .unwrap();
-        (dir, store, AccountId(account), ticket)
-    }
 
     fn new_rule<'a>(name: &'a str, definition: &'a serde_json::Value) -> NewRule<'a> {
         NewRule {
@@ -1229,7 +1204,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_name_is_a_conflict_that_changes_nothing() {
-        let (_dir, store, account, _) = store_with_ticket().await;
+        let (_dir, store, account, _) = store_with_ticket("Order").await;
         let definition = json!({"name": "vip"});
         store
             .create_rule(account, &new_rule("vip", &definition))
@@ -1288,7 +1263,7 @@ mod tests {
 
     #[tokio::test]
     async fn rules_and_macros_are_switched_and_deleted() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         let uses =
             json!({"enabled": true, "actions": [{"type": "reply_with_macro", "macro": "thanks"}]});
         let rule = store
@@ -1330,7 +1305,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_key_applies_the_changes_once() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         let rule = store
             .create_rule(account, &new_rule("vip", &json!({})))
             .await
@@ -1357,7 +1332,7 @@ mod tests {
     /// it was and logs no run, so that the worker may try the event again.
     #[tokio::test]
     async fn a_failing_change_leaves_neither_changes_nor_log() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         let changes = [
             TicketChange::AddTag("kept".into()),
             TicketChange::SetStatus {
@@ -1400,7 +1375,7 @@ mod tests {
 
     #[tokio::test]
     async fn snoozed_tickets_wake_when_their_time_comes() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         assert_eq!(store.wake_snoozed(5_000, 10).await.unwrap(), 0);
         let snooze = [TicketChange::SetStatus {
             status: TicketStatus::Snoozed,
@@ -1433,7 +1408,7 @@ mod tests {
 
     #[tokio::test]
     async fn scheduler_bookkeeping_is_kept() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         assert_eq!(store.rule_cursor("messages").await.unwrap(), 0);
         store.set_rule_cursor("messages", 7).await.unwrap();
         // A cursor never goes back.
