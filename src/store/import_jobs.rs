@@ -140,16 +140,7 @@ impl Store {
         let created_by = job.created_by.to_string();
         let now = now_ms();
         self.write(move |conn| {
-            let exists: Option<i64> = conn
-                .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "no account with id {account}"
-                )));
-            }
+            super::accounts::require_account(conn, account)?;
             Ok(conn.query_row(
                 "INSERT INTO import_jobs (account_id, kind, source, source_key, options, status,
                                          created_by, created_at, updated_at)

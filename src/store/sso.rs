@@ -6,7 +6,6 @@
 
 use super::{now_ms, Store, StoreError};
 use crate::domain::AccountId;
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 /// The identity provider of an account, as validated from its metadata.
@@ -98,16 +97,7 @@ impl Store {
         });
         let now = now_ms();
         self.write(move |conn| {
-            let exists: Option<i64> = conn
-                .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "no account with id {account}"
-                )));
-            }
+            super::accounts::require_account(conn, account)?;
             conn.execute(
                 "INSERT INTO sso_providers
                      (account_id, idp_entity_id, sso_url, slo_url, signing_certs, metadata_xml, updated_at)
