@@ -1098,6 +1098,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_fixtures::count;
 
     /// A store with one account and two tickets, the second merged into the first.
     async fn store_with_tickets() -> (tempfile::TempDir, Store, AccountId, TicketId, TicketId) {
@@ -1136,13 +1137,6 @@ mod tests {
             name: None,
             address: address.into(),
         }
-    }
-
-    async fn count(store: &Store, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
     }
 
     async fn event_kinds(store: &Store, ticket: TicketId) -> Vec<String> {

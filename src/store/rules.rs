@@ -1148,7 +1148,7 @@ fn insert_run(conn: &Connection, run: &RunColumns) -> Result<Option<i64>, StoreE
 mod tests {
     use super::*;
     use crate::domain::TicketStatus;
-    use crate::store::test_fixtures::store_with_ticket;
+    use crate::store::test_fixtures::{count, store_with_ticket, tags};
     use serde_json::json;
 
     fn new_rule<'a>(name: &'a str, definition: &'a serde_json::Value) -> NewRule<'a> {
@@ -1177,21 +1177,6 @@ mod tests {
             at: 1_000,
             run_key: Some(key.to_string()),
         }
-    }
-
-    async fn tags(store: &Store, ticket: i64) -> Vec<String> {
-        sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
-            .bind(ticket)
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-    }
-
-    async fn count(store: &Store, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
     }
 
     fn by_rule() -> ChangeAuthor {

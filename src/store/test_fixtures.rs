@@ -1,5 +1,6 @@
 //! The databases the store's unit tests start from: a new store in a temporary directory
-//! (kept while the returned `TempDir` lives) with one account, and with one of its tickets.
+//! (kept while the returned `TempDir` lives) with one account, and with one of its tickets;
+//! and what they read back.
 
 use super::Store;
 use crate::domain::AccountId;
@@ -39,4 +40,21 @@ pub(super) async fn store_with_ticket(subject: &str) -> (tempfile::TempDir, Stor
         .await
         .unwrap();
     (dir, store, account, ticket)
+}
+
+/// The tags of `ticket`, in order.
+pub(super) async fn tags(store: &Store, ticket: i64) -> Vec<String> {
+    sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
+        .bind(ticket)
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+}
+
+/// The number of rows in `table`.
+pub(super) async fn count(store: &Store, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
 }

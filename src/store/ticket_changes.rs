@@ -183,7 +183,7 @@ fn write_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_fixtures::store_with_ticket;
+    use crate::store::test_fixtures::{store_with_ticket, tags};
     use serde_json::{json, Value};
 
     async fn events(store: &Store, ticket: i64) -> Vec<(String, Value, i64)> {
@@ -230,14 +230,6 @@ mod tests {
         .fetch_one(store.pool())
         .await
         .unwrap()
-    }
-
-    async fn tags(store: &Store, ticket: i64) -> Vec<String> {
-        sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
-            .bind(ticket)
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
     }
 
     #[tokio::test]
