@@ -4,6 +4,7 @@ use super::{is_unique_violation, now_ms, Store, StoreError};
 use crate::domain::{
     AccountId, AccountSettings, EmailAddress, ForwardingAddress, SupportAddressId,
 };
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -38,6 +39,25 @@ type SupportRow = (
 
 fn ms_to_time(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Fails with "no account with id …" unless the account exists. Called inside a write, so
+/// that no account can be deleted between the check and the rows written for it.
+pub(super) fn require_account(
+    conn: &rusqlite::Connection,
+    account: AccountId,
+) -> Result<(), StoreError> {
+    let exists: Option<i64> = conn
+        .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!(
+            "no account with id {account}"
+        ))),
+    }
 }
 
 impl Store {

@@ -70,19 +70,16 @@ pub struct TicketFilter {
     pub text: Option<String>,
 }
 
-/// An attachment with its message id and bytes.
-type AttachmentRow = (
-    i64,
-    Option<String>,
-    String,
-    i64,
-    Option<String>,
-    String,
-    i64,
-    Vec<u8>,
-    Option<String>,
-    i64,
-);
+/// An attachment with its message id and bytes as stored.
+#[derive(sqlx::FromRow)]
+struct AttachmentRow {
+    #[sqlx(flatten)]
+    view: AttachmentView,
+    message_id: i64,
+    data: Vec<u8>,
+    compression: Option<String>,
+    stored_size: i64,
+}
 
 impl Store {
     /// Tickets of one account matching `filter`, in `sort` order, after the cursor
@@ -288,7 +285,7 @@ impl Store {
     ) -> Result<(AttachmentView, i64, Vec<u8>), StoreError> {
         let row: Option<AttachmentRow> = sqlx::query_as(
             "SELECT a.id, a.filename, a.content_type, a.size, a.content_id, a.disposition,
-                        a.message_id, b.data, b.compression, b.size
+                        a.message_id, b.data, b.compression, b.size AS stored_size
                  FROM attachments a
                  JOIN messages m ON m.id = a.message_id
                  JOIN blobs b ON b.sha256 = a.blob_sha256
@@ -298,30 +295,9 @@ impl Store {
         .bind(account.0)
         .fetch_optional(self.pool())
         .await?;
-        let (
-            id,
-            filename,
-            content_type,
-            size,
-            content_id,
-            disposition,
-            message,
-            data,
-            compression,
-            stored_size,
-        ) = row.ok_or_else(|| StoreError::NotFound(format!("no attachment with id {id}")))?;
-        let data = super::blob_codec::decode(data, compression.as_deref(), stored_size)?;
-        Ok((
-            AttachmentView {
-                id,
-                filename,
-                content_type,
-                size,
-                content_id,
-                disposition,
-            },
-            message,
-            data,
-        ))
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("no attachment with id {id}")))?;
+        let data =
+            super::blob_codec::decode(row.data, row.compression.as_deref(), row.stored_size)?;
+        Ok((row.view, row.message_id, data))
     }
 }

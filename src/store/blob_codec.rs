@@ -75,6 +75,24 @@ pub fn pack(data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Writes a blob row: content-addressed, so stored once whatever the number of messages
+/// using it (a second insert of the same key changes nothing). `size` is the length of the
+/// bytes as received; `data` and `compression` their stored form.
+pub fn insert(
+    conn: &rusqlite::Connection,
+    sha256: &str,
+    size: i64,
+    data: &[u8],
+    compression: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO blobs (sha256, size, data, compression) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute((sha256, size, data, compression))?;
+    Ok(())
+}
+
 /// The bytes as received from a stored blob of `size` bytes. A frame that does not decode
 /// to exactly `size` bytes is damage, reported as such rather than served.
 pub fn decode(data: Vec<u8>, compression: Option<&str>, size: i64) -> Result<Vec<u8>, StoreError> {

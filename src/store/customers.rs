@@ -218,25 +218,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_fixtures::store_with_account;
     use serde_json::json;
 
     #[tokio::test]
     async fn customers_are_created_once_per_address_and_updated() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with_cap(&dir.path().join("c.db"), 1, 0)
-            .await
-            .unwrap();
-        let account = store
-            .write(|conn| {
-                Ok(conn.query_row(
-                    "INSERT INTO accounts (name, from_address, created_at) VALUES ('a', 'a@b.test', 0) RETURNING id",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .map(AccountId)
-            .unwrap();
+        let (_dir, store, account) = store_with_account().await;
         let email = EmailAddress::parse("Ann@Example.test").unwrap();
         let ann = store
             .create_customer(account, &email, Some(" Ann "), &json!({"vip": true}))

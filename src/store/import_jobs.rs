@@ -140,16 +140,7 @@ impl Store {
         let created_by = job.created_by.to_string();
         let now = now_ms();
         self.write(move |conn| {
-            let exists: Option<i64> = conn
-                .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "no account with id {account}"
-                )));
-            }
+            super::accounts::require_account(conn, account)?;
             Ok(conn.query_row(
                 "INSERT INTO import_jobs (account_id, kind, source, source_key, options, status,
                                          created_by, created_at, updated_at)
@@ -472,23 +463,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn store_with_account() -> (tempfile::TempDir, Store, AccountId) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("i.db"), 1).await.unwrap();
-        let account = store
-            .write(|conn| {
-                Ok(conn.query_row(
-                    "INSERT INTO accounts (name, from_address, created_at)
-                     VALUES ('a', 'a@b.test', 0) RETURNING id",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
-        (dir, store, AccountId(account))
-    }
+    use crate::store::test_fixtures::store_with_account;
 
     async fn job(store: &Store, account: AccountId, created_by: &str) -> i64 {
         store

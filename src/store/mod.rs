@@ -18,6 +18,8 @@ mod serve_lock;
 mod server_secrets;
 mod sessions;
 mod sso;
+#[cfg(test)]
+mod test_fixtures;
 mod threading_repository;
 mod threading_sqlite;
 mod ticket_changes;

@@ -773,12 +773,7 @@ impl BlobRow {
 
     /// Stored once whatever the number of messages using it.
     fn insert(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
-        conn.prepare_cached(
-            "INSERT INTO blobs (sha256, size, data, compression) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-        )?
-        .execute((&self.sha256, self.size, &self.data, self.compression))?;
-        Ok(())
+        super::blob_codec::insert(conn, &self.sha256, self.size, &self.data, self.compression)
     }
 }
 
@@ -1103,6 +1098,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_fixtures::count;
 
     /// A store with one account and two tickets, the second merged into the first.
     async fn store_with_tickets() -> (tempfile::TempDir, Store, AccountId, TicketId, TicketId) {
@@ -1141,13 +1137,6 @@ mod tests {
             name: None,
             address: address.into(),
         }
-    }
-
-    async fn count(store: &Store, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
     }
 
     async fn event_kinds(store: &Store, ticket: TicketId) -> Vec<String> {

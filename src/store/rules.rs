@@ -958,7 +958,7 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<TicketEventRow>, StoreError> {
-        let rows: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+        let rows: Vec<TicketEventColumns> = sqlx::query_as(
             "SELECT id, account_id, ticket_id, kind, data, created_at FROM ticket_events
              WHERE id > ? ORDER BY id LIMIT ?",
         )
@@ -966,17 +966,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| TicketEventRow {
-                id: r.0,
-                account_id: r.1,
-                ticket_id: r.2,
-                kind: r.3,
-                data: serde_json::from_str(&r.4).unwrap_or_default(),
-                created_at: r.5,
-            })
-            .collect())
+        Ok(rows.into_iter().map(ticket_event_row).collect())
     }
 
     /// The history the simulation replays: tickets with activity since `since`, with their
@@ -1034,7 +1024,7 @@ impl Store {
             }
         }
         drop(messages);
-        let events: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+        let events: Vec<TicketEventColumns> = sqlx::query_as(
             "SELECT id, account_id, ticket_id, kind, data, created_at FROM ticket_events
              WHERE account_id = ? ORDER BY created_at, id",
         )
@@ -1043,17 +1033,25 @@ impl Store {
         .await?;
         for r in events {
             if let Some(&i) = index.get(&r.2) {
-                tickets[i].events.push(TicketEventRow {
-                    id: r.0,
-                    account_id: r.1,
-                    ticket_id: r.2,
-                    kind: r.3,
-                    data: serde_json::from_str(&r.4).unwrap_or_default(),
-                    created_at: r.5,
-                });
+                tickets[i].events.push(ticket_event_row(r));
             }
         }
         Ok(tickets)
+    }
+}
+
+/// A `ticket_events` row: id, account_id, ticket_id, kind, data, created_at.
+type TicketEventColumns = (i64, i64, i64, String, String, i64);
+
+/// The event of a row; data that is not JSON reads as null.
+fn ticket_event_row(r: TicketEventColumns) -> TicketEventRow {
+    TicketEventRow {
+        id: r.0,
+        account_id: r.1,
+        ticket_id: r.2,
+        kind: r.3,
+        data: serde_json::from_str(&r.4).unwrap_or_default(),
+        created_at: r.5,
     }
 }
 
@@ -1150,33 +1148,8 @@ fn insert_run(conn: &Connection, run: &RunColumns) -> Result<Option<i64>, StoreE
 mod tests {
     use super::*;
     use crate::domain::TicketStatus;
+    use crate::store::test_fixtures::{count, store_with_ticket, tags};
     use serde_json::json;
-
-    /// A store with an account and one of its tickets.
-    async fn store_with_ticket() -> (tempfile::TempDir, Store, AccountId, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with_cap(&dir.path().join("r.db"), 1, 0)
-            .await
-            .unwrap();
-        let (account, ticket) = store
-            .write(|conn| {
-                let account: i64 = conn.query_row(
-                    "INSERT INTO accounts (name, from_address, created_at) VALUES ('a', 'a@b.test', 0) RETURNING id",
-                    [],
-                    |r| r.get(0),
-                )?;
-                let ticket: i64 = conn.query_row(
-                    "INSERT INTO tickets (account_id, subject, normalized_subject, created_at, updated_at)
-                     VALUES (?1, 'Order', 'order', 10, 10) RETURNING id",
-                    [account],
-                    |r| r.get(0),
-                )?;
-                Ok((account, ticket))
-            })
-            .await
-            .unwrap();
-        (dir, store, AccountId(account), ticket)
-    }
 
     fn new_rule<'a>(name: &'a str, definition: &'a serde_json::Value) -> NewRule<'a> {
         NewRule {
@@ -1206,21 +1179,6 @@ mod tests {
         }
     }
 
-    async fn tags(store: &Store, ticket: i64) -> Vec<String> {
-        sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
-            .bind(ticket)
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-    }
-
-    async fn count(store: &Store, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-    }
-
     fn by_rule() -> ChangeAuthor {
         ChangeAuthor::Rule {
             id: 1,
@@ -1231,7 +1189,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_name_is_a_conflict_that_changes_nothing() {
-        let (_dir, store, account, _) = store_with_ticket().await;
+        let (_dir, store, account, _) = store_with_ticket("Order").await;
         let definition = json!({"name": "vip"});
         store
             .create_rule(account, &new_rule("vip", &definition))
@@ -1290,7 +1248,7 @@ mod tests {
 
     #[tokio::test]
     async fn rules_and_macros_are_switched_and_deleted() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         let uses =
             json!({"enabled": true, "actions": [{"type": "reply_with_macro", "macro": "thanks"}]});
         let rule = store
@@ -1332,7 +1290,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_key_applies_the_changes_once() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         let rule = store
             .create_rule(account, &new_rule("vip", &json!({})))
             .await
@@ -1359,7 +1317,7 @@ mod tests {
     /// it was and logs no run, so that the worker may try the event again.
     #[tokio::test]
     async fn a_failing_change_leaves_neither_changes_nor_log() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         let changes = [
             TicketChange::AddTag("kept".into()),
             TicketChange::SetStatus {
@@ -1402,7 +1360,7 @@ mod tests {
 
     #[tokio::test]
     async fn snoozed_tickets_wake_when_their_time_comes() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         assert_eq!(store.wake_snoozed(5_000, 10).await.unwrap(), 0);
         let snooze = [TicketChange::SetStatus {
             status: TicketStatus::Snoozed,
@@ -1435,7 +1393,7 @@ mod tests {
 
     #[tokio::test]
     async fn scheduler_bookkeeping_is_kept() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Order").await;
         assert_eq!(store.rule_cursor("messages").await.unwrap(), 0);
         store.set_rule_cursor("messages", 7).await.unwrap();
         // A cursor never goes back.

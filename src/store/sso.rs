@@ -6,7 +6,6 @@
 
 use super::{now_ms, Store, StoreError};
 use crate::domain::AccountId;
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 /// The identity provider of an account, as validated from its metadata.
@@ -98,16 +97,7 @@ impl Store {
         });
         let now = now_ms();
         self.write(move |conn| {
-            let exists: Option<i64> = conn
-                .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "no account with id {account}"
-                )));
-            }
+            super::accounts::require_account(conn, account)?;
             conn.execute(
                 "INSERT INTO sso_providers
                      (account_id, idp_entity_id, sso_url, slo_url, signing_certs, metadata_xml, updated_at)
@@ -228,23 +218,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn store_with_account() -> (tempfile::TempDir, Store, AccountId) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db"), 1).await.unwrap();
-        let account = store
-            .write(|conn| {
-                Ok(conn.query_row(
-                    "INSERT INTO accounts (name, from_address, created_at)
-                     VALUES ('a', 'a@b.test', 0) RETURNING id",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
-        (dir, store, AccountId(account))
-    }
+    use crate::store::test_fixtures::store_with_account;
 
     fn idp(entity: &str) -> SsoIdpRecord {
         SsoIdpRecord {

@@ -630,27 +630,11 @@ pub(super) fn put_blob(
     data: &[u8],
     packed: Option<&[u8]>,
 ) -> StoreResult<()> {
-    let stored = match packed {
-        Some(frame) => super::blob_codec::StoredBlob {
-            data: frame.into(),
-            compression: Some(super::blob_codec::ZSTD),
-        },
-        None => super::blob_codec::StoredBlob {
-            data: data.into(),
-            compression: None,
-        },
+    let (stored, compression) = match packed {
+        Some(frame) => (frame, Some(super::blob_codec::ZSTD)),
+        None => (data, None),
     };
-    conn.prepare_cached(
-        "INSERT INTO blobs (sha256, size, data, compression) VALUES (?, ?, ?, ?)
-         ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![
-        sha256,
-        data.len() as i64,
-        &*stored.data,
-        stored.compression
-    ])?;
-    Ok(())
+    super::blob_codec::insert(conn, sha256, data.len() as i64, stored, compression)
 }
 
 #[cfg(test)]

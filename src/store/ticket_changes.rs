@@ -183,32 +183,8 @@ fn write_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_fixtures::{store_with_ticket, tags};
     use serde_json::{json, Value};
-
-    async fn store_with_ticket() -> (tempfile::TempDir, Store, AccountId, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with_cap(&dir.path().join("t.db"), 1, 0)
-            .await
-            .unwrap();
-        let (account, ticket) = store
-            .write(|conn| {
-                let account: i64 = conn.query_row(
-                    "INSERT INTO accounts (name, from_address, created_at) VALUES ('a', 'a@b.test', 0) RETURNING id",
-                    [],
-                    |r| r.get(0),
-                )?;
-                let ticket: i64 = conn.query_row(
-                    "INSERT INTO tickets (account_id, subject, normalized_subject, created_at, updated_at)
-                     VALUES (?1, 'Where is my order', 'where is my order', 10, 10) RETURNING id",
-                    [account],
-                    |r| r.get(0),
-                )?;
-                Ok((account, ticket))
-            })
-            .await
-            .unwrap();
-        (dir, store, AccountId(account), ticket)
-    }
 
     async fn events(store: &Store, ticket: i64) -> Vec<(String, Value, i64)> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -256,17 +232,9 @@ mod tests {
         .unwrap()
     }
 
-    async fn tags(store: &Store, ticket: i64) -> Vec<String> {
-        sqlx::query_scalar("SELECT tag FROM ticket_tags WHERE ticket_id = ? ORDER BY tag")
-            .bind(ticket)
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-    }
-
     #[tokio::test]
     async fn a_rules_list_writes_its_rows_and_one_event_per_change() {
-        let t = store_with_ticket().await;
+        let t = store_with_ticket("Where is my order").await;
         let (store, ticket) = (&t.1, t.3);
         let rule = ChangeAuthor::Rule {
             id: 5,
@@ -345,7 +313,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_agents_list_records_only_what_changes() {
-        let t = store_with_ticket().await;
+        let t = store_with_ticket("Where is my order").await;
         let (store, ticket) = (&t.1, t.3);
         let agent = ChangeAuthor::Agent {
             user_id: None,
@@ -394,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_accounts_ticket_is_not_found_and_left_alone() {
-        let (_dir, store, account, ticket) = store_with_ticket().await;
+        let (_dir, store, account, ticket) = store_with_ticket("Where is my order").await;
         let other = AccountId(account.0 + 1);
         let err = store
             .change_ticket(

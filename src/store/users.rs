@@ -50,6 +50,15 @@ pub struct UserChanges {
     pub disabled: Option<bool>,
 }
 
+/// What adding a user does when the account already has one with the address.
+#[derive(Clone, Copy)]
+enum ExistingUser {
+    /// Fails with a conflict.
+    Refuse,
+    /// Updates its name (when one is given) and role.
+    Update,
+}
+
 fn clean_name(name: Option<&str>) -> Result<Option<String>, StoreError> {
     let name = name.map(str::trim).filter(|n| !n.is_empty());
     if name.is_some_and(|n| n.chars().count() > 200) {
@@ -93,26 +102,8 @@ impl Store {
         name: Option<&str>,
         role: Role,
     ) -> Result<UserView, StoreError> {
-        self.account(account).await?;
-        let name = clean_name(name)?;
-        let address = email.normalized().to_string();
-        let id = self
-            .write(move |conn| {
-                conn.query_row(
-                    "INSERT INTO users (account_id, email, name, role, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                    (account.0, &address, &name, role.as_str(), now_ms()),
-                    |r| r.get::<_, i64>(0),
-                )
-                .map_err(|e| match is_unique_violation(&e) {
-                    true => StoreError::Conflict(format!(
-                        "the account already has a user with the address {address}"
-                    )),
-                    false => e.into(),
-                })
-            })
-            .await?;
-        self.user(id, account).await
+        self.add_user(account, email, name, role, ExistingUser::Refuse)
+            .await
     }
 
     /// Just-in-time provisioning for single sign-on: the user with this address in the
@@ -125,20 +116,49 @@ impl Store {
         name: Option<&str>,
         role: Role,
     ) -> Result<UserView, StoreError> {
+        self.add_user(account, email, name, role, ExistingUser::Update)
+            .await
+    }
+
+    /// Writes the user (address, name, role) into the account, the address normalized and
+    /// the name checked, and reads it back.
+    async fn add_user(
+        &self,
+        account: AccountId,
+        email: &EmailAddress,
+        name: Option<&str>,
+        role: Role,
+        existing: ExistingUser,
+    ) -> Result<UserView, StoreError> {
         self.account(account).await?;
         let name = clean_name(name)?;
         let address = email.normalized().to_string();
-        let id: i64 = self
+        let id = self
             .write(move |conn| {
-                Ok(conn.query_row(
-                    "INSERT INTO users (account_id, email, name, role, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (account_id, email) DO UPDATE
-                       SET name = COALESCE(excluded.name, users.name), role = excluded.role
-                     RETURNING id",
+                let insert = match existing {
+                    ExistingUser::Refuse => {
+                        "INSERT INTO users (account_id, email, name, role, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id"
+                    }
+                    ExistingUser::Update => {
+                        "INSERT INTO users (account_id, email, name, role, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (account_id, email) DO UPDATE
+                           SET name = COALESCE(excluded.name, users.name), role = excluded.role
+                         RETURNING id"
+                    }
+                };
+                conn.query_row(
+                    insert,
                     (account.0, &address, &name, role.as_str(), now_ms()),
-                    |r| r.get(0),
-                )?)
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| match existing {
+                    ExistingUser::Refuse if is_unique_violation(&e) => StoreError::Conflict(
+                        format!("the account already has a user with the address {address}"),
+                    ),
+                    _ => e.into(),
+                })
             })
             .await?;
         self.user(id, account).await

@@ -534,6 +534,19 @@ mod tests {
         (dir, conn)
     }
 
+    /// A new database in WAL mode with table `t`, made by the returned reader connection.
+    fn wal_database_with_table() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let setup = reader(&path);
+        setup
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)",
+            )
+            .unwrap();
+        (dir, path, setup)
+    }
+
     fn check(path: &std::path::Path, rows: i64, bytes: i64) {
         let r = reader(path);
         let (n, total): (i64, i64) = r
@@ -637,14 +650,7 @@ mod tests {
             (true, ThenA::Closes),
         ];
         for (exclusive, then) in cases {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("db.sqlite");
-            let setup = reader(&path);
-            setup
-                .execute_batch(
-                    "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)",
-                )
-                .unwrap();
+            let (_dir, path, setup) = wal_database_with_table();
             // An empty WAL, as the checkpointer leaves it when writing pauses: the rollback
             // below then finds every page it reads again in the database file.
             setup
@@ -824,14 +830,7 @@ mod tests {
     #[test]
     fn acknowledged_commits_survive_sigkill() {
         use std::io::BufRead;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let setup = reader(&path);
-        setup
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)",
-            )
-            .unwrap();
+        let (dir, path, setup) = wal_database_with_table();
         drop(setup);
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
