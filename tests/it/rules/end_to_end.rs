@@ -1333,8 +1333,10 @@ async fn rules_wait_for_disk_space_instead_of_passing_mail_over() {
     filler
         .execute("DELETE FROM rule_runs WHERE rule_name = 'filler'", [])
         .unwrap();
+    // Polled for up to 30 s: on a loaded machine the server may take a while (it passes in
+    // about 3 s when the machine is quiet).
     let mut tags = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         tags = ticket_by_subject(&app, acct, "Remboursement 2").await.tags;
         if !tags.is_empty() {
             break;
