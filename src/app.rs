@@ -51,6 +51,21 @@ pub enum AppError {
     AdminSocket(#[from] crate::admin_socket::AdminSocketError),
 }
 
+/// How the store of `settings` opens (the `[store]` section); `observer` is told of every
+/// group commit.
+pub fn store_options(
+    settings: &Settings,
+    observer: Option<crate::store::CommitObserver>,
+) -> crate::store::StoreOptions {
+    crate::store::StoreOptions {
+        read_connections: settings.store.read_connections,
+        max_size: settings.store.max_size,
+        wal_append_buffer: settings.store.wal_append_buffer,
+        batch_max: settings.store.batch_max,
+        commit_observer: observer,
+    }
+}
+
 /// What threading needs, from the settings and the store's reply-token secret.
 pub async fn threading_config(
     store: &Store,
@@ -215,13 +230,7 @@ impl Application {
             AdminSocket::bind(&crate::admin_socket::socket_path(&settings.database_path()))?;
         let store = Store::open_with(
             &settings.database_path(),
-            crate::store::StoreOptions {
-                read_connections: settings.store.read_connections,
-                max_size: settings.store.max_size,
-                wal_append_buffer: settings.store.wal_append_buffer,
-                batch_max: settings.store.batch_max,
-                commit_observer: Some(Box::new(crate::metrics::observe_commit)),
-            },
+            store_options(&settings, Some(Box::new(crate::metrics::observe_commit))),
         )
         .await?;
         let outbound = outbound_queue(&settings, &store).await?;

@@ -195,13 +195,7 @@ async fn open_store(settings: &Settings) -> Result<Store> {
     }
     Store::open_with(
         &settings.database_path(),
-        crate::store::StoreOptions {
-            read_connections: settings.store.read_connections,
-            max_size: settings.store.max_size,
-            wal_append_buffer: settings.store.wal_append_buffer,
-            batch_max: settings.store.batch_max,
-            commit_observer: None,
-        },
+        crate::app::store_options(settings, None),
     )
     .await
     .with_context(|| format!("opening {}", settings.database_path().display()))
