@@ -425,13 +425,40 @@ impl Store {
         account: AccountId,
         enabled: bool,
     ) -> Result<RuleRecord, StoreError> {
-        let mut rule = self.rule(id, account).await?;
-        rule.definition["enabled"] = enabled.into();
-        let (definition, now) = (rule.definition.to_string(), now_ms());
+        let now = now_ms();
+        // The definition is read and written back in one write, so that a replace_rule
+        // committed in between is not overwritten with the old definition.
         self.write(move |conn| {
+            let text: String = conn
+                .query_row(
+                    "SELECT definition FROM rules WHERE id = ?1 AND account_id = ?2",
+                    (id, account.0),
+                    |r| r.get(0),
+                )
+                .map_err(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => {
+                        StoreError::NotFound(format!("no rule with id {id}"))
+                    }
+                    e => e.into(),
+                })?;
+            let mut definition = match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => {
+                    return Err(StoreError::Internal(format!(
+                        "the stored definition of rule {id} is not a JSON object"
+                    )))
+                }
+            };
+            definition.insert("enabled".into(), enabled.into());
             conn.execute(
                 "UPDATE rules SET enabled = ?1, definition = ?2, updated_at = ?3 WHERE id = ?4 AND account_id = ?5",
-                (enabled, &definition, now, id, account.0),
+                (
+                    enabled,
+                    serde_json::Value::Object(definition).to_string(),
+                    now,
+                    id,
+                    account.0,
+                ),
             )?;
             Ok(())
         })
