@@ -53,6 +53,15 @@ fn rule_record(r: RuleRow) -> RuleRecord {
     }
 }
 
+/// Whether a rule's definition replies with the macro named `name`.
+fn replies_with_macro(definition: &serde_json::Value, name: &str) -> bool {
+    definition["actions"].as_array().is_some_and(|actions| {
+        actions
+            .iter()
+            .any(|a| a["type"] == "reply_with_macro" && a["macro"] == name)
+    })
+}
+
 const RULE_SELECT: &str = "SELECT id, account_id, name, trigger, position, enabled != 0, definition, created_at, updated_at FROM rules";
 
 /// A rule to store: its checked, canonical definition and the columns taken from it.
@@ -535,20 +544,30 @@ impl Store {
 
     /// Deletes a macro unless a rule replies with it.
     pub async fn delete_macro(&self, id: i64, account: AccountId) -> Result<(), StoreError> {
-        let m = self.macro_record(id, account).await?;
-        for r in self.rules(account).await? {
-            let uses = r.definition["actions"].as_array().is_some_and(|l| {
-                l.iter()
-                    .any(|a| a["type"] == "reply_with_macro" && a["macro"] == m.name.as_str())
-            });
-            if uses {
-                return Err(StoreError::Conflict(format!(
-                    "the rule {:?} (id {}) replies with the macro {:?}: change or delete the rule first",
-                    r.name, r.id, m.name
-                )));
-            }
-        }
+        let name = self.macro_record(id, account).await?.name;
+        // The check and the delete in one write: a rule saved in between cannot be left
+        // naming a macro that is gone.
         self.write(move |conn| {
+            let mut rules = conn.prepare_cached(
+                "SELECT id, name, definition FROM rules WHERE account_id = ?1 ORDER BY position, id",
+            )?;
+            let rows = rules.query_map([account.0], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (rule_id, rule_name, definition) = row?;
+                let definition: serde_json::Value =
+                    serde_json::from_str(&definition).unwrap_or_default();
+                if replies_with_macro(&definition, &name) {
+                    return Err(StoreError::Conflict(format!(
+                        "the rule {rule_name:?} (id {rule_id}) replies with the macro {name:?}: change or delete the rule first"
+                    )));
+                }
+            }
             conn.execute(
                 "DELETE FROM macros WHERE id = ?1 AND account_id = ?2",
                 (id, account.0),
@@ -1294,6 +1313,11 @@ mod tests {
             .unwrap();
         let err = store.delete_macro(thanks.id, account).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let want = format!(
+            "the rule \"replies\" (id {}) replies with the macro \"thanks\"",
+            rule.id
+        );
+        assert!(err.to_string().starts_with(&want), "{err}");
         assert_eq!(store.macros(account).await.unwrap().len(), 1);
 
         let mut logged = run(account, ticket, "message:1");
